@@ -1,0 +1,34 @@
+# The two set-up commands (README): `make demo` and `make test`.
+# Each creates the virtual environment in .venv/ if needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench smoke clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $(VENV)/.installed $@
+
+demo: $(VENV)/.installed
+	$(BIN)/rapidseval run jobs/nyc_taxi_2020.yaml
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+smoke: $(VENV)/.installed
+	$(BIN)/rapidseval run jobs/smoke.yaml
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m pytest benchmarks -p no:cacheprovider --benchmark-only
+
+clean:
+	rm -rf runs .rapidseval

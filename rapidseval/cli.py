@@ -1,0 +1,198 @@
+"""The ``rapidseval`` command line: generate | run | validate | report | bench."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import RapidsEvalError
+
+app = typer.Typer(
+    name="rapidseval",
+    help="Replay ML models over months of tabular data: windowed metrics, shift statistics, backtests.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _fail(exc: Exception) -> None:
+    from .lineage import redact
+
+    typer.echo(f"error: {redact(str(exc))}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def generate(
+    out: Path = typer.Option(..., "--out", help="directory for yellow_tripdata_YYYY-MM files"),
+    start: str = typer.Option(..., "--start", help="first month, YYYY-MM"),
+    end: str = typer.Option(..., "--end", help="last month, YYYY-MM (inclusive)"),
+    rows_per_month: int = typer.Option(..., "--rows-per-month", help="nominal rows per month"),
+    scenario: str = typer.Option("none", "--scenario", help="none | march2020 | units_bug | schema_change"),
+    fmt: str = typer.Option("parquet", "--format", help="parquet | csv"),
+    seed: int = typer.Option(0, "--seed", help="random seed (same seed -> same data)"),
+    scenario_month: Optional[str] = typer.Option(None, "--scenario-month", help="month the scenario hits (default: per scenario)"),
+) -> None:
+    """Write TLC-like monthly files (and ground_truth.json) made locally."""
+    from rich.progress import Progress
+
+    from .data.synthetic import generate as _generate
+
+    try:
+        with Progress(console=_console(), transient=True) as progress:
+            tasks: dict[str, int] = {}
+
+            def tick(month, done, total):
+                if month not in tasks:
+                    tasks[month] = progress.add_task(f"generate {month}", total=total)
+                progress.update(tasks[month], completed=done)
+
+            res = _generate(out, start, end, rows_per_month, scenario=scenario, fmt=fmt, seed=seed,
+                            scenario_month=scenario_month, progress=tick)
+    except RapidsEvalError as exc:
+        _fail(exc)
+    total = sum(res.rows.values())
+    typer.echo(f"wrote {len(res.files)} files, {total:,} rows to {res.out_dir} in {res.seconds:.1f} s "
+               f"({total / max(res.seconds, 1e-9) / 1e6:.2f}M rows/s)")
+
+
+def _print_summary(result, console) -> None:
+    from rich.table import Table
+
+    m = result.monthly
+    t = Table(title=f"{result.spec.name}: F1 per month", show_lines=False)
+    for col in ("month", "role", "n", "precision", "recall", "f1"):
+        t.add_column(col, justify="right" if col not in ("month", "role") else "left")
+    for row in m.itertuples(index=False):
+        t.add_row(row.month, row.role, f"{row.n:,}", f"{row.precision:.4f}", f"{row.recall:.4f}", f"{row.f1:.4f}")
+    console.print(t)
+    r = result.replay
+    if not r.empty:
+        rr = r[r["n"] > 0]
+        worst = rr.nsmallest(3, "f1")
+        last = rr.iloc[-1]
+        console.print(
+            f"replay {r['months'].iloc[0]} per {r['window'].iloc[0]}: cumulative F1 at end {last.cumulative_f1:.4f}; "
+            f"windowed F1 from {rr.f1.min():.4f} to {rr.f1.max():.4f}; worst windows: "
+            + ", ".join(f"{pd_ts(w.window_start)} {w.f1:.4f}" for w in worst.itertuples())
+        )
+    s = result.shift
+    if not s.empty:
+        t = Table(title=f"most shifted features ({s['statistic'].iloc[0]} vs {s['reference'].iloc[0]})")
+        for col in ("window", "feature", "value", "p_value", "alarm"):
+            t.add_column(col)
+        for row in s.sort_values("value", ascending=False).head(6).itertuples(index=False):
+            t.add_row(row.window, row.feature, f"{row.value:.4f}", f"{row.p_value:.3g}", "ALARM" if row.alarm else "")
+        console.print(t)
+    rows = result.manifest["rows"]["total"]
+    console.print(
+        f"rows read {rows['rows_read']:,}, dropped {rows['rows_dropped']:,} "
+        f"({', '.join(f'{k} {v:,}' for k, v in rows['dropped_by_rule'].items() if v)}), used {rows['rows_used']:,}"
+    )
+    console.print(f"total {result.timings['total']:.1f} s; run directory {result.run_dir}")
+    if result.report_path.exists():
+        console.print(f"report: {result.report_path}")
+
+
+def pd_ts(value) -> str:
+    return str(value)[:16].replace(" 00:00", "")
+
+
+@app.command()
+def run(
+    job: Path = typer.Argument(..., help="job spec (YAML)"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="auto | cpu | gpu (overrides the job)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of an existing Dask scheduler"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory (overrides output.dir)"),
+    set_: List[str] = typer.Option([], "--set", help="override any job field: key.path=value (repeatable)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, only the summary line"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary on stdout"),
+) -> None:
+    """Run a job: read, train, replay, shift; print a summary; write a run directory."""
+    from .progress import default_reporter
+    from .runner import run as _run
+
+    try:
+        result = _run(job, backend=backend, scheduler=scheduler, out=out, overrides=list(set_),
+                      reporter=default_reporter(quiet or as_json))
+    except RapidsEvalError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps({
+            "run_dir": str(result.run_dir),
+            "monthly": json.loads(result.monthly[["month", "role", "n", "f1"]].to_json(orient="records")),
+            "rows": result.manifest["rows"]["total"],
+            "timings_s": result.manifest["timings_s"],
+        }, indent=2))
+    elif quiet:
+        typer.echo(f"{result.run_dir} " + " ".join(f"{r.month}:{r.f1:.4f}" for r in result.monthly.itertuples()))
+    else:
+        _print_summary(result, _console())
+
+
+@app.command()
+def validate(
+    job: Path = typer.Argument(..., help="job spec (YAML)"),
+    set_: List[str] = typer.Option([], "--set", help="override any job field: key.path=value"),
+) -> None:
+    """Check the spec and every input's schema, without training."""
+    from .data.schema import check_columns, map_columns
+    from .features import required_columns
+    from .jobs import load_job
+    from .runner import _feature_spec, resolve_inputs
+
+    try:
+        spec = load_job(job, list(set_))
+        months = [m for m in spec.data.months if m in set(spec.evaluated_months()) | set(spec.shift_months())]
+        inputs = resolve_inputs(spec, months)
+        need = required_columns(_feature_spec(spec))
+        for month, (info, parts) in inputs.items():
+            mapping = map_columns(info.columns, path=info.uri, month=month)
+            check_columns(mapping, need, path=info.uri, month=month)
+            typer.echo(f"ok {month}: {info.uri} ({info.format}, era {mapping.era}, "
+                       f"{info.rows if info.rows is not None else '?'} rows, {len(parts)} parts)")
+    except RapidsEvalError as exc:
+        _fail(exc)
+    typer.echo(f"job {spec.name} is valid")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
+    """Rebuild report.html from a run directory's tables."""
+    from .report import write_report
+
+    if not (run_dir / "manifest.json").exists():
+        _fail(RapidsEvalError(f"{run_dir}: no manifest.json — not a (complete) run directory"))
+    path = write_report(run_dir)
+    typer.echo(f"report: {path}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Run the throughput benchmarks (pytest-benchmark under benchmarks/; extra args go to pytest)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent / "benchmarks"
+    if not root.exists():
+        _fail(RapidsEvalError(f"benchmarks not found at {root} (they ship with the source checkout)"))
+    cmd = [sys.executable, "-m", "pytest", str(root), "-p", "no:cacheprovider", "--benchmark-only", *ctx.args]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

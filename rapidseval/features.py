@@ -1,0 +1,281 @@
+"""Cleaning rules, target and features: one function for training and scoring.
+
+:func:`prepare` turns a canonical frame (pandas or cuDF, see
+:mod:`rapidseval.data.canonical`) of one month into the model's inputs.
+Training and every evaluation path call it, so there is no train/serve skew.
+
+Rows are dropped only by the named rules in :data:`DROP_RULES`; each row is
+charged to the first rule it fails and every rule's count is returned, so a
+run can account for every row it read.  Missing feature values are filled
+(the study's ``-1``) and counted per feature.
+
+Everything is computed with the backend's array module on int64 microsecond
+timestamps, so the same code runs on NumPy and CuPy and gives the same
+numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import SchemaError
+
+__all__ = [
+    "DROP_RULES",
+    "FEATURES",
+    "STUDY_FEATURES",
+    "TARGETS",
+    "FeatureSpec",
+    "PartStats",
+    "prepare",
+    "required_columns",
+]
+
+_US_PER_S = 1_000_000
+_US_PER_MIN = 60 * _US_PER_S
+_US_PER_H = 60 * _US_PER_MIN
+_US_PER_DAY = 24 * _US_PER_H
+
+
+# ---------------------------------------------------------------------------------------
+# registries
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Feature:
+    needs: tuple[str, ...]
+    compute: Callable[[dict[str, Any], Any], Any]
+    doc: str
+
+
+def _weekday(c, xp):
+    return ((c["pickup_us"] // _US_PER_DAY) + 3) % 7  # 1970-01-01 was a Thursday (3)
+
+
+def _hour(c, xp):
+    return (c["pickup_us"] // _US_PER_H) % 24
+
+
+def _trip_time(c, xp):
+    return (c["dropoff_us"] - c["pickup_us"]) / _US_PER_S
+
+
+FEATURES: dict[str, _Feature] = {
+    "pickup_weekday": _Feature(("pickup_datetime",), _weekday, "day of week of pickup, 0=Monday"),
+    "pickup_hour": _Feature(("pickup_datetime",), _hour, "hour of pickup, 0-23"),
+    "work_hours": _Feature(
+        ("pickup_datetime",),
+        lambda c, xp: (_weekday(c, xp) <= 4) & (_hour(c, xp) >= 8) & (_hour(c, xp) <= 18),
+        "1 if pickup on Monday-Friday between 08:00 and 18:59",
+    ),
+    "pickup_minute": _Feature(("pickup_datetime",), lambda c, xp: (c["pickup_us"] // _US_PER_MIN) % 60, "minute of pickup"),
+    "passenger_count": _Feature(("passenger_count",), lambda c, xp: c["passenger_count"], "passengers"),
+    "trip_distance": _Feature(("trip_distance",), lambda c, xp: c["trip_distance"], "miles"),
+    "trip_time": _Feature(
+        ("pickup_datetime", "dropoff_datetime"), _trip_time, "dropoff - pickup in total seconds (not the wrapping .seconds)"
+    ),
+    "trip_speed": _Feature(
+        ("trip_distance", "pickup_datetime", "dropoff_datetime"),
+        lambda c, xp: c["trip_distance"] / (_trip_time(c, xp) + 1e-7),
+        "miles per second: trip_distance / (trip_time + 1e-7)",
+    ),
+    "PULocationID": _Feature(("pickup_location_id",), lambda c, xp: c["pickup_location_id"], "pickup taxi zone"),
+    "DOLocationID": _Feature(("dropoff_location_id",), lambda c, xp: c["dropoff_location_id"], "dropoff taxi zone"),
+    "RatecodeID": _Feature(("rate_code_id",), lambda c, xp: c["rate_code_id"], "rate code"),
+}
+
+STUDY_FEATURES: tuple[str, ...] = (
+    "pickup_weekday",
+    "pickup_hour",
+    "work_hours",
+    "pickup_minute",
+    "passenger_count",
+    "trip_distance",
+    "trip_time",
+    "trip_speed",
+    "PULocationID",
+    "DOLocationID",
+    "RatecodeID",
+)
+
+#: target name -> (canonical columns needed, doc)
+TARGETS: dict[str, tuple[tuple[str, ...], str]] = {
+    "high_tip": (("tip_amount", "fare_amount"), "tip_amount / fare_amount > 0.2"),
+}
+
+#: rule name -> (canonical columns needed, description); order = precedence
+DROP_RULES: dict[str, tuple[tuple[str, ...], str]] = {
+    "missing_timestamp": (("pickup_datetime", "dropoff_datetime"), "pickup or dropoff time missing"),
+    "pickup_outside_month": (("pickup_datetime",), "pickup time outside the file's month"),
+    "fare_not_positive": (("fare_amount",), "fare_amount <= 0 or missing (the study's rule)"),
+    "missing_label": (("tip_amount",), "tip_amount missing, so the target is unknown"),
+    "non_finite_value": ((), "a numeric input is +/-inf"),
+    "dropoff_before_pickup": (("pickup_datetime", "dropoff_datetime"), "negative trip time"),
+}
+
+#: columns the output frame carries besides features and target
+EVENT_COLUMNS = ("pickup_datetime", "dropoff_datetime")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which target, features and drop rules a job uses."""
+
+    features: tuple[str, ...] = STUDY_FEATURES
+    target: str = "high_tip"
+    drop_rules: tuple[str, ...] = tuple(DROP_RULES)
+    fill_value: float = -1.0
+
+
+@dataclass
+class PartStats:
+    """Row accounting of one prepared part (sums across parts by :meth:`merge`)."""
+
+    rows_read: int = 0
+    rows_used: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    filled: dict[str, int] = field(default_factory=dict)
+    positives: int = 0
+
+    def merge(self, other: "PartStats") -> "PartStats":
+        out = PartStats(self.rows_read + other.rows_read, self.rows_used + other.rows_used, positives=self.positives + other.positives)
+        for name in set(self.dropped) | set(other.dropped):
+            out.dropped[name] = self.dropped.get(name, 0) + other.dropped.get(name, 0)
+        for name in set(self.filled) | set(other.filled):
+            out.filled[name] = self.filled.get(name, 0) + other.filled.get(name, 0)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows_read": self.rows_read,
+            "rows_dropped": sum(self.dropped.values()),
+            "dropped_by_rule": dict(sorted(self.dropped.items())),
+            "rows_used": self.rows_used,
+            "filled_missing_by_feature": dict(sorted(self.filled.items())),
+            "positives": self.positives,
+        }
+
+
+def required_columns(spec: FeatureSpec) -> dict[str, list[str]]:
+    """Canonical column -> the features/target/rules that need it."""
+    need: dict[str, list[str]] = {}
+    for name in spec.features:
+        for col in FEATURES[name].needs:
+            need.setdefault(col, []).append(name)
+    for col in TARGETS[spec.target][0]:
+        need.setdefault(col, []).append(f"target {spec.target}")
+    for rule in spec.drop_rules:
+        for col in DROP_RULES[rule][0]:
+            need.setdefault(col, []).append(f"rule {rule}")
+    for col in EVENT_COLUMNS:
+        need.setdefault(col, []).append("event time")
+    return need
+
+
+def _month_bounds_us(month: str) -> tuple[int, int]:
+    start = np.datetime64(f"{month}-01", "us")
+    end = (np.datetime64(month, "M") + 1).astype("datetime64[us]")
+    return int(start.astype("int64")), int(end.astype("int64"))
+
+
+def prepare(frame, spec: FeatureSpec, *, month: str, backend, path: str = "<frame>") -> tuple[Any, PartStats]:
+    """Clean one month's canonical frame and compute target and features.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame or cudf.DataFrame
+        Canonical columns (at least :func:`required_columns`).
+    spec : FeatureSpec
+    month : str
+        ``YYYY-MM`` of the file the rows came from (for ``pickup_outside_month``).
+    backend : rapidseval.backend.Backend
+    path : str
+        Named in errors.
+
+    Returns
+    -------
+    frame : same frame type
+        One float32 column per feature (missing filled with ``spec.fill_value``),
+        the int8 target column and the event-time columns, for the rows kept.
+    stats : PartStats
+    """
+    xp = backend.xp
+    need = required_columns(spec)
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"{path} ({month}): missing canonical column(s) {', '.join(missing)} needed by "
+            + "; ".join(f"{c}: {', '.join(need[c])}" for c in missing)
+        )
+    n = len(frame)
+    cols: dict[str, Any] = {}
+    for col in need:
+        s = frame[col]
+        if col.endswith("_datetime"):
+            valid = ~backend.asarray(s.isna())
+            cols[col + "_valid"] = valid
+            cols[col.replace("_datetime", "_us")] = xp.where(valid, backend.time_us(s), 0)
+        else:
+            cols[col] = backend.asarray(s, dtype="float64") if n else xp.zeros(0, dtype="float64")
+
+    code = xp.zeros(n, dtype="int8")
+
+    def charge(rule_index: int, bad):
+        nonlocal code
+        code = xp.where((code == 0) & bad, xp.int8(rule_index), code)
+
+    rules = list(DROP_RULES)
+    month_lo, month_hi = _month_bounds_us(month)
+    for rule in spec.drop_rules:
+        idx = rules.index(rule) + 1
+        if rule == "missing_timestamp":
+            charge(idx, ~(cols["pickup_datetime_valid"] & cols["dropoff_datetime_valid"]))
+        elif rule == "pickup_outside_month":
+            p = cols["pickup_us"]
+            charge(idx, (p < month_lo) | (p >= month_hi))
+        elif rule == "fare_not_positive":
+            charge(idx, ~(cols["fare_amount"] > 0))  # NaN fails too
+        elif rule == "missing_label":
+            charge(idx, xp.isnan(cols["tip_amount"]))
+        elif rule == "non_finite_value":
+            bad = xp.zeros(n, dtype=bool)
+            for col, arr in cols.items():
+                if arr.dtype.kind == "f":
+                    bad |= xp.isinf(arr)
+            charge(idx, bad)
+        elif rule == "dropoff_before_pickup":
+            charge(idx, cols["dropoff_us"] < cols["pickup_us"])
+
+    counts = xp.bincount(code.astype("int64"), minlength=len(rules) + 1)
+    counts = [int(v) for v in backend.to_host(counts)]
+    keep = code == 0
+    kept = {k: v[keep] for k, v in cols.items()}
+
+    out: dict[str, Any] = {}
+    filled: dict[str, int] = {}
+    for name in spec.features:
+        values = xp.asarray(FEATURES[name].compute(kept, xp), dtype="float64")
+        nan = xp.isnan(values)
+        filled[name] = int(nan.sum())
+        out[name] = xp.where(nan, spec.fill_value, values).astype("float32")
+    if spec.target == "high_tip":
+        target = (kept["tip_amount"] / kept["fare_amount"]) > 0.2
+    else:  # pragma: no cover - registry and validation keep this unreachable
+        raise KeyError(spec.target)
+    out[spec.target] = target.astype("int8")
+    for col in EVENT_COLUMNS:
+        out[col] = kept[col.replace("_datetime", "_us")]
+
+    stats = PartStats(
+        rows_read=n,
+        rows_used=int(keep.sum()),
+        dropped={rule: counts[rules.index(rule) + 1] for rule in spec.drop_rules},
+        filled=filled,
+        positives=int(target.sum()),
+    )
+    frame = backend.xdf.DataFrame(out)
+    for col in EVENT_COLUMNS:  # int64 microseconds -> datetime64[us] (CuPy has no datetimes)
+        frame[col] = frame[col].astype("datetime64[us]")
+    return frame, stats

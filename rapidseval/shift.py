@@ -1,0 +1,131 @@
+"""Distribution shift statistics.
+
+:func:`ks_2samp` is the two-sample Kolmogorov-Smirnov test with the meaning
+of ``scipy.stats.ks_2samp(a, b)`` (two-sided, ``method="auto"``), on NumPy or
+CuPy arrays.  The statistic is computed where the data lives; the p-value is
+scipy's own formula (exact for ``max(n1, n2) <= 10000``, else Smirnov's
+``kstwo.sf(d, round(n1*n2/(n1+n2)))``).
+
+:func:`value_counts` and :func:`ks_from_counts` give the same statistic from
+exact value counts, which merge across partitions by addition: a month is
+counted once, part by part, and reused against every other month.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ks_2samp", "ks_from_counts", "ks_pvalue", "merge_counts", "value_counts", "MAX_EXACT_N"]
+
+#: scipy's ``MAX_AUTO_N``: method "auto" is exact up to this many rows per sample
+MAX_EXACT_N = 10_000
+
+
+def _namespace(x) -> Any:
+    mod = type(x).__module__.split(".")[0]
+    if mod == "cupy":
+        import importlib
+
+        return importlib.import_module("cupy")
+    return np
+
+
+def _to_numpy(x) -> np.ndarray:
+    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
+
+
+def _scipy_ks(a, b):
+    """scipy's own answer for small samples.  Its exact method can fall back to
+    the asymptotic one with a RuntimeWarning; the result is still scipy's, so
+    the warning is not passed on."""
+    import warnings
+
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful", RuntimeWarning)
+        return stats.ks_2samp(a, b)
+
+
+def ks_pvalue(d: float, n1: int, n2: int, *, sample1=None, sample2=None) -> float:
+    """Two-sided p-value of KS statistic ``d`` as ``scipy.stats.ks_2samp(method="auto")``.
+
+    For ``max(n1, n2) <= 10000`` scipy uses the exact distribution; pass the
+    samples (host arrays, at most 10000 values each) and scipy computes it.
+    """
+    from scipy import stats
+
+    if max(n1, n2) <= MAX_EXACT_N:
+        if sample1 is None or sample2 is None:
+            raise ValueError("the exact p-value (n <= 10000) needs both samples")
+        return float(_scipy_ks(sample1, sample2).pvalue)
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    en = m * n / (m + n)
+    return float(np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1))
+
+
+def ks_2samp(a, b) -> tuple[float, float]:
+    """Two-sample KS test: ``(statistic, pvalue)`` as ``scipy.stats.ks_2samp(a, b)``.
+
+    Parameters
+    ----------
+    a, b : numpy or cupy arrays, 1-D, non-empty, no NaN.
+    """
+    xp = _namespace(a)
+    a = xp.sort(xp.asarray(a).ravel())
+    b = xp.sort(xp.asarray(b).ravel())
+    n1, n2 = int(a.shape[0]), int(b.shape[0])
+    if min(n1, n2) == 0:
+        raise ValueError("Data passed to ks_2samp must not be empty")
+    if max(n1, n2) <= MAX_EXACT_N:
+        res = _scipy_ks(_to_numpy(a), _to_numpy(b))
+        return float(res.statistic), float(res.pvalue)
+    both = xp.concatenate([a, b])
+    cdf1 = xp.searchsorted(a, both, side="right") / n1
+    cdf2 = xp.searchsorted(b, both, side="right") / n2
+    diff = cdf1 - cdf2
+    d = float(max(float(xp.clip(-diff.min(), 0, 1)), float(diff.max())))
+    return d, ks_pvalue(d, n1, n2)
+
+
+def value_counts(x, xp=np) -> tuple[Any, Any]:
+    """Sorted distinct values of ``x`` and their counts (int64)."""
+    values, counts = xp.unique(xp.asarray(x), return_counts=True)
+    return values, counts.astype("int64")
+
+
+def merge_counts(pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Merge ``(values, counts)`` pairs (host arrays) into one sorted pair."""
+    pairs = [(np.asarray(v), np.asarray(c)) for v, c in pairs if len(v)]
+    if not pairs:
+        return np.zeros(0), np.zeros(0, dtype="int64")
+    values = np.concatenate([v for v, _ in pairs])
+    counts = np.concatenate([c for _, c in pairs])
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return uniq, np.bincount(inverse, weights=counts, minlength=len(uniq)).astype("int64")
+
+
+def ks_from_counts(values1, counts1, values2, counts2) -> tuple[float, float]:
+    """KS ``(statistic, pvalue)`` from exact value counts of two samples.
+
+    Equal to ``scipy.stats.ks_2samp`` on the expanded samples: the empirical
+    CDFs at every observed value are the same integer counts divided by the
+    same sizes.
+    """
+    values1, counts1 = np.asarray(values1), np.asarray(counts1, dtype="int64")
+    values2, counts2 = np.asarray(values2), np.asarray(counts2, dtype="int64")
+    n1, n2 = int(counts1.sum()), int(counts2.sum())
+    if min(n1, n2) == 0:
+        raise ValueError("Data passed to ks_2samp must not be empty")
+    if max(n1, n2) <= MAX_EXACT_N:
+        return ks_2samp(np.repeat(values1, counts1), np.repeat(values2, counts2))
+    union = np.union1d(values1, values2)
+    cum1 = np.concatenate([[0], np.cumsum(counts1)])
+    cum2 = np.concatenate([[0], np.cumsum(counts2)])
+    cdf1 = cum1[np.searchsorted(values1, union, side="right")] / n1
+    cdf2 = cum2[np.searchsorted(values2, union, side="right")] / n2
+    diff = cdf1 - cdf2
+    d = float(max(float(np.clip(-diff.min(), 0, 1)), float(diff.max())))
+    return d, ks_pvalue(d, n1, n2)
