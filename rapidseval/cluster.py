@@ -45,7 +45,7 @@ class Executor:
             futures = [self.client.submit(fn, item, *args, pure=False, **kwargs) for item in items]
             index = {f.key: i for i, f in enumerate(futures)}
             try:
-                for fut in dask_as_completed(futures):
+                for fut in dask_as_completed(futures, loop=self.client.loop):
                     yield index[fut.key], fut.result()
             finally:
                 for f in futures:

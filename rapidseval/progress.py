@@ -64,7 +64,7 @@ class RichReporter(Reporter):
             self._progress.advance(self._task, n)
 
     def log(self, message: str) -> None:
-        self.console.print(message, highlight=False)
+        self.console.print(message, highlight=False, markup=False)
 
 
 def default_reporter(quiet: bool = False) -> Reporter:

@@ -48,6 +48,7 @@ class RunResult:
     replay: pd.DataFrame
     shift: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
+    model: Any = None
 
     @property
     def report_path(self) -> Path:
@@ -231,6 +232,10 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
 
         # -- score every month: window counts + value counts, reduced on the workers --
         t0 = time.perf_counter()
+        if be.name == "cpu" and "n_jobs" in model.get_params():
+            # scoring parallelises over parts (one per worker thread); a forest that
+            # spawned its own threads inside a worker would oversubscribe the cores
+            model.set_params(n_jobs=1)
         shared_model = ex.share(model)
         parts = [p for m in months for p in inputs[m][1]]
         feats = tuple(fspec.features) if shift_months else ()
@@ -263,7 +268,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
 
     manifest = _manifest(spec, be, inputs, stats, timings)
     run_dir = _write_run_dir(spec, manifest, monthly, replay, shift, reporter)
-    return RunResult(spec, run_dir, manifest, monthly, replay, shift, timings)
+    return RunResult(spec, run_dir, manifest, monthly, replay, shift, timings, model)
 
 
 def _monthly_table(spec, eval_months, stats, windows) -> pd.DataFrame:

@@ -1,0 +1,296 @@
+"""Reading one part of one month into a canonical pyarrow Table.
+
+A month's input is planned into :class:`Part` objects (:func:`plan_parts`):
+consecutive Parquet row groups grouped up to a target row count, or the whole
+file for CSV.  :func:`read_part` reads only the source columns that the
+requested canonical columns need and maps them with
+:func:`rapidseval.data.schema.to_canonical`, so a CSV and a Parquet file of
+the same month give identical tables.  Parts are small, picklable values:
+Dask tasks (pandas or cuDF) take one each.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ..errors import DataError, SchemaError, SourceError, SpecError
+from .canonical import CANONICAL_SCHEMA
+from .schema import (
+    TEXT_CODED_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    canonical_arrow_schema,
+    check_columns,
+    empty_canonical_table,
+    map_columns,
+    to_canonical,
+)
+from .sources import (
+    InputInfo,
+    inspect_input,
+    is_local,
+    open_fs,
+    open_kwargs,
+    read_csv_header,
+    read_line,
+    redact_uri,
+    source_error,
+)
+
+__all__ = ["Part", "plan_parts", "read_month", "read_part"]
+
+_CSV_BLOCK = 16 << 20
+_CSV_COLUMN = re.compile(r"CSV column #(\d+)")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One unit of work: a month's file, or a run of its Parquet row groups.
+
+    Attributes
+    ----------
+    uri, month : str
+    fmt : str
+        ``"parquet"`` or ``"csv"``.
+    row_groups : tuple of int or None
+        Parquet row-group indices to read; None for the whole file.
+    storage_options : dict
+        As given by the job (validated: no secrets).
+    index : int
+        Position of this part within its month (0, 1, ...).
+    rows : int or None
+        Rows this part holds, where the footer says (Parquet).
+    cache_dir : str or None
+        Local cache for http(s) inputs.
+    """
+
+    uri: str
+    month: str
+    fmt: str
+    row_groups: tuple[int, ...] | None
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    index: int = 0
+    rows: int | None = None
+    cache_dir: str | None = None
+
+
+def plan_parts(
+    info: InputInfo,
+    *,
+    target_rows: int = 2_000_000,
+    storage_options: Mapping[str, Any] | None = None,
+    cache_dir: str | None = None,
+) -> list[Part]:
+    """Split one month's input into parts of about ``target_rows`` rows.
+
+    Consecutive Parquet row groups are grouped while the total stays within
+    ``target_rows`` (a row group larger than that is a part of its own); a
+    CSV file, or a Parquet file without row groups, is one part.  Parts read
+    through ``cache_dir`` (default: the cache ``info`` was inspected through).
+    """
+    if target_rows < 1:
+        raise SpecError(f"target_rows must be >= 1, got {target_rows}")
+    opts = dict(storage_options or {})
+    cache_dir = info.cache_dir if cache_dir is None else cache_dir
+    if info.format != "parquet" or not info.row_groups:
+        return [Part(info.uri, info.month, info.format, None, opts, 0, info.rows, cache_dir)]
+    groups: list[tuple[list[int], int]] = []
+    current: list[int] = []
+    rows = 0
+    for i, n in enumerate(info.row_groups):
+        if current and rows + n > target_rows:
+            groups.append((current, rows))
+            current, rows = [], 0
+        current.append(i)
+        rows += n
+    groups.append((current, rows))
+    return [
+        Part(info.uri, info.month, "parquet", tuple(rgs), opts, k, n, cache_dir) for k, (rgs, n) in enumerate(groups)
+    ]
+
+
+def read_part(part: Part, columns: Sequence[str] | Mapping[str, Sequence[str]]) -> pa.Table:
+    """Canonical ``columns`` of one part, in canonical types.
+
+    ``columns`` may be a mapping canonical column -> what needs it (as
+    :func:`rapidseval.features.required_columns` returns), so that a month
+    that lacks a column is reported with the features that need it.
+
+    Raises
+    ------
+    SourceError
+        The input cannot be found, reached or read.
+    SchemaError
+        A requested column has no source column in this file.
+    DataError
+        The file is corrupt, or a value cannot be converted.
+    """
+    needs = columns if isinstance(columns, Mapping) else None
+    names = list(columns)
+    canonical_arrow_schema(names)  # validates the names
+    columns = {c: list(needs[c]) for c in names} if needs is not None else names
+    fs, path = open_fs(part.uri, part.storage_options, cache_dir=part.cache_dir, month=part.month)
+    shown = redact_uri(part.uri)  # what errors name
+    if part.fmt == "parquet":
+        return _read_parquet(fs, path, part, columns, shown)
+    if part.fmt == "csv":
+        return _read_csv(fs, path, part, columns, shown)
+    raise SpecError(f"{shown} ({part.month}): unknown format {part.fmt!r}; use parquet or csv")
+
+
+def read_month(
+    uri: str,
+    month: str,
+    columns: Sequence[str] | Mapping[str, Sequence[str]],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    cache_dir: str | None = None,
+    fmt: str = "auto",
+) -> pa.Table:
+    """Canonical ``columns`` of a whole month (convenience: inspect, plan, read, concatenate)."""
+    info = inspect_input(uri, month, storage_options, cache_dir=cache_dir, fmt=fmt)
+    parts = plan_parts(info, target_rows=max(sum(info.row_groups), 1), storage_options=storage_options, cache_dir=cache_dir)
+    tables = [read_part(p, columns) for p in parts]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+# ---------------------------------------------------------------------------------------
+# Parquet
+# ---------------------------------------------------------------------------------------
+def _is_decode_error(exc: BaseException) -> bool:
+    """An error of pyarrow's own decoding (not one raised by the filesystem underneath).
+
+    pyarrow reports bad data as ArrowException or as a bare ``OSError`` without
+    errno; errors of fsspec filesystems keep their own types (or carry an errno).
+    """
+    return isinstance(exc, pa.ArrowException) or (type(exc) is OSError and exc.errno is None)
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def _read_parquet(fs, path: str, part: Part, columns, shown: str) -> pa.Table:
+    where = f"{shown} ({part.month})"
+    handle = None
+    try:
+        if is_local(fs):
+            size = os.path.getsize(path)
+            source: Any = path
+        else:
+            size = int(fs.size(path))
+            handle = source = fs.open(path, "rb", **open_kwargs(fs, size))
+        if size == 0:
+            return empty_canonical_table(columns)
+        try:
+            pf = pq.ParquetFile(source, pre_buffer=handle is not None)
+        except Exception as exc:
+            if _is_decode_error(exc):
+                raise DataError(f"{where}: not a valid Parquet file ({_short(exc)})") from exc
+            raise
+        mapping = map_columns(pf.schema_arrow.names, path=shown, month=part.month)
+        check_columns(mapping, columns, path=shown, month=part.month)
+        wanted = mapping.source_names(columns)
+        rgs = list(range(pf.num_row_groups)) if part.row_groups is None else list(part.row_groups)
+        bad = [i for i in rgs if not 0 <= i < pf.num_row_groups]
+        if bad:
+            raise DataError(f"{where}: row group(s) {bad} not in file of {pf.num_row_groups}; did the file change?")
+        try:
+            if rgs:
+                table = pf.read_row_groups(rgs, columns=wanted, use_threads=True)
+            else:
+                table = pf.schema_arrow.empty_table().select(wanted)
+        except Exception as exc:
+            if _is_decode_error(exc):
+                raise DataError(f"{where}: cannot decode Parquet data, corrupt or truncated? ({_short(exc)})") from exc
+            raise
+    except (DataError, SchemaError, SourceError, SpecError):
+        raise
+    except Exception as exc:
+        raise source_error(exc, part.uri, part.month) from exc
+    finally:
+        if handle is not None:
+            handle.close()
+    return to_canonical(table, mapping, columns, path=shown, month=part.month)
+
+
+# ---------------------------------------------------------------------------------------
+# CSV
+# ---------------------------------------------------------------------------------------
+def _csv_types(mapping, columns) -> dict[str, pa.DataType]:
+    """Source column -> type to parse it as (text where words or timestamps may appear)."""
+    types: dict[str, pa.DataType] = {}
+    for c in columns:
+        src = mapping.source_of[c]
+        text = c in TIMESTAMP_COLUMNS or c in TEXT_CODED_COLUMNS or CANONICAL_SCHEMA[c] == "string"
+        types[src] = pa.string() if text else pa.float64()
+    return types
+
+
+def _peek_fields(f) -> int | None:
+    """Fields in the first non-blank data line (file position is restored)."""
+    pos = f.tell()
+    try:
+        for _ in range(2):
+            line = read_line(f)
+            if not line:
+                return None
+            if line.strip():
+                return len(next(csv.reader([line.decode("utf-8", errors="replace")])))
+        return None
+    finally:
+        f.seek(pos)
+
+
+def _read_csv(fs, path: str, part: Part, columns, shown: str) -> pa.Table:
+    where = f"{shown} ({part.month})"
+    try:
+        size = int(fs.size(path))
+        if size == 0:
+            return empty_canonical_table(columns)
+        with fs.open(path, "rb", compression="infer", **open_kwargs(fs, size)) as f:
+            header = read_csv_header(f)
+            if not header:
+                return empty_canonical_table(columns)
+            mapping = map_columns(header, path=shown, month=part.month)
+            check_columns(mapping, columns, path=shown, month=part.month)
+            names = list(header)
+            fields = _peek_fields(f)
+            if fields is None:  # a header and no rows
+                return empty_canonical_table(columns)
+            extra = fields - len(names)
+            if extra > 0:  # TLC rows with trailing empty fields beyond the header
+                names += [f"__extra_{i}" for i in range(extra)]
+            try:
+                table = pacsv.read_csv(
+                    f,
+                    read_options=pacsv.ReadOptions(column_names=names, use_threads=True, block_size=_CSV_BLOCK),
+                    convert_options=pacsv.ConvertOptions(
+                        include_columns=mapping.source_names(columns),
+                        column_types=_csv_types(mapping, columns),
+                        strings_can_be_null=True,
+                        quoted_strings_can_be_null=True,
+                    ),
+                )
+            except pa.ArrowInvalid as exc:
+                msg = str(exc)
+                m = _CSV_COLUMN.search(msg)
+                col = ""
+                if m and int(m[1]) < len(names):
+                    src = names[int(m[1])]
+                    canon = next((c for c in columns if mapping.source_of[c] == src), src)
+                    col = f" column {canon}" + (f" (source {src!r})" if src != canon else "")
+                detail = " ".join(msg.split())[:300]
+                raise DataError(f"{where}:{col} cannot parse CSV: {detail}") from exc
+    except (DataError, SchemaError, SourceError, SpecError):
+        raise
+    except Exception as exc:
+        raise source_error(exc, part.uri, part.month) from exc
+    return to_canonical(table, mapping, columns, path=shown, month=part.month)

@@ -1,0 +1,592 @@
+"""Where a month's trips come from: URIs, filesystems, and a cheap look at each input.
+
+A job names its data as a named source (:data:`NAMED_SOURCES`), a URI template
+(``s3://bucket/yellow_tripdata_{month}.parquet``; ``{year}`` and ``{mm}``
+work too), or an explicit list of URIs, one per month.  URIs may be local
+paths, ``file://``, ``s3://`` (s3fs) or ``http(s)://`` (fsspec's
+HTTPFileSystem, optionally cached on local disk so a re-run downloads
+nothing).
+
+Credentials never come from a job: S3 uses the standard AWS environment,
+profile and config chain (or ``anon: true``), and storage options that look
+like secrets are refused.  Every failure to find, reach or open an input is a
+one-line :class:`~rapidseval.errors.SourceError` naming the month and the URI,
+raised from its cause; an input that is not what it claims to be is a
+:class:`~rapidseval.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import re
+import struct
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import DataError, SourceError, SpecError
+
+__all__ = [
+    "NAMED_SOURCES",
+    "InputInfo",
+    "detect_format",
+    "inspect_input",
+    "is_local",
+    "month_range",
+    "open_kwargs",
+    "parquet_footer",
+    "open_fs",
+    "protocol_of",
+    "read_csv_header",
+    "read_line",
+    "redact_uri",
+    "resolve_uris",
+    "source_error",
+    "storage_options_for",
+]
+
+#: named sources -> URI templates
+NAMED_SOURCES: dict[str, str] = {
+    "tlc": "https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_{month}.parquet",
+}
+
+#: template placeholders -> how a ``YYYY-MM`` month fills them
+PLACEHOLDERS: dict[str, Any] = {
+    "month": lambda m: m,
+    "year": lambda m: m[:4],
+    "mm": lambda m: m[5:7],
+}
+
+#: storage options of rapidseval itself (translated, never passed on verbatim)
+TIMEOUT_OPTIONS: dict[str, tuple[str, float]] = {
+    "connect_timeout": ("RAPIDSEVAL_CONNECT_TIMEOUT", 5.0),
+    "read_timeout": ("RAPIDSEVAL_READ_TIMEOUT", 60.0),
+}
+
+#: option names that carry secrets (matched anywhere in nested options)
+_SECRET_OPTION = re.compile(
+    r"(secret|token|password|passwd|credential|signature|authorization|cookie|access_key|^key$|_key$|^username$)",
+    re.IGNORECASE,
+)
+_SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+_SENSITIVE_QUERY = re.compile(r"(signature|token|credential|key|secret|sig|auth)", re.IGNORECASE)
+
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_PARQUET_EXT = (".parquet", ".parq", ".pq")
+_CSV_EXT = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".txt")
+_TAIL_GUESS = 64 * 1024
+_CSV_SAMPLE = 1 << 20
+
+
+# ---------------------------------------------------------------------------------------
+# months and URIs
+# ---------------------------------------------------------------------------------------
+def _check_month(month: str, what: str = "month") -> tuple[int, int]:
+    m = _MONTH.match(month) if isinstance(month, str) else None
+    if not m:
+        raise SpecError(f"{what} must look like YYYY-MM (e.g. 2020-01), got {month!r}")
+    return int(m[1]), int(m[2])
+
+
+def month_range(start: str, end: str) -> list[str]:
+    """Months from ``start`` to ``end`` inclusive, as ``YYYY-MM`` strings."""
+    y0, m0 = _check_month(start, "start")
+    y1, m1 = _check_month(end, "end")
+    first, last = y0 * 12 + m0 - 1, y1 * 12 + m1 - 1
+    if last < first:
+        raise SpecError(f"end {end} is before start {start}")
+    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(first, last + 1)]
+
+
+def protocol_of(uri: str) -> str:
+    """``"file"``, ``"s3"``, ``"http"``, ``"https"``, ... (``"file"`` for plain paths)."""
+    if "::" in uri:
+        uri = uri.rsplit("::", 1)[1]
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in ("", "file", "local") or re.match(r"^[a-zA-Z]$", scheme):  # C:\ on Windows
+        return "file"
+    return "s3" if scheme in ("s3", "s3a") else scheme
+
+
+def _fill(template: str, month: str) -> str:
+    def sub(m: re.Match) -> str:
+        name = m[1]
+        if name not in PLACEHOLDERS:
+            raise SpecError(
+                f"data source {redact_uri(template)!r}: unknown placeholder {{{name}}}; "
+                f"use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+            )
+        return PLACEHOLDERS[name](month)
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+def _normalise_uri(uri: str) -> str:
+    if protocol_of(uri) == "file" and "::" not in uri:
+        path = uri[len("file://") :] if uri.startswith("file://") else uri
+        return os.path.abspath(os.path.expanduser(path))
+    return uri
+
+
+def resolve_uris(source: str | Sequence[str], months: Sequence[str]) -> dict[str, str]:
+    """Month -> URI for every month.
+
+    Parameters
+    ----------
+    source : str or sequence of str
+        A name from :data:`NAMED_SOURCES`, a template with ``{month}``
+        (``{year}``, ``{mm}``), or one URI per month in the order of ``months``.
+    months : sequence of str
+        ``YYYY-MM`` months.
+    """
+    for m in months:
+        _check_month(m)
+    if isinstance(source, str):
+        template = NAMED_SOURCES.get(source, source)
+        if not _PLACEHOLDER.search(template) and len(months) > 1:
+            raise SpecError(
+                f"data source {redact_uri(template)!r} has no {{month}} placeholder but {len(months)} months "
+                f"were asked for; use a template like s3://bucket/yellow_tripdata_{{month}}.parquet, "
+                f"a list of URIs, or one of the named sources {', '.join(NAMED_SOURCES)}"
+            )
+        return {m: _normalise_uri(_fill(template, m)) for m in months}
+    uris = list(source)
+    if len(uris) != len(months):
+        raise SpecError(f"data source lists {len(uris)} URI(s) for {len(months)} month(s); give one per month, in order")
+    return {m: _normalise_uri(_fill(u, m)) for m, u in zip(months, uris)}
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without user info (``user:pass@``) or sensitive query values (signatures)."""
+    prefix, _, tail = str(uri).rpartition("::")
+    try:
+        parts = urlsplit(tail)
+    except ValueError:
+        return str(uri)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if _SENSITIVE_QUERY.search(k) else v) for k, v in pairs], safe="*")
+    out = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)) if parts.scheme else tail
+    return f"{prefix}::{out}" if prefix else out
+
+
+# ---------------------------------------------------------------------------------------
+# storage options and filesystems
+# ---------------------------------------------------------------------------------------
+def _reject_secrets(options: Mapping[str, Any], prefix: str = "") -> None:
+    for k, v in options.items():
+        if _SECRET_OPTION.search(str(k)):
+            raise SpecError(
+                f"storage_options.{prefix}{k}: credentials never go in a job; use the environment "
+                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE) or ~/.aws/credentials"
+            )
+        if isinstance(v, Mapping):
+            _reject_secrets(v, f"{prefix}{k}.")
+
+
+def _timeouts(options: dict[str, Any]) -> tuple[float, float]:
+    out = []
+    for name, (env, default) in TIMEOUT_OPTIONS.items():
+        raw = options.pop(name, None)
+        if raw is None:
+            raw = os.environ.get(env, default)
+        try:
+            value = float(raw)
+            if value <= 0:
+                raise ValueError
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"storage_options.{name} (or {env}) must be a positive number of seconds, got {raw!r}") from exc
+        out.append(value)
+    return out[0], out[1]
+
+
+def storage_options_for(
+    uri: str, options: Mapping[str, Any] | None = None, *, cache_dir: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The fsspec URL and keyword options to open ``uri`` with.
+
+    ``fsspec.core.url_to_fs(url, **options)`` (or ``dask.dataframe.read_parquet(url,
+    storage_options=options)``) then opens it.  Adds short timeouts
+    (``connect_timeout`` 5 s, ``read_timeout`` 60 s; options or
+    ``RAPIDSEVAL_CONNECT_TIMEOUT`` / ``RAPIDSEVAL_READ_TIMEOUT``); with
+    ``cache_dir``, http(s) URLs become ``simplecache::`` URLs cached there.
+
+    Raises
+    ------
+    SpecError
+        An option looks like a credential (``key``, ``secret``, ``token``, ...).
+    """
+    opts = dict(options or {})
+    _reject_secrets(opts)
+    connect, read = _timeouts(opts)
+    proto = protocol_of(uri)
+    if proto == "s3":
+        config = dict(opts.pop("config_kwargs", None) or {})
+        config.setdefault("connect_timeout", connect)
+        config.setdefault("read_timeout", read)
+        config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
+        opts["config_kwargs"] = config
+        client = opts.get("client_kwargs")
+        if isinstance(client, Mapping) and "endpoint_url" in client and "endpoint_url" not in opts:
+            client = dict(client)
+            opts["endpoint_url"] = client.pop("endpoint_url")
+            opts["client_kwargs"] = client
+    elif proto in ("http", "https"):
+        import aiohttp
+
+        client = dict(opts.pop("client_kwargs", None) or {})
+        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read))
+        opts["client_kwargs"] = client
+        if cache_dir:
+            return f"simplecache::{uri}", {
+                "simplecache": {"cache_storage": os.path.abspath(os.path.expanduser(cache_dir))},
+                proto: opts,
+            }
+    return uri, opts
+
+
+def _cached_copy(uri: str, options: Mapping[str, Any] | None, cache_dir: str, month: str | None) -> str:
+    """Local path of a complete copy of ``uri`` in ``cache_dir`` (downloaded once).
+
+    Files are named as fsspec's ``simplecache`` names them (so the
+    ``simplecache::`` URL of :func:`storage_options_for` finds them too), and
+    written through a temporary name so that an interrupted download is never
+    taken for a copy.
+    """
+    from fsspec.implementations.cache_mapper import create_cache_mapper
+
+    url, opts = storage_options_for(uri, options)
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **opts)
+        root = os.path.abspath(os.path.expanduser(cache_dir))
+        local = os.path.join(root, create_cache_mapper(False)(path))
+        if os.path.exists(local):
+            return local
+        os.makedirs(root, exist_ok=True)
+        tmp = f"{local}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part"
+        try:
+            fs.get_file(path, tmp)
+            os.replace(tmp, local)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    except (SpecError, SourceError):
+        raise
+    except Exception as exc:
+        raise source_error(exc, uri, month, "download") from exc
+    return local
+
+
+def open_fs(
+    uri: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    cache_dir: str | None = None,
+    month: str | None = None,
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Filesystem and path for ``uri``.
+
+    With ``cache_dir`` an http(s) input is first copied there in full (once;
+    later calls, also from other processes, reuse the copy) and the local
+    filesystem is returned.
+
+    Raises
+    ------
+    SourceError
+        The input cannot be reached (only when it had to be downloaded).
+    SpecError
+        Invalid storage options.
+    """
+    if cache_dir and protocol_of(uri) in ("http", "https"):
+        return fsspec.filesystem("file"), _cached_copy(uri, storage_options, cache_dir, month)
+    url, opts = storage_options_for(uri, storage_options)
+    try:
+        return fsspec.core.url_to_fs(url, **opts)
+    except (ImportError, ValueError, TypeError) as exc:
+        raise SourceError(f"{month or 'input'}: cannot open {redact_uri(uri)}: {_scrub(str(exc))}") from exc
+
+
+# ---------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------
+def _scrub(text: str) -> str:
+    """``text`` with any secret found in the environment masked."""
+    for var in _SECRET_ENV_VARS:
+        value = os.environ.get(var)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    text = re.sub(r"(?i)(signature|credential|token|secret)=[^&\s\"']+", r"\1=***", text)
+    return " ".join(text.split())[:300]
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _reason(exc: BaseException, proto: str) -> str:
+    for e in _chain(exc):
+        name = type(e).__name__
+        status = getattr(e, "status", None)
+        if name == "ClientResponseError" and isinstance(status, int):
+            if status == 404:
+                return "not found (HTTP 404)"
+            if status in (401, 403):
+                return f"access denied (HTTP {status})"
+            return f"HTTP {status} {getattr(e, 'message', '')}".strip()
+        if name in ("ClientConnectorError", "ClientConnectionError", "ServerTimeoutError", "ConnectionTimeoutError",
+                    "EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "gaierror",
+                    "ConnectionRefusedError", "ClientOSError", "ServerDisconnectedError"):  # fmt: skip
+            return f"endpoint unreachable ({name}: {_scrub(str(e))})"
+        if isinstance(e, TimeoutError) or name in ("ReadTimeoutError", "TimeoutError"):
+            return f"timed out ({name}; see storage_options connect_timeout / read_timeout)"
+        if name in ("NoCredentialsError", "PartialCredentialsError"):
+            return (
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
+                "or use storage_options anon: true for a public bucket"
+            )
+        code = getattr(e, "response", {}) or {}
+        code = code.get("Error", {}).get("Code") if isinstance(code, dict) else None
+        if name == "NoSuchBucket" or code == "NoSuchBucket" or "bucket does not exist" in str(e).lower():
+            return "the bucket does not exist"
+        if code in ("AccessDenied", "403", "AllAccessDisabled") or isinstance(e, PermissionError):
+            return "access denied (check the credentials in the environment, or anon: true for public data)"
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
+            return f"credentials rejected ({code})"
+    for e in _chain(exc):
+        if isinstance(e, FileNotFoundError):
+            if proto in ("http", "https"):
+                return "not found (HTTP 404)"
+            return "no such object (S3 key not found)" if proto == "s3" else "no such file"
+        if isinstance(e, IsADirectoryError):
+            return "is a directory, not a file"
+    return f"{type(exc).__name__}: {_scrub(str(exc))}"
+
+
+def source_error(exc: BaseException, uri: str, month: str | None, action: str = "read") -> SourceError:
+    """A one-line :class:`SourceError` for ``exc``; raise it ``from exc``.
+
+    Names the month and the (redacted) URI; never includes credentials.
+    """
+    proto = protocol_of(uri)
+    return SourceError(f"{month or 'input'}: cannot {action} {redact_uri(uri)}: {_reason(exc, proto)}")
+
+
+# ---------------------------------------------------------------------------------------
+# inspection
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputInfo:
+    """What the manifest records of one input, and what planning needs.
+
+    Attributes
+    ----------
+    uri, month : str
+    format : str
+        ``"parquet"`` or ``"csv"``.
+    bytes : int
+        Size of the file as stored.
+    rows : int or None
+        Row count (Parquet); None for CSV (unknown until read).
+    fingerprint : str
+        ``blake2b:<hex>`` of the size plus the Parquet footer, or of the size
+        plus the first and last MiB (CSV): content-based, so the same bytes at
+        another URI have the same fingerprint.
+    columns : tuple of str
+        Source column names as found.
+    row_groups : tuple of int
+        Rows per Parquet row group (empty for CSV).
+    cache_dir : str or None
+        The local cache an http(s) input was inspected through (parts planned
+        from this input read from it too).
+    """
+
+    uri: str
+    month: str
+    format: str
+    bytes: int
+    rows: int | None
+    fingerprint: str
+    columns: tuple[str, ...]
+    row_groups: tuple[int, ...]
+    cache_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record (URI redacted)."""
+        return {
+            "uri": redact_uri(self.uri),
+            "month": self.month,
+            "format": self.format,
+            "bytes": self.bytes,
+            "rows": self.rows,
+            "fingerprint": self.fingerprint,
+            "columns": list(self.columns),
+            "row_groups": list(self.row_groups),
+        }
+
+
+def detect_format(uri: str, fmt: str = "auto") -> str | None:
+    """``"parquet"`` / ``"csv"`` from ``fmt`` or the URI's extension; None if unknown."""
+    if fmt in ("parquet", "csv"):
+        return fmt
+    if fmt != "auto":
+        raise SpecError(f"format must be auto, parquet or csv, got {fmt!r}")
+    path = urlsplit(uri.rsplit("::", 1)[-1]).path.lower() if protocol_of(uri) != "file" else uri.lower()
+    if path.endswith(_PARQUET_EXT):
+        return "parquet"
+    if path.endswith(_CSV_EXT):
+        return "csv"
+    return None
+
+
+def _fingerprint(*chunks: bytes) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    for c in chunks:
+        h.update(struct.pack("<Q", len(c)))
+        h.update(c)
+    return "blake2b:" + h.hexdigest()
+
+
+def parquet_footer(f, size: int, *, where: str) -> tuple[bytes, pq.FileMetaData]:
+    """Footer bytes and parsed metadata of the Parquet file open as ``f``."""
+    if size < 12:
+        raise DataError(f"{where}: not a Parquet file ({size} bytes, too short)")
+    n = min(size, _TAIL_GUESS)
+    f.seek(size - n)
+    tail = f.read(n)
+    if len(tail) != n:
+        raise DataError(f"{where}: truncated read ({len(tail)} of {n} bytes)")
+    if tail[-4:] != b"PAR1":
+        hint = " (encrypted footer is not supported)" if tail[-4:] == b"PARE" else ""
+        raise DataError(f"{where}: not a Parquet file (no PAR1 magic at the end){hint}; corrupt or truncated?")
+    flen = struct.unpack("<I", tail[-8:-4])[0]
+    if flen + 12 > size:
+        raise DataError(f"{where}: corrupt Parquet footer (claims {flen} bytes in a {size}-byte file)")
+    if flen + 8 > n:
+        f.seek(size - flen - 8)
+        tail = f.read(flen + 8)
+    footer = tail[-flen - 8 : -8]
+    try:
+        meta = pq.read_metadata(io.BytesIO(b"PAR1" + footer + tail[-8:]))
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{where}: corrupt Parquet footer ({_scrub(str(exc))})") from exc
+    return footer, meta
+
+
+def open_kwargs(fs: fsspec.AbstractFileSystem, size: int) -> dict[str, Any]:
+    """Extra ``fs.open`` arguments: HTTP files need no second HEAD when the size is known."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return {"size": size} if {"http", "https"} & set(protocols) else {}
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether ``fs`` is the local filesystem (pyarrow can then read paths natively)."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
+
+
+def read_line(f, limit: int = _CSV_SAMPLE) -> bytes:
+    """The next line of binary file ``f`` (at most ``limit`` bytes), leaving ``f`` just after it."""
+    start = f.tell()
+    buf = b""
+    while len(buf) < limit:
+        chunk = f.read(64 * 1024)
+        if not chunk:
+            return buf
+        i = chunk.find(b"\n")
+        if i >= 0:
+            buf += chunk[: i + 1]
+            f.seek(start + len(buf))
+            return buf
+        buf += chunk
+    return buf
+
+
+def read_csv_header(f) -> list[str]:
+    """Column names from the first line of the CSV file open (binary) as ``f``."""
+    line = read_line(f)
+    text = line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    if not text.strip():
+        return []
+    return next(csv.reader([text]))
+
+
+def inspect_input(
+    uri: str,
+    month: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    cache_dir: str | None = None,
+    fmt: str = "auto",
+) -> InputInfo:
+    """Size, row count, columns, row groups and fingerprint of one month's input.
+
+    Reads only the Parquet footer (or the first and last MiB of a CSV), except
+    that with ``cache_dir`` an http(s) input is downloaded into the cache
+    first (the run reads all of it anyway).
+
+    Raises
+    ------
+    SourceError
+        Missing file/key/bucket, HTTP 404/403, unreachable endpoint.
+    DataError
+        Not a Parquet file, corrupt or truncated footer.
+    """
+    fs, path = open_fs(uri, storage_options, cache_dir=cache_dir, month=month)
+    where = f"{redact_uri(uri)} ({month})"
+    try:
+        size = fs.size(path)
+        if size is None:
+            raise SourceError(f"{month}: cannot inspect {redact_uri(uri)}: the server does not report the file size")
+        size = int(size)
+        kind = detect_format(uri, fmt)
+        with fs.open(path, "rb", **open_kwargs(fs, size)) as f:
+            if kind is None:
+                f.seek(max(size - 4, 0))
+                kind = "parquet" if f.read(4) == b"PAR1" else "csv"
+            if size == 0:
+                rows = 0 if kind == "parquet" else None
+                return InputInfo(uri, month, kind, 0, rows, _fingerprint(b"\0" * 8), (), (), cache_dir)
+            if kind == "parquet":
+                footer, meta = parquet_footer(f, size, where=where)
+                return InputInfo(
+                    uri=uri,
+                    month=month,
+                    format="parquet",
+                    bytes=size,
+                    rows=int(meta.num_rows),
+                    fingerprint=_fingerprint(struct.pack("<Q", size), footer),
+                    columns=tuple(meta.schema.to_arrow_schema().names),
+                    row_groups=tuple(int(meta.row_group(i).num_rows) for i in range(meta.num_row_groups)),
+                    cache_dir=cache_dir,
+                )
+            head = f.read(min(size, _CSV_SAMPLE))
+            if size > _CSV_SAMPLE:
+                f.seek(max(size - _CSV_SAMPLE, _CSV_SAMPLE))
+                tail = f.read()
+            else:
+                tail = b""
+        with fs.open(path, "rb", compression="infer", **open_kwargs(fs, size)) as f:
+            columns = tuple(read_csv_header(f))
+        fingerprint = _fingerprint(struct.pack("<Q", size), head, tail)
+        return InputInfo(uri, month, "csv", size, None, fingerprint, columns, (), cache_dir)
+    except (DataError, SpecError, SourceError):
+        raise
+    except Exception as exc:
+        raise source_error(exc, uri, month, "inspect") from exc

@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import pytest
+
+from rapidseval import SpecError, load_job
+from rapidseval.jobs import apply_overrides, spec_hash
+
+JOBS = Path(__file__).resolve().parent.parent / "jobs"
+
+
+@pytest.mark.parametrize("name", ["nyc_taxi_2020.yaml", "smoke.yaml"])
+def test_shipped_jobs_validate(name):
+    spec = load_job(JOBS / name)
+    assert spec.evaluation.train
+
+
+def test_study_job_reproduces_the_study_layout():
+    spec = load_job(JOBS / "nyc_taxi_2020.yaml")
+    ev = spec.evaluation
+    assert ev.train == ["2020-01"] and ev.test == ["2020-02"]
+    assert ev.replay.months == ["2020-03"] and ev.replay.window == "D"
+    assert ev.score == ["2020-03", "2020-04", "2020-05", "2020-06"]
+    assert ev.shift.reference == "2020-01" and ev.shift.compare == ["2020-02", "2020-03"]
+    assert spec.model.params == {"n_estimators": 100, "max_depth": 10}
+    assert len(spec.features.features) == 11
+
+
+def test_unknown_field_is_named(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text("name: x\nmodel:\n  kind: random_forest\n  n_trees: 3\n")
+    with pytest.raises(SpecError, match=r"job.yaml: model.n_trees: unknown field"):
+        load_job(p)
+
+
+def test_unknown_choice_lists_registry():
+    with pytest.raises(SpecError, match=r"model.kind: unknown model kind 'xgb'; choose one of random_forest"):
+        load_job({"model": {"kind": "xgb"}})
+    with pytest.raises(SpecError, match=r"features.features: .*unknown feature\(s\) tip_pct; choose from pickup_weekday"):
+        load_job({"features": {"features": ["tip_pct"]}})
+
+
+def test_months_must_be_within_data_range():
+    with pytest.raises(SpecError, match=r"evaluation.score: month\(s\) 2020-07 outside data months 2020-01..2020-06"):
+        load_job({"evaluation": {"score": ["2020-07"]}})
+
+
+def test_bad_month_format():
+    with pytest.raises(SpecError, match=r"data.start: .*YYYY-MM"):
+        load_job({"data": {"start": "2020-1"}})
+
+
+def test_secrets_refused_in_storage_options():
+    with pytest.raises(SpecError, match="credentials never go in a job file"):
+        load_job({"data": {"storage_options": {"secret": "abc"}}})
+    with pytest.raises(SpecError, match="credentials never go in a job file"):
+        load_job({"data": {"storage_options": {"client_kwargs": {"aws_secret_access_key": "x"}}}})
+    # endpoint_url and anon are fine
+    load_job({"data": {"storage_options": {"anon": True, "endpoint_url": "http://127.0.0.1:9000"}}})
+
+
+def test_set_overrides_are_validated_like_the_file():
+    spec = load_job(JOBS / "smoke.yaml", ["model.params.n_estimators=7", "data.source=s3://b/y_{month}.parquet"])
+    assert spec.model.params["n_estimators"] == 7 and spec.data.source == "s3://b/y_{month}.parquet"
+    with pytest.raises(SpecError, match="cluster.n_workers"):
+        load_job(JOBS / "smoke.yaml", ["cluster.n_workers=0"])
+    with pytest.raises(SpecError, match="expected key=value"):
+        load_job(JOBS / "smoke.yaml", ["model.params.n_estimators"])
+
+
+def test_overrides_do_not_mutate_input():
+    raw = {"model": {"params": {"n_estimators": 1}}}
+    out = apply_overrides(raw, {"model.params.n_estimators": 2})
+    assert raw["model"]["params"]["n_estimators"] == 1 and out["model"]["params"]["n_estimators"] == 2
+
+
+def test_hash_is_stable_and_sensitive():
+    a = load_job(JOBS / "smoke.yaml")
+    assert spec_hash(a) == spec_hash(load_job(JOBS / "smoke.yaml"))
+    assert spec_hash(a) != spec_hash(load_job(JOBS / "smoke.yaml", ["seed=1"]))
+
+
+def test_yaml_is_data_not_code(tmp_path):
+    p = tmp_path / "evil.yaml"
+    p.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_job(p)
