@@ -79,7 +79,7 @@ def _print_summary(result, console) -> None:
     console.print(t)
     r = result.replay
     if not r.empty:
-        rr = r[r["n"] > 0]
+        rr = r[(r["n"] > 0) & r.get("in_period", True)]
         worst = rr.nsmallest(3, "f1")
         last = rr.iloc[-1]
         console.print(

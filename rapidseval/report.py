@@ -52,6 +52,8 @@ def _replay_plot(replay: pd.DataFrame) -> str | None:
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
+    if "in_period" in replay:
+        replay = replay[replay["in_period"]]
     fig, ax = plt.subplots(figsize=(10, 3.8))
     x = pd.to_datetime(replay["window_start"])
     ax.plot(x, replay["f1"], marker="o", ms=3, label=f"F1 per window ({replay['window'].iloc[0]})")
@@ -59,7 +61,9 @@ def _replay_plot(replay: pd.DataFrame) -> str | None:
     ax.set_title(f"Replay of {replay['months'].iloc[0]}: windowed vs cumulative F1")
     ax.set_xlabel("window start (dropoff time, New York)")
     ax.set_ylabel("F1")
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.grid(alpha=0.3)
     ax.legend()
     ax2 = ax.twinx()

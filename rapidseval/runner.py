@@ -62,7 +62,7 @@ def _load_features(part, fspec: FeatureSpec, backend_name: str):
     from .data.readers import read_part
 
     be = get_backend(backend_name)
-    table = read_part(part, list(required_columns(fspec)))
+    table = read_part(part, required_columns(fspec))
     return prepare(be.from_arrow(table), fspec, month=part.month, backend=be, path=part.uri)
 
 
@@ -293,6 +293,12 @@ def _replay_table(spec, windows) -> pd.DataFrame:
     lo = window_key_range(ev.replay.months[0], w)[0]
     hi = max(window_key_range(m, w)[1] for m in ev.replay.months)
     table = replay_table(counts, window=w, fill_from=lo, fill_to=hi)
+    # windows outside the replayed months hold rows of those months whose event time
+    # spilled over (a trip ending after midnight on the last day): kept, but flagged
+    period_start = np.datetime64(f"{ev.replay.months[0]}-01", "us")
+    period_end = (np.datetime64(ev.replay.months[-1], "M") + 1).astype("datetime64[us]")
+    start = table["window_start"].to_numpy()
+    table["in_period"] = (start >= period_start) & (start < period_end)
     table.insert(0, "model", spec.model.kind)
     table.insert(1, "window", w)
     table.insert(2, "months", ",".join(ev.replay.months))

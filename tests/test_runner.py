@@ -19,7 +19,7 @@ from rapidseval.data.synthetic import generate
 from rapidseval.features import FeatureSpec, prepare, required_columns
 from rapidseval.models import predict_positive_proba
 
-from _servers import aws_env, http_server, s3_bucket, s3_endpoint, DUMMY_SECRET  # noqa: F401
+from _servers import DUMMY_SECRET
 
 ROWS = 12_000
 MONTHS = ("2020-01", "2020-03")

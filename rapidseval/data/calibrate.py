@@ -52,6 +52,7 @@ JFK, LGA, EWR = 132, 138, 1
 DIST_EDGES = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0)
 PRESETS = (0.20, 0.25, 0.30)
 TIP_FARE_EDGES = (5.0, 8.0, 12.0, 20.0, 40.0)
+DURATION_SD_EDGES = (1.0, 2.0, 5.0, 10.0, 20.0)
 
 #: Published tariff facts (NYC TLC yellow-taxi rate card 2012-09 .. 2022-12,
 #: congestion surcharge from 2019-02-02, airport fee from 2022-01); not fitted.
@@ -197,6 +198,12 @@ def _zones(df: pd.DataFrame, groups: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _robust(x: np.ndarray) -> tuple[float, float]:
+    """Median and normal-equivalent standard deviation (IQR / 1.349) of `x`."""
+    q1, q2, q3 = np.quantile(x, [0.25, 0.5, 0.75])
+    return float(q2), float((q3 - q1) / 1.349)
+
+
 def _distance_duration(df: pd.DataFrame, groups: np.ndarray) -> dict[str, Any]:
     x = df[(df.PULocationID.between(1, N_ZONES)) & (df.DOLocationID.between(1, N_ZONES))]
     d = x.trip_distance.to_numpy()
@@ -204,47 +211,52 @@ def _distance_duration(df: pd.DataFrame, groups: np.ndarray) -> dict[str, Any]:
     gd = groups[x.DOLocationID.to_numpy() - 1]
     same = x.PULocationID.to_numpy() == x.DOLocationID.to_numpy()
     pos = (d > 0) & (d < 150)
-    # log-normal per (pickup group, dropoff group), shrunk towards the overall fit
+    # log-normal per (pickup group, dropoff group), fitted robustly (median and
+    # inter-quartile range of log distance) and shrunk towards the overall fit
     sel = pos & ~same
-    ld = np.log(d[sel])
-    mu0, sd0 = ld.mean(), ld.std()
-    ng = len(GROUPS)
-    n = np.zeros((ng, ng))
-    s1 = np.zeros((ng, ng))
-    s2 = np.zeros((ng, ng))
-    np.add.at(n, (gp[sel], gd[sel]), 1.0)
-    np.add.at(s1, (gp[sel], gd[sel]), ld)
-    np.add.at(s2, (gp[sel], gd[sel]), ld**2)
+    ld, pair = np.log(d[sel]), gp[sel] * len(GROUPS) + gd[sel]
+    mu0, sd0 = _robust(ld)
+    ng2 = len(GROUPS) ** 2
+    n = np.bincount(pair, minlength=ng2).astype(float)
+    mu, var = np.full(ng2, mu0), np.full(ng2, sd0**2)
+    for p in np.flatnonzero(n >= 2):
+        mu[p], sd = _robust(ld[pair == p])
+        var[p] = sd**2
     k = 30.0
-    mu = (s1 + k * mu0) / (n + k)
-    var = (s2 + k * (sd0**2 + mu0**2)) / (n + k) - mu**2
+    mu = ((n * mu + k * mu0) / (n + k)).reshape(len(GROUPS), -1)
+    var = ((n * var + k * sd0**2) / (n + k)).reshape(len(GROUPS), -1)
     lsame = np.log(d[pos & same])
 
-    # duration: log T = a[weekend, hour] + b log d + N(0, s^2) on ordinary trips
+    # duration: log T = a[weekend, hour] + b1 log d + b2 (log d)^2 + N(0, s(d)^2) on
+    # ordinary trips (the square term lets long trips run faster, on highways)
     t = x.duration_s.to_numpy()
     wk = (x.tpep_pickup_datetime.dt.day_of_week >= 5).to_numpy().astype(int)
     hr = x.tpep_pickup_datetime.dt.hour.to_numpy()
     fit = pos & (t > 30) & (t < 3 * 3600)
     cell = (wk * 24 + hr)[fit]
-    design = np.zeros((fit.sum(), 49))
+    design = np.zeros((fit.sum(), 50))
     design[np.arange(fit.sum()), cell] = 1.0
     design[:, 48] = np.log(d[fit])
+    design[:, 49] = np.log(d[fit]) ** 2
     coef, *_ = np.linalg.lstsq(design, np.log(t[fit]), rcond=None)
     resid = np.log(t[fit]) - design @ coef
+    sd_bin = np.searchsorted(np.asarray(DURATION_SD_EDGES), d[fit], side="right")
+    sd = [float(resid[sd_bin == b].std()) for b in range(len(DURATION_SD_EDGES) + 1)]
     zero_t = np.log(t[(d == 0) & (t > 0) & (t < 3 * 3600)])
     return {
         "distance": {
             "mu": mu.tolist(),
             "sigma": np.sqrt(np.maximum(var, 0.05)).tolist(),
-            "same_zone_mu": float(lsame.mean()),
-            "same_zone_sigma": float(lsame.std()),
+            "same_zone_mu": _robust(lsame)[0],
+            "same_zone_sigma": _robust(lsame)[1],
             "zero_rate": float((d == 0).mean()),
             "max_miles": 150.0,
         },
         "duration": {
             "log_a": coef[:48].reshape(2, 24).tolist(),
-            "log_b": float(coef[48]),
-            "sigma": float(resid.std()),
+            "log_b": [float(coef[48]), float(coef[49])],
+            "sigma_distance_edges": list(DURATION_SD_EDGES),
+            "sigma": sd,
             "zero_distance_log_mu": float(zero_t.mean()),
             "zero_distance_log_sigma": float(zero_t.std()),
             "long_rate": float((t > 3 * 3600).mean()),
@@ -369,7 +381,8 @@ def _payment(df: pd.DataFrame) -> dict[str, Any]:
         "passengers": w[off[4]:off[5]].tolist(),
         "weekend": float(w[off[5]]),
         # logit offset by time, interpolated linearly between anchors
-        "year_offset": [["2018-06", 0.0], ["2021-10", float(w[off[5] + 1])], ["2022-06", float(w[off[5] + 2])]],
+        "year_offset": [["2018-06", 0.0], ["2021-10", float(w[off[5] + 1])],
+                        ["2022-06", float(w[off[5] + 2])]],
         "no_charge_share": p3,
         "dispute_share": p4,
         "card_share_by_year": {str(yy): float(y[years == yy].mean()) for yy in np.unique(years)},
@@ -474,8 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m rapidseval.data.calibrate SAMPLES_DIR OUT_JSON``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print(__doc__.strip().splitlines()[0], "\nusage: python -m rapidseval.data.calibrate SAMPLES_DIR OUT_JSON",
-              file=sys.stderr)
+        print("usage: python -m rapidseval.data.calibrate SAMPLES_DIR OUT_JSON", file=sys.stderr)
         return 2
     cal = calibrate(args[0])
     text = json.dumps(cal, separators=(",", ":"))

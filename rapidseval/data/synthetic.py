@@ -156,7 +156,8 @@ class Scenario:
         """Ground-truth entries (plain words plus machine-readable fields)."""
         return []
 
-    def volume(self, month: str, cell_start_s: np.ndarray, changes: list[dict[str, Any]]) -> np.ndarray | None:
+    def volume(self, month: str, cell_start_s: np.ndarray,
+               changes: list[dict[str, Any]]) -> np.ndarray | None:
         """Multiplier of each hourly cell's expected volume (``None``: unchanged)."""
         return None
 
@@ -164,7 +165,8 @@ class Scenario:
         """``(change time in epoch seconds, Effects)`` for rows picked up from then on."""
         return None
 
-    def apply(self, month: str, columns: dict[str, np.ndarray], changes: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    def apply(self, month: str, columns: dict[str, np.ndarray],
+              changes: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         """Edit a block's finished columns (values or names) before writing."""
         return columns
 
@@ -195,8 +197,10 @@ class _UnitsBug(Scenario):
 
 @dataclass(frozen=True)
 class _SchemaChange(Scenario):
+    # not "fare_amt": that is TLC's own 2009 name (Fare_Amt), which the schema
+    # layer rightly maps to fare_amount; this rename must be one it does not know
     column: str = "fare_amount"
-    renamed_to: str = "fare_amt"
+    renamed_to: str = "fare_amount_usd"
 
     def changes(self, months, scenario_month):
         month = scenario_month or self.default_month(months)
@@ -289,7 +293,7 @@ SCENARIOS: dict[str, Scenario] = {
         _UnitsBug("units_bug", "one month (scenario_month, default the middle one) has "
                   "trip_distance in kilometres"),
         _SchemaChange("schema_change", "one month (scenario_month, default the middle one) "
-                      "has fare_amount renamed to fare_amt"),
+                      "has fare_amount renamed to fare_amount_usd, a name no TLC schema uses"),
     )
 }
 
@@ -369,7 +373,8 @@ class _Model:
         do_w = np.asarray(z["dropoff_weight"])
         do_in_group = do_w / np.bincount(self.group, weights=do_w)[self.group]
         pu_in_group = self.pu_w / np.bincount(self.group, weights=self.pu_w)[self.group]
-        chance = np.bincount(self.group, weights=pu_in_group * do_in_group, minlength=self.n_groups) * np.diag(self.trans)
+        chance = np.bincount(self.group, weights=pu_in_group * do_in_group, minlength=self.n_groups)
+        chance *= np.diag(self.trans)
         target = np.asarray(z["same_zone_prob"])
         self.same = np.clip((target - chance) / (1.0 - chance), 0.0, 1.0)
         self.pickup = {None: _Lookup(_cdf(self.pu_w))}
@@ -382,8 +387,12 @@ class _Model:
         hour = np.arange(48) % 24
         night = (hour >= 20) | (hour < 6)
         self.rush = (np.arange(48) < 24) & (hour >= 16) & (hour < 20)
-        self.extra = np.where(night, tariff["night_surcharge"], np.where(self.rush, tariff["rush_surcharge"], 0.0))
-        self.log_a = np.ravel(cal["duration"]["log_a"])
+        self.extra = np.where(night, tariff["night_surcharge"],
+                              np.where(self.rush, tariff["rush_surcharge"], 0.0))
+        dur = cal["duration"]
+        self.log_a = np.ravel(dur["log_a"])
+        self.dur_sd = np.asarray(dur["sigma"])
+        self.dur_bin = _Lookup(np.asarray(dur["sigma_distance_edges"]), top=2 * dur["sigma_distance_edges"][-1])
         self.pay_dayhour = p["intercept"] + np.asarray(p["hour"])[hour] + p["weekend"] * (np.arange(48) >= 24)
         # card log-odds terms by zone id, distance bin, passenger count
         self.pay_pu = np.asarray([0.0] + p["pickup_zone"])
@@ -551,7 +560,9 @@ def _block(model: _Model, plan: _MonthPlan, seed: int, b: int) -> dict[str, np.n
     dist = np.exp(mu + np.where(same, dcal["same_zone_sigma"], model.d_sigma[pair]) * z[0])
     dist = np.minimum(np.round(dist, 2), dcal["max_miles"])
     dist[u[5] < dcal["zero_rate"]] = 0.0
-    log_t = model.log_a[dh] + tcal["log_b"] * np.log(np.maximum(dist, 0.01)) + tcal["sigma"] * z[1]
+    log_d = np.log(np.maximum(dist, 0.01))
+    log_t = (model.log_a[dh] + log_d * (tcal["log_b"][0] + tcal["log_b"][1] * log_d)
+             + model.dur_sd[model.dur_bin(dist)] * z[1])
     zero = np.flatnonzero(dist == 0.0)
     log_t[zero] = tcal["zero_distance_log_mu"] + tcal["zero_distance_log_sigma"] * z[1][zero]
     secs = np.exp(log_t)
@@ -562,7 +573,8 @@ def _block(model: _Model, plan: _MonthPlan, seed: int, b: int) -> dict[str, np.n
     # fares: the meter (1/5 mile when fast, a minute when slow), then the other rate codes
     f = cal["fares"]
     slow = np.maximum(secs * (1.0 / 60.0) - dist * (60.0 / f["meter_cruise_mph"]), 0.0)
-    fare = tariff["initial"] + tariff["per_unit"] * (np.floor(dist * tariff["units_per_mile"]) + np.floor(slow))
+    units = np.floor(dist * tariff["units_per_mile"]) + np.floor(slow)
+    fare = tariff["initial"] + tariff["per_unit"] * units
     rc = np.ones(n)
     rc[u[6] < f["rate_code"]["negotiated"]] = 5.0
     special = np.flatnonzero(model.special[pu] | model.special[do])
@@ -594,8 +606,8 @@ def _block(model: _Model, plan: _MonthPlan, seed: int, b: int) -> dict[str, np.n
         logit[k:] += fx.card_logit_shift
     card = u[11] * (1.0 + np.exp(-logit)) < 1.0
     pay = cal["payment"]
-    payment = np.where(card, 1, np.where(u[12] < pay["no_charge_share"], 3,
-                                         np.where(u[12] < pay["no_charge_share"] + pay["dispute_share"], 4, 2)))
+    no_charge, dispute = pay["no_charge_share"], pay["no_charge_share"] + pay["dispute_share"]
+    payment = np.where(card, 1, np.where(u[12] < no_charge, 3, np.where(u[12] < dispute, 4, 2)))
 
     # tips: card only (cash tips are not recorded): none, a preset % of the total, or custom
     pre = fare + extra + mta + improvement + tolls + np.nan_to_num(congestion)
@@ -614,8 +626,9 @@ def _block(model: _Model, plan: _MonthPlan, seed: int, b: int) -> dict[str, np.n
     sff = (u[14] < codes["vendor1_share"] * codes["store_and_fwd_y_vendor1"]).astype(np.int8)
     passengers = pc.astype(np.float64)
     missing = np.flatnonzero(u[15] < plan.missing_rate)
+    optional = () if airport is None else (airport,)
     if missing.size:
-        for col in (vendor, passengers, rc, congestion) + (() if airport is None else (airport,)):
+        for col in (vendor, passengers, rc, congestion, *optional):
             col[missing] = np.nan
         sff[missing] = -1
         payment[missing] = 0
@@ -626,7 +639,7 @@ def _block(model: _Model, plan: _MonthPlan, seed: int, b: int) -> dict[str, np.n
                                & (u[17] < f["negative_fare_rate"] + f["zero_fare_rate"]))
     if refund.size or zero_fare.size:
         tip[refund] = tip[zero_fare] = 0.0
-        for col in (fare, extra, mta, improvement, tolls, congestion) + (() if airport is None else (airport,)):
+        for col in (fare, extra, mta, improvement, tolls, congestion, *optional):
             col[refund] = -col[refund]
         for col in (fare, extra, mta, tolls):
             col[zero_fare] = 0.0
@@ -696,14 +709,11 @@ def _odd_fares(model: _Model, rc: np.ndarray, meter: np.ndarray, rng: np.random.
 
 def _custom_tips(tips: dict[str, Any], fare: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Custom card tips: a share of the fare drawn from its calibrated distribution per fare bin."""
-    u = rng.random(len(fare))
     q = np.asarray(tips["custom_log_ratio_quantiles"])
-    probs = np.linspace(0.0, 1.0, q.shape[1])
-    bins = np.searchsorted(np.asarray(tips["custom_fare_edges"]), fare, side="right")
-    log_ratio = np.empty(len(fare))
-    for b in range(len(q)):
-        sel = bins == b
-        log_ratio[sel] = np.interp(u[sel], probs, q[b])
+    pos = rng.random(len(fare)) * (q.shape[1] - 1)  # linear interpolation between quantiles
+    i = np.minimum(pos.astype(np.intp), q.shape[1] - 2)
+    row = np.searchsorted(np.asarray(tips["custom_fare_edges"]), fare, side="right")
+    log_ratio = q[row, i] + (pos - i) * (q[row, i + 1] - q[row, i])
     return np.round(fare * np.exp(log_ratio), 2)
 
 
@@ -734,7 +744,7 @@ def _month_batches(model: _Model, plan: _MonthPlan, seed: int, scenario: Scenari
 #: others are written plain, which is faster and about as small.
 _DICTIONARY = frozenset({
     "trip_distance", "PULocationID", "DOLocationID", "payment_type", "fare_amount",
-    "fare_amt", "tip_amount", "total_amount",
+    "fare_amount_usd", "tip_amount", "total_amount",
 })
 
 
@@ -751,8 +761,8 @@ class _Writer:
         else:  # TLC style: bare header and values, "YYYY-MM-DD HH:MM:SS" times, empty = missing
             self._sink = open(self.tmp, "wb")
             self._sink.write((",".join(schema.names) + "\n").encode())
-            self._w = pacsv.CSVWriter(self._sink, self._csv_schema(schema),
-                                      write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
+            options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+            self._w = pacsv.CSVWriter(self._sink, self._csv_schema(schema), write_options=options)
 
     @staticmethod
     def _csv_schema(schema: pa.Schema) -> pa.Schema:

@@ -1,0 +1,66 @@
+"""The command line: --help everywhere, generate, validate, run --quiet/--json, report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rapidseval.cli import app
+
+runner = CliRunner()
+JOBS = Path(__file__).resolve().parent.parent / "jobs"
+
+
+@pytest.mark.parametrize("command", [[], ["generate"], ["run"], ["validate"], ["report"], ["bench"]])
+def test_help(command):
+    res = runner.invoke(app, [*command, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Usage" in res.output
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).with_name("rapidseval")
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "generate" in out.stdout and "validate" in out.stdout
+
+
+def test_generate_validate_run_report(tmp_path):
+    data = tmp_path / "tlc"
+    res = runner.invoke(app, ["generate", "--out", str(data), "--start", "2020-01", "--end", "2020-03",
+                              "--rows-per-month", "4000", "--scenario", "march2020", "--seed", "5"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in data.glob("*.parquet")) == [f"yellow_tripdata_2020-0{i}.parquet" for i in (1, 2, 3)]
+    assert (data / "ground_truth.json").exists()
+
+    sets = ["--set", f"data.source={data}/yellow_tripdata_{{month}}.parquet", "--set", "cluster.kind=threads",
+            "--set", "model.params.n_estimators=5"]
+    res = runner.invoke(app, ["validate", str(JOBS / "smoke.yaml"), *sets])
+    assert res.exit_code == 0, res.output
+    assert "ok 2020-01" in res.output and "era tlc-2016-07" in res.output and "is valid" in res.output
+
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", str(JOBS / "smoke.yaml"), "--backend", "cpu", "--out", str(out), "--json", *sets])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert [m["month"] for m in summary["monthly"]] == ["2020-01", "2020-02", "2020-03"]
+    assert summary["rows"]["rows_read"] == summary["rows"]["rows_used"] + summary["rows"]["rows_dropped"]
+
+    (out / "report.html").unlink()
+    res = runner.invoke(app, ["report", str(out)])
+    assert res.exit_code == 0 and (out / "report.html").stat().st_size > 10_000
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path):
+    res = runner.invoke(app, ["run", str(JOBS / "smoke.yaml"), "--set", "model.kind=xgboost"])
+    assert res.exit_code == 2
+    assert "model.kind: unknown model kind 'xgboost'; choose one of random_forest" in res.output
+    res = runner.invoke(app, ["run", str(JOBS / "smoke.yaml"), "--set", f"data.source={tmp_path}/x_{{month}}.parquet",
+                              "--set", "cluster.kind=threads"])
+    assert res.exit_code == 2 and "2020-01" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "no manifest.json" in res.output
