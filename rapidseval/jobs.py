@@ -24,7 +24,6 @@ from .features import DROP_RULES, FEATURES, STUDY_FEATURES, TARGETS
 __all__ = ["JobSpec", "load_job", "apply_overrides", "spec_hash", "month_list"]
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-_SECRET_KEYS = re.compile(r"(secret|token|password|key$|^key|credential)", re.I)
 MODEL_KINDS = ("random_forest",)
 SHIFT_STATISTICS = ("ks",)
 CLUSTER_KINDS = ("local", "threads", "scheduler")
@@ -90,17 +89,12 @@ class DataSpec(_Section):
     @field_validator("storage_options")
     @classmethod
     def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
-        def walk(d, prefix=""):
-            for k, val in d.items():
-                if _SECRET_KEYS.search(str(k)):
-                    raise ValueError(
-                        f"storage_options.{prefix}{k}: credentials never go in a job file; "
-                        "use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE or ~/.aws/credentials"
-                    )
-                if isinstance(val, dict):
-                    walk(val, f"{prefix}{k}.")
+        from .data.sources import reject_secrets
 
-        walk(v)
+        try:
+            reject_secrets(v)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from exc
         return v
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -19,7 +20,8 @@ _PACKAGES = (
     "rapidseval", "dask", "distributed", "pandas", "numpy", "pyarrow", "scipy", "scikit-learn",
     "s3fs", "fsspec", "pydantic", "cudf-cu13", "cuml-cu13", "cupy-cuda13x", "dask-cuda",
 )
-_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID")
+_SECRET_PARAM = re.compile(r"(?i)(signature|credential|token|secret)=[^&\s\"']+")
 
 
 def package_versions() -> dict[str, str]:
@@ -67,12 +69,12 @@ def host_description() -> dict[str, Any]:
 
 
 def redact(text: str) -> str:
-    """Remove the values of credential environment variables from ``text``."""
+    """Mask credential values from the environment, and signed-URL parameters, in ``text``."""
     for var in _SECRET_ENV:
         value = os.environ.get(var)
         if value and len(value) >= 4:
             text = text.replace(value, "***")
-    return text
+    return _SECRET_PARAM.sub(r"\1=***", text)
 
 
 def utc_now() -> str:

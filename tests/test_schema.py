@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _compare import assert_tables_equal
 
 from rapidseval.data.canonical import CANONICAL_COLUMNS, CANONICAL_SCHEMA
 from rapidseval.data.readers import read_month
@@ -30,15 +31,6 @@ ZONES = ("pickup_location_id", "dropoff_location_id")
 LATLON = ("pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude")
 
 
-def assert_tables_equal(a: pa.Table, b: pa.Table) -> None:
-    """Same schema and values (NaN equals NaN)."""
-    assert a.schema == b.schema
-    for name in a.column_names:
-        x, y = a[name], b[name]
-        if pa.types.is_floating(x.type):
-            np.testing.assert_array_equal(x.to_numpy(), y.to_numpy(), err_msg=name)
-        else:
-            assert x.to_pylist() == y.to_pylist(), name
 
 
 def _canon(table: pa.Table, columns=None, *, path="f.parquet", month="2020-01") -> pa.Table:

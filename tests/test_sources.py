@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from _compare import assert_tables_equal
 
 from rapidseval.data.canonical import CANONICAL_COLUMNS
 from rapidseval.data.readers import Part, plan_parts, read_month, read_part
@@ -43,15 +44,6 @@ COLS = ["pickup_datetime", "dropoff_datetime", "passenger_count", "trip_distance
         "store_and_fwd_flag", "congestion_surcharge"]  # fmt: skip
 
 
-def assert_tables_equal(a: pa.Table, b: pa.Table) -> None:
-    """Same schema and values (NaN equals NaN)."""
-    assert a.schema == b.schema
-    for name in a.column_names:
-        x, y = a[name], b[name]
-        if pa.types.is_floating(x.type):
-            np.testing.assert_array_equal(x.to_numpy(), y.to_numpy(), err_msg=name)
-        else:
-            assert x.to_pylist() == y.to_pylist(), name
 
 
 def _months_dir(root: Path, fmt: str = "parquet") -> dict[str, Path]:

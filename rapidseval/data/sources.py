@@ -76,7 +76,6 @@ _SECRET_OPTION = re.compile(
     r"(secret|token|password|passwd|credential|signature|authorization|cookie|access_key|^key$|_key$|^username$)",
     re.IGNORECASE,
 )
-_SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 _SENSITIVE_QUERY = re.compile(r"(signature|token|credential|key|secret|sig|auth)", re.IGNORECASE)
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -186,15 +185,16 @@ def redact_uri(uri: str) -> str:
 # ---------------------------------------------------------------------------------------
 # storage options and filesystems
 # ---------------------------------------------------------------------------------------
-def _reject_secrets(options: Mapping[str, Any], prefix: str = "") -> None:
+def reject_secrets(options: Mapping[str, Any], prefix: str = "") -> None:
+    """Raise SpecError if storage options carry credentials (they belong in the environment)."""
     for k, v in options.items():
         if _SECRET_OPTION.search(str(k)):
             raise SpecError(
-                f"storage_options.{prefix}{k}: credentials never go in a job; use the environment "
+                f"storage_options.{prefix}{k}: credentials never go in a job file; use the environment "
                 "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE) or ~/.aws/credentials"
             )
         if isinstance(v, Mapping):
-            _reject_secrets(v, f"{prefix}{k}.")
+            reject_secrets(v, f"{prefix}{k}.")
 
 
 def _timeouts(options: dict[str, Any]) -> tuple[float, float]:
@@ -230,7 +230,7 @@ def storage_options_for(
         An option looks like a credential (``key``, ``secret``, ``token``, ...).
     """
     opts = dict(options or {})
-    _reject_secrets(opts)
+    reject_secrets(opts)
     connect, read = _timeouts(opts)
     proto = protocol_of(uri)
     if proto == "s3":
@@ -323,13 +323,10 @@ def open_fs(
 # errors
 # ---------------------------------------------------------------------------------------
 def _scrub(text: str) -> str:
-    """``text`` with any secret found in the environment masked."""
-    for var in _SECRET_ENV_VARS:
-        value = os.environ.get(var)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    text = re.sub(r"(?i)(signature|credential|token|secret)=[^&\s\"']+", r"\1=***", text)
-    return " ".join(text.split())[:300]
+    """``text`` on one line, at most 300 characters, with secrets masked."""
+    from ..lineage import redact
+
+    return " ".join(redact(text).split())[:300]
 
 
 def _chain(exc: BaseException):
