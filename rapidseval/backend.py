@@ -20,6 +20,8 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy
+
 from .errors import BackendUnavailable
 
 __all__ = ["Backend", "get_backend", "gpu_available", "BACKEND_NAMES"]
@@ -74,6 +76,8 @@ class Backend:
     def asarray(self, obj, dtype=None):
         """Column or array -> backend array (numpy or cupy)."""
         if hasattr(obj, "to_cupy") and self.name == "gpu":
+            if dtype is not None and numpy.dtype(dtype).kind == "f":
+                return obj.to_cupy(dtype=dtype, na_value=numpy.nan)  # cuDF nulls -> NaN, as pandas
             return obj.to_cupy(dtype=dtype) if dtype is not None else obj.to_cupy()
         if hasattr(obj, "to_numpy"):
             return obj.to_numpy(dtype=dtype)
@@ -150,6 +154,9 @@ def _cpu(reason: str) -> Backend:
 
 
 def _gpu(reason: str) -> Backend:
+    # as dask-cuda does: importing RAPIDS must not create a CUDA context before a
+    # cluster has set CUDA_VISIBLE_DEVICES for its workers
+    os.environ.setdefault("RAPIDS_NO_INITIALIZE", "1")
     try:
         import cudf
         import cupy
