@@ -6,6 +6,7 @@ when a GPU backend is asked for.
 
 from __future__ import annotations
 
+from . import shift
 from .backend import get_backend
 from .errors import BackendUnavailable, DataError, RapidsEvalError, SchemaError, SourceError, SpecError
 from .jobs import JobSpec, load_job
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "run",
+    "shift",
     "get_backend",
     "load_job",
     "JobSpec",

@@ -78,8 +78,8 @@ def _print_summary(result, console) -> None:
         t.add_row(row.month, row.role, f"{row.n:,}", f"{row.precision:.4f}", f"{row.recall:.4f}", f"{row.f1:.4f}")
     console.print(t)
     r = result.replay
-    if not r.empty:
-        rr = r[(r["n"] > 0) & r.get("in_period", True)]
+    rr = r[(r["n"] > 0) & r["in_period"]] if not r.empty else r
+    if not rr.empty:
         worst = rr.nsmallest(3, "f1")
         last = rr.iloc[-1]
         console.print(
@@ -147,20 +147,14 @@ def validate(
     set_: List[str] = typer.Option([], "--set", help="override any job field: key.path=value"),
 ) -> None:
     """Check the spec and every input's schema, without training."""
-    from .data.schema import check_columns, map_columns
-    from .features import required_columns
     from .jobs import load_job
-    from .runner import _feature_spec, resolve_inputs
+    from .runner import resolve_inputs
 
     try:
         spec = load_job(job, list(set_))
         months = [m for m in spec.data.months if m in set(spec.evaluated_months()) | set(spec.shift_months())]
-        inputs = resolve_inputs(spec, months)
-        need = required_columns(_feature_spec(spec))
-        for month, (info, parts) in inputs.items():
-            mapping = map_columns(info.columns, path=info.uri, month=month)
-            check_columns(mapping, need, path=info.uri, month=month)
-            typer.echo(f"ok {month}: {info.uri} ({info.format}, era {mapping.era}, "
+        for month, (info, parts, era) in resolve_inputs(spec, months).items():  # maps and checks every schema
+            typer.echo(f"ok {month}: {info.uri} ({info.format}, era {era}, "
                        f"{info.rows if info.rows is not None else '?'} rows, {len(parts)} parts)")
     except RapidsEvalError as exc:
         _fail(exc)
@@ -174,7 +168,10 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
 
     if not (run_dir / "manifest.json").exists():
         _fail(RapidsEvalError(f"{run_dir}: no manifest.json — not a (complete) run directory"))
-    path = write_report(run_dir)
+    try:
+        path = write_report(run_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        _fail(RapidsEvalError(f"{run_dir}: cannot rebuild the report: {exc}"))
     typer.echo(f"report: {path}")
 
 

@@ -10,6 +10,7 @@ with :meth:`Executor.share`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -85,7 +86,8 @@ def open_executor(cluster_spec, backend) -> Iterator[Executor]:
         return
 
     # local: LocalCluster on CPU, LocalCUDACluster (one worker per GPU) on GPU
-    kwargs: dict[str, Any] = {"dashboard_address": ":0", "silence_logs": 40}
+    # task errors reach the user once, as rapidseval's one-line error, not as worker log tracebacks
+    kwargs: dict[str, Any] = {"dashboard_address": ":0", "silence_logs": logging.CRITICAL}
     if backend.name == "cpu":
         kwargs.update(
             n_workers=cluster_spec.n_workers,

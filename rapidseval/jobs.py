@@ -29,6 +29,15 @@ SHIFT_STATISTICS = ("ks",)
 CLUSTER_KINDS = ("local", "threads", "scheduler")
 
 
+def _unique_sorted(months: list[str], where: str) -> list[str]:
+    if len(set(months)) != len(months):
+        dup = sorted({m for m in months if months.count(m) > 1})
+        raise ValueError(f"{where} lists {', '.join(dup)} more than once")
+    if months != sorted(months):
+        raise ValueError(f"{where} must be in calendar order, got {', '.join(months)}")
+    return months
+
+
 def _check_month(value: str, where: str = "month") -> str:
     if not isinstance(value, str) or not _MONTH.match(value):
         raise ValueError(f"{where} must look like YYYY-MM, got {value!r}")
@@ -85,6 +94,17 @@ class DataSpec(_Section):
     @classmethod
     def _months(cls, v: str) -> str:
         return _check_month(v)
+
+    @field_validator("source")
+    @classmethod
+    def _no_user_info(cls, v):
+        for uri in [v] if isinstance(v, str) else v:
+            if re.search(r"://[^/@\s]+@", uri):
+                raise ValueError(
+                    "credentials never go in a job file (user:password@ in the URI); "
+                    "use the environment or the standard AWS config"
+                )
+        return v
 
     @field_validator("storage_options")
     @classmethod
@@ -162,7 +182,12 @@ class ReplaySpec(_Section):
     @field_validator("months")
     @classmethod
     def _m(cls, v: list[str]) -> list[str]:
-        return [_check_month(m, "replay month") for m in v]
+        v = _unique_sorted([_check_month(m, "replay month") for m in v], "replay.months")
+        if not v:
+            raise ValueError("replay needs at least one month")
+        if v != month_list(v[0], v[-1]):
+            raise ValueError(f"replay months must be consecutive (one stream), got {', '.join(v)}")
+        return v
 
 
 class ShiftSpec(_Section):
@@ -187,7 +212,7 @@ class ShiftSpec(_Section):
     @field_validator("compare")
     @classmethod
     def _cmp(cls, v: list[str]) -> list[str]:
-        return [_check_month(m, "compare month") for m in v]
+        return _unique_sorted([_check_month(m, "compare month") for m in v], "shift.compare")
 
 
 class EvaluationSpec(_Section):
@@ -199,8 +224,8 @@ class EvaluationSpec(_Section):
 
     @field_validator("train", "test", "score")
     @classmethod
-    def _months(cls, v: list[str]) -> list[str]:
-        return [_check_month(m) for m in v]
+    def _months(cls, v: list[str], info) -> list[str]:
+        return _unique_sorted([_check_month(m) for m in v], info.field_name)
 
     @field_validator("train")
     @classmethod

@@ -21,7 +21,8 @@ _PACKAGES = (
     "s3fs", "fsspec", "pydantic", "cudf-cu13", "cuml-cu13", "cupy-cuda13x", "dask-cuda",
 )
 _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID")
-_SECRET_PARAM = re.compile(r"(?i)(signature|credential|token|secret)=[^&\s\"']+")
+_SECRET_PARAM = re.compile(r"(?i)\b(signature|sig|credential|token|secret|password)=[^&\s\"']+")
+_USER_INFO = re.compile(r"://[^/@\s\"']+@")
 
 
 def package_versions() -> dict[str, str]:
@@ -74,6 +75,7 @@ def redact(text: str) -> str:
         value = os.environ.get(var)
         if value and len(value) >= 4:
             text = text.replace(value, "***")
+    text = _USER_INFO.sub("://***@", text)
     return _SECRET_PARAM.sub(r"\1=***", text)
 
 

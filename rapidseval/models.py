@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import DataError, SpecError
+
 __all__ = ["MODELS", "make_model", "fit", "predict_positive_proba"]
 
 
@@ -22,6 +24,8 @@ def _random_forest(backend, params: dict[str, Any], seed: int):
     params.setdefault("random_state", seed)
     if backend.name == "cpu":
         params.setdefault("n_jobs", -1)
+    else:
+        params.setdefault("n_streams", 1)  # cuML forests are reproducible per seed only with one stream
     return backend.random_forest_classifier(**params)
 
 
@@ -29,15 +33,28 @@ MODELS: dict[str, Callable[..., Any]] = {"random_forest": _random_forest}
 
 
 def make_model(backend, kind: str, params: dict[str, Any], seed: int):
+    """Build (not fit) the model; a bad parameter name or value is a :class:`SpecError`."""
     try:
         builder = MODELS[kind]
     except KeyError:
-        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(MODELS)}") from None
-    return builder(backend, params, seed)
+        raise SpecError(f"model.kind: unknown model kind {kind!r}; choose one of {', '.join(MODELS)}") from None
+    try:
+        model = builder(backend, params, seed)
+        if hasattr(model, "_validate_params"):  # scikit-learn checks values only at fit otherwise
+            model._validate_params()
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"model.params: {exc}") from exc
+    return model
 
 
 def fit(model, X, y, backend):
     """Fit on a feature frame and a 0/1 target (int32 labels, as cuML wants)."""
+    classes = backend.to_host(y.unique())
+    if len(classes) < 2:
+        raise DataError(
+            f"the training months hold only one class of the target ({list(classes)}); "
+            "a classifier needs both — check the training months and the drop rules"
+        )
     model.fit(X, y.astype("int32"))
     return model
 

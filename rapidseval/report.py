@@ -54,6 +54,8 @@ def _replay_plot(replay: pd.DataFrame) -> str | None:
 
     if "in_period" in replay:
         replay = replay[replay["in_period"]]
+    if replay.empty:
+        return None
     fig, ax = plt.subplots(figsize=(10, 3.8))
     x = pd.to_datetime(replay["window_start"])
     ax.plot(x, replay["f1"], marker="o", ms=3, label=f"F1 per window ({replay['window'].iloc[0]})")
@@ -159,7 +161,8 @@ def write_report(run_dir: str | Path) -> Path:
     if not replay.empty:
         parts.append("<h2>Replay</h2>")
         img = _replay_plot(replay)
-        parts.append(f"<img alt='windowed vs cumulative F1' src='{img}'>")
+        if img:
+            parts.append(f"<img alt='windowed vs cumulative F1' src='{img}'>")
         parts.append(_table(replay[["window_start", "n", "precision", "recall", "f1", "cumulative_f1"]]))
     if not shift.empty:
         parts.append("<h2>Feature shift</h2>")

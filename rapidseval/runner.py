@@ -28,6 +28,7 @@ from .cluster import open_executor
 from .errors import RapidsEvalError, SpecError
 from .features import FeatureSpec, PartStats, prepare, required_columns
 from .jobs import JobSpec, load_job, spec_hash
+from .data.sources import redact_uri
 from .metrics import COUNT_COLUMNS, add_metrics
 from .models import fit, make_model, predict_positive_proba
 from .progress import Reporter
@@ -126,9 +127,11 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
 def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None = None):
     """month -> (InputInfo, [Part]) for ``months``."""
     from .data.readers import plan_parts
+    from .data.schema import check_columns, map_columns
     from .data.sources import inspect_input, resolve_uris
 
     reporter = reporter or Reporter()
+    need = required_columns(_feature_spec(spec))
     source = spec.data.source
     if source == "synthetic":
         source = _synthetic_source(spec, reporter)
@@ -138,8 +141,11 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
         info = inspect_input(uris[month], month, spec.data.storage_options or None, cache_dir=spec.data.cache_dir)
         if spec.data.format != "auto" and info.format != spec.data.format:
             raise SpecError(f"{info.uri} ({month}): data.format is {spec.data.format} but the file is {info.format}")
+        # fail in the first second, not after training, when a month cannot give what the job needs
+        mapping = map_columns(info.columns, path=info.uri, month=month)
+        check_columns(mapping, need, path=info.uri, month=month)
         parts = plan_parts(info, target_rows=spec.data.partition_rows, storage_options=spec.data.storage_options or None)
-        out[month] = (info, parts)
+        out[month] = (info, parts, mapping.era)
     return out
 
 
@@ -211,6 +217,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         reporter.log(f"cluster: {ex.description}" + (f" — dashboard {ex.dashboard_link}" if ex.dashboard_link else ""))
 
         # -- train -------------------------------------------------------------------
+        model = make_model(be, spec.model.kind, spec.model.params, spec.seed)  # bad params fail before any read
         t0 = time.perf_counter()
         train_parts = [p for m in ev.train for p in inputs[m][1]]
         frames = [None] * len(train_parts)
@@ -224,7 +231,6 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         timings["read_train"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         with reporter.stage(f"train ({len(train):,} rows)", total=1) as st:
-            model = make_model(be, spec.model.kind, spec.model.params, spec.seed)
             fit(model, train[list(fspec.features)], train[fspec.target], be)
             st.advance()
         del train, frames
@@ -298,7 +304,7 @@ def _replay_table(spec, windows) -> pd.DataFrame:
     period_start = np.datetime64(f"{ev.replay.months[0]}-01", "us")
     period_end = (np.datetime64(ev.replay.months[-1], "M") + 1).astype("datetime64[us]")
     start = table["window_start"].to_numpy()
-    table["in_period"] = (start >= period_start) & (start < period_end)
+    table["in_period"] = (table["window_end"].to_numpy() > period_start) & (start < period_end)
     table.insert(0, "model", spec.model.kind)
     table.insert(1, "window", w)
     table.insert(2, "months", ",".join(ev.replay.months))
@@ -333,7 +339,7 @@ def _shift_table(spec, results, feats) -> pd.DataFrame:
 
 def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
     rows = {
-        m: {"uri": inputs[m][0].uri, **stats[m].to_dict()} for m in stats
+        m: {"uri": redact_uri(inputs[m][0].uri), **stats[m].to_dict()} for m in stats
     }
     totals = PartStats()
     for s in stats.values():
@@ -354,14 +360,15 @@ def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
         "inputs": [
             {
                 "month": m,
-                "uri": info.uri,
+                "uri": redact_uri(info.uri),
                 "format": info.format,
                 "bytes": info.bytes,
                 "rows": info.rows,
                 "fingerprint": info.fingerprint,
+                "schema_era": era,
                 "parts": len(parts),
             }
-            for m, (info, parts) in inputs.items()
+            for m, (info, parts, era) in inputs.items()
         ],
         "rows": {"total": totals.to_dict(), "by_month": rows},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
@@ -373,6 +380,11 @@ def _write_run_dir(spec, manifest, monthly, replay, shift, reporter) -> Path:
     from .report import write_report
 
     run_dir = Path(spec.output.dir.format(name=spec.name)).expanduser()
+    if run_dir.exists() and (not run_dir.is_dir() or (any(run_dir.iterdir()) and not (run_dir / "manifest.json").exists())):
+        raise RapidsEvalError(
+            f"{run_dir} exists and is not a run directory (no manifest.json); "
+            "choose another --out or remove it yourself — rapidseval only replaces its own run directories"
+        )
     tmp = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -73,3 +73,10 @@ def test_features_identical_on_gpu(gpu_ok, months):
     gpu, gs = prepare(gb.from_arrow(table), spec, month="2020-03", backend=gb)
     assert cs.to_dict() == gs.to_dict()
     pd.testing.assert_frame_equal(cpu, gpu.to_pandas(), check_exact=True)
+
+
+def test_same_seed_same_tables_on_gpu(gpu_ok, months, tmp_path):
+    a = _run(months, "gpu", tmp_path / "a")
+    b = _run(months, "gpu", tmp_path / "b")
+    for x, y in ((a.monthly, b.monthly), (a.replay, b.replay), (a.shift, b.shift)):
+        pd.testing.assert_frame_equal(x, y, check_exact=True)

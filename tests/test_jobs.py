@@ -84,3 +84,28 @@ def test_yaml_is_data_not_code(tmp_path):
     p.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_job(p)
+
+
+def test_user_info_in_source_is_refused():
+    with pytest.raises(SpecError, match=r"data.source: credentials never go in a job file"):
+        load_job({"data": {"source": "https://alice:hunter2@example.org/y_{month}.parquet"}})
+
+
+@pytest.mark.parametrize(
+    "months, message",
+    [
+        (["2020-03", "2020-03"], "more than once"),
+        (["2020-04", "2020-03"], "calendar order"),
+        (["2020-02", "2020-04"], "consecutive"),
+    ],
+)
+def test_replay_months_are_one_ordered_stream(months, message):
+    with pytest.raises(SpecError, match=rf"evaluation.replay.months: .*{message}"):
+        load_job({"evaluation": {"replay": {"months": months}}})
+
+
+def test_duplicate_months_refused():
+    with pytest.raises(SpecError, match="evaluation.train: train lists 2020-01 more than once"):
+        load_job({"evaluation": {"train": ["2020-01", "2020-01"]}})
+    with pytest.raises(SpecError, match="shift.compare lists 2020-02 more than once"):
+        load_job({"evaluation": {"shift": {"compare": ["2020-02", "2020-02"]}}})

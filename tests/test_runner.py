@@ -196,3 +196,27 @@ def test_unreachable_scheduler_fails_fast(months_dir, tmp_path):
     with pytest.raises(RapidsEvalError, match="cannot reach Dask scheduler"):
         rapidseval.run(_job(months_dir / "yellow_tripdata_{month}.parquet", tmp_path / "o",
                             **{"cluster.timeout": 2}), scheduler="tcp://127.0.0.1:1")
+
+
+def test_weekly_windows_overlapping_the_period_are_in_period(months_dir, tmp_path):
+    res = rapidseval.run(_job(months_dir / "yellow_tripdata_{month}.parquet", tmp_path / "w",
+                              **{"evaluation.replay": {"months": ["2020-03"], "window": "W"}}))
+    r = res.replay
+    first = r.iloc[0]
+    assert str(first.window_start)[:10] == "2020-02-24" and first.in_period and first.n > 0
+    assert r.loc[r.in_period, "n"].sum() == res.monthly.set_index("month").loc["2020-03", "n"]
+
+
+def test_out_refuses_to_replace_a_directory_that_is_not_a_run(months_dir, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(RapidsEvalError, match="not a run directory"):
+        rapidseval.run(_job(months_dir / "yellow_tripdata_{month}.parquet", precious))
+    assert (precious / "notes.txt").read_text() == "keep me"
+
+
+def test_bad_model_params_fail_before_reading(months_dir, tmp_path):
+    with pytest.raises(rapidseval.SpecError, match="model.params"):
+        rapidseval.run(_job(months_dir / "yellow_tripdata_{month}.parquet", tmp_path / "p",
+                            **{"model.params": {"bogus": 1}}))
