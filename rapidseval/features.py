@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import SchemaError
+from .months import month_bounds
 
 __all__ = [
     "DROP_RULES",
@@ -174,12 +175,6 @@ def required_columns(spec: FeatureSpec) -> dict[str, list[str]]:
     return need
 
 
-def _month_bounds_us(month: str) -> tuple[int, int]:
-    start = np.datetime64(f"{month}-01", "us")
-    end = (np.datetime64(month, "M") + 1).astype("datetime64[us]")
-    return int(start.astype("int64")), int(end.astype("int64"))
-
-
 def prepare(frame, spec: FeatureSpec, *, month: str, backend, path: str = "<frame>") -> tuple[Any, PartStats]:
     """Clean one month's canonical frame and compute target and features.
 
@@ -227,7 +222,7 @@ def prepare(frame, spec: FeatureSpec, *, month: str, backend, path: str = "<fram
         code = xp.where((code == 0) & bad, xp.int8(rule_index), code)
 
     rules = list(DROP_RULES)
-    month_lo, month_hi = _month_bounds_us(month)
+    month_lo, month_hi = (int(b.astype("int64")) for b in month_bounds(month))
     for rule in spec.drop_rules:
         idx = rules.index(rule) + 1
         if rule == "missing_timestamp":

@@ -20,13 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import SpecError
 from .features import DROP_RULES, FEATURES, STUDY_FEATURES, TARGETS
+from .months import check_month, month_range
 
-__all__ = ["JobSpec", "load_job", "apply_overrides", "spec_hash", "month_list"]
+__all__ = ["JobSpec", "load_job", "apply_overrides", "spec_hash"]
 
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 MODEL_KINDS = ("random_forest",)
 SHIFT_STATISTICS = ("ks",)
-CLUSTER_KINDS = ("local", "threads", "scheduler")
 
 
 def _unique_sorted(months: list[str], where: str) -> list[str]:
@@ -39,19 +38,8 @@ def _unique_sorted(months: list[str], where: str) -> list[str]:
 
 
 def _check_month(value: str, where: str = "month") -> str:
-    if not isinstance(value, str) or not _MONTH.match(value):
-        raise ValueError(f"{where} must look like YYYY-MM, got {value!r}")
+    check_month(value, where)
     return value
-
-
-def month_list(start: str, end: str) -> list[str]:
-    """Inclusive list of ``YYYY-MM`` months."""
-    y0, m0 = map(int, start.split("-"))
-    y1, m1 = map(int, end.split("-"))
-    first, last = y0 * 12 + m0 - 1, y1 * 12 + m1 - 1
-    if last < first:
-        raise ValueError(f"end {end} is before start {start}")
-    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(first, last + 1)]
 
 
 class _Section(BaseModel):
@@ -119,12 +107,12 @@ class DataSpec(_Section):
 
     @model_validator(mode="after")
     def _order(self):
-        month_list(self.start, self.end)
+        month_range(self.start, self.end)
         return self
 
     @property
     def months(self) -> list[str]:
-        return month_list(self.start, self.end)
+        return month_range(self.start, self.end)
 
 
 class FeaturesSpec(_Section):
@@ -185,7 +173,7 @@ class ReplaySpec(_Section):
         v = _unique_sorted([_check_month(m, "replay month") for m in v], "replay.months")
         if not v:
             raise ValueError("replay needs at least one month")
-        if v != month_list(v[0], v[-1]):
+        if v != month_range(v[0], v[-1]):
             raise ValueError(f"replay months must be consecutive (one stream), got {', '.join(v)}")
         return v
 

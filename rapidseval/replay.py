@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import COUNT_COLUMNS, add_metrics, confusion_codes
+from .months import month_bounds
 
 __all__ = ["WINDOWS", "window_counts", "merge_window_counts", "replay_table"]
 
@@ -138,8 +139,7 @@ def replay_table(counts: pd.DataFrame, *, window: str, fill_from=None, fill_to=N
 
 def window_key_range(month: str, window: str) -> tuple[int, int]:
     """First and last window keys covering a calendar month."""
-    lo = np.datetime64(f"{month}-01", "us")
-    hi = (np.datetime64(month, "M") + 1).astype("datetime64[us]") - np.timedelta64(1, "us")
-    both = np.array([lo, hi]).view("int64")
+    lo, end = month_bounds(month)
+    both = np.array([lo, end - np.timedelta64(1, "us")]).view("int64")
     keys = _window_index(both, window, np)
     return int(keys[0]), int(keys[1])

@@ -26,6 +26,16 @@ img{max-width:100%;border:1px solid #eee}
 """
 
 
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display, no network)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -46,11 +56,9 @@ def _table(df: pd.DataFrame, floats: int = 4) -> str:
 def _replay_plot(replay: pd.DataFrame) -> str | None:
     if replay.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
+
+    plt = _pyplot()
 
     if "in_period" in replay:
         replay = replay[replay["in_period"]]
@@ -79,10 +87,7 @@ def _replay_plot(replay: pd.DataFrame) -> str | None:
 def _monthly_plot(monthly: pd.DataFrame) -> str | None:
     if monthly.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 3.2))
     ax.bar(monthly["month"], monthly["f1"], color="#4c72b0")
@@ -100,10 +105,7 @@ def _monthly_plot(monthly: pd.DataFrame) -> str | None:
 def _shift_plot(shift: pd.DataFrame) -> str | None:
     if shift.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     pivot = shift.pivot(index="feature", columns="window", values="value")
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(pivot) + 1.5))

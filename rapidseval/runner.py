@@ -30,6 +30,7 @@ from .features import FeatureSpec, PartStats, prepare, required_columns
 from .jobs import JobSpec, load_job, spec_hash
 from .data.sources import redact_uri
 from .metrics import COUNT_COLUMNS, add_metrics
+from .months import month_bounds
 from .models import fit, make_model, predict_positive_proba
 from .progress import Reporter
 from .replay import merge_window_counts, replay_table, window_counts, window_key_range
@@ -65,10 +66,6 @@ def _load_features(part, fspec: FeatureSpec, backend_name: str):
     be = get_backend(backend_name)
     table = read_part(part, required_columns(fspec))
     return prepare(be.from_arrow(table), fspec, month=part.month, backend=be, path=part.uri)
-
-
-def _train_part(part, fspec, backend_name):
-    return _load_features(part, fspec, backend_name)
 
 
 def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, model, threshold: float, window: str,
@@ -222,7 +219,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         train_parts = [p for m in ev.train for p in inputs[m][1]]
         frames = [None] * len(train_parts)
         with reporter.stage("read training data", total=len(train_parts)) as st:
-            for i, (frame, _stats) in ex.map_unordered(_train_part, train_parts, fspec, be.name):
+            for i, (frame, _stats) in ex.map_unordered(_load_features, train_parts, fspec, be.name):
                 frames[i] = frame
                 st.advance()
         train = be.xdf.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -301,8 +298,7 @@ def _replay_table(spec, windows) -> pd.DataFrame:
     table = replay_table(counts, window=w, fill_from=lo, fill_to=hi)
     # windows outside the replayed months hold rows of those months whose event time
     # spilled over (a trip ending after midnight on the last day): kept, but flagged
-    period_start = np.datetime64(f"{ev.replay.months[0]}-01", "us")
-    period_end = (np.datetime64(ev.replay.months[-1], "M") + 1).astype("datetime64[us]")
+    period_start, period_end = month_bounds(ev.replay.months[0], ev.replay.months[-1])
     start = table["window_start"].to_numpy()
     table["in_period"] = (table["window_end"].to_numpy() > period_start) & (start < period_end)
     table.insert(0, "model", spec.model.kind)

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError, SourceError, SpecError
+from ..months import check_month, month_range
 
 __all__ = [
     "NAMED_SOURCES",
@@ -78,7 +79,6 @@ _SECRET_OPTION = re.compile(
 )
 _SENSITIVE_QUERY = re.compile(r"(signature|token|credential|key|secret|sig|auth)", re.IGNORECASE)
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _PARQUET_EXT = (".parquet", ".parq", ".pq")
 _CSV_EXT = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz", ".txt")
@@ -89,23 +89,6 @@ _CSV_SAMPLE = 1 << 20
 # ---------------------------------------------------------------------------------------
 # months and URIs
 # ---------------------------------------------------------------------------------------
-def _check_month(month: str, what: str = "month") -> tuple[int, int]:
-    m = _MONTH.match(month) if isinstance(month, str) else None
-    if not m:
-        raise SpecError(f"{what} must look like YYYY-MM (e.g. 2020-01), got {month!r}")
-    return int(m[1]), int(m[2])
-
-
-def month_range(start: str, end: str) -> list[str]:
-    """Months from ``start`` to ``end`` inclusive, as ``YYYY-MM`` strings."""
-    y0, m0 = _check_month(start, "start")
-    y1, m1 = _check_month(end, "end")
-    first, last = y0 * 12 + m0 - 1, y1 * 12 + m1 - 1
-    if last < first:
-        raise SpecError(f"end {end} is before start {start}")
-    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(first, last + 1)]
-
-
 def protocol_of(uri: str) -> str:
     """``"file"``, ``"s3"``, ``"http"``, ``"https"``, ... (``"file"`` for plain paths)."""
     if "::" in uri:
@@ -148,7 +131,7 @@ def resolve_uris(source: str | Sequence[str], months: Sequence[str]) -> dict[str
         ``YYYY-MM`` months.
     """
     for m in months:
-        _check_month(m)
+        check_month(m)
     if isinstance(source, str):
         template = NAMED_SOURCES.get(source, source)
         if not _PLACEHOLDER.search(template) and len(months) > 1:
