@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from rapidseval.errors import SpecError
+from ..errors import SpecError
+from ..months import check_month
 
 __all__ = [
     "BLOCK_ROWS",
@@ -76,13 +77,8 @@ OUTPUT_SCHEMA: dict[str, pa.DataType] = {
 
 def _parse_month(value: Any, name: str) -> int:
     """``"YYYY-MM"`` -> month index ``year*12 + month - 1``; SpecError naming `name`."""
-    try:
-        year, month = str(value).split("-")
-        if len(year) != 4 or len(month) != 2 or not 1 <= int(month) <= 12:
-            raise ValueError(value)
-        return int(year) * 12 + int(month) - 1
-    except ValueError as exc:
-        raise SpecError(f"{name} must be a month 'YYYY-MM', got {value!r}") from exc
+    year, month = check_month(value, name)
+    return year * 12 + month - 1
 
 
 def _month_index(value: str) -> int:
