@@ -243,6 +243,97 @@ class OutputSpec(_Section):
     report: bool = True
 
 
+class PolicySpec(_Section):
+    """One retraining policy of a backtest (``kind`` from the policy registry)."""
+
+    kind: str
+    name: str | None = Field(None, description="label in the tables (default: the kind)")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self):
+        from .backtest import make_policy
+
+        try:
+            make_policy(self.kind, self.params)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+class DriftSpec(_Section):
+    """The drift signal of drift-triggered policies (KS of a month vs the model's training months)."""
+
+    statistic: str = "ks"
+    threshold: float = Field(0.1, gt=0, le=1, description="alarm when a feature's statistic exceeds this effect size")
+    features: list[str] | None = Field(None, description="features watched (default: all the model's features)")
+
+    @field_validator("statistic")
+    @classmethod
+    def _stat(cls, v: str) -> str:
+        if v not in SHIFT_STATISTICS:
+            raise ValueError(f"unknown shift statistic {v!r}; choose one of {', '.join(SHIFT_STATISTICS)}")
+        return v
+
+
+class BacktestSpec(_Section):
+    """Rolling-origin backtest with retraining policies (replaces ``evaluation``)."""
+
+    origins: list[str] | None = Field(None, description="explicit origins (first evaluation month of each fold)")
+    first_origin: str | None = Field(None, description="first generated origin (default: earliest with enough history)")
+    every: int = Field(1, ge=1, description="months between generated origins (retraining decision points)")
+    train_months: int | None = Field(12, ge=1, description="sliding training window in months; null: expanding")
+    gap: int = Field(0, ge=0, description="months left out between training end and origin")
+    horizon: int = Field(3, ge=1, description="months each origin's model is scored for the staleness matrix")
+    policies: list[PolicySpec] = Field(default_factory=lambda: [
+        PolicySpec(kind="static"), PolicySpec(kind="periodic", params={"every": 3}), PolicySpec(kind="drift_triggered"),
+    ])
+    metric: Literal["f1", "accuracy", "precision", "recall"] = Field(
+        "f1", description="the metric the floor applies to (months below it are counted; drift_triggered retrains)")
+    floor: float = Field(0.6, ge=0, le=1, description="floor of the metric")
+    label_delay: int = Field(0, ge=0, description="months after a month ends before its labels are known")
+    drift: DriftSpec = DriftSpec()
+    daily: bool = Field(False, description="also write per-day metrics per policy (backtest_daily.parquet)")
+    max_train_rows: int | None = Field(None, ge=1000, description="sample training months down to this many rows (seeded)")
+    cache_dir: str = Field(".rapidseval/features", description="per-month feature cache (Parquet)")
+
+    @field_validator("origins")
+    @classmethod
+    def _origins(cls, v):
+        if v is None:
+            return v
+        v = _unique_sorted([_check_month(m, "origin") for m in v], "backtest.origins")
+        if not v:
+            raise ValueError("origins is empty; leave it out to generate them")
+        return v
+
+    @field_validator("first_origin")
+    @classmethod
+    def _first(cls, v):
+        return v if v is None else _check_month(v, "first_origin")
+
+    @field_validator("policies")
+    @classmethod
+    def _policies(cls, v):
+        if not v:
+            raise ValueError("at least one policy is needed")
+        labels = [p.label for p in v]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"policy name(s) {', '.join(dup)} used twice; give each a distinct name")
+        return v
+
+    def splitter(self):
+        from .backtest import MonthSplitter
+
+        return MonthSplitter(origins=self.origins, every=self.every, first_origin=self.first_origin,
+                             train_months=self.train_months, gap=self.gap, horizon=self.horizon)
+
+
 class JobSpec(_Section):
     """A whole job. See ``jobs/*.yaml`` for examples."""
 
@@ -255,6 +346,7 @@ class JobSpec(_Section):
     evaluation: EvaluationSpec = EvaluationSpec()
     cluster: ClusterSpec = ClusterSpec()
     output: OutputSpec = OutputSpec()
+    backtest: BacktestSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -265,6 +357,8 @@ class JobSpec(_Section):
 
     @model_validator(mode="after")
     def _months_in_range(self):
+        if self.backtest is not None:
+            return self._backtest_months()
         months = set(self.data.months)
         ev = self.evaluation
         used = {"evaluation.train": ev.train, "evaluation.test": ev.test, "evaluation.score": ev.score}
@@ -281,8 +375,19 @@ class JobSpec(_Section):
                 )
         return self
 
+    def _backtest_months(self):
+        if "evaluation" in self.model_fields_set:
+            raise ValueError("a job with a backtest section has no evaluation section (the backtest replaces it)")
+        try:
+            self.backtest.splitter().folds(self.data.months)
+        except SpecError as exc:
+            raise ValueError(f"backtest: {exc}") from exc
+        return self
+
     def evaluated_months(self) -> list[str]:
         """Months scored by the model, in data order."""
+        if self.backtest is not None:
+            return list(self.data.months)
         ev = self.evaluation
         wanted = set(ev.train) | set(ev.test) | set(ev.score)
         if ev.replay is not None:
@@ -291,7 +396,7 @@ class JobSpec(_Section):
 
     def shift_months(self) -> list[str]:
         sh = self.evaluation.shift
-        if sh is None:
+        if sh is None or self.backtest is not None:
             return []
         wanted = {sh.reference, *sh.compare}
         return [m for m in self.data.months if m in wanted]

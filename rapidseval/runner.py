@@ -51,6 +51,9 @@ class RunResult:
     shift: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     model: Any = None
+    backtest: pd.DataFrame | None = None  # backtest jobs: policy x eval month
+    staleness: pd.DataFrame | None = None  # backtest jobs: origin x eval month
+    policies: pd.DataFrame | None = None  # backtest jobs: one row per policy
 
     @property
     def report_path(self) -> Path:
@@ -193,6 +196,10 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     ov: Any = extra if not isinstance(overrides, (list, tuple)) else list(overrides) + [f"{k}={json.dumps(v)}" for k, v in extra.items()]
     spec = load_job(job, ov or None)
     reporter = reporter or Reporter()
+    if spec.backtest is not None:
+        from .backtest import run_backtest
+
+        return run_backtest(spec, reporter=reporter)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 

@@ -1,0 +1,518 @@
+"""The backtest job: features once, one fit per distinct model, policies replayed over months.
+
+Work is shared: a model is defined by ``(kind, params, seed, threshold,
+backend, training months)``, so each fold's model is fitted once and each
+``(model, month)`` pair scored once, whichever policies use it.
+
+1. **features**: every month is read, cleaned and featurised once, as a
+   Dask task, into the feature cache (:mod:`rapidseval.feature_cache`).
+2. **folds** (parallel, one task per origin): fit the origin's model
+   (single-threaded on CPU, one single-GPU forest per worker on GPU), score
+   it on the origin's ``horizon`` months, write the model, its scores and
+   finally a marker into the work area; an interrupted job skips every fold
+   with a marker.
+3. **policies** (on the client): each policy walks the origins and decides
+   to keep or retrain from what was known then; any ``(model, month)`` it
+   needs that no fold scored (a static model far past its horizon) is scored
+   in parallel, in rounds, and the walk repeated.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import lineage
+from ..backend import get_backend
+from ..errors import RapidsEvalError, SpecError
+from ..feature_cache import CachedMonth, build_month, read_month_features, read_value_counts
+from ..metrics import COUNT_COLUMNS, add_metrics
+from ..models import make_model
+from ..progress import Reporter
+from ..shift import merge_counts
+from ._drift import drift_signal
+from ._policies import DecisionContext, NeedScores, make_policy
+from ._split import Fold, month_index, month_name, months_between
+
+__all__ = ["run_backtest", "BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS"]
+
+#: the day windows of the optional per-day table use pickup time (always inside the file's month)
+_DAY_TIME_COLUMN = "pickup_datetime"
+_METRICS = ("n", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "accuracy", "positive_rate")
+
+BACKTEST_COLUMNS = ("policy", "origin", "train_start", "train_end", "eval_month", "model_age_months", *_METRICS,
+                    "below_floor", "retrained", "retrain_reason", "train_seconds")
+STALENESS_COLUMNS = ("origin", "train_start", "train_end", "eval_month", "model_age_months", *_METRICS)
+POLICY_COLUMNS = ("policy", "kind", "months", "mean_f1", "worst_f1", "worst_month", "mean_accuracy", "worst_accuracy",
+                  "metric", "floor", "months_below_floor", "retrains", "train_seconds")
+
+
+@dataclass(frozen=True)
+class _ModelPlan:
+    key: str
+    fold: Fold
+
+
+# ---------------------------------------------------------------------------------------
+# tasks (module level: they are pickled to Dask workers)
+# ---------------------------------------------------------------------------------------
+def _month_task(item, fspec, backend_name: str, root: str) -> CachedMonth:
+    month, parts, fingerprint = item
+    return build_month(month, parts, fspec, backend_name, root=root, fingerprint=fingerprint)
+
+
+def _write_atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _score_path(work: str, model_key: str, entry: CachedMonth) -> Path:
+    return Path(work) / "scores" / model_key / f"{entry.key}.parquet"
+
+
+def _score(model, entry: CachedMonth, fspec, be, threshold: float, work: str, model_key: str) -> pd.DataFrame:
+    """Daily confusion counts of ``model`` on a cached month; written to the work area."""
+    from ..models import predict_positive_proba
+    from ..replay import window_counts
+
+    frame = read_month_features(entry, be, [*fspec.features, fspec.target, _DAY_TIME_COLUMN])
+    if len(frame):
+        proba = predict_positive_proba(model, frame[list(fspec.features)], be)
+        counts = window_counts(be.time_us(frame[_DAY_TIME_COLUMN]), be.asarray(frame[fspec.target]),
+                               proba > threshold, window="D", xp=be.xp)
+    else:
+        counts = window_counts(np.zeros(0, "int64"), np.zeros(0), np.zeros(0), window="D")
+    _write_atomic(_score_path(work, model_key, entry), lambda p: counts.to_parquet(p, index=False))
+    return counts
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(path: str):
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def _fold_task(plan: _ModelPlan, entries: dict[str, CachedMonth], fspec, backend_name: str, model_cfg: dict[str, Any],
+               work: str) -> dict[str, Any]:
+    """Fit one fold's model, score its horizon months, then write its marker (last)."""
+    from ..models import fit
+
+    be = get_backend(backend_name)
+    fold = plan.fold
+    where = f"fold {fold.origin} (training months {fold.train_start}..{fold.train_end})"
+    frames = [read_month_features(entries[m], be, [*fspec.features, fspec.target]) for m in fold.train]
+    train = be.xdf.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    del frames
+    if len(train) == 0:
+        raise RapidsEvalError(f"{where}: no usable training rows after cleaning")
+    if model_cfg["max_train_rows"] is not None and len(train) > model_cfg["max_train_rows"]:
+        train = train.sample(n=model_cfg["max_train_rows"], random_state=model_cfg["seed"])
+    model = make_model(be, model_cfg["kind"], model_cfg["params"], model_cfg["seed"])
+    if be.name == "cpu" and "n_jobs" in model.get_params():
+        model.set_params(n_jobs=1)  # folds run in parallel, one single-threaded forest each
+    t0 = time.perf_counter()
+    try:
+        fit(model, train[list(fspec.features)], train[fspec.target], be)
+    except RapidsEvalError as exc:
+        raise type(exc)(f"{where}: {exc}") from exc
+    seconds = time.perf_counter() - t0
+    rows = int(len(train))
+    del train
+    model_path = Path(work) / "models" / f"{plan.key}.pkl"
+    _write_atomic(model_path, lambda p: p.write_bytes(pickle.dumps(model, protocol=5)))
+    scores = {m: _score(model, entries[m], fspec, be, model_cfg["threshold"], work, plan.key) for m in fold.eval}
+    record = {"key": plan.key, "origin": fold.origin, "train": list(fold.train), "eval": list(fold.eval),
+              "train_rows": rows, "train_seconds": seconds, "backend": be.name}
+    _write_atomic(Path(work) / "folds" / f"{plan.key}.json", lambda p: p.write_text(json.dumps(record)))
+    return {"record": record, "scores": scores}
+
+
+def _score_task(item, entries: dict[str, CachedMonth], fspec, backend_name: str, threshold: float,
+                work: str) -> pd.DataFrame:
+    model_key, month = item
+    be = get_backend(backend_name)
+    model = _load_model(str(Path(work) / "models" / f"{model_key}.pkl"))
+    return _score(model, entries[month], fspec, be, threshold, work, model_key)
+
+
+# ---------------------------------------------------------------------------------------
+# planning
+# ---------------------------------------------------------------------------------------
+def _model_key(model_cfg: dict[str, Any], backend_name: str, fold: Fold, entries: dict[str, CachedMonth]) -> str:
+    ident = {**model_cfg, "backend": backend_name, "train": [entries[m].key for m in fold.train]}
+    text = json.dumps(ident, sort_keys=True, default=str)
+    return f"{fold.origin}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def _work_dir(run_dir: Path) -> Path:
+    return run_dir.parent / f".{run_dir.name}.work"
+
+
+def _run_dir(spec) -> Path:
+    return Path(spec.output.dir.format(name=spec.name)).expanduser()
+
+
+# ---------------------------------------------------------------------------------------
+# policies
+# ---------------------------------------------------------------------------------------
+def _metrics_row(counts: pd.DataFrame) -> dict[str, Any]:
+    total = {c: int(counts[c].sum()) for c in COUNT_COLUMNS}
+    return add_metrics(pd.DataFrame([total])).iloc[0].to_dict()
+
+
+class _Walk:
+    """Replays one policy over the origins, from known scores; collects what it lacks."""
+
+    def __init__(self, label, kind, decide, plans, spans, bt, metrics, drift):
+        self.label, self.kind, self.decide = label, kind, decide
+        self.plans, self.spans, self.bt = plans, spans, bt
+        self.metrics, self.drift = metrics, drift
+
+    def run(self, known: set) -> tuple[list[dict[str, Any]] | None, set]:
+        missing: set = set()
+        rows: list[dict[str, Any]] = []
+        current: int | None = None
+        for i, plan in enumerate(self.plans):
+            origin = plan.fold.origin
+            if current is None:
+                reason = "initial"
+            else:
+                cur = self.plans[current]
+                last_labelled = month_index(origin) - 1 - self.bt.label_delay
+                labelled = tuple(month_name(j) for j in range(month_index(cur.fold.origin), last_labelled + 1))
+
+                def metrics(month, key=cur.key):
+                    if (key, month) not in known:
+                        raise NeedScores({(key, month)})
+                    return self.metrics(key, month)
+
+                ctx = DecisionContext(
+                    origin=origin, model_origin=cur.fold.origin, train_months=cur.fold.train,
+                    months_since_retrain=months_between(cur.fold.origin, origin), metric=self.bt.metric,
+                    floor=self.bt.floor,
+                    label_delay=self.bt.label_delay, drift_threshold=self.bt.drift.threshold,
+                    _metrics=metrics, _labelled=labelled,
+                    _drift=functools.partial(self.drift, cur, month_name(month_index(origin) - 1)),
+                )
+                try:
+                    reason = self.decide(ctx)
+                except NeedScores as need:
+                    return None, missing | need.pairs
+            if reason is not None:
+                current = i
+            cur = self.plans[current]
+            for j, month in enumerate(self.spans[i]):
+                pair = (cur.key, month)
+                if pair not in known:
+                    missing.add(pair)
+                    continue
+                retrained = j == 0 and reason is not None
+                rows.append({
+                    "policy": self.label, "origin": cur.fold.origin, "train_start": cur.fold.train_start,
+                    "train_end": cur.fold.train_end, "eval_month": month,
+                    "model_age_months": months_between(cur.fold.train_end, month),
+                    "retrained": retrained, "retrain_reason": reason if retrained else "",
+                    "_key": cur.key,
+                })
+        return (rows if not missing else None), missing
+
+
+def _spans(plans: list[_ModelPlan]) -> list[tuple[str, ...]]:
+    """Months each origin's decision governs: up to the next origin (the last: its horizon)."""
+    out = []
+    for i, plan in enumerate(plans):
+        if i + 1 < len(plans):
+            lo, hi = month_index(plan.fold.origin), month_index(plans[i + 1].fold.origin)
+            out.append(tuple(month_name(j) for j in range(lo, hi)))
+        else:
+            out.append(plan.fold.eval)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# the job
+# ---------------------------------------------------------------------------------------
+def run_backtest(spec, *, reporter: Reporter | None = None):
+    """Run a job with a ``backtest`` section; write its run directory.
+
+    Returns
+    -------
+    rapidseval.runner.RunResult
+        With ``backtest``, ``staleness`` and ``policies`` tables set.
+    """
+    from ..cluster import open_executor
+    from ..runner import RunResult, _feature_spec, _manifest, resolve_inputs
+
+    reporter = reporter or Reporter()
+    bt = spec.backtest
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    be = get_backend(spec.backend)
+    reporter.log(f"backend: {be.name} ({be.reason})")
+    fspec = _feature_spec(spec)
+    watched = tuple(bt.drift.features or fspec.features)
+    unknown = [f for f in watched if f not in fspec.features]
+    if unknown:
+        raise SpecError(f"backtest.drift.features: {', '.join(unknown)} not among the job's features "
+                        f"({', '.join(fspec.features)})")
+    folds = bt.splitter().folds(spec.data.months)
+    truncated = [f.origin for f in folds if f.truncated]
+    if truncated:
+        reporter.log(f"horizon {bt.horizon} truncated at the data end ({spec.data.end}) for origin(s) "
+                     f"{', '.join(truncated)}")
+    first = min(month_index(f.train_start) for f in folds)
+    months = [m for m in spec.data.months if month_index(m) >= first]
+    decisions = [make_policy(p.kind, p.params) for p in bt.policies]
+    model_cfg = {"kind": spec.model.kind, "params": spec.model.params, "seed": spec.seed,
+                 "threshold": spec.model.threshold, "max_train_rows": bt.max_train_rows}
+    make_model(be, spec.model.kind, spec.model.params, spec.seed)  # bad params fail before any read
+
+    t0 = time.perf_counter()
+    inputs = resolve_inputs(spec, months, reporter)
+    timings["resolve_inputs"] = time.perf_counter() - t0
+    run_dir = _run_dir(spec)
+    work = _work_dir(run_dir)
+    cache_root = str(Path(bt.cache_dir).expanduser().resolve())
+    stats_counter = {"folds": len(folds), "folds_reused": 0, "scores_extra": 0, "score_rounds": 0}
+
+    with open_executor(spec.cluster, be) as ex:
+        reporter.log(f"cluster: {ex.description}" + (f" — dashboard {ex.dashboard_link}" if ex.dashboard_link else ""))
+        # -- 1. features, once per month ------------------------------------------------
+        t0 = time.perf_counter()
+        entries: dict[str, CachedMonth] = {}
+        items = [(m, inputs[m][1], inputs[m][0].fingerprint) for m in months]
+        with reporter.stage("features (cached)", total=len(items)) as st:
+            for i, entry in ex.map_unordered(_month_task, items, fspec, be.name, cache_root):
+                entries[months[i]] = entry
+                st.advance()
+        timings["features"] = time.perf_counter() - t0
+        hits = sum(e.hit for e in entries.values())
+        reporter.log(f"feature cache {cache_root}: {hits} of {len(entries)} months reused")
+
+        # -- 2. folds: one fit per distinct model, scored on its horizon ----------------
+        t0 = time.perf_counter()
+        plans = [_ModelPlan(_model_key(model_cfg, be.name, f, entries), f) for f in folds]
+        records: dict[str, dict[str, Any]] = {}
+        todo = []
+        for plan in plans:
+            marker = work / "folds" / f"{plan.key}.json"
+            if marker.exists() and (work / "models" / f"{plan.key}.pkl").exists():
+                records[plan.key] = json.loads(marker.read_text())
+            else:
+                todo.append(plan)
+        stats_counter["folds_reused"] = len(plans) - len(todo)
+        if records:
+            reporter.log(f"resuming: {len(records)} of {len(plans)} folds already done in {work}")
+        with reporter.stage(f"folds ({len(todo)} to fit)", total=len(todo)) as st:
+            for i, res in ex.map_unordered(_fold_task, todo, entries, fspec, be.name, model_cfg, str(work)):
+                rec = res["record"]
+                records[rec["key"]] = rec
+                reporter.log(f"fold {rec['origin']}: trained on {rec['train'][0]}..{rec['train'][-1]} "
+                             f"({rec['train_rows']:,} rows) in {rec['train_seconds']:.1f} s")
+                st.advance()
+        timings["folds"] = time.perf_counter() - t0
+
+        # -- 3. policies: walk the origins; score what they need that no fold did --------
+        t0 = time.perf_counter()
+        scores: dict[tuple[str, str], pd.DataFrame] = {}
+
+        def load(pair):
+            if pair not in scores:
+                scores[pair] = pd.read_parquet(_score_path(str(work), pair[0], entries[pair[1]]))
+            return scores[pair]
+
+        known = {(p.key, m) for p in plans for m in months
+                 if _score_path(str(work), p.key, entries[m]).exists()}
+        metric_cache: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def metrics(key, month):
+            if (key, month) not in metric_cache:
+                metric_cache[(key, month)] = _metrics_row(load((key, month)))
+            return metric_cache[(key, month)]
+
+        ref_counts: dict[str, dict] = {}
+        month_counts: dict[str, dict] = {}
+        signals: dict[tuple[str, str], Any] = {}
+
+        def drift(plan, month):
+            if (plan.key, month) not in signals:
+                if plan.key not in ref_counts:
+                    per = [read_value_counts(entries[m]) for m in plan.fold.train]
+                    ref_counts[plan.key] = {f: merge_counts([p[f] for p in per]) for f in watched}
+                if month not in month_counts:
+                    month_counts[month] = read_value_counts(entries[month])
+                signals[(plan.key, month)] = drift_signal(ref_counts[plan.key], month_counts[month], month=month,
+                                                          threshold=bt.drift.threshold, features=watched,
+                                                          statistic=bt.drift.statistic)
+            return signals[(plan.key, month)]
+
+        spans = _spans(plans)
+        walks = [_Walk(p.label, p.kind, d, plans, spans, bt, metrics, drift) for p, d in zip(bt.policies, decisions)]
+        by_key = {p.key: p for p in plans}
+        last = month_index(months[-1])
+        # the staleness grid: every fold on its horizon (a resumed fold may lack a newer horizon's months)
+        missing = {(p.key, m) for p in plans for m in p.fold.eval} - known
+        results: dict[str, list[dict[str, Any]]] = {}
+        with reporter.stage("policies", total=len(walks)) as st:
+            while True:
+                if missing:
+                    stats_counter["score_rounds"] += 1
+                    stats_counter["scores_extra"] += len(missing)
+                    pending = sorted(missing)
+                    for i, counts in ex.map_unordered(_score_task, pending, entries, fspec, be.name,
+                                                      spec.model.threshold, str(work)):
+                        scores[pending[i]] = counts
+                        known.add(pending[i])
+                    missing = set()
+                for w in walks:
+                    if w.label in results:
+                        continue
+                    rows, need = w.run(known)
+                    if rows is not None:
+                        results[w.label] = rows
+                        st.advance()
+                        continue
+                    for key, month in need:  # a decision will likely look further ahead: score a block
+                        missing.add((key, month))
+                        for j in range(month_index(month) + 1, min(month_index(month) + bt.horizon, last + 1)):
+                            if (key, month_name(j)) not in known:
+                                missing.add((key, month_name(j)))
+                    missing -= known
+                if len(results) == len(walks):
+                    break
+                if not missing:  # pragma: no cover - a walk that needs nothing and returns nothing
+                    raise RapidsEvalError("backtest: a policy walk made no progress")
+        timings["policies"] = time.perf_counter() - t0
+
+    # -- tables --------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    backtest, daily = _backtest_tables(bt, walks, results, records, metrics, load)
+    staleness = _staleness_table(plans, metrics)
+    policies = _policy_table(bt, backtest)
+    models = pd.DataFrame([
+        {"origin": by_key[k].fold.origin, "train_start": by_key[k].fold.train_start,
+         "train_end": by_key[k].fold.train_end, "train_months": len(by_key[k].fold.train),
+         "train_rows": r["train_rows"], "train_seconds": r["train_seconds"], "model_key": k}
+        for k, r in sorted(records.items(), key=lambda kv: kv[1]["origin"])
+    ])
+    timings["assemble"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+
+    stats = {m: entries[m].stats for m in months}
+    manifest = _manifest(spec, be, inputs, stats, timings)
+    manifest["backtest"] = {
+        **stats_counter,
+        "origins": [p.fold.origin for p in plans],
+        "truncated_origins": truncated,
+        "feature_cache": {"dir": cache_root, "months": len(entries), "reused": hits},
+        "models_fitted": len(todo),
+        "day_time_column": _DAY_TIME_COLUMN,
+    }
+    tables = {"backtest": backtest, "staleness": staleness, "policies": policies, "models": models}
+    if bt.daily:
+        tables["backtest_daily"] = daily
+    out_dir = _write_backtest_dir(spec, manifest, tables)
+    shutil.rmtree(work, ignore_errors=True)  # the run is complete: nothing left to resume
+    empty_monthly = pd.DataFrame(columns=["model", "month", "role", *COUNT_COLUMNS, "n", "precision", "recall", "f1"])
+    return RunResult(spec, out_dir, manifest, empty_monthly, pd.DataFrame(), pd.DataFrame(), timings, None,
+                     backtest=backtest, staleness=staleness, policies=policies)
+
+
+def _backtest_tables(bt, walks, results, records, metrics, load):
+    rows, daily_rows = [], []
+    for w in walks:
+        for r in results[w.label]:
+            key = r.pop("_key")
+            m = metrics(key, r["eval_month"])
+            r.update({c: m[c] for c in _METRICS})
+            r["below_floor"] = bool(m["n"] > 0 and m[bt.metric] < bt.floor)
+            r["train_seconds"] = float(records[key]["train_seconds"]) if r["retrained"] else 0.0
+            rows.append(r)
+            if bt.daily:
+                from ..replay import replay_table
+
+                d = replay_table(load((key, r["eval_month"])), window="D")
+                d.insert(0, "policy", w.label)
+                d.insert(1, "origin", r["origin"])
+                d.insert(2, "eval_month", r["eval_month"])
+                daily_rows.append(d)
+    backtest = pd.DataFrame(rows)
+    backtest = backtest[list(BACKTEST_COLUMNS)]
+    for c in ("n", "tp", "fp", "fn", "tn", "model_age_months"):
+        backtest[c] = backtest[c].astype("int64")
+    daily = pd.concat(daily_rows, ignore_index=True) if daily_rows else pd.DataFrame()
+    return backtest, daily
+
+
+def _staleness_table(plans, metrics) -> pd.DataFrame:
+    rows = []
+    for p in plans:
+        for month in p.fold.eval:
+            m = metrics(p.key, month)
+            rows.append({"origin": p.fold.origin, "train_start": p.fold.train_start, "train_end": p.fold.train_end,
+                         "eval_month": month, "model_age_months": months_between(p.fold.train_end, month),
+                         **{c: m[c] for c in _METRICS}})
+    table = pd.DataFrame(rows)[list(STALENESS_COLUMNS)]
+    for c in ("n", "tp", "fp", "fn", "tn", "model_age_months"):
+        table[c] = table[c].astype("int64")
+    return table
+
+
+def _policy_table(bt, backtest: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for p in bt.policies:
+        t = backtest[backtest["policy"] == p.label]
+        scored = t[t["n"] > 0]
+        worst = scored.loc[scored["f1"].idxmin()] if len(scored) else None
+        rows.append({
+            "policy": p.label, "kind": p.kind, "months": int(len(t)),
+            "mean_f1": float(scored["f1"].mean()) if len(scored) else float("nan"),
+            "worst_f1": float(worst["f1"]) if worst is not None else float("nan"),
+            "worst_month": worst["eval_month"] if worst is not None else "",
+            "mean_accuracy": float(scored["accuracy"].mean()) if len(scored) else float("nan"),
+            "worst_accuracy": float(scored["accuracy"].min()) if len(scored) else float("nan"),
+            "metric": bt.metric, "floor": bt.floor,
+            "months_below_floor": int(t["below_floor"].sum()),
+            "retrains": int(t["retrained"].sum()),
+            "train_seconds": float(t["train_seconds"].sum()),
+        })
+    return pd.DataFrame(rows, columns=list(POLICY_COLUMNS))
+
+
+def _write_backtest_dir(spec, manifest, tables: dict[str, pd.DataFrame]) -> Path:
+    """Write every table into a fresh directory, then swap it into place (as a run does)."""
+    run_dir = _run_dir(spec)
+    if run_dir.exists() and (not run_dir.is_dir() or (any(run_dir.iterdir()) and not (run_dir / "manifest.json").exists())):
+        raise RapidsEvalError(
+            f"{run_dir} exists and is not a run directory (no manifest.json); "
+            "choose another --out or remove it yourself — rapidseval only replaces its own run directories"
+        )
+    tmp = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, table in tables.items():
+        table.to_parquet(tmp / f"{name}.parquet", index=False)
+    lineage.write_json_atomic(tmp / "manifest.json", manifest)
+    if run_dir.exists():
+        old = run_dir.parent / f".{run_dir.name}.old-{os.getpid()}"
+        os.replace(run_dir, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, run_dir)
+    return run_dir

@@ -1,0 +1,182 @@
+"""Retraining policies, registered by name.
+
+A policy is consulted at every origin after the first (at the first one
+every policy trains: there is no model yet).  It sees a
+:class:`DecisionContext` holding only what was known at that time: the
+metrics of the model in force on months whose labels had arrived
+(``label_delay`` months after the month ended) and the drift signal of the
+latest month's features (which need no labels) against the model's
+training months.  It returns a reason to retrain, or ``None`` to keep the
+model.
+
+Add your own with :func:`register_policy`::
+
+    from rapidseval.backtest import register_policy
+
+    @register_policy("quarterly_or_floor")
+    def quarterly_or_floor(ctx, *, every=3):
+        if ctx.months_since_retrain >= every:
+            return "scheduled"
+        m = ctx.latest_metrics()
+        return f"floor: {m[ctx.metric]:.3f}" if m and m[ctx.metric] < ctx.floor else None
+
+A policy must be a pure function of its context and parameters: the
+backtest may call it more than once for the same origin (it asks again
+after scoring the months the policy looked at).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import SpecError
+
+__all__ = ["POLICIES", "DecisionContext", "register_policy", "make_policy"]
+
+Policy = Callable[..., "str | None"]
+
+#: name -> policy function ``f(ctx, **params) -> reason or None``
+POLICIES: dict[str, Policy] = {}
+
+
+class NeedScores(Exception):
+    """Raised inside a decision that looked at (model, month) metrics not yet computed."""
+
+    def __init__(self, pairs):
+        super().__init__(f"{len(pairs)} (model, month) scores needed")
+        self.pairs = set(pairs)
+
+
+@dataclass
+class DecisionContext:
+    """What a policy may know when deciding at ``origin``.
+
+    Attributes
+    ----------
+    origin : str
+        The month about to start (the first month the decision affects).
+    model_origin : str
+        Origin at which the model in force was trained.
+    train_months : tuple of str
+        Its training months.
+    months_since_retrain : int
+        ``origin - model_origin`` in months.
+    metric : str
+        The metric the floor applies to (``f1``, ``accuracy``, ...).
+    floor : float
+        The job's floor of ``metric``.
+    label_delay : int
+        Months after a month ends before its labels are known.
+    drift_threshold : float
+        The job's drift threshold.
+    """
+
+    origin: str
+    model_origin: str
+    train_months: tuple[str, ...]
+    months_since_retrain: int
+    metric: str
+    floor: float
+    label_delay: int
+    drift_threshold: float
+    _metrics: Callable[[str], dict[str, Any]]
+    _labelled: tuple[str, ...]
+    _drift: Callable[[], Any]
+
+    @property
+    def labelled_months(self) -> tuple[str, ...]:
+        """Months since the model's origin whose labels are known now (oldest first)."""
+        return self._labelled
+
+    def metrics(self, month: str) -> dict[str, Any]:
+        """``n, tp, fp, fn, tn, precision, recall, f1, accuracy, ...`` of the model in force on a labelled month."""
+        if month not in self._labelled:
+            raise ValueError(
+                f"at {self.origin} the labels of {month} are not known (label_delay {self.label_delay}); "
+                f"known: {', '.join(self._labelled) or 'none'}"
+            )
+        return self._metrics(month)
+
+    def latest_metrics(self) -> dict[str, Any] | None:
+        """Metrics on the latest labelled month, or None when none is labelled yet."""
+        return self.metrics(self._labelled[-1]) if self._labelled else None
+
+    def drift(self):
+        """Drift signal of the latest month's features against the model's training months
+        (a :class:`rapidseval.backtest.DriftSignal`)."""
+        return self._drift()
+
+
+def register_policy(name: str) -> Callable[[Policy], Policy]:
+    """Decorator: register ``f(ctx, **params) -> str | None`` as policy ``name``."""
+    if not isinstance(name, str) or not name:
+        raise SpecError("a policy name must be a non-empty string")
+
+    def deco(fn: Policy) -> Policy:
+        POLICIES[name] = fn
+        return fn
+
+    return deco
+
+
+def make_policy(kind: str, params: dict[str, Any]) -> Callable[[DecisionContext], "str | None"]:
+    """Bind ``params`` to the policy ``kind``; unknown kinds or parameters are a :class:`SpecError`."""
+    try:
+        fn = POLICIES[kind]
+    except KeyError:
+        raise SpecError(f"unknown retraining policy {kind!r}; choose one of {', '.join(POLICIES)}") from None
+    sig = inspect.signature(fn)
+    try:
+        sig.bind(None, **params)
+    except TypeError as exc:
+        allowed = [p for p in list(sig.parameters)[1:]]
+        raise SpecError(
+            f"policy {kind!r}: {exc}; its parameters are {', '.join(allowed) or '(none)'}"
+        ) from exc
+
+    def decide(ctx: DecisionContext):
+        return fn(ctx, **params)
+
+    return decide
+
+
+@register_policy("static")
+def static(ctx: DecisionContext) -> str | None:
+    """Train once, at the first origin; never retrain."""
+    return None
+
+
+@register_policy("periodic")
+def periodic(ctx: DecisionContext, *, every: int = 3) -> str | None:
+    """Retrain every ``every`` months."""
+    if not isinstance(every, int) or every < 1:
+        raise SpecError(f"policy periodic: every must be an integer >= 1, got {every!r}")
+    return f"scheduled (every {every} months)" if ctx.months_since_retrain >= every else None
+
+
+@register_policy("drift_triggered")
+def drift_triggered(ctx: DecisionContext, *, use_drift: bool = True, use_floor: bool = True,
+                    min_months: int = 1) -> str | None:
+    """Retrain when the latest month's features drifted from the model's training
+    months, or when the model's metric on the latest labelled month fell below the floor.
+
+    Parameters
+    ----------
+    use_drift, use_floor : bool
+        Which signals may trigger.
+    min_months : int
+        Keep a new model at least this many months.
+    """
+    if ctx.months_since_retrain < min_months:
+        return None
+    if use_drift:  # first: it needs no labels, so no scores
+        sig = ctx.drift()
+        if sig.alarm:
+            return f"drift: {sig.feature} {sig.statistic} {sig.value:.4f} > {sig.threshold:g} in {sig.month}"
+    if use_floor:
+        m = ctx.latest_metrics()
+        if m is not None and m["n"] > 0 and m[ctx.metric] < ctx.floor:
+            return f"floor: {ctx.metric} {m[ctx.metric]:.4f} < {ctx.floor:g} in {ctx.labelled_months[-1]}"
+    return None
