@@ -162,8 +162,9 @@ class MonthSplitter:
                 origins = list(range(start, last + 1, self.every))
             if not origins:
                 raise SpecError(
-                    f"MonthSplitter: no origin fits in {months[0]}..{months[-1]}: the first origin "
-                    f"{month_name(start)} is after the last month"
+                    f"MonthSplitter: too little history: no origin fits in {months[0]}..{months[-1]} "
+                    f"({len(months)} months); the first origin would be {month_name(start)}"
+                    + (f", after {need} month(s) of training and gap" if self.first_origin is None else "")
                 )
         for o in origins:
             if o > last or o < first:

@@ -1,0 +1,389 @@
+"""Rolling-origin backtests: the calendar splitter, retraining policies on a generated
+history with a known regime change, resume after a killed run, 1 vs 2 workers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import rapidseval
+from rapidseval import SpecError, load_job
+from rapidseval.backtest import POLICIES, MonthSplitter, drift_signal, register_policy
+from rapidseval.months import month_range
+from rapidseval.progress import Reporter
+from rapidseval.shift import ks_2samp, value_counts
+
+ROWS = 20_000
+START, END = "2019-10", "2020-08"
+CHANGE = "2020-03"  # march2020 scenario: the regime changes from the 14th of this month
+
+
+# ---------------------------------------------------------------------------------------
+# splitter
+# ---------------------------------------------------------------------------------------
+MONTHS = month_range("2020-01", "2020-12")
+
+
+def test_sliding_window_folds_and_generator():
+    s = MonthSplitter(train_months=3, horizon=2)
+    folds = list(s.split(MONTHS))
+    assert folds[0] == (["2020-01", "2020-02", "2020-03"], ["2020-04", "2020-05"])
+    assert folds[1] == (["2020-02", "2020-03", "2020-04"], ["2020-05", "2020-06"])
+    assert len(folds) == 9  # origins 2020-04 .. 2020-12
+    assert s.get_n_splits(MONTHS) == 9
+    # a plain generator, like TimeSeriesSplit.split
+    gen = s.split(MONTHS)
+    assert iter(gen) is gen
+
+
+def test_expanding_window_every_n_months():
+    s = MonthSplitter(train_months=None, every=3, first_origin="2020-03", horizon=3)
+    folds = s.folds(MONTHS)
+    assert [f.origin for f in folds] == ["2020-03", "2020-06", "2020-09", "2020-12"]
+    assert [f.train for f in folds][:2] == [("2020-01", "2020-02"), tuple(month_range("2020-01", "2020-05"))]
+    assert all(f.train[0] == "2020-01" for f in folds)
+
+
+def test_gap_leaves_months_out():
+    s = MonthSplitter(train_months=2, gap=2, horizon=1)
+    first = s.folds(MONTHS)[0]
+    assert first.train == ("2020-01", "2020-02") and first.origin == "2020-05" and first.eval == ("2020-05",)
+    for train, ev in s.split(MONTHS):
+        gap = MONTHS.index(ev[0]) - MONTHS.index(train[-1]) - 1
+        assert gap == 2
+
+
+def test_horizon_past_the_end_is_truncated_and_flagged():
+    folds = MonthSplitter(train_months=6, horizon=4).folds(MONTHS)
+    last = folds[-1]
+    assert last.origin == "2020-12" and last.eval == ("2020-12",) and last.truncated
+    assert [f.truncated for f in folds] == [False] * 3 + [True] * 3
+    assert all(len(f.eval) >= 1 for f in folds)
+
+
+def test_listed_origins():
+    s = MonthSplitter(origins=["2020-06", "2020-09"], train_months=2, horizon=6)
+    assert [(f.train, f.eval) for f in s.folds(MONTHS)] == [
+        (("2020-04", "2020-05"), tuple(month_range("2020-06", "2020-11"))),
+        (("2020-07", "2020-08"), tuple(month_range("2020-09", "2020-12"))),
+    ]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"origins": ["2020-02"], "train_months": 3}, "too little history for origin 2020-02"),
+    ({"first_origin": "2020-03", "train_months": 3}, "too little history for origin 2020-03"),
+    ({"train_months": 2, "gap": 1, "origins": ["2020-03"]}, "and a gap of 1"),
+    ({"train_months": 12}, "too little history"),
+    ({"origins": ["2021-01"], "train_months": 1}, "outside the data"),
+    ({"origins": ["2020-06", "2020-05"]}, "calendar order"),
+    ({"horizon": 0}, "horizon must be an integer >= 1"),
+    ({"gap": -1}, "gap must be an integer >= 0"),
+])
+def test_splitter_errors(kwargs, message):
+    with pytest.raises(SpecError, match=message):
+        MonthSplitter(**kwargs).folds(MONTHS)
+
+
+def test_splitter_needs_consecutive_months():
+    with pytest.raises(SpecError, match="consecutive"):
+        MonthSplitter(train_months=1).folds(["2020-01", "2020-03"])
+
+
+# ---------------------------------------------------------------------------------------
+# spec
+# ---------------------------------------------------------------------------------------
+def test_job_files_validate():
+    syn = load_job("jobs/backtest_synthetic.yaml")
+    assert syn.backtest is not None and syn.data.source == "synthetic"
+    real = load_job("jobs/backtest_2009_2020.yaml")
+    assert real.data.source == "tlc" and real.data.start == "2009-01" and real.data.end == "2020-12"
+    folds = real.backtest.splitter().folds(real.data.months)
+    assert folds[0].train[0] >= "2009-01" and folds[-1].eval[-1] == "2020-12"
+
+
+@pytest.mark.parametrize("backtest, message", [
+    ({"policies": [{"kind": "nope"}]}, "unknown retraining policy 'nope'; choose one of static, periodic, drift_triggered"),
+    ({"policies": [{"kind": "periodic", "params": {"evry": 2}}]}, "its parameters are every"),
+    ({"policies": [{"kind": "static"}, {"kind": "static"}]}, "used twice"),
+    ({"train_months": 30}, "too little history"),
+    ({"metric": "auc"}, "backtest.metric"),
+])
+def test_bad_backtest_specs(backtest, message):
+    job = {"data": {"start": "2019-01", "end": "2020-12"}, "backtest": backtest}
+    with pytest.raises(SpecError, match=message):
+        load_job(job)
+
+
+def test_backtest_replaces_evaluation():
+    with pytest.raises(SpecError, match="no evaluation section"):
+        load_job({"data": {"start": "2019-01", "end": "2020-12"}, "backtest": {}, "evaluation": {"train": ["2020-01"]}})
+
+
+def test_user_policy_is_registered_and_validated():
+    @register_policy("every_other_test")
+    def every_other(ctx, *, k=2):
+        return "k" if ctx.months_since_retrain >= k else None
+
+    try:
+        spec = load_job({"data": {"start": "2019-01", "end": "2020-12"},
+                         "backtest": {"policies": [{"kind": "every_other_test", "name": "eo", "params": {"k": 4}}]}})
+        assert spec.backtest.policies[0].label == "eo"
+    finally:
+        POLICIES.pop("every_other_test")
+
+
+def test_drift_signal_is_ks_from_counts():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=20_000).round(2), (rng.normal(size=15_000) + 0.3).round(2)
+    ref = {"x": value_counts(a), "same": value_counts(a)}
+    cur = {"x": value_counts(b), "same": value_counts(a)}
+    sig = drift_signal(ref, cur, month="2020-03", threshold=0.05)
+    assert sig.alarm and sig.feature == "x"
+    assert sig.value == pytest.approx(ks_2samp(a, b)[0], abs=1e-12)
+    assert sig.values["same"] == 0.0
+    assert not drift_signal(ref, cur, month="2020-03", threshold=0.5).alarm
+
+
+# ---------------------------------------------------------------------------------------
+# the job on a generated history with a regime change
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    from rapidseval.data.synthetic import generate
+
+    out = tmp_path_factory.mktemp("history")
+    generate(out, START, END, ROWS, scenario="march2020", seed=11, scenario_month=CHANGE)
+    return out
+
+
+def _job(history, out, cache, **backtest):
+    bt = {
+        "train_months": 1, "horizon": 2, "metric": "accuracy", "floor": 0.5, "cache_dir": str(cache),
+        "policies": [{"kind": "static"}, {"kind": "periodic", "params": {"every": 3}}, {"kind": "drift_triggered"}],
+        "daily": True,
+    }
+    bt.update(backtest)
+    return {
+        "name": "bt", "seed": 4, "backend": "cpu",
+        "data": {"source": str(history / "yellow_tripdata_{month}.parquet"), "start": START, "end": END},
+        "model": {"params": {"n_estimators": 10, "max_depth": 6}},
+        "cluster": {"kind": "threads", "n_workers": 2},
+        "output": {"dir": str(out)},
+        "backtest": bt,
+    }
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture(scope="module")
+def result(history, cache_dir, tmp_path_factory):
+    return rapidseval.run(_job(history, tmp_path_factory.mktemp("run") / "bt", cache_dir))
+
+
+def _policy(result, name):
+    return result.backtest[result.backtest["policy"] == name].set_index("eval_month")
+
+
+def _mean(t, months, col="accuracy"):
+    return float(t.loc[list(months), col].mean())
+
+
+BEFORE = month_range("2019-11", "2020-02")
+AFTER = month_range("2020-04", END)
+
+
+def test_tables_and_run_dir(result):
+    bt, st, pol = result.backtest, result.staleness, result.policies
+    origins = month_range("2019-11", END)
+    assert list(pol["policy"]) == ["static", "periodic", "drift_triggered"]
+    assert len(bt) == 3 * len(origins) and set(bt["eval_month"]) == set(origins)
+    # the model in force is always one of the fold models; its age counts from its training end
+    assert (bt["model_age_months"] >= 1).all()
+    static = _policy(result, "static")
+    assert set(static["origin"]) == {"2019-11"} and list(static["model_age_months"]) == list(range(1, len(origins) + 1))
+    # staleness: every origin on its horizon (2 months, 1 for the last)
+    assert len(st) == 2 * len(origins) - 1
+    assert set(st["model_age_months"]) == {1, 2}
+    # the same (model, month) is the same numbers wherever it appears
+    merged = bt.merge(st, on=["origin", "eval_month"], suffixes=("", "_st"))
+    assert len(merged) > 0
+    assert (merged["tp"] == merged["tp_st"]).all() and (merged["f1"] == merged["f1_st"]).all()
+    # counts add up to the month's usable rows
+    rows = result.manifest["rows"]["by_month"]
+    for r in static.reset_index().itertuples():
+        assert r.n == rows[r.eval_month]["rows_used"]
+    # summary = aggregate of the per-month table
+    for p in pol.itertuples():
+        t = bt[bt["policy"] == p.policy]
+        assert p.mean_f1 == pytest.approx(t["f1"].mean(), abs=1e-12)
+        assert p.worst_f1 == pytest.approx(t["f1"].min(), abs=1e-12)
+        assert p.retrains == t["retrained"].sum()
+        assert p.months_below_floor == (t["accuracy"] < 0.5).sum()
+        assert p.train_seconds == pytest.approx(t["train_seconds"].sum())
+    # F1 from counts is sklearn's formula
+    f1 = 2 * bt["tp"] / (2 * bt["tp"] + bt["fp"] + bt["fn"])
+    np.testing.assert_allclose(bt["f1"], f1, rtol=0, atol=1e-12)
+    # per day: sums to the month
+    daily = pd.read_parquet(result.run_dir / "backtest_daily.parquet")
+    by_month = daily.groupby(["policy", "eval_month"])[["tp", "fp", "fn", "tn"]].sum().reset_index()
+    check = bt.merge(by_month, on=["policy", "eval_month"], suffixes=("", "_d"))
+    assert len(check) == len(bt) and (check["tp"] == check["tp_d"]).all() and (check["tn"] == check["tn_d"]).all()
+    for name in ("backtest", "staleness", "policies", "models", "manifest"):
+        assert any(p.name.startswith(name) for p in result.run_dir.iterdir()), name
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["backtest"]["folds"] == len(origins)
+    assert not (result.run_dir.parent / ".bt.work").exists()  # nothing left to resume
+
+
+def test_static_model_decays(result):
+    static = _policy(result, "static")
+    assert _mean(static, AFTER) < _mean(static, BEFORE) - 0.04
+    assert static["retrained"].sum() == 1
+
+
+def test_periodic_retrains_on_schedule_and_recovers(result):
+    periodic, static = _policy(result, "periodic"), _policy(result, "static")
+    retrains = list(periodic.index[periodic["retrained"]])
+    assert retrains == ["2019-11", "2020-02", "2020-05", "2020-08"]
+    assert set(periodic.loc[retrains[1:], "retrain_reason"]) == {"scheduled (every 3 months)"}
+    # 2020-05's model (trained on April, after the change) beats the stale model from then on
+    recovered = month_range("2020-05", END)
+    assert _mean(periodic, recovered) > _mean(static, recovered) + 0.04
+    assert (periodic.loc[recovered, "accuracy"] > static.loc[recovered, "accuracy"]).all()
+
+
+def test_drift_triggered_retrains_after_the_change(result):
+    drift = _policy(result, "drift_triggered")
+    retrains = list(drift.index[drift["retrained"]])
+    assert retrains[0] == "2019-11"  # initial
+    later = retrains[1:]
+    assert later, "no retrain after the regime change"
+    assert all(m > CHANGE for m in later), f"retrained before the change: {later}"
+    assert later[0] <= "2020-05"  # the change is seen within two months
+    reasons = drift.loc[later, "retrain_reason"]
+    assert all(r.startswith(("drift:", "floor:")) for r in reasons)
+    static = _policy(result, "static")
+    assert _mean(drift, month_range("2020-05", END)) > _mean(static, month_range("2020-05", END)) + 0.04
+
+
+def test_decisions_use_only_known_labels(history, cache_dir, tmp_path):
+    """With labels two months late, a floor-only policy cannot react before month+3."""
+    seen = []
+
+    @register_policy("floor_spy_test")
+    def spy(ctx):
+        seen.append((ctx.origin, ctx.labelled_months))
+        m = ctx.latest_metrics()
+        return "floor" if m is not None and m["accuracy"] < ctx.floor else None
+
+    try:
+        res = rapidseval.run(_job(history, tmp_path / "run", cache_dir, label_delay=2, daily=False,
+                                  policies=[{"kind": "floor_spy_test"}]))
+    finally:
+        POLICIES.pop("floor_spy_test")
+    for origin, labelled in seen:
+        assert all(m <= month_range("2019-01", origin)[-4] for m in labelled), (origin, labelled)
+    t = _policy(res, "floor_spy_test")
+    retrains = list(t.index[t["retrained"]])
+    assert len(retrains) > 1 and retrains[1] >= "2020-06"  # change in 2020-03 (mid-month), known 2 months later
+
+
+# ---------------------------------------------------------------------------------------
+# determinism: resume after a kill, 1 vs 2 workers
+# ---------------------------------------------------------------------------------------
+_TIMING = ["train_seconds"]
+
+
+def _assert_same(a, b):
+    for name in ("backtest", "staleness", "policies"):
+        x, y = getattr(a, name), getattr(b, name)
+        pd.testing.assert_frame_equal(x.drop(columns=_TIMING, errors="ignore"), y.drop(columns=_TIMING, errors="ignore"),
+                                      check_exact=True)
+
+
+class _Killed(Exception):
+    pass
+
+
+class _Killer(Reporter):
+    """Raises (like a killed driver) after ``after`` folds have finished."""
+
+    def __init__(self, after: int):
+        self.after, self.done, self._in_folds = after, 0, False
+
+    @contextlib.contextmanager
+    def stage(self, name, total=None):
+        self._in_folds = name.startswith("folds")
+        try:
+            yield self
+        finally:
+            self._in_folds = False
+
+    def advance(self, n=1):
+        if self._in_folds:
+            self.done += n
+            if self.done >= self.after:
+                raise _Killed(f"killed after {self.done} folds")
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """One real scheduler with worker processes for the module (starting one per run is slow)."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster, set_as_default=False) as client:
+        yield cluster, client
+
+
+def _on(job, cluster):
+    job["cluster"] = {"kind": "scheduler", "address": cluster.scheduler_address}
+    return job
+
+
+def test_resume_after_kill_gives_identical_results(result, history, cache_dir, tmp_path, dask_cluster):
+    cluster, client = dask_cluster
+    job = _on(_job(history, tmp_path / "run", cache_dir, daily=False), cluster)
+    with pytest.raises(_Killed):
+        rapidseval.run(job, reporter=_Killer(after=3))
+    work = tmp_path / ".run.work"
+    done = len(list((work / "folds").glob("*.json")))
+    n_folds = len(month_range("2019-11", END))
+    assert 3 <= done < n_folds
+    assert not (tmp_path / "run").exists()  # no run directory from a killed run
+    resumed = rapidseval.run(job)
+    info = resumed.manifest["backtest"]
+    # a fold already running on the worker when the driver died may still have finished
+    # (Dask cannot interrupt a running task): it is reused too
+    assert done <= info["folds_reused"] <= done + 1
+    assert info["models_fitted"] == n_folds - info["folds_reused"] > 0
+    _assert_same(result, resumed)
+
+
+def test_one_and_two_workers_identical(result, history, cache_dir, tmp_path, dask_cluster):
+    cluster, client = dask_cluster
+    runs = []
+    for n in (1, 2):
+        cluster.scale(n)
+        client.wait_for_workers(n, timeout=60)
+        assert len(client.scheduler_info()["workers"]) == n
+        runs.append(rapidseval.run(_on(_job(history, tmp_path / f"w{n}", cache_dir), cluster)))
+        assert f"({n} workers)" in runs[-1].manifest["cluster"].get("description", f"({n} workers)")
+    _assert_same(runs[0], runs[1])
+    _assert_same(result, runs[1])  # and the same as the threads executor
+    # every month's features came from the cache the first run filled
+    months = len(month_range(START, END))
+    for r in runs:
+        assert r.manifest["backtest"]["feature_cache"]["reused"] == months
+    assert len([p for p in Path(cache_dir).iterdir() if p.suffix == ".json"]) == months
