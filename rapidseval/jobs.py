@@ -24,7 +24,6 @@ from .months import check_month, month_range
 
 __all__ = ["JobSpec", "load_job", "apply_overrides", "spec_hash"]
 
-MODEL_KINDS = ("random_forest",)
 SHIFT_STATISTICS = ("ks",)
 
 
@@ -149,23 +148,117 @@ class FeaturesSpec(_Section):
         return v
 
 
+class ThresholdSpec(_Section):
+    """A threshold learned on validation months, then frozen for every later month."""
+
+    learn: Literal["max_f1", "precision"] = "max_f1"
+    target: float | None = Field(None, gt=0, le=1, description="for learn: precision, the precision to reach (max recall)")
+    on: list[str] | None = Field(None, description="validation months (default: evaluation.test)")
+
+    @field_validator("on")
+    @classmethod
+    def _on(cls, v):
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("threshold.on needs at least one month")
+        return _unique_sorted([_check_month(m, "threshold month") for m in v], "threshold.on")
+
+    @model_validator(mode="after")
+    def _target(self):
+        if self.learn == "precision" and self.target is None:
+            raise ValueError("learn: precision needs target (e.g. 0.8)")
+        if self.learn == "max_f1" and self.target is not None:
+            raise ValueError("target is only for learn: precision")
+        return self
+
+
 class ModelSpec(_Section):
+    name: str | None = Field(None, description="label in the results (default: the kind)")
     kind: str = "random_forest"
     params: dict[str, Any] = Field(default_factory=lambda: {"n_estimators": 100, "max_depth": 10})
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="predict positive when P(y=1) > threshold (sklearn's predict at 0.5)")
+    threshold: float | ThresholdSpec = Field(
+        0.5, description="predict positive when P(y=1) > threshold (sklearn's predict at 0.5), or {learn: max_f1|precision}"
+    )
+    train: list[str] | None = Field(None, description="training months (default: evaluation.train)")
 
     @field_validator("kind")
     @classmethod
     def _kind(cls, v: str) -> str:
-        if v not in MODEL_KINDS:
-            raise ValueError(f"unknown model kind {v!r}; choose one of {', '.join(MODEL_KINDS)}")
+        from .models import MODELS
+
+        if v not in MODELS:
+            raise ValueError(f"unknown model kind {v!r}; choose one of {', '.join(MODELS)}")
         return v
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, v):
+        if isinstance(v, float) and not 0.0 <= v <= 1.0:
+            raise ValueError("threshold must be within [0, 1]")
+        return v
+
+    @field_validator("train")
+    @classmethod
+    def _train(cls, v):
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("a model needs at least one training month")
+        return _unique_sorted([_check_month(m) for m in v], "model.train")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v):
+            raise ValueError("model name must be letters, digits, '.', '_' or '-'")
+        return v
+
+
+class BandSpec(_Section):
+    level: float = Field(0.95, gt=0, lt=1, description="two-sided confidence level of the bands")
+    replicates: int = Field(1000, ge=50, le=20_000, description="bootstrap replicates (count metrics)")
 
 
 class ReplaySpec(_Section):
     months: list[str] = Field(default_factory=lambda: ["2020-03"])
-    window: Literal["h", "D", "W", "M"] = "D"
+    window: str = Field("D", description="[k]unit, unit one of h, D, W (weeks from Monday), M; e.g. 6h, D, W, M")
     time_column: Literal["dropoff_datetime", "pickup_datetime"] = "dropoff_datetime"
+    timezone: str = Field("America/New_York", description="the data's wall clock (for real window lengths on DST days)")
+    trailing: int = Field(7, ge=1, description="trailing_* columns pool the last N windows")
+    label_delay: str = Field("0h", description="labels arrive this long after the event (e.g. 7D, 36h); known_* columns")
+    auc: Literal["binned", "exact"] = Field("binned", description="ROC AUC from score bins, or exact from all distinct scores")
+    score_bins: int = Field(1000, ge=10, le=100_000)
+    bands: BandSpec | None = BandSpec()
+    floor: float | None = Field(None, ge=0, le=1, description="the summary names the first window whose floor_metric is below")
+    floor_metric: Literal["f1", "precision", "recall", "accuracy", "roc_auc"] = "f1"
+    min_window_rows: int = Field(100, ge=1, description="windows with fewer rows are not named worst or below the floor")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        from .replay import parse_window
+
+        return parse_window(v).label
+
+    @field_validator("label_delay")
+    @classmethod
+    def _delay(cls, v) -> str:
+        from .replay import parse_delay_hours
+
+        parse_delay_hours(v)
+        return str(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as America/New_York)") from exc
+        return v
 
     @field_validator("months")
     @classmethod
@@ -252,6 +345,9 @@ class JobSpec(_Section):
     data: DataSpec = DataSpec()
     features: FeaturesSpec = FeaturesSpec()
     model: ModelSpec = ModelSpec()
+    models: list[ModelSpec] | None = Field(
+        None, description="several models on the same stream (the first is the primary); instead of model"
+    )
     evaluation: EvaluationSpec = EvaluationSpec()
     cluster: ClusterSpec = ClusterSpec()
     output: OutputSpec = OutputSpec()
@@ -273,6 +369,11 @@ class JobSpec(_Section):
         if ev.shift is not None:
             used["evaluation.shift.reference"] = [ev.shift.reference]
             used["evaluation.shift.compare"] = ev.shift.compare
+        for i, m in enumerate(self.model_specs()):
+            where = "model" if self.models is None else f"models.{i}"
+            used[f"{where}.train"] = self.train_months(m)
+            if not isinstance(m.threshold, float):
+                used[f"{where}.threshold.on"] = self.threshold_months(m)
         for where, ms in used.items():
             outside = [m for m in ms if m not in months]
             if outside:
@@ -281,10 +382,42 @@ class JobSpec(_Section):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _models(self):
+        if self.models is not None:
+            if "model" in self.model_fields_set:
+                raise ValueError("give either model or models, not both")
+            if not self.models:
+                raise ValueError("models: at least one model is needed")
+            names = [m.name or m.kind for m in self.models]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"models: names must differ ({', '.join(dup)} repeated; set name:)")
+        for i, m in enumerate(self.model_specs()):
+            if not isinstance(m.threshold, float) and not self.threshold_months(m):
+                where = "model" if self.models is None else f"models.{i}"
+                raise ValueError(f"{where}.threshold: learning a threshold needs months (threshold.on or evaluation.test)")
+        return self
+
+    def model_specs(self) -> list[ModelSpec]:
+        """Every model of the job, named (the first is the primary)."""
+        specs = self.models if self.models is not None else [self.model]
+        return [m if m.name else m.model_copy(update={"name": m.kind}) for m in specs]
+
+    def train_months(self, m: ModelSpec) -> list[str]:
+        return list(m.train) if m.train is not None else list(self.evaluation.train)
+
+    def threshold_months(self, m: ModelSpec) -> list[str]:
+        if isinstance(m.threshold, float):
+            return []
+        return list(m.threshold.on) if m.threshold.on is not None else list(self.evaluation.test)
+
     def evaluated_months(self) -> list[str]:
-        """Months scored by the model, in data order."""
+        """Months scored by the models, in data order."""
         ev = self.evaluation
         wanted = set(ev.train) | set(ev.test) | set(ev.score)
+        for m in self.model_specs():
+            wanted |= set(self.train_months(m)) | set(self.threshold_months(m))
         if ev.replay is not None:
             wanted |= set(ev.replay.months)
         return [m for m in self.data.months if m in wanted]
