@@ -153,16 +153,16 @@ class ThresholdSpec(_Section):
 
     learn: Literal["max_f1", "precision"] = "max_f1"
     target: float | None = Field(None, gt=0, le=1, description="for learn: precision, the precision to reach (max recall)")
-    on: list[str] | None = Field(None, description="validation months (default: evaluation.test)")
+    months: list[str] | None = Field(None, description="validation months (default: evaluation.test)")
 
-    @field_validator("on")
+    @field_validator("months")
     @classmethod
-    def _on(cls, v):
+    def _months(cls, v):
         if v is None:
             return v
         if not v:
-            raise ValueError("threshold.on needs at least one month")
-        return _unique_sorted([_check_month(m, "threshold month") for m in v], "threshold.on")
+            raise ValueError("threshold.months needs at least one month")
+        return _unique_sorted([_check_month(m, "threshold month") for m in v], "threshold.months")
 
     @model_validator(mode="after")
     def _target(self):
@@ -373,7 +373,7 @@ class JobSpec(_Section):
             where = "model" if self.models is None else f"models.{i}"
             used[f"{where}.train"] = self.train_months(m)
             if not isinstance(m.threshold, float):
-                used[f"{where}.threshold.on"] = self.threshold_months(m)
+                used[f"{where}.threshold.months"] = self.threshold_months(m)
         for where, ms in used.items():
             outside = [m for m in ms if m not in months]
             if outside:
@@ -396,7 +396,7 @@ class JobSpec(_Section):
         for i, m in enumerate(self.model_specs()):
             if not isinstance(m.threshold, float) and not self.threshold_months(m):
                 where = "model" if self.models is None else f"models.{i}"
-                raise ValueError(f"{where}.threshold: learning a threshold needs months (threshold.on or evaluation.test)")
+                raise ValueError(f"{where}.threshold: learning a threshold needs months (threshold.months or evaluation.test)")
         return self
 
     def model_specs(self) -> list[ModelSpec]:
@@ -410,7 +410,7 @@ class JobSpec(_Section):
     def threshold_months(self, m: ModelSpec) -> list[str]:
         if isinstance(m.threshold, float):
             return []
-        return list(m.threshold.on) if m.threshold.on is not None else list(self.evaluation.test)
+        return list(m.threshold.months) if m.threshold.months is not None else list(self.evaluation.test)
 
     def evaluated_months(self) -> list[str]:
         """Months scored by the models, in data order."""

@@ -302,7 +302,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
                     raise RapidsEvalError(f"{ms.name}: threshold on {', '.join(spec.threshold_months(ms))}: {exc}") from exc
                 thresholds[i] = learned["threshold"]
                 fit_info[i]["threshold_learned"] = {"rule": ms.threshold.learn, "target": ms.threshold.target,
-                                                    "on": spec.threshold_months(ms), **learned}
+                                                    "months": spec.threshold_months(ms), **learned}
             timings["learn_threshold"] = time.perf_counter() - t0
         for i, t in enumerate(thresholds):
             fit_info[i]["threshold"] = t

@@ -36,7 +36,7 @@ def _job(months_dir, out, **replay):
         "models": [
             {"name": "current", "kind": "random_forest", "params": {"n_estimators": 10, "max_depth": 6}},
             {"name": "candidate", "kind": "random_forest", "params": {"n_estimators": 10, "max_depth": 6},
-             "train": ["2020-02"], "threshold": {"learn": "max_f1", "on": ["2020-02"]}},
+             "train": ["2020-02"], "threshold": {"learn": "max_f1", "months": ["2020-02"]}},
             {"name": "logit", "kind": "logistic_regression", "params": {"C": 1.0}},
             {"name": "majority", "kind": "majority", "params": {}},
         ],
