@@ -178,7 +178,7 @@ def _connect(cluster_spec) -> Iterator[Executor]:
     security = security_for(cluster_spec)
     try:
         client = Client(address, timeout=timeout, set_as_default=False, security=security)
-    except (OSError, TimeoutError, ValueError) as exc:
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:  # TypeError: tls:// without TLS settings
         raise RapidsEvalError(
             f"cannot reach Dask scheduler at {address} within {timeout:g} s (cluster.timeout): {exc}"
         ) from exc
