@@ -75,7 +75,8 @@ class Executor:
         return obj
 
     def _scatter(self, obj):
-        return self.client.scatter(obj, broadcast=True, hash=False)
+        # a list of one, so that a dict or list is shipped whole rather than element by element
+        return self.client.scatter([obj], broadcast=True, hash=False)[0]
 
     def _check_connected(self, exc: BaseException) -> None:
         if self.client is not None and self.client.status not in ("running", "connecting"):

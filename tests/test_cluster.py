@@ -225,3 +225,27 @@ def test_tls_spec_takes_paths_never_keys(tmp_path):
 def test_local_cuda_needs_the_gpu_backend(months, tmp_path):
     with pytest.raises(BackendUnavailable, match="local-cuda needs the gpu backend"):
         rapidseval.run(_job(months / "yellow_tripdata_{month}.parquet", tmp_path / "o", **{"cluster.kind": "local-cuda"}))
+
+
+def _slow_add(item, shared):
+    time.sleep(0.05)
+    return item + shared["offset"]
+
+
+def test_shared_data_lost_everywhere_is_scattered_again_and_each_item_yielded_once():
+    from distributed import Client, LocalCluster
+
+    from rapidseval.cluster import Executor
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        ex = Executor("scheduler", client=client, description="test cluster")
+        shared = ex.share({"offset": 100})
+        first_key = shared.future.key
+        seen = []
+        for i, value in ex.map_unordered(_slow_add, range(8), shared):
+            if not seen:
+                client.cancel([shared.future], force=True)  # as if every worker holding it had died
+            seen.append((i, value))
+        assert sorted(seen) == [(i, i + 100) for i in range(8)]  # each item exactly once, none lost
+        assert shared.future.key != first_key  # it was scattered again
