@@ -96,10 +96,11 @@ def test_report_says_when_a_run_directory_is_incomplete(local_run, tmp_path, dam
         pd.DataFrame({"x": [1]}).to_parquet(d / "shift.parquet")
     with pytest.raises(IncompleteRunDir, match="incomplete run directory"):
         check_complete(d)
+    (d / "report.html").unlink(missing_ok=True)
     res = CliRunner().invoke(app, ["report", str(d)])
     assert res.exit_code == 2
     assert "incomplete run directory" in res.output and "re-run" in res.output and "Traceback" not in res.output
-    assert not (d / "report.html").exists() or damage != "no marker" or (local_run.run_dir / "report.html").exists()
+    assert not (d / "report.html").exists()  # no report is built from tables that cannot be trusted
 
 
 def test_a_failed_write_leaves_the_old_run_directory_and_no_debris(local_run, months, tmp_path, monkeypatch):
