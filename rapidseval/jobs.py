@@ -316,24 +316,103 @@ class EvaluationSpec(_Section):
         return v
 
 
+CLUSTER_KINDS = ("local", "local-cuda", "scheduler", "threads")
+
+
+class TLSSpec(_Section):
+    """Paths of the TLS files for ``tls://`` schedulers (paths only: never the keys themselves).
+
+    Left out, TLS comes from Dask's own configuration
+    (``distributed.comm.tls.*`` in ``~/.config/dask/*.yaml`` or
+    ``DASK_DISTRIBUTED__COMM__TLS__...`` variables), as for any Dask client.
+    """
+
+    ca_file: str = Field(..., description="CA certificate that signed the scheduler's certificate")
+    cert: str = Field(..., description="this client's certificate (PEM file)")
+    key: str | None = Field(None, description="this client's private key (PEM file); may be inside `cert`")
+
+    @field_validator("ca_file", "cert", "key")
+    @classmethod
+    def _path_not_pem(cls, v: str | None) -> str | None:
+        if v is not None and ("-----BEGIN" in v or "\n" in v):
+            raise ValueError("give the path of a PEM file; certificates and keys never go in a job file")
+        return v
+
+
 class ClusterSpec(_Section):
-    kind: Literal["local", "threads", "scheduler"] = "local"
-    n_workers: int = Field(2, ge=1)
+    """Where the job's tasks run.
+
+    ``local``: a LocalCluster of worker processes on this machine (a
+    LocalCUDACluster, one worker per GPU, on the gpu backend);
+    ``local-cuda``: LocalCUDACluster explicitly (needs the gpu backend), with
+    an RMM pool and device-to-host spilling; ``scheduler``: an existing Dask
+    cluster at ``address``; ``threads``: a thread pool in this process.
+    """
+
+    kind: Literal[CLUSTER_KINDS] = "local"
+    n_workers: int = Field(2, ge=1, description="local on CPU: worker processes (on GPUs: one worker per visible GPU)")
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
-    address: str | None = None
-    timeout: float = Field(30.0, gt=0, description="seconds to wait for a scheduler")
+    address: str | None = Field(None, description="scheduler address: tcp://host:8786 or tls://host:8786")
+    timeout: float = Field(30.0, gt=0, description="seconds to wait for a scheduler (and its first worker)")
+    tls: TLSSpec | None = None
+    rmm_pool_size: str | None = Field(None, description="local-cuda: RMM pool per GPU (e.g. '24GB' or '0.9')")
+    device_memory_limit: str | None = Field("0.8", description="local-cuda: spill device memory to host above this (bytes, '20GB' or a fraction)")
+
+    @field_validator("address")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if re.search(r"://[^/@\s]+@", v):
+            raise ValueError("a scheduler address carries no credentials (user:password@)")
+        if "://" not in v:
+            v = f"tcp://{v}"
+        scheme = v.split("://", 1)[0]
+        if scheme not in ("tcp", "tls", "inproc", "ucx", "ws", "wss"):
+            raise ValueError(f"unknown scheduler protocol {scheme!r}; use tcp://host:8786 or tls://host:8786")
+        return v
 
     @model_validator(mode="after")
     def _address(self):
         if self.kind == "scheduler" and not self.address:
             raise ValueError("cluster.kind 'scheduler' needs cluster.address (tcp://host:8786)")
+        if self.kind != "scheduler" and self.address:
+            raise ValueError(f"cluster.address is only used with kind 'scheduler', not {self.kind!r}")
+        if self.tls is not None and not (self.address or "").startswith("tls://"):
+            raise ValueError("cluster.tls needs a tls:// scheduler address")
         return self
 
 
 class OutputSpec(_Section):
+    """Where the run directory goes: a local path or an ``s3://`` prefix.
+
+    ``dir`` may use ``{name}`` (the job name) only; the result must stay
+    inside the part of ``dir`` before the placeholder.
+    """
+
     dir: str = "runs/{name}"
     report: bool = True
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="for s3:// outputs (endpoint_url, ...; never credentials)")
+
+    @field_validator("dir")
+    @classmethod
+    def _dir(cls, v: str) -> str:
+        from .rundir import check_dir_template
+
+        check_dir_template(v)
+        return v
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from .data.sources import reject_secrets
+
+        try:
+            reject_secrets(v)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from exc
+        return v
 
 
 class JobSpec(_Section):

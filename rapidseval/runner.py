@@ -483,28 +483,8 @@ def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
     }
 
 
-def _write_run_dir(spec, manifest, monthly, replay, shift, reporter) -> Path:
-    """Write every table into a fresh directory, then swap it into place."""
-    from .report import write_report
+def _write_run_dir(spec, manifest, monthly, replay, shift, reporter):
+    """Write the run directory (local or s3://; see :mod:`rapidseval.rundir`)."""
+    from .rundir import write_run_dir
 
-    run_dir = Path(spec.output.dir.format(name=spec.name)).expanduser()
-    if run_dir.exists() and (not run_dir.is_dir() or (any(run_dir.iterdir()) and not (run_dir / "manifest.json").exists())):
-        raise RapidsEvalError(
-            f"{run_dir} exists and is not a run directory (no manifest.json); "
-            "choose another --out or remove it yourself — rapidseval only replaces its own run directories"
-        )
-    tmp = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    monthly.to_parquet(tmp / "monthly.parquet", index=False)
-    replay.to_parquet(tmp / "replay.parquet", index=False)
-    shift.to_parquet(tmp / "shift.parquet", index=False)
-    lineage.write_json_atomic(tmp / "manifest.json", manifest)
-    if spec.output.report:
-        write_report(tmp)
-    if run_dir.exists():
-        old = run_dir.parent / f".{run_dir.name}.old-{os.getpid()}"
-        os.replace(run_dir, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.replace(tmp, run_dir)
-    return run_dir
+    return write_run_dir(spec, manifest, {"monthly": monthly, "replay": replay, "shift": shift}, reporter)
