@@ -34,7 +34,7 @@ from .months import month_bounds
 from .models import fit, make_model, predict_positive_proba
 from .progress import Reporter
 from .replay import merge_window_counts, replay_table, window_counts, window_key_range
-from .shift import ks_from_counts, merge_counts, value_counts
+from .shift import ShiftAccumulator, ShiftReduce, alarms, attribute
 
 __all__ = ["run", "RunResult", "resolve_inputs"]
 
@@ -51,6 +51,11 @@ class RunResult:
     shift: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     model: Any = None
+    attribution: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def shift_alarms(self) -> pd.DataFrame:
+        """Alarm rows of the shift table: feature, window, statistic, value, threshold."""
+        return alarms(self.shift)
 
     @property
     def report_path(self) -> Path:
@@ -69,10 +74,10 @@ def _load_features(part, fspec: FeatureSpec, backend_name: str):
 
 
 def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, model, threshold: float, window: str,
-                   time_column: str, shift_features: tuple[str, ...]) -> dict[str, Any]:
+                   time_column: str, shift: ShiftReduce | None) -> dict[str, Any]:
     be = get_backend(backend_name)
     frame, stats = _load_features(part, fspec, backend_name)
-    out: dict[str, Any] = {"stats": stats, "windows": None, "counts": {}}
+    out: dict[str, Any] = {"stats": stats, "windows": None, "shift": None}
     if model is not None:
         if len(frame):
             proba = predict_positive_proba(model, frame[list(fspec.features)], be)
@@ -81,9 +86,8 @@ def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, model, threshold
             out["windows"] = window_counts(be.time_us(frame[time_column]), y_true, y_pred, window=window, xp=be.xp)
         else:
             out["windows"] = window_counts(np.zeros(0, "int64"), np.zeros(0), np.zeros(0), window=window)
-    for name in shift_features:
-        values, counts = value_counts(be.asarray(frame[name]), be.xp)
-        out["counts"][name] = (np.asarray(be.to_host(values)), np.asarray(be.to_host(counts)))
+    if shift is not None:  # exact counts per (day, value) of every feature, host arrays
+        out["shift"] = shift(frame, be)
     return out
 
 
@@ -241,12 +245,14 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
             model.set_params(n_jobs=1)
         shared_model = ex.share(model)
         parts = [p for m in months for p in inputs[m][1]]
-        feats = tuple(fspec.features) if shift_months else ()
+        shift_reduce, shift_acc = _shift_plan(spec, fspec, inputs)
         results: dict[str, list[dict[str, Any]]] = {m: [] for m in months}
         with reporter.stage("score + reduce", total=len(parts)) as st:
             for i, res in ex.map_unordered(
-                _evaluate_part, parts, fspec, be.name, shared_model, spec.model.threshold, window, time_column, feats
+                _evaluate_part, parts, fspec, be.name, shared_model, spec.model.threshold, window, time_column, shift_reduce
             ):
+                if shift_acc is not None:  # merged and compared month by month, then dropped
+                    shift_acc.add(parts[i].month, res.pop("shift"))
                 results[parts[i].month].append((parts[i].index, res))
                 st.advance()
         for m in months:
@@ -265,13 +271,14 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         windows[m] = merge_window_counts([r["windows"] for r in results[m] if r["windows"] is not None])
     monthly = _monthly_table(spec, eval_months, stats, windows)
     replay = _replay_table(spec, windows)
-    shift = _shift_table(spec, results, feats)
+    shift = _shift_table(spec, shift_acc)
+    attribution = _attribution_table(spec, shift, replay, monthly)
     timings["assemble"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
     manifest = _manifest(spec, be, inputs, stats, timings)
-    run_dir = _write_run_dir(spec, manifest, monthly, replay, shift, reporter)
-    return RunResult(spec, run_dir, manifest, monthly, replay, shift, timings, model)
+    run_dir = _write_run_dir(spec, manifest, monthly, replay, shift, reporter, {"attribution": attribution})
+    return RunResult(spec, run_dir, manifest, monthly, replay, shift, timings, model, attribution)
 
 
 def _monthly_table(spec, eval_months, stats, windows) -> pd.DataFrame:
@@ -307,30 +314,36 @@ def _replay_table(spec, windows) -> pd.DataFrame:
     return table
 
 
-def _shift_table(spec, results, feats) -> pd.DataFrame:
+def _shift_plan(spec, fspec, inputs):
+    """The workers' reduction and the host's month-by-month accumulator (None, None without shift)."""
     sh = spec.evaluation.shift
-    cols = ["reference", "window", "feature", "statistic", "value", "p_value", "threshold", "alarm", "p_below_alpha", "n_reference", "n_window"]
     if sh is None:
-        return pd.DataFrame(columns=cols)
-    merged = {
-        m: {f: merge_counts([r["counts"][f] for r in results[m]]) for f in feats}
-        for m in {sh.reference, *sh.compare}
-    }
-    rows = []
-    for m in sh.compare:
-        for f in feats:
-            v1, c1 = merged[sh.reference][f]
-            v2, c2 = merged[m][f]
-            if c1.sum() == 0 or c2.sum() == 0:
-                d, p = np.nan, np.nan
-            else:
-                d, p = ks_from_counts(v1, c1, v2, c2)
-            rows.append({
-                "reference": sh.reference, "window": m, "feature": f, "statistic": sh.statistic,
-                "value": d, "p_value": p, "threshold": sh.threshold, "alarm": bool(d > sh.threshold),
-                "p_below_alpha": bool(p < sh.alpha), "n_reference": int(c1.sum()), "n_window": int(c2.sum()),
-            })
-    return pd.DataFrame(rows, columns=cols)
+        return None, None
+    months = {sh.reference, *sh.compare}
+    acc = ShiftAccumulator(sh.calculator(fspec.features, fspec.fill_value), sh.reference, list(sh.compare),
+                           {m: len(inputs[m][1]) for m in months})
+    return ShiftReduce(tuple(fspec.features), sh.time_column), acc
+
+
+def _shift_table(spec, acc) -> pd.DataFrame:
+    from .shift import SHIFT_COLUMNS
+
+    if acc is None:
+        return pd.DataFrame(columns=SHIFT_COLUMNS)
+    return acc.table()
+
+
+def _attribution_table(spec, shift, replay, monthly) -> pd.DataFrame:
+    """Features ranked by how their shift tracks F1: against replay windows when the shift
+    windows have the replay's frequency, against monthly F1 for monthly shift windows."""
+    sh, ev = spec.evaluation.shift, spec.evaluation
+    if sh is None or shift.empty:
+        return attribute(None, None)
+    if ev.replay is not None and ev.replay.window == sh.window and not replay.empty:
+        return attribute(shift, replay)
+    if sh.window == "M":
+        return attribute(shift, monthly)
+    return attribute(None, None)
 
 
 def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
@@ -371,7 +384,7 @@ def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
     }
 
 
-def _write_run_dir(spec, manifest, monthly, replay, shift, reporter) -> Path:
+def _write_run_dir(spec, manifest, monthly, replay, shift, reporter, extra_tables=None) -> Path:
     """Write every table into a fresh directory, then swap it into place."""
     from .report import write_report
 
@@ -387,6 +400,9 @@ def _write_run_dir(spec, manifest, monthly, replay, shift, reporter) -> Path:
     monthly.to_parquet(tmp / "monthly.parquet", index=False)
     replay.to_parquet(tmp / "replay.parquet", index=False)
     shift.to_parquet(tmp / "shift.parquet", index=False)
+    for name, table in (extra_tables or {}).items():
+        if table is not None and not table.empty:
+            table.to_parquet(tmp / f"{name}.parquet", index=False)
     lineage.write_json_atomic(tmp / "manifest.json", manifest)
     if spec.output.report:
         write_report(tmp)
