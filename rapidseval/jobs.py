@@ -24,7 +24,13 @@ from .months import check_month, month_range
 
 __all__ = ["JobSpec", "load_job", "apply_overrides", "spec_hash"]
 
-SHIFT_STATISTICS = ("ks",)
+def _shift_statistics() -> tuple[str, ...]:
+    from .shift import STATISTICS
+
+    return tuple(STATISTICS)
+
+
+SHIFT_STATISTICS = _shift_statistics()
 
 
 def _unique_sorted(months: list[str], where: str) -> list[str]:
@@ -272,17 +278,52 @@ class ReplaySpec(_Section):
 
 
 class ShiftSpec(_Section):
-    statistic: str = "ks"
+    """Per-feature shift of every window of ``compare`` against ``reference`` (see the README's shift section)."""
+
     reference: str = "2020-01"
     compare: list[str] = Field(default_factory=lambda: ["2020-02", "2020-03"])
-    threshold: float = Field(0.05, gt=0, le=1, description="alarm when the statistic exceeds this effect size")
+    window: Literal["D", "W", "M"] = Field("M", description="evaluation windows: day, week (Monday), calendar month")
+    time_column: Literal["pickup_datetime", "dropoff_datetime"] = "pickup_datetime"
+    statistics: list[str] | None = Field(None, description="statistics for every feature (default: by feature kind)")
+    per_feature: dict[str, list[str]] = Field(default_factory=dict, description="feature -> statistics, overrides")
+    calendar: Literal["weekday", "none"] = Field("weekday", description="reweight the reference to each window's weekday mix")
+    alarm: Literal["std", "quantile"] = Field("std", description="threshold from the reference null: mean + k_std*std, or a quantile")
+    k_std: float = Field(3.0, gt=0)
+    quantile: float = Field(0.99, gt=0, lt=1)
+    min_effect: dict[str, float] = Field(default_factory=dict, description="statistic -> minimum value to alarm")
+    bins: int = Field(10, ge=2, description="reference-quantile bins of psi / jensen_shannon")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level shown beside (p < alpha), for contrast")
 
-    @field_validator("statistic")
+    @field_validator("statistics")
     @classmethod
-    def _stat(cls, v: str) -> str:
-        if v not in SHIFT_STATISTICS:
-            raise ValueError(f"unknown shift statistic {v!r}; choose one of {', '.join(SHIFT_STATISTICS)}")
+    def _stats(cls, v):
+        if v is not None:
+            bad = [s for s in v if s not in SHIFT_STATISTICS]
+            if bad:
+                raise ValueError(f"unknown shift statistic(s) {', '.join(bad)}; choose from {', '.join(SHIFT_STATISTICS)}")
+        return v
+
+    @field_validator("per_feature")
+    @classmethod
+    def _per_feature(cls, v):
+        from .errors import SpecError as _SpecError
+        from .shift import check_statistics
+
+        for feature, names in v.items():
+            if feature not in FEATURES:
+                raise ValueError(f"per_feature: unknown feature {feature!r}; choose from {', '.join(FEATURES)}")
+            try:
+                check_statistics(feature, names)
+            except _SpecError as exc:
+                raise ValueError(str(exc)) from exc
+        return v
+
+    @field_validator("min_effect")
+    @classmethod
+    def _min_effect(cls, v):
+        bad = [s for s in v if s not in SHIFT_STATISTICS]
+        if bad:
+            raise ValueError(f"min_effect: unknown statistic(s) {', '.join(bad)}; choose from {', '.join(SHIFT_STATISTICS)}")
         return v
 
     @field_validator("reference")
@@ -294,6 +335,15 @@ class ShiftSpec(_Section):
     @classmethod
     def _cmp(cls, v: list[str]) -> list[str]:
         return _unique_sorted([_check_month(m, "compare month") for m in v], "shift.compare")
+
+    def calculator(self, features, fill_value: float = -1.0):
+        """The :class:`rapidseval.shift.ShiftCalculator` this section describes."""
+        from .shift import ShiftCalculator
+
+        return ShiftCalculator(features, statistics=self.statistics, per_feature=self.per_feature,
+                               frequency=self.window, calendar=self.calendar, alarm=self.alarm, k_std=self.k_std,
+                               quantile=self.quantile, min_effect=self.min_effect, bins=self.bins,
+                               fill_value=fill_value, alpha=self.alpha)
 
 
 class EvaluationSpec(_Section):

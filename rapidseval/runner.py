@@ -42,7 +42,7 @@ from .replay import (
     summarize_scores,
     window_key_range,
 )
-from .shift import ks_from_counts, merge_counts, value_counts
+from .shift import ShiftAccumulator, ShiftReduce, alarms, attribute
 
 __all__ = ["run", "RunResult", "resolve_inputs"]
 
@@ -60,6 +60,11 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     model: Any = None
     models: list[Any] = field(default_factory=list)
+    attribution: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def shift_alarms(self) -> pd.DataFrame:
+        """Alarm rows of the shift table: feature, window, statistic, value, threshold."""
+        return alarms(self.shift)
 
     @property
     def report_path(self) -> Path:
@@ -98,9 +103,9 @@ def _threshold_part(part, fspec: FeatureSpec, backend_name: str, models) -> list
 
 
 def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, models, thresholds, score_opts: dict[str, Any],
-                   time_column: str, shift_features: tuple[str, ...]) -> dict[str, Any]:
+                   time_column: str, shift: ShiftReduce | None) -> dict[str, Any]:
     be, frame, stats, probas = _score(part, fspec, backend_name, models)
-    out: dict[str, Any] = {"stats": stats, "summaries": [], "counts": {}}
+    out: dict[str, Any] = {"stats": stats, "summaries": [], "shift": None}
     if len(frame):
         t_us = be.time_us(frame[time_column])
         y_true = be.asarray(frame[fspec.target])
@@ -108,9 +113,8 @@ def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, models, threshol
         t_us, y_true = be.xp.zeros(0, "int64"), be.xp.zeros(0, "int8")
     for proba, threshold in zip(probas, thresholds):
         out["summaries"].append(summarize_scores(t_us, y_true, proba, threshold=threshold, xp=be.xp, **score_opts))
-    for name in shift_features:
-        values, counts = value_counts(be.asarray(frame[name]), be.xp)
-        out["counts"][name] = (np.asarray(be.to_host(values)), np.asarray(be.to_host(counts)))
+    if shift is not None:  # exact counts per (day, value) of every feature, host arrays
+        out["shift"] = shift(frame, be)
     return out
 
 
@@ -310,13 +314,15 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         # -- score every month: summaries + value counts, reduced on the workers ---------
         t0 = time.perf_counter()
         parts = [p for m in months for p in inputs[m][1]]
-        feats = tuple(fspec.features) if shift_months else ()
+        shift_reduce, shift_acc = _shift_plan(spec, fspec, inputs)
         score_opts = {"window": window, "bins": rp.score_bins if rp else 1000, "exact": bool(rp and rp.auc == "exact")}
         results: dict[str, list[dict[str, Any]]] = {m: [] for m in months}
         with reporter.stage("score + reduce", total=len(parts)) as st:
             for i, res in ex.map_unordered(
-                _evaluate_part, parts, fspec, be.name, shared_models, thresholds, score_opts, time_column, feats
+                _evaluate_part, parts, fspec, be.name, shared_models, thresholds, score_opts, time_column, shift_reduce
             ):
+                if shift_acc is not None:  # merged and compared month by month, then dropped
+                    shift_acc.add(parts[i].month, res.pop("shift"))
                 results[parts[i].month].append((parts[i].index, res))
                 st.advance()
         for m in months:
@@ -335,7 +341,8 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         summaries[m] = [merge_summaries([r["summaries"][i] for r in results[m]]) for i in range(len(models))]
     monthly = _monthly_table(spec, model_specs, thresholds, eval_months, stats, summaries)
     replay, replay_summary = _replay_table(spec, model_specs, thresholds, summaries)
-    shift = _shift_table(spec, results, feats)
+    shift = _shift_table(spec, shift_acc)
+    attribution = _attribution_table(spec, shift, replay, monthly)
     timings["assemble"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
@@ -343,8 +350,9 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     manifest["models"] = [{"name": m.name, "kind": m.kind, **info} for m, info in zip(model_specs, fit_info)]
     if replay_summary:
         manifest["replay_summary"] = replay_summary
-    run_dir = _write_run_dir(spec, manifest, monthly, replay, shift, reporter)
-    return RunResult(spec, run_dir, manifest, monthly, replay, shift, timings, models[0], models)
+    run_dir = _write_run_dir(spec, manifest, monthly, replay, shift, reporter, {"attribution": attribution})
+    return RunResult(spec, run_dir, manifest, monthly, replay, shift, timings, model=models[0], models=models,
+                     attribution=attribution)
 
 
 def _monthly_table(spec, model_specs, thresholds, eval_months, stats, summaries) -> pd.DataFrame:
@@ -419,30 +427,36 @@ def _replay_table(spec, model_specs, thresholds, summaries) -> tuple[pd.DataFram
     return out, summary
 
 
-def _shift_table(spec, results, feats) -> pd.DataFrame:
+def _shift_plan(spec, fspec, inputs):
+    """The workers' reduction and the host's month-by-month accumulator (None, None without shift)."""
     sh = spec.evaluation.shift
-    cols = ["reference", "window", "feature", "statistic", "value", "p_value", "threshold", "alarm", "p_below_alpha", "n_reference", "n_window"]
     if sh is None:
-        return pd.DataFrame(columns=cols)
-    merged = {
-        m: {f: merge_counts([r["counts"][f] for r in results[m]]) for f in feats}
-        for m in {sh.reference, *sh.compare}
-    }
-    rows = []
-    for m in sh.compare:
-        for f in feats:
-            v1, c1 = merged[sh.reference][f]
-            v2, c2 = merged[m][f]
-            if c1.sum() == 0 or c2.sum() == 0:
-                d, p = np.nan, np.nan
-            else:
-                d, p = ks_from_counts(v1, c1, v2, c2)
-            rows.append({
-                "reference": sh.reference, "window": m, "feature": f, "statistic": sh.statistic,
-                "value": d, "p_value": p, "threshold": sh.threshold, "alarm": bool(d > sh.threshold),
-                "p_below_alpha": bool(p < sh.alpha), "n_reference": int(c1.sum()), "n_window": int(c2.sum()),
-            })
-    return pd.DataFrame(rows, columns=cols)
+        return None, None
+    months = {sh.reference, *sh.compare}
+    acc = ShiftAccumulator(sh.calculator(fspec.features, fspec.fill_value), sh.reference, list(sh.compare),
+                           {m: len(inputs[m][1]) for m in months})
+    return ShiftReduce(tuple(fspec.features), sh.time_column), acc
+
+
+def _shift_table(spec, acc) -> pd.DataFrame:
+    from .shift import SHIFT_COLUMNS
+
+    if acc is None:
+        return pd.DataFrame(columns=SHIFT_COLUMNS)
+    return acc.table()
+
+
+def _attribution_table(spec, shift, replay, monthly) -> pd.DataFrame:
+    """Features ranked by how their shift tracks F1: against replay windows when the shift
+    windows have the replay's frequency, against monthly F1 for monthly shift windows."""
+    sh, ev = spec.evaluation.shift, spec.evaluation
+    if sh is None or shift.empty:
+        return attribute(None, None)
+    if ev.replay is not None and ev.replay.window == sh.window and not replay.empty:
+        return attribute(shift, replay)
+    if sh.window == "M":
+        return attribute(shift, monthly)
+    return attribute(None, None)
 
 
 def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
@@ -483,8 +497,10 @@ def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
     }
 
 
-def _write_run_dir(spec, manifest, monthly, replay, shift, reporter):
+def _write_run_dir(spec, manifest, monthly, replay, shift, reporter, extra_tables=None):
     """Write the run directory (local or s3://; see :mod:`rapidseval.rundir`)."""
     from .rundir import write_run_dir
 
-    return write_run_dir(spec, manifest, {"monthly": monthly, "replay": replay, "shift": shift}, reporter)
+    tables = {"monthly": monthly, "replay": replay, "shift": shift}
+    tables.update({k: t for k, t in (extra_tables or {}).items() if t is not None and not t.empty})
+    return write_run_dir(spec, manifest, tables, reporter)
