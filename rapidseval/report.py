@@ -105,6 +105,9 @@ def _monthly_plot(monthly: pd.DataFrame) -> str | None:
 def _shift_plot(shift: pd.DataFrame) -> str | None:
     if shift.empty:
         return None
+    shift = shift[shift["statistic"] == "ks"] if "statistic" in shift else shift  # one statistic per cell
+    if shift.empty:
+        return None
     plt = _pyplot()
 
     pivot = shift.pivot(index="feature", columns="window", values="value")

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import lineage
 from ..backend import get_backend
 from ..errors import RapidsEvalError, SpecError
 from ..feature_cache import CachedMonth, build_month, read_month_features, read_value_counts
@@ -161,12 +160,16 @@ def _model_key(model_cfg: dict[str, Any], backend_name: str, fold: Fold, entries
     return f"{fold.origin}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
-def _work_dir(run_dir: Path) -> Path:
+def _work_dir(spec) -> Path:
+    """Where folds leave their results until the run completes: beside a local run
+    directory (``.<name>.work``), or under the feature cache for an ``s3://`` output."""
+    from ..rundir import resolve_run_dir
+
+    target = resolve_run_dir(spec.output.dir, spec.name)
+    if "://" in target:
+        return Path(spec.backtest.cache_dir).expanduser().resolve() / "work" / spec.name
+    run_dir = Path(target)
     return run_dir.parent / f".{run_dir.name}.work"
-
-
-def _run_dir(spec) -> Path:
-    return Path(spec.output.dir.format(name=spec.name)).expanduser()
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,8 +290,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     t0 = time.perf_counter()
     inputs = resolve_inputs(spec, months, reporter)
     timings["resolve_inputs"] = time.perf_counter() - t0
-    run_dir = _run_dir(spec)
-    work = _work_dir(run_dir)
+    work = _work_dir(spec)
     cache_root = str(Path(bt.cache_dir).expanduser().resolve())
     stats_counter = {"folds": len(folds), "folds_reused": 0, "scores_extra": 0, "score_rounds": 0}
 
@@ -428,7 +430,11 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     tables = {"backtest": backtest, "staleness": staleness, "policies": policies, "models": models}
     if bt.daily:
         tables["backtest_daily"] = daily
-    out_dir = _write_backtest_dir(spec, manifest, tables)
+    from ..rundir import write_run_dir
+
+    # no report.html yet for backtests: the report is built from the study's tables
+    out_dir = write_run_dir(spec.model_copy(update={"output": spec.output.model_copy(update={"report": False})}),
+                            manifest, tables, reporter)
     shutil.rmtree(work, ignore_errors=True)  # the run is complete: nothing left to resume
     empty_monthly = pd.DataFrame(columns=["model", "month", "role", *COUNT_COLUMNS, "n", "precision", "recall", "f1"])
     return RunResult(spec, out_dir, manifest, empty_monthly, pd.DataFrame(), pd.DataFrame(), timings, None,
@@ -494,25 +500,3 @@ def _policy_table(bt, backtest: pd.DataFrame) -> pd.DataFrame:
             "train_seconds": float(t["train_seconds"].sum()),
         })
     return pd.DataFrame(rows, columns=list(POLICY_COLUMNS))
-
-
-def _write_backtest_dir(spec, manifest, tables: dict[str, pd.DataFrame]) -> Path:
-    """Write every table into a fresh directory, then swap it into place (as a run does)."""
-    run_dir = _run_dir(spec)
-    if run_dir.exists() and (not run_dir.is_dir() or (any(run_dir.iterdir()) and not (run_dir / "manifest.json").exists())):
-        raise RapidsEvalError(
-            f"{run_dir} exists and is not a run directory (no manifest.json); "
-            "choose another --out or remove it yourself — rapidseval only replaces its own run directories"
-        )
-    tmp = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, table in tables.items():
-        table.to_parquet(tmp / f"{name}.parquet", index=False)
-    lineage.write_json_atomic(tmp / "manifest.json", manifest)
-    if run_dir.exists():
-        old = run_dir.parent / f".{run_dir.name}.old-{os.getpid()}"
-        os.replace(run_dir, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.replace(tmp, run_dir)
-    return run_dir
