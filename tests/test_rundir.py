@@ -73,7 +73,9 @@ def _assert_same_files(a: Path, b) -> None:
 # ---------------------------------------------------------------------------------------
 def test_marker_lists_every_table_and_report_accepts_it(local_run):
     marker = check_complete(local_run.run_dir)
-    assert set(marker["files"]) == {"monthly.parquet", "replay.parquet", "shift.parquet", "manifest.json"}
+    written = {p.name for p in local_run.run_dir.glob("*.parquet")} | {"manifest.json"}
+    assert set(marker["files"]) == written  # every table, whichever the job produced
+    assert written >= {"monthly.parquet", "replay.parquet", "shift.parquet", "attribution.parquet", "manifest.json"}
     for name, meta in marker["files"].items():
         assert (local_run.run_dir / name).stat().st_size == meta["bytes"]
     res = CliRunner().invoke(app, ["report", str(local_run.run_dir)])
@@ -266,7 +268,7 @@ def test_s3_output_is_complete_and_the_marker_goes_last(local_run, months, s3_bu
     assert puts[-1].endswith(f"/runs/rd/{COMPLETE_MARKER}")
     assert (res.run_dir / COMPLETE_MARKER).exists() and res.report_path.exists()
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="runs/rd/")["Contents"]}
-    assert keys == {f"runs/rd/{n}" for n in ("monthly.parquet", "replay.parquet", "shift.parquet", "manifest.json",
+    assert keys == {f"runs/rd/{n}" for n in ("monthly.parquet", "replay.parquet", "shift.parquet", "attribution.parquet", "manifest.json",
                                               "report.html", COMPLETE_MARKER)}
     local = tmp_path / "downloaded"
     local.mkdir()
