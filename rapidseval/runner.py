@@ -105,7 +105,7 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
         tmp = root / f".tmp-{digest}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         months = spec.data.months
-        with reporter.stage("generate data", total=len(months)) as st:
+        with reporter.stage("generate data", total=len(months), unit="month") as st:
             done = set()
 
             def tick(month, rows_done, rows_total):
@@ -218,10 +218,11 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         t0 = time.perf_counter()
         train_parts = [p for m in ev.train for p in inputs[m][1]]
         frames = [None] * len(train_parts)
-        with reporter.stage("read training data", total=len(train_parts)) as st:
+        with reporter.stage("read training data", total=len(train_parts), unit="part",
+                            items={m: len(inputs[m][1]) for m in ev.train}) as st:
             for i, (frame, _stats) in ex.map_unordered(_load_features, train_parts, fspec, be.name):
                 frames[i] = frame
-                st.advance()
+                st.advance(item=train_parts[i].month)
         train = be.xdf.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         if len(train) == 0:
             raise RapidsEvalError(f"no usable training rows in {', '.join(ev.train)} after cleaning")
@@ -243,12 +244,13 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         parts = [p for m in months for p in inputs[m][1]]
         feats = tuple(fspec.features) if shift_months else ()
         results: dict[str, list[dict[str, Any]]] = {m: [] for m in months}
-        with reporter.stage("score + reduce", total=len(parts)) as st:
+        with reporter.stage("score + reduce", total=len(parts), unit="part",
+                            items={m: len(inputs[m][1]) for m in months}) as st:
             for i, res in ex.map_unordered(
                 _evaluate_part, parts, fspec, be.name, shared_model, spec.model.threshold, window, time_column, feats
             ):
                 results[parts[i].month].append((parts[i].index, res))
-                st.advance()
+                st.advance(item=parts[i].month)
         for m in months:
             results[m] = [r for _, r in sorted(results[m], key=lambda x: x[0])]
         timings["score_reduce"] = time.perf_counter() - t0
