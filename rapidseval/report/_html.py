@@ -225,8 +225,9 @@ def render_html(run: RunTables) -> str:
         parts.append(f"<section id='{key}'><h2>{_esc(heading)}</h2>")
         parts.extend(bodies[key])
         parts.append("</section>")
-    parts.append(f"<footer class='muted'><p>Built from the tables in this run directory; rebuild with "
-                 f"<code>rapidseval report {_esc(run.run_dir)}</code>.</p></footer></body></html>")
+    # no path here: the page is written in a temporary directory that is then renamed, and may be moved
+    parts.append("<footer class='muted'><p>Built from the tables in this run directory alone; rebuild it with "
+                 "<code>rapidseval report RUN_DIR</code>.</p></footer></body></html>")
     return "\n".join(parts)
 
 
