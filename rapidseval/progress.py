@@ -105,7 +105,7 @@ class RichReporter(Reporter):
         try:
             with progress:
                 self._progress = progress
-                self._task = progress.add_task(f"[bold]{name}", total=total, unit=units)
+                self._task = progress.add_task(name, total=total, unit=units)
                 self._items = {label: progress.add_task(f"  {label}", total=n, unit="")
                                for label, n in (items or {}).items()}
                 yield self

@@ -183,7 +183,7 @@ def test_terminal_summary(runs, kind):
     assert f"({kind} job)" in text and f"report: {runs[kind] / 'report.html'}" in text
     assert "rows read" in text and "time per stage" in text
     if kind == "study":
-        assert "metrics per month" in text and "most shifted features" in text and "ALARM" in text
+        assert "metrics per month" in text and "most shifted features (4 alarms in 60 comparisons)" in text and "ALARM" in text
     if kind == "replay":
         assert "with label delay 7D a monitor knew" in text and "rf_large" in text
     if kind == "backtest":

@@ -75,6 +75,8 @@ def _cell(v, col: str) -> str:
         return f"<td>{int(v):,}</td>"
     if isinstance(v, (float, np.floating)):
         v = float(v)
+        if v == 0 and col == "p_value":  # a double's underflow, not a certainty
+            return "<td>&lt; 1e-300</td>"
         if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
             return f"<td>{v:.3g}</td>"
         return f"<td>{v:.4f}</td>" if abs(v) < 1000 else f"<td>{v:,.1f}</td>"

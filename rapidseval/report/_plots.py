@@ -367,7 +367,7 @@ def _window_labels(s: pd.DataFrame) -> pd.Series:
         if (ws.dt.day == 1).all() and (ws.dt.hour == 0).all():
             return ws.dt.strftime("%Y-%m")
         return ws.dt.strftime("%Y-%m-%d" if (ws.dt.hour == 0).all() else "%Y-%m-%d %H:%M")
-    return s["window"].astype(str)
+    return s["window"].astype(str) if "window" in s.columns else s["window_start"].astype(str)
 
 
 def shift_heatmaps(run: RunTables, max_maps: int = 6) -> list[Plot]:

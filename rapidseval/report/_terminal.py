@@ -26,6 +26,15 @@ def _f(v: Any, fmt: str = ".4f") -> str:
         return str(v)
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+def _p(p: Any) -> str:
+    """A p-value; an exact 0 is an underflow of the double, not a certainty."""
+    return "< 1e-300" if p == 0 else _f(p, ".3g")
+
+
 def _ts(value: Any) -> str:
     return str(value)[:16].replace(" 00:00", "").replace("T00:00", "")
 
@@ -76,12 +85,13 @@ def print_summary(run: RunTables, console) -> None:
 
     sh = shift_summary(run)
     if sh:
-        t = Table(title=f"most shifted features ({sh['alarms']} alarms in {sh['comparisons']} comparisons)", title_justify="left")
+        t = Table(title=f"most shifted features ({_n(sh['alarms'], 'alarm')} in {_n(sh['comparisons'], 'comparison')})",
+                  title_justify="left")
         cols = [c for c in ("window", "feature", "statistic", "value", "p_value", "alarm") if sh["top"] and c in sh["top"][0]]
         for c in cols:
             t.add_column(c, justify="right" if c in ("value", "p_value") else "left")
         for rec in sh["top"]:
-            t.add_row(*[("ALARM" if rec[c] else "") if c == "alarm" else _f(rec[c], ".3g") if c == "p_value"
+            t.add_row(*[("ALARM" if rec[c] else "") if c == "alarm" else _p(rec[c]) if c == "p_value"
                         else _f(rec[c]) if c == "value" else str(rec[c]) for c in cols])
         console.print(t)
 
