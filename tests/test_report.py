@@ -204,3 +204,8 @@ def test_features_of_the_shift_heatmap_keep_their_order(runs):
     run = load_run(runs["study"])
     ax = next(p for p in build_plots(run) if p.id == "shift-0").figure.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == list(FEATURES)
+
+
+def test_bands_are_claimed_only_where_the_table_has_them(runs):
+    assert "F1 per day vs cumulative F1, 95% bands" in (runs["study"] / "report.html").read_text()
+    assert "95%" not in (runs["old"] / "report.html").read_text()  # its replay has no f1_low/f1_high

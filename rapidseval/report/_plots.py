@@ -202,7 +202,8 @@ def replay_f1_plot(run: RunTables) -> list[Plot]:
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2 if several else 1, loc="lower left")
-    title = f"Replay of {_replay_period(r, run)}: F1 per {_window_name(r)} vs cumulative F1, 95% bands"
+    bands = ", 95% bands" if {"f1_low", "f1_high"} <= set(r.columns) else ""
+    title = f"Replay of {_replay_period(r, run)}: F1 per {_window_name(r)} vs cumulative F1{bands}"
     ax.set_title(title)
     axn.set_ylabel("rows per window")
     axn.set_title("rows scored per window", fontsize=9)
@@ -270,7 +271,8 @@ def replay_proba_plot(run: RunTables) -> list[Plot]:
             if {f"{col}_low", f"{col}_high"} <= set(m.columns):
                 ax.fill_between(x, _num(m[f"{col}_low"]), _num(m[f"{col}_high"]), color=c, alpha=0.15)
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{col.replace('_', ' ')} per {_window_name(r)}, 95% band", fontsize=9)
+        band = ", 95% band" if {f"{col}_low", f"{col}_high"} <= set(r.columns) else ""
+        ax.set_title(f"{col.replace('_', ' ')} per {_window_name(r)}{band}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _date_axis(axes[-1])
