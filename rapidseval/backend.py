@@ -48,6 +48,8 @@ class Backend:
         ``LocalCluster`` or ``dask_cuda.LocalCUDACluster``.
     reason : str
         Why this backend was picked (shown to the user for ``auto``).
+    logistic_regression, standard_scaler : type
+        Linear baseline and its scaler (sklearn or cuML).
     """
 
     name: str
@@ -57,6 +59,8 @@ class Backend:
     random_forest_classifier: type = field(repr=False)
     cluster_factory: Callable[..., Any] = field(repr=False)
     reason: str = ""
+    logistic_regression: type | None = field(default=None, repr=False)
+    standard_scaler: type | None = field(default=None, repr=False)
 
     # -- conversions every stage needs -------------------------------------------------
     def from_arrow(self, table):
@@ -141,6 +145,8 @@ def _cpu(reason: str) -> Backend:
     import pandas
     from distributed import LocalCluster
     from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
 
     return Backend(
         name="cpu",
@@ -150,6 +156,8 @@ def _cpu(reason: str) -> Backend:
         random_forest_classifier=RandomForestClassifier,
         cluster_factory=LocalCluster,
         reason=reason,
+        logistic_regression=LogisticRegression,
+        standard_scaler=StandardScaler,
     )
 
 
@@ -161,6 +169,8 @@ def _gpu(reason: str) -> Backend:
         import cudf
         import cupy
         from cuml.ensemble import RandomForestClassifier
+        from cuml.linear_model import LogisticRegression
+        from cuml.preprocessing import StandardScaler
         from dask_cuda import LocalCUDACluster
     except ImportError as exc:
         raise BackendUnavailable(f"backend 'gpu' asked for but RAPIDS failed to import: {exc}") from exc
@@ -172,6 +182,8 @@ def _gpu(reason: str) -> Backend:
         random_forest_classifier=RandomForestClassifier,
         cluster_factory=LocalCUDACluster,
         reason=reason,
+        logistic_regression=LogisticRegression,
+        standard_scaler=StandardScaler,
     )
 
 

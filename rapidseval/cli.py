@@ -128,9 +128,12 @@ def validate(
 def report(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
     """Rebuild report.html from a run directory's tables."""
     from .report import write_report
+    from .rundir import IncompleteRunDir, check_complete
 
-    if not (run_dir / "manifest.json").exists():
-        _fail(RapidsEvalError(f"{run_dir}: no manifest.json — not a (complete) run directory"))
+    try:
+        check_complete(run_dir)  # an interrupted run's tables are not reported as if they were results
+    except IncompleteRunDir as exc:
+        _fail(exc)
     try:
         path = write_report(run_dir)
     except (OSError, ValueError, KeyError) as exc:

@@ -24,8 +24,13 @@ from .months import check_month, month_range
 
 __all__ = ["JobSpec", "load_job", "apply_overrides", "spec_hash"]
 
-MODEL_KINDS = ("random_forest",)
-SHIFT_STATISTICS = ("ks",)
+def _shift_statistics() -> tuple[str, ...]:
+    from .shift import STATISTICS
+
+    return tuple(STATISTICS)
+
+
+SHIFT_STATISTICS = _shift_statistics()
 
 
 def _unique_sorted(months: list[str], where: str) -> list[str]:
@@ -149,23 +154,117 @@ class FeaturesSpec(_Section):
         return v
 
 
+class ThresholdSpec(_Section):
+    """A threshold learned on validation months, then frozen for every later month."""
+
+    learn: Literal["max_f1", "precision"] = "max_f1"
+    target: float | None = Field(None, gt=0, le=1, description="for learn: precision, the precision to reach (max recall)")
+    months: list[str] | None = Field(None, description="validation months (default: evaluation.test)")
+
+    @field_validator("months")
+    @classmethod
+    def _months(cls, v):
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("threshold.months needs at least one month")
+        return _unique_sorted([_check_month(m, "threshold month") for m in v], "threshold.months")
+
+    @model_validator(mode="after")
+    def _target(self):
+        if self.learn == "precision" and self.target is None:
+            raise ValueError("learn: precision needs target (e.g. 0.8)")
+        if self.learn == "max_f1" and self.target is not None:
+            raise ValueError("target is only for learn: precision")
+        return self
+
+
 class ModelSpec(_Section):
+    name: str | None = Field(None, description="label in the results (default: the kind)")
     kind: str = "random_forest"
     params: dict[str, Any] = Field(default_factory=lambda: {"n_estimators": 100, "max_depth": 10})
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="predict positive when P(y=1) > threshold (sklearn's predict at 0.5)")
+    threshold: float | ThresholdSpec = Field(
+        0.5, description="predict positive when P(y=1) > threshold (sklearn's predict at 0.5), or {learn: max_f1|precision}"
+    )
+    train: list[str] | None = Field(None, description="training months (default: evaluation.train)")
 
     @field_validator("kind")
     @classmethod
     def _kind(cls, v: str) -> str:
-        if v not in MODEL_KINDS:
-            raise ValueError(f"unknown model kind {v!r}; choose one of {', '.join(MODEL_KINDS)}")
+        from .models import MODELS
+
+        if v not in MODELS:
+            raise ValueError(f"unknown model kind {v!r}; choose one of {', '.join(MODELS)}")
         return v
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, v):
+        if isinstance(v, float) and not 0.0 <= v <= 1.0:
+            raise ValueError("threshold must be within [0, 1]")
+        return v
+
+    @field_validator("train")
+    @classmethod
+    def _train(cls, v):
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("a model needs at least one training month")
+        return _unique_sorted([_check_month(m) for m in v], "model.train")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v):
+            raise ValueError("model name must be letters, digits, '.', '_' or '-'")
+        return v
+
+
+class BandSpec(_Section):
+    level: float = Field(0.95, gt=0, lt=1, description="two-sided confidence level of the bands")
+    replicates: int = Field(1000, ge=50, le=20_000, description="bootstrap replicates (count metrics)")
 
 
 class ReplaySpec(_Section):
     months: list[str] = Field(default_factory=lambda: ["2020-03"])
-    window: Literal["h", "D", "W", "M"] = "D"
+    window: str = Field("D", description="[k]unit, unit one of h, D, W (weeks from Monday), M; e.g. 6h, D, W, M")
     time_column: Literal["dropoff_datetime", "pickup_datetime"] = "dropoff_datetime"
+    timezone: str = Field("America/New_York", description="the data's wall clock (for real window lengths on DST days)")
+    trailing: int = Field(7, ge=1, description="trailing_* columns pool the last N windows")
+    label_delay: str = Field("0h", description="labels arrive this long after the event (e.g. 7D, 36h); known_* columns")
+    auc: Literal["binned", "exact"] = Field("binned", description="ROC AUC from score bins, or exact from all distinct scores")
+    score_bins: int = Field(1000, ge=10, le=100_000)
+    bands: BandSpec | None = BandSpec()
+    floor: float | None = Field(None, ge=0, le=1, description="the summary names the first window whose floor_metric is below")
+    floor_metric: Literal["f1", "precision", "recall", "accuracy", "roc_auc"] = "f1"
+    min_window_rows: int = Field(100, ge=1, description="windows with fewer rows are not named worst or below the floor")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        from .replay import parse_window
+
+        return parse_window(v).label
+
+    @field_validator("label_delay")
+    @classmethod
+    def _delay(cls, v) -> str:
+        from .replay import parse_delay_hours
+
+        parse_delay_hours(v)
+        return str(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as America/New_York)") from exc
+        return v
 
     @field_validator("months")
     @classmethod
@@ -179,17 +278,52 @@ class ReplaySpec(_Section):
 
 
 class ShiftSpec(_Section):
-    statistic: str = "ks"
+    """Per-feature shift of every window of ``compare`` against ``reference`` (see the README's shift section)."""
+
     reference: str = "2020-01"
     compare: list[str] = Field(default_factory=lambda: ["2020-02", "2020-03"])
-    threshold: float = Field(0.05, gt=0, le=1, description="alarm when the statistic exceeds this effect size")
+    window: Literal["D", "W", "M"] = Field("M", description="evaluation windows: day, week (Monday), calendar month")
+    time_column: Literal["pickup_datetime", "dropoff_datetime"] = "pickup_datetime"
+    statistics: list[str] | None = Field(None, description="statistics for every feature (default: by feature kind)")
+    per_feature: dict[str, list[str]] = Field(default_factory=dict, description="feature -> statistics, overrides")
+    calendar: Literal["weekday", "none"] = Field("weekday", description="reweight the reference to each window's weekday mix")
+    alarm: Literal["std", "quantile"] = Field("std", description="threshold from the reference null: mean + k_std*std, or a quantile")
+    k_std: float = Field(3.0, gt=0)
+    quantile: float = Field(0.99, gt=0, lt=1)
+    min_effect: dict[str, float] = Field(default_factory=dict, description="statistic -> minimum value to alarm")
+    bins: int = Field(10, ge=2, description="reference-quantile bins of psi / jensen_shannon")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level shown beside (p < alpha), for contrast")
 
-    @field_validator("statistic")
+    @field_validator("statistics")
     @classmethod
-    def _stat(cls, v: str) -> str:
-        if v not in SHIFT_STATISTICS:
-            raise ValueError(f"unknown shift statistic {v!r}; choose one of {', '.join(SHIFT_STATISTICS)}")
+    def _stats(cls, v):
+        if v is not None:
+            bad = [s for s in v if s not in SHIFT_STATISTICS]
+            if bad:
+                raise ValueError(f"unknown shift statistic(s) {', '.join(bad)}; choose from {', '.join(SHIFT_STATISTICS)}")
+        return v
+
+    @field_validator("per_feature")
+    @classmethod
+    def _per_feature(cls, v):
+        from .errors import SpecError as _SpecError
+        from .shift import check_statistics
+
+        for feature, names in v.items():
+            if feature not in FEATURES:
+                raise ValueError(f"per_feature: unknown feature {feature!r}; choose from {', '.join(FEATURES)}")
+            try:
+                check_statistics(feature, names)
+            except _SpecError as exc:
+                raise ValueError(str(exc)) from exc
+        return v
+
+    @field_validator("min_effect")
+    @classmethod
+    def _min_effect(cls, v):
+        bad = [s for s in v if s not in SHIFT_STATISTICS]
+        if bad:
+            raise ValueError(f"min_effect: unknown statistic(s) {', '.join(bad)}; choose from {', '.join(SHIFT_STATISTICS)}")
         return v
 
     @field_validator("reference")
@@ -201,6 +335,15 @@ class ShiftSpec(_Section):
     @classmethod
     def _cmp(cls, v: list[str]) -> list[str]:
         return _unique_sorted([_check_month(m, "compare month") for m in v], "shift.compare")
+
+    def calculator(self, features, fill_value: float = -1.0):
+        """The :class:`rapidseval.shift.ShiftCalculator` this section describes."""
+        from .shift import ShiftCalculator
+
+        return ShiftCalculator(features, statistics=self.statistics, per_feature=self.per_feature,
+                               frequency=self.window, calendar=self.calendar, alarm=self.alarm, k_std=self.k_std,
+                               quantile=self.quantile, min_effect=self.min_effect, bins=self.bins,
+                               fill_value=fill_value, alpha=self.alpha)
 
 
 class EvaluationSpec(_Section):
@@ -223,24 +366,103 @@ class EvaluationSpec(_Section):
         return v
 
 
+CLUSTER_KINDS = ("local", "local-cuda", "scheduler", "threads")
+
+
+class TLSSpec(_Section):
+    """Paths of the TLS files for ``tls://`` schedulers (paths only: never the keys themselves).
+
+    Left out, TLS comes from Dask's own configuration
+    (``distributed.comm.tls.*`` in ``~/.config/dask/*.yaml`` or
+    ``DASK_DISTRIBUTED__COMM__TLS__...`` variables), as for any Dask client.
+    """
+
+    ca_file: str = Field(..., description="CA certificate that signed the scheduler's certificate")
+    cert: str = Field(..., description="this client's certificate (PEM file)")
+    key: str | None = Field(None, description="this client's private key (PEM file); may be inside `cert`")
+
+    @field_validator("ca_file", "cert", "key")
+    @classmethod
+    def _path_not_pem(cls, v: str | None) -> str | None:
+        if v is not None and ("-----BEGIN" in v or "\n" in v):
+            raise ValueError("give the path of a PEM file; certificates and keys never go in a job file")
+        return v
+
+
 class ClusterSpec(_Section):
-    kind: Literal["local", "threads", "scheduler"] = "local"
-    n_workers: int = Field(2, ge=1)
+    """Where the job's tasks run.
+
+    ``local``: a LocalCluster of worker processes on this machine (a
+    LocalCUDACluster, one worker per GPU, on the gpu backend);
+    ``local-cuda``: LocalCUDACluster explicitly (needs the gpu backend), with
+    an RMM pool and device-to-host spilling; ``scheduler``: an existing Dask
+    cluster at ``address``; ``threads``: a thread pool in this process.
+    """
+
+    kind: Literal[CLUSTER_KINDS] = "local"
+    n_workers: int = Field(2, ge=1, description="local on CPU: worker processes (on GPUs: one worker per visible GPU)")
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
-    address: str | None = None
-    timeout: float = Field(30.0, gt=0, description="seconds to wait for a scheduler")
+    address: str | None = Field(None, description="scheduler address: tcp://host:8786 or tls://host:8786")
+    timeout: float = Field(30.0, gt=0, description="seconds to wait for a scheduler (and its first worker)")
+    tls: TLSSpec | None = None
+    rmm_pool_size: str | None = Field(None, description="local-cuda: RMM pool per GPU (e.g. '24GB' or '0.9')")
+    device_memory_limit: str | None = Field("0.8", description="local-cuda: spill device memory to host above this (bytes, '20GB' or a fraction)")
+
+    @field_validator("address")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if re.search(r"://[^/@\s]+@", v):
+            raise ValueError("a scheduler address carries no credentials (user:password@)")
+        if "://" not in v:
+            v = f"tcp://{v}"
+        scheme = v.split("://", 1)[0]
+        if scheme not in ("tcp", "tls", "inproc", "ucx", "ws", "wss"):
+            raise ValueError(f"unknown scheduler protocol {scheme!r}; use tcp://host:8786 or tls://host:8786")
+        return v
 
     @model_validator(mode="after")
     def _address(self):
         if self.kind == "scheduler" and not self.address:
             raise ValueError("cluster.kind 'scheduler' needs cluster.address (tcp://host:8786)")
+        if self.kind != "scheduler" and self.address:
+            raise ValueError(f"cluster.address is only used with kind 'scheduler', not {self.kind!r}")
+        if self.tls is not None and not (self.address or "").startswith("tls://"):
+            raise ValueError("cluster.tls needs a tls:// scheduler address")
         return self
 
 
 class OutputSpec(_Section):
+    """Where the run directory goes: a local path or an ``s3://`` prefix.
+
+    ``dir`` may use ``{name}`` (the job name) only; the result must stay
+    inside the part of ``dir`` before the placeholder.
+    """
+
     dir: str = "runs/{name}"
     report: bool = True
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="for s3:// outputs (endpoint_url, ...; never credentials)")
+
+    @field_validator("dir")
+    @classmethod
+    def _dir(cls, v: str) -> str:
+        from .rundir import check_dir_template
+
+        check_dir_template(v)
+        return v
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from .data.sources import reject_secrets
+
+        try:
+            reject_secrets(v)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from exc
+        return v
 
 
 class JobSpec(_Section):
@@ -252,6 +474,9 @@ class JobSpec(_Section):
     data: DataSpec = DataSpec()
     features: FeaturesSpec = FeaturesSpec()
     model: ModelSpec = ModelSpec()
+    models: list[ModelSpec] | None = Field(
+        None, description="several models on the same stream (the first is the primary); instead of model"
+    )
     evaluation: EvaluationSpec = EvaluationSpec()
     cluster: ClusterSpec = ClusterSpec()
     output: OutputSpec = OutputSpec()
@@ -273,6 +498,11 @@ class JobSpec(_Section):
         if ev.shift is not None:
             used["evaluation.shift.reference"] = [ev.shift.reference]
             used["evaluation.shift.compare"] = ev.shift.compare
+        for i, m in enumerate(self.model_specs()):
+            where = "model" if self.models is None else f"models.{i}"
+            used[f"{where}.train"] = self.train_months(m)
+            if not isinstance(m.threshold, float):
+                used[f"{where}.threshold.months"] = self.threshold_months(m)
         for where, ms in used.items():
             outside = [m for m in ms if m not in months]
             if outside:
@@ -281,10 +511,42 @@ class JobSpec(_Section):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _models(self):
+        if self.models is not None:
+            if "model" in self.model_fields_set:
+                raise ValueError("give either model or models, not both")
+            if not self.models:
+                raise ValueError("models: at least one model is needed")
+            names = [m.name or m.kind for m in self.models]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"models: names must differ ({', '.join(dup)} repeated; set name:)")
+        for i, m in enumerate(self.model_specs()):
+            if not isinstance(m.threshold, float) and not self.threshold_months(m):
+                where = "model" if self.models is None else f"models.{i}"
+                raise ValueError(f"{where}.threshold: learning a threshold needs months (threshold.months or evaluation.test)")
+        return self
+
+    def model_specs(self) -> list[ModelSpec]:
+        """Every model of the job, named (the first is the primary)."""
+        specs = self.models if self.models is not None else [self.model]
+        return [m if m.name else m.model_copy(update={"name": m.kind}) for m in specs]
+
+    def train_months(self, m: ModelSpec) -> list[str]:
+        return list(m.train) if m.train is not None else list(self.evaluation.train)
+
+    def threshold_months(self, m: ModelSpec) -> list[str]:
+        if isinstance(m.threshold, float):
+            return []
+        return list(m.threshold.months) if m.threshold.months is not None else list(self.evaluation.test)
+
     def evaluated_months(self) -> list[str]:
-        """Months scored by the model, in data order."""
+        """Months scored by the models, in data order."""
         ev = self.evaluation
         wanted = set(ev.train) | set(ev.test) | set(ev.score)
+        for m in self.model_specs():
+            wanted |= set(self.train_months(m)) | set(self.threshold_months(m))
         if ev.replay is not None:
             wanted |= set(ev.replay.months)
         return [m for m in self.data.months if m in wanted]

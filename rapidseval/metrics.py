@@ -12,14 +12,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["COUNT_COLUMNS", "confusion_codes", "add_metrics"]
+__all__ = ["COUNT_COLUMNS", "confusion_codes", "add_metrics", "learn_threshold"]
 
 COUNT_COLUMNS = ("tp", "fp", "fn", "tn")
 
 
 def confusion_codes(y_true, y_pred, xp=np):
     """Per-row code 0=tn, 1=fp, 2=fn, 3=tp (so counts come from one bincount)."""
-    return 2 * xp.asarray(y_true, dtype="int8") + xp.asarray(y_pred, dtype="int8")
+    y = xp.asarray(y_true)
+    p = xp.asarray(y_pred)
+    y = y.view(xp.int8) if y.dtype == bool else (y != 0).view(xp.int8)
+    p = p.view(xp.int8) if p.dtype == bool else (p != 0).view(xp.int8)
+    return 2 * y + p
 
 
 def _divide(num, den):
@@ -52,3 +56,55 @@ def add_metrics(table: pd.DataFrame) -> pd.DataFrame:
     for name, values in metrics.items():
         out[name] = np.where(n > 0, values, np.nan)
     return out
+
+
+def learn_threshold(scores, labels, counts, *, how: str = "max_f1", target: float | None = None) -> dict[str, float]:
+    """The threshold ``t`` (predict positive when ``score > t``) chosen on validation rows.
+
+    Parameters
+    ----------
+    scores, labels, counts : exact ``(score, label)`` counts of the validation rows.
+    how : ``"max_f1"`` (the F1-maximising threshold; ties go to the higher threshold)
+        or ``"precision"`` (the lowest threshold whose precision reaches ``target``,
+        i.e. the most recall at that precision).
+
+    Returns ``{"threshold", "precision", "recall", "f1"}`` on the validation rows.
+    Every distinct score is a candidate, so the result is exact, not a grid search.
+    """
+    scores = np.asarray(scores, dtype="float64")
+    labels = np.asarray(labels)
+    counts = np.asarray(counts, dtype="int64")
+    uniq, inv = np.unique(scores, return_inverse=True)
+    pos = np.bincount(inv, weights=counts * (labels == 1), minlength=len(uniq))
+    neg = np.bincount(inv, weights=counts * (labels == 0), minlength=len(uniq))
+    P = pos.sum()
+    if P == 0 or neg.sum() == 0:
+        raise ValueError("learning a threshold needs both classes in the validation months")
+    # candidate t = uniq[i]: positives are scores above it; t just below the minimum = all positive
+    tp = P - np.cumsum(pos)
+    fp = neg.sum() - np.cumsum(neg)
+    lowest = np.nextafter(uniq[0], -np.inf)
+    cand = np.concatenate([[max(lowest, 0.0) if uniq[0] > 0 else lowest], uniq])
+    tp = np.concatenate([[P], tp])
+    fp = np.concatenate([[neg.sum()], fp])
+    valid = cand >= 0
+    f1 = np.where(valid, 2 * tp / np.maximum(2 * tp + fp + (P - tp), 1), -1)
+    precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
+    if how == "max_f1":
+        i = len(f1) - 1 - int(np.argmax(f1[::-1]))
+    elif how == "precision":
+        ok = np.nonzero(valid & (precision >= target) & (tp > 0))[0]
+        if not len(ok):
+            raise ValueError(
+                f"no threshold reaches precision {target} on the validation months "
+                f"(best {precision[valid & (tp > 0)].max():.4f})"
+            )
+        i = int(ok[0])
+    else:
+        raise ValueError(f"unknown threshold rule {how!r}; choose max_f1 or precision")
+    return {
+        "threshold": float(cand[i]),
+        "precision": float(precision[i]),
+        "recall": float(tp[i] / P),
+        "f1": float(2 * tp[i] / (2 * tp[i] + fp[i] + (P - tp[i]))),
+    }

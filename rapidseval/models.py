@@ -29,7 +29,46 @@ def _random_forest(backend, params: dict[str, Any], seed: int):
     return backend.random_forest_classifier(**params)
 
 
-MODELS: dict[str, Callable[..., Any]] = {"random_forest": _random_forest}
+class MajorityClassifier:
+    """Baseline: P(y = 1) is the training positive rate for every row (so it predicts
+    the majority class at threshold 0.5).  Works on pandas and cuDF alike."""
+
+    def __init__(self):
+        self.positive_rate_ = None
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {}
+
+    def fit(self, X, y):
+        self.positive_rate_ = float(y.mean())
+        return self
+
+    def predict_proba(self, X):
+        p = np.full(len(X), self.positive_rate_, dtype="float64")
+        return np.stack([1 - p, p], axis=1)
+
+
+def _majority(backend, params: dict[str, Any], seed: int):
+    if params:
+        raise TypeError(f"the majority baseline takes no params (got {', '.join(params)})")
+    return MajorityClassifier()
+
+
+def _logistic_regression(backend, params: dict[str, Any], seed: int):
+    from sklearn.pipeline import Pipeline
+
+    params = dict(params)
+    params.setdefault("max_iter", 1000)
+    if backend.name == "cpu":
+        params.setdefault("random_state", seed)
+    return Pipeline([("scale", backend.standard_scaler()), ("model", backend.logistic_regression(**params))])
+
+
+MODELS: dict[str, Callable[..., Any]] = {
+    "random_forest": _random_forest,
+    "logistic_regression": _logistic_regression,
+    "majority": _majority,
+}
 
 
 def make_model(backend, kind: str, params: dict[str, Any], seed: int):
@@ -40,8 +79,9 @@ def make_model(backend, kind: str, params: dict[str, Any], seed: int):
         raise SpecError(f"model.kind: unknown model kind {kind!r}; choose one of {', '.join(MODELS)}") from None
     try:
         model = builder(backend, params, seed)
-        if hasattr(model, "_validate_params"):  # scikit-learn checks values only at fit otherwise
-            model._validate_params()
+        for est in [model, *(step for _, step in getattr(model, "steps", []))]:
+            if hasattr(est, "_validate_params"):  # scikit-learn checks values only at fit otherwise
+                est._validate_params()
     except (TypeError, ValueError) as exc:
         raise SpecError(f"model.params: {exc}") from exc
     return model

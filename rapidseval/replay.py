@@ -1,12 +1,37 @@
-"""Replay: confusion counts per time window, merged across partitions.
+"""Replay: a simulated deployment, reduced to exact per-window tables.
 
-A partition is scored where it lives and reduced to a small table of counts
-per window (``tp, fp, fn, tn``); only those tables travel.  Windows are
-half-open ``[window_start, window_end)`` in the data's own clock (TLC times
-are naive New York wall-clock times).
+Each partition is scored where it lives and reduced to a :class:`ScoreSummary`:
+confusion counts and loss sums per *hour*, and a score histogram (or, when
+asked, exact score counts) per *window*.  Summaries merge by addition, so only
+these small tables travel, and every window metric is computed from them on
+the host:
+
+* precision, recall, F1, accuracy, rates — from the counts, with
+  scikit-learn's formulas (equal to ``sklearn.metrics`` on the same rows);
+* ROC AUC — Mann-Whitney from per-value positive/negative counts: exact when
+  the summary holds exact score counts (equal to ``roc_auc_score``), otherwise
+  from ``bins`` equal-width score bins (ties within a bin count one half), and
+  the table says which;
+* log loss and Brier score — sums of per-row losses (scikit-learn's clipping);
+* predicted-probability quantiles — exact, or interpolated within a bin;
+* 95% bands — a multinomial bootstrap of each window's counts (the exact
+  nonparametric bootstrap of its rows, for count metrics), Hanley-McNeil for
+  AUC and the normal approximation for mean losses;
+* cumulative and trailing-N views, and the label-delay view: what a monitor
+  whose labels arrive ``label_delay`` after the event knew at each window end.
+
+Windows are half-open ``[window_start, window_end)`` in the data's clock: TLC
+times are naive New York wall-clock times, so a day is a local calendar day.
+``hours_in_window`` gives each window's real length (23 or 25 hours on DST
+days).  Because counts are kept per hour, every window (hour, day, week,
+month, multiples) and every whole-hour label delay is exact.
 """
 
 from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -14,15 +39,37 @@ import pandas as pd
 from .metrics import COUNT_COLUMNS, add_metrics, confusion_codes
 from .months import month_bounds
 
-__all__ = ["WINDOWS", "window_counts", "merge_window_counts", "replay_table"]
+__all__ = [
+    "WINDOWS",
+    "Window",
+    "parse_window",
+    "parse_delay_hours",
+    "ScoreSummary",
+    "summarize_scores",
+    "merge_summaries",
+    "replay_frame",
+    "pooled_metrics",
+    "window_counts",
+    "merge_window_counts",
+    "replay_table",
+    "window_key_range",
+]
 
 _US_PER_H = 3_600_000_000
 _US_PER_DAY = 24 * _US_PER_H
+_EPS = np.finfo(np.float64).eps  # scikit-learn's log_loss clipping for float64
 
-#: window code -> description
+#: window unit -> description (a window is ``[k]unit``, e.g. ``6h``, ``D``, ``2W``, ``M``)
 WINDOWS = {"h": "hour", "D": "day", "W": "week starting Monday", "M": "calendar month"}
+_UNIT_ALIASES = {"h": "h", "H": "h", "D": "D", "d": "D", "W": "W", "W-MON": "W", "M": "M", "MS": "M", "ME": "M"}
+
+# summary columns: confusion codes 0=tn 1=fp 2=fn 3=tp; loss sums
+_SUMS = ("log_loss", "log_loss_sq", "brier", "brier_sq", "proba")
 
 
+# ---------------------------------------------------------------------------------------
+# windows
+# ---------------------------------------------------------------------------------------
 def _months_since_epoch(days):
     """Calendar months since 1970-01 from days since the epoch (integer ops only,
     so it runs on CuPy too; H. Hinnant's civil_from_days)."""
@@ -37,67 +84,588 @@ def _months_since_epoch(days):
     return (y - 1970) * 12 + (m - 1)
 
 
-def _window_index(t_us, window: str, xp):
-    """int64 window keys: hours/days/weeks (Monday)/months since the epoch."""
-    if window == "h":
+def _unit_index(t_us, unit: str):
+    if unit == "h":
         return t_us // _US_PER_H
     days = t_us // _US_PER_DAY
-    if window == "D":
+    if unit == "D":
         return days
-    if window == "W":
+    if unit == "W":
         return (days + 3) // 7  # 1970-01-01 is a Thursday: week 0 starts Monday 1969-12-29
-    if window == "M":
-        return _months_since_epoch(days)
-    raise ValueError(f"unknown window {window!r}; choose one of {', '.join(WINDOWS)}")
+    return _months_since_epoch(days)
 
 
-def _window_bounds(keys: np.ndarray, window: str) -> tuple[np.ndarray, np.ndarray]:
+def _unit_start(keys: np.ndarray, unit: str) -> np.ndarray:
     keys = np.asarray(keys, dtype="int64")
-    if window == "h":
-        start = (keys * _US_PER_H).astype("datetime64[us]")
-        return start, start + np.timedelta64(1, "h")
-    if window == "D":
-        start = (keys * _US_PER_DAY).astype("datetime64[us]")
-        return start, start + np.timedelta64(1, "D")
-    if window == "W":
-        start = ((keys * 7 - 3) * _US_PER_DAY).astype("datetime64[us]")
-        return start, start + np.timedelta64(7, "D")
-    start = keys.astype("datetime64[M]")
-    return start.astype("datetime64[us]"), (start + 1).astype("datetime64[us]")
+    if unit == "h":
+        return (keys * _US_PER_H).astype("datetime64[us]")
+    if unit == "D":
+        return (keys * _US_PER_DAY).astype("datetime64[us]")
+    if unit == "W":
+        return ((keys * 7 - 3) * _US_PER_DAY).astype("datetime64[us]")
+    return keys.astype("datetime64[M]").astype("datetime64[us]")
 
 
-def window_counts(event_time, y_true, y_pred, *, window: str, xp=np) -> pd.DataFrame:
-    """Confusion counts per window of one partition (host pandas table).
+@dataclass(frozen=True)
+class Window:
+    """A window length: ``k`` consecutive units (hours, days, Monday weeks, months),
+    counted from the epoch."""
 
-    ``event_time`` is datetime64 or int64 microseconds since the epoch.
+    unit: str
+    k: int = 1
 
-    Returns columns ``window`` (int64 key), ``tp``, ``fp``, ``fn``, ``tn``.
+    @property
+    def label(self) -> str:
+        return self.unit if self.k == 1 else f"{self.k}{self.unit}"
+
+    def keys(self, t_us, xp=np):
+        """int64 window keys of int64 microsecond times."""
+        base = _unit_index(t_us, self.unit)
+        return base if self.k == 1 else base // self.k
+
+    def bounds(self, keys) -> tuple[np.ndarray, np.ndarray]:
+        """``(window_start, window_end)`` as datetime64[us] arrays."""
+        keys = np.asarray(keys, dtype="int64")
+        return _unit_start(keys * self.k, self.unit), _unit_start((keys + 1) * self.k, self.unit)
+
+
+def parse_window(freq: str | Window) -> Window:
+    """``"h"``, ``"6h"``, ``"D"``, ``"2D"``, ``"W"`` (``"W-MON"``), ``"M"`` (``"MS"``) -> :class:`Window`."""
+    if isinstance(freq, Window):
+        return freq
+    m = re.fullmatch(r"\s*(\d*)\s*([A-Za-z-]+)\s*", str(freq))
+    unit = _UNIT_ALIASES.get(m.group(2)) if m else None
+    k = int(m.group(1)) if m and m.group(1) else 1
+    if unit is None or k < 1:
+        raise ValueError(
+            f"unknown window {freq!r}; use [k]unit with unit one of "
+            + ", ".join(f"{u} ({d})" for u, d in WINDOWS.items())
+        )
+    return Window(unit, k)
+
+
+def parse_delay_hours(delay: str | int | float | None) -> int:
+    """A label delay (``"7D"``, ``"36h"``, ``0``) as a whole number of hours."""
+    if delay in (None, 0, "0", ""):
+        return 0
+    try:
+        td = pd.Timedelta(delay)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"label_delay {delay!r} is not a duration (e.g. 7D, 36h)") from exc
+    hours, rest = divmod(td.value, _US_PER_H * 1000)
+    if rest or hours < 0:
+        raise ValueError(f"label_delay {delay!r} must be a non-negative whole number of hours")
+    return int(hours)
+
+
+def window_key_range(month: str, window: str | Window) -> tuple[int, int]:
+    """First and last window keys covering a calendar month."""
+    w = parse_window(window)
+    lo, end = month_bounds(month)
+    both = np.array([lo, end - np.timedelta64(1, "us")]).view("int64")
+    keys = w.keys(both)
+    return int(keys[0]), int(keys[1])
+
+
+# ---------------------------------------------------------------------------------------
+# per-partition summaries (worker side; NumPy or CuPy)
+# ---------------------------------------------------------------------------------------
+@dataclass
+class ScoreSummary:
+    """Everything a replay needs from some scored rows, mergeable by addition.
+
+    Attributes
+    ----------
+    window : window label the histogram is keyed by.
+    bins : score bins of the histogram.
+    hours : int64 sorted hour keys (hours since the epoch, wall clock).
+    counts : int64 ``(len(hours), 4)``, confusion codes 0=tn 1=fp 2=fn 3=tp.
+    sums : float64 ``(len(hours), 5)``: log loss, its square, Brier, its square, P(y=1).
+    hist_keys, hist_counts : sparse score histogram, key ``(window*bins + bin)*2 + label``.
+    exact : ``(window, score, label, count)`` sorted arrays when exact scores were kept.
     """
+
+    window: str
+    bins: int
+    hours: np.ndarray
+    counts: np.ndarray
+    sums: np.ndarray
+    hist_keys: np.ndarray
+    hist_counts: np.ndarray
+    exact: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+    def count_totals(self) -> dict[str, int]:
+        c = self.counts.sum(axis=0)
+        return {"tp": int(c[3]), "fp": int(c[1]), "fn": int(c[2]), "tn": int(c[0])}
+
+
+def _host(x):
+    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
+
+
+def _group(keys, xp, dense_limit: int):
+    """Group index of each key: (index, group keys, number of groups), dense when the range is small."""
+    lo = int(keys.min())
+    span = int(keys.max()) - lo + 1
+    if span <= dense_limit:
+        return keys - lo, None, lo, span
+    uniq, inv = xp.unique(keys, return_inverse=True)
+    return inv.reshape(-1), uniq, lo, int(uniq.shape[0])
+
+
+def _summarize(t_us, y_true, proba, threshold: float, window: Window, bins: int, exact: bool, xp) -> ScoreSummary:
+    n = int(t_us.shape[0])
+    if n == 0:
+        return _empty_summary(window, bins, exact)
+    y = xp.asarray(y_true)
+    y = y.view(xp.int8) if y.dtype == bool else (y != 0).astype(xp.int8)
+    p = xp.asarray(proba, dtype=xp.float64)
+    pred = p > threshold
+    code = confusion_codes(y, pred, xp)
+    limit = max(4 * n, 1 << 20)
+
+    hour = t_us // _US_PER_H
+    idx, uniq, lo, groups = _group(hour, xp, limit // 4)
+    counts = xp.bincount(idx * 4 + code, minlength=4 * groups).reshape(groups, 4)
+    # scikit-learn's log_loss: [1-p, p] clipped to [eps, 1-eps], rows renormalised
+    p1 = xp.clip(p, _EPS, 1 - _EPS)
+    p0 = xp.clip(1 - p, _EPS, 1 - _EPS)
+    yb = y.astype(bool)
+    ll = -xp.log(xp.where(yb, p1, p0) / (p0 + p1))
+    br = (y - p) ** 2
+    sums = xp.stack(
+        [xp.bincount(idx, weights=w, minlength=groups) for w in (ll, ll * ll, br, br * br, p)], axis=1
+    )
+    present = counts.sum(axis=1) > 0
+    hours = (xp.arange(groups, dtype=xp.int64) + lo) if uniq is None else uniq
+    hours, counts, sums = hours[present], counts[present], sums[present]
+
+    wkey = window.keys(t_us, xp)
+    b = xp.clip((p * bins).astype(xp.int64), 0, bins - 1)
+    hkey = (wkey * bins + b) * 2 + y
+    hidx, huniq, hlo, hgroups = _group(hkey, xp, limit)
+    hc = xp.bincount(hidx, minlength=hgroups)
+    if huniq is None:
+        nz = xp.nonzero(hc)[0]
+        hist_keys, hist_counts = nz + hlo, hc[nz]
+    else:
+        hist_keys, hist_counts = huniq, hc
+
+    ex = None
+    if exact:
+        order = xp.lexsort(xp.stack([y, p, wkey]))
+        w_s, p_s, y_s = wkey[order], p[order], y[order]
+        new = xp.ones(n, dtype=bool)
+        new[1:] = (w_s[1:] != w_s[:-1]) | (p_s[1:] != p_s[:-1]) | (y_s[1:] != y_s[:-1])
+        starts = xp.nonzero(new)[0]
+        cnt = xp.diff(xp.concatenate([starts, xp.asarray([n])]))
+        ex = (_host(w_s[starts]), _host(p_s[starts]), _host(y_s[starts]).astype("int8"), _host(cnt).astype("int64"))
+    return ScoreSummary(
+        window.label, bins, _host(hours).astype("int64"), _host(counts).astype("int64"),
+        _host(sums).astype("float64"), _host(hist_keys).astype("int64"), _host(hist_counts).astype("int64"), ex,
+    )
+
+
+def _empty_summary(window: Window, bins: int, exact: bool) -> ScoreSummary:
+    z = np.zeros(0, dtype="int64")
+    ex = (z, np.zeros(0), np.zeros(0, "int8"), z) if exact else None
+    return ScoreSummary(window.label, bins, z, np.zeros((0, 4), "int64"), np.zeros((0, 5)), z, z, ex)
+
+
+def summarize_scores(event_time, y_true, proba, *, threshold: float, window: str | Window = "D", bins: int = 1000,
+                     exact: bool = False, xp=np, threads: int = 1) -> ScoreSummary:
+    """Reduce scored rows to a :class:`ScoreSummary`.
+
+    Parameters
+    ----------
+    event_time : datetime64 or int64 microseconds since the epoch (wall clock).
+    y_true : 0/1 labels.
+    proba : P(y = 1); predicted positive when ``proba > threshold``.
+    window : window length for the score histogram (counts are hourly).
+    bins : equal-width score bins for the binned AUC and quantiles.
+    exact : also keep exact ``(window, score, label)`` counts (exact AUC and quantiles;
+        as many entries as distinct scores per window).
+    xp : numpy or cupy.
+    threads : NumPy only: split the rows over this many threads (NumPy releases the GIL).
+    """
+    w = parse_window(window)
     t_us = xp.asarray(event_time)
     if t_us.dtype.kind == "M":
         t_us = t_us.astype("datetime64[us]").view("int64")
-    keys = _window_index(t_us, window, xp)
-    codes = confusion_codes(y_true, y_pred, xp).astype("int64")
-    if keys.size == 0:
-        return pd.DataFrame({c: np.zeros(0, dtype="int64") for c in ("window", *COUNT_COLUMNS)})
-    lo = int(keys.min())
-    combined = (keys - lo) * 4 + codes
-    uniq, counts = xp.unique(combined, return_counts=True)
-    if hasattr(uniq, "get"):
-        uniq, counts = uniq.get(), counts.get()
-    table = np.zeros((int(uniq.max()) // 4 + 1, 4), dtype="int64")
-    table[uniq // 4, uniq % 4] = counts
-    present = table.sum(axis=1) > 0
-    idx = np.nonzero(present)[0]
-    return pd.DataFrame(
-        {
-            "window": idx + lo,
-            "tp": table[idx, 3],
-            "fp": table[idx, 1],
-            "fn": table[idx, 2],
-            "tn": table[idx, 0],
+    n = int(t_us.shape[0])
+    if xp is np and threads > 1 and n >= 2 * 500_000:
+        cuts = np.linspace(0, n, threads + 1).astype(int)
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(
+                lambda i: _summarize(t_us[cuts[i]:cuts[i + 1]], np.asarray(y_true)[cuts[i]:cuts[i + 1]],
+                                     np.asarray(proba)[cuts[i]:cuts[i + 1]], threshold, w, bins, exact, np),
+                range(threads),
+            ))
+        return merge_summaries(parts)
+    return _summarize(t_us, y_true, proba, threshold, w, bins, exact, xp)
+
+
+def _sum_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    uniq, inv = np.unique(keys, return_inverse=True)
+    if values.ndim == 1:
+        return uniq, np.bincount(inv, weights=values, minlength=len(uniq))
+    out = np.zeros((len(uniq), values.shape[1]), dtype=values.dtype)
+    np.add.at(out, inv, values)
+    return uniq, out
+
+
+def merge_summaries(summaries) -> ScoreSummary:
+    """Add summaries (of the same window and bins) together."""
+    summaries = list(summaries)
+    if not summaries:
+        raise ValueError("nothing to merge")
+    first = summaries[0]
+    if any(s.window != first.window or s.bins != first.bins for s in summaries):
+        raise ValueError("summaries with different windows or bins cannot be merged")
+    if len(summaries) == 1:
+        return first
+    hours = np.concatenate([s.hours for s in summaries])
+    hours_u, counts = _sum_by_key(hours, np.concatenate([s.counts for s in summaries]))
+    _, sums = _sum_by_key(hours, np.concatenate([s.sums for s in summaries]))
+    hk, hc = _sum_by_key(np.concatenate([s.hist_keys for s in summaries]),
+                         np.concatenate([s.hist_counts for s in summaries]).astype("float64"))
+    ex = None
+    if all(s.exact is not None for s in summaries):
+        w, p, y, c = (np.concatenate([s.exact[i] for s in summaries]) for i in range(4))
+        order = np.lexsort((y, p, w))
+        w, p, y, c = w[order], p[order], y[order], c[order]
+        new = np.ones(len(w), dtype=bool)
+        new[1:] = (w[1:] != w[:-1]) | (p[1:] != p[:-1]) | (y[1:] != y[:-1])
+        grp = np.cumsum(new) - 1
+        ex = (w[new], p[new], y[new], np.bincount(grp, weights=c).astype("int64") if len(c) else c)
+    return ScoreSummary(first.window, first.bins, hours_u.astype("int64"), counts.astype("int64"), sums,
+                        hk.astype("int64"), hc.astype("int64"), ex)
+
+
+# ---------------------------------------------------------------------------------------
+# metrics from summaries (host side)
+# ---------------------------------------------------------------------------------------
+def _count_frame(counts: np.ndarray) -> pd.DataFrame:
+    """(…, 4) code counts -> add_metrics table (tp, fp, fn, tn first)."""
+    counts = np.asarray(counts, dtype="int64").reshape(-1, 4)
+    return add_metrics(pd.DataFrame({"tp": counts[:, 3], "fp": counts[:, 1], "fn": counts[:, 2], "tn": counts[:, 0]}))
+
+
+def _f1_like(reps: np.ndarray) -> dict[str, np.ndarray]:
+    """Count metrics of bootstrap replicates ``(..., 4)`` (zero division -> 0, as sklearn)."""
+    tn, fp, fn, tp = (reps[..., i].astype("float64") for i in range(4))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        def div(a, b):
+            return np.where(b > 0, a / np.where(b > 0, b, 1), 0.0)
+
+        return {
+            "precision": div(tp, tp + fp),
+            "recall": div(tp, tp + fn),
+            "f1": div(2 * tp, 2 * tp + fp + fn),
+            "accuracy": div(tp + tn, tp + tn + fp + fn),
         }
-    )
+
+
+def bootstrap_bands(counts: np.ndarray, *, level: float = 0.95, replicates: int = 1000,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+    """Percentile bootstrap bands of count metrics per window.
+
+    Resampling a window's rows with replacement gives multinomial counts, so
+    the bootstrap is drawn from the counts directly (exact, and cheap).
+    Returns ``{metric_low: array, metric_high: array}``; NaN for empty windows.
+    """
+    counts = np.asarray(counts, dtype="int64").reshape(-1, 4)
+    n = counts.sum(axis=1)
+    out = {f"{m}_{s}": np.full(len(counts), np.nan) for m in ("precision", "recall", "f1", "accuracy") for s in ("low", "high")}
+    rng = np.random.default_rng(seed)
+    alpha = (1 - level) / 2
+    idx = np.nonzero(n > 0)[0]
+    for chunk in np.array_split(idx, max(1, len(idx) // 256)):
+        if not len(chunk):
+            continue
+        pvals = counts[chunk] / n[chunk, None]
+        reps = rng.multinomial(n[chunk], pvals, size=(replicates, len(chunk)))
+        for m, values in _f1_like(reps).items():
+            lo, hi = np.quantile(values, [alpha, 1 - alpha], axis=0)
+            out[f"{m}_low"][chunk], out[f"{m}_high"][chunk] = lo, hi
+    return out
+
+
+def _auc(values: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> float:
+    """Mann-Whitney AUC from (value, label, count) entries sorted by value (ties count 1/2)."""
+    uniq, inv = np.unique(values, return_inverse=True)
+    pos = np.bincount(inv, weights=counts * (labels == 1), minlength=len(uniq))
+    neg = np.bincount(inv, weights=counts * (labels == 0), minlength=len(uniq))
+    P, N = pos.sum(), neg.sum()
+    if P == 0 or N == 0:
+        return np.nan
+    below = np.cumsum(neg) - neg
+    return float((pos * (2 * below + neg)).sum() / (2 * P * N))
+
+
+def _hanley_mcneil(auc: np.ndarray, pos: np.ndarray, neg: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q1 = auc / (2 - auc)
+        q2 = 2 * auc**2 / (1 + auc)
+        var = (auc * (1 - auc) + (pos - 1) * (q1 - auc**2) + (neg - 1) * (q2 - auc**2)) / (pos * neg)
+        se = np.sqrt(np.maximum(var, 0))
+    return np.clip(auc - z * se, 0, 1), np.clip(auc + z * se, 0, 1)
+
+
+def _quantiles(values: np.ndarray, counts: np.ndarray, qs, *, width: float | None) -> list[float]:
+    """Quantiles (numpy's 'linear' rule) of a sample given as sorted distinct values and counts;
+    with ``width`` the values are bin lower edges and the rank is interpolated inside the bin."""
+    n = int(counts.sum())
+    if n == 0:
+        return [np.nan] * len(qs)
+    cum = np.cumsum(counts)
+
+    def order_stat(i: int) -> float:
+        j = int(np.searchsorted(cum, i, side="right"))
+        if width is None:
+            return float(values[j])
+        before = cum[j] - counts[j]  # the bin's rows are taken as evenly spread inside it
+        return float(values[j] + (i - before + 0.5) / counts[j] * width)
+
+    out = []
+    for q in qs:
+        pos = (n - 1) * q
+        lo_i = int(np.floor(pos))
+        hi_i = min(lo_i + 1, n - 1)
+        a, b = order_stat(lo_i), order_stat(hi_i)
+        out.append(a + (pos - lo_i) * (b - a))
+    return out
+
+
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+def _decode_hist(s: ScoreSummary):
+    key = s.hist_keys
+    label = (key % 2).astype("int8")
+    wb = key // 2
+    return wb // s.bins, wb % s.bins, label, s.hist_counts
+
+
+def _score_entries(s: ScoreSummary):
+    """(window, value, label, count, width) for the threshold-free metrics."""
+    if s.exact is not None:
+        w, p, y, c = s.exact
+        return w, p, y, c, None
+    w, b, y, c = _decode_hist(s)
+    return w, b / s.bins, y, c, 1.0 / s.bins
+
+
+def score_quantiles(s: ScoreSummary, qs=QUANTILES) -> list[float]:
+    """Quantiles of P(y=1) over all rows of a summary (exact or binned)."""
+    _, v, _, c, width = _score_entries(s)
+    uniq, inv = np.unique(v, return_inverse=True)
+    return _quantiles(uniq, np.bincount(inv, weights=c, minlength=len(uniq)), qs, width=width)
+
+
+def pooled_metrics(s: ScoreSummary) -> dict[str, float]:
+    """Whole-summary metrics (a month): counts metrics, AUC, log loss, Brier."""
+    row = _count_frame(s.counts.sum(axis=0)).iloc[0].to_dict()
+    _, v, y, c, _ = _score_entries(s)
+    n = row["n"]
+    row["roc_auc"] = _auc(v, y, c) if len(c) else np.nan
+    row["roc_auc_method"] = "exact" if s.exact is not None else f"binned{s.bins}"
+    sums = s.sums.sum(axis=0)
+    row["log_loss"] = sums[0] / n if n else np.nan
+    row["brier"] = sums[2] / n if n else np.nan
+    row["mean_proba"] = sums[4] / n if n else np.nan
+    return row
+
+
+def replay_frame(s: ScoreSummary, *, fill_from: int | None = None, fill_to: int | None = None,
+                 trailing: int = 7, label_delay_hours: int = 0, bands: bool = True, level: float = 0.95,
+                 replicates: int = 1000, seed: int = 0, train: ScoreSummary | None = None,
+                 timezone: str | None = "America/New_York") -> pd.DataFrame:
+    """The replay table of one model: one row per window, empty windows kept.
+
+    Parameters
+    ----------
+    s : merged summary of the replayed rows.
+    fill_from, fill_to : window keys; every window in between appears (n = 0, NaN metrics).
+    trailing : the ``trailing_*`` columns pool the last ``trailing`` windows.
+    label_delay_hours : labels arrive this long after the event; ``known_*`` columns are
+        what a monitor had at each window's end (an event at ``t`` is labelled by the end
+        ``e`` when ``t + delay < e``).
+    bands : add ``*_low``/``*_high`` columns (``level`` two-sided).
+    train : summary of the training rows, for ``train_proba_p*`` reference quantiles.
+    timezone : the data's wall clock, for ``hours_in_window`` (DST days have 23/25 hours).
+    """
+    w = parse_window(s.window)
+    hour_keys = s.hours
+    wk_of_hour = w.keys(hour_keys * _US_PER_H) if len(hour_keys) else np.zeros(0, "int64")
+    present = np.unique(wk_of_hour)
+    lo = int(present.min()) if len(present) else fill_from
+    hi = int(present.max()) if len(present) else fill_to
+    if fill_from is not None:
+        lo = min(lo, fill_from) if lo is not None else fill_from
+    if fill_to is not None:
+        hi = max(hi, fill_to) if hi is not None else fill_to
+    if lo is None:
+        return pd.DataFrame()
+    keys = np.arange(lo, hi + 1, dtype="int64")
+    start, end = w.bounds(keys)
+    start_h = start.view("int64") // _US_PER_H
+    end_h = end.view("int64") // _US_PER_H
+
+    # prefix sums over hours make every span query (window, cumulative, trailing, known) exact
+    pre_c = np.vstack([np.zeros((1, 4), "int64"), np.cumsum(s.counts, axis=0)])
+    pre_s = np.vstack([np.zeros((1, 5)), np.cumsum(s.sums, axis=0)])
+
+    def span(a_h, b_h, pre):
+        b_h = np.maximum(b_h, a_h)
+        return pre[np.searchsorted(hour_keys, b_h)] - pre[np.searchsorted(hour_keys, a_h)]
+
+    counts = span(start_h, end_h, pre_c)
+    sums = span(start_h, end_h, pre_s)
+    out = _count_frame(counts)
+    out.insert(0, "window_start", start)
+    out.insert(1, "window_end", end)
+    if timezone:
+        out.insert(2, "hours_in_window", _real_hours(start, end, timezone))
+    n = out["n"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nz = np.where(n > 0, n, np.nan)
+        out["log_loss"] = sums[:, 0] / nz
+        out["brier"] = sums[:, 2] / nz
+        out["mean_proba"] = sums[:, 4] / nz
+        z = _z(level)
+        for name, i in (("log_loss", 0), ("brier", 2)):
+            mean = sums[:, i] / nz
+            var = np.maximum(sums[:, i + 1] / nz - mean**2, 0) * (nz / np.maximum(nz - 1, 1))
+            half = z * np.sqrt(var / nz)
+            if bands:
+                out[f"{name}_low"], out[f"{name}_high"] = mean - half, mean + half
+
+    # threshold-free metrics per window
+    ew, ev, ey, ec, width = _score_entries(s)
+    auc = np.full(len(keys), np.nan)
+    qs = np.full((len(keys), len(QUANTILES)), np.nan)
+    pos = out["positives"].to_numpy().astype("float64")
+    neg = (n - out["positives"].to_numpy()).astype("float64")
+    if len(ew):
+        bounds = np.searchsorted(ew, np.concatenate([keys, [keys[-1] + 1]]))
+        for i in range(len(keys)):
+            a, b = bounds[i], bounds[i + 1]
+            if a == b:
+                continue
+            auc[i] = _auc(ev[a:b], ey[a:b], ec[a:b])
+            uniq, inv = np.unique(ev[a:b], return_inverse=True)
+            qs[i] = _quantiles(uniq, np.bincount(inv, weights=ec[a:b], minlength=len(uniq)), QUANTILES, width=width)
+    out["roc_auc"] = auc
+    out["roc_auc_method"] = "exact" if s.exact is not None else f"binned{s.bins}"
+    if bands:
+        out["roc_auc_low"], out["roc_auc_high"] = _hanley_mcneil(auc, pos, neg, _z(level))
+    for j, q in enumerate(QUANTILES):
+        out[f"proba_p{round(q * 100)}"] = qs[:, j]
+    if train is not None:
+        for q, v in zip(QUANTILES, score_quantiles(train)):
+            out[f"train_proba_p{round(q * 100)}"] = v
+    if bands:
+        for col, values in bootstrap_bands(counts, level=level, replicates=replicates, seed=seed).items():
+            out[col] = values
+
+    # cumulative, trailing and label-delay views
+    first_h = start_h[0]
+    cum = _count_frame(span(np.full_like(end_h, first_h), end_h, pre_c))
+    for name in ("n", "precision", "recall", "f1"):
+        out[f"cumulative_{name}"] = cum[name].to_numpy()
+    trailing = max(1, int(trailing))
+    t_start = start_h[np.maximum(np.arange(len(keys)) - trailing + 1, 0)]
+    tr = _count_frame(span(t_start, end_h, pre_c))
+    out["trailing_windows"] = trailing
+    out["trailing_n"] = tr["n"].to_numpy()
+    out["trailing_f1"] = tr["f1"].to_numpy()
+    known_end = end_h - label_delay_hours
+    kw = _count_frame(span(start_h, known_end, pre_c))
+    kc = _count_frame(span(np.full_like(end_h, first_h), known_end, pre_c))
+    kt = _count_frame(span(t_start, known_end, pre_c))
+    out["label_delay_hours"] = label_delay_hours
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["labels_known_fraction"] = kw["n"].to_numpy() / nz
+    out["known_f1"] = kw["f1"].to_numpy()
+    out["known_cumulative_n"] = kc["n"].to_numpy()
+    out["known_cumulative_f1"] = kc["f1"].to_numpy()
+    out["known_trailing_f1"] = kt["f1"].to_numpy()
+    out["labels_complete_at"] = end + np.timedelta64(label_delay_hours, "h")
+    return out
+
+
+def _z(level: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + level / 2))
+
+
+def _real_hours(start: np.ndarray, end: np.ndarray, tz: str) -> np.ndarray:
+    """Elapsed hours between wall-clock bounds in ``tz`` (an ambiguous wall time is
+    taken as its first, DST, occurrence; a skipped one as the next real instant)."""
+    def utc(x):
+        return pd.DatetimeIndex(x).tz_localize(tz, ambiguous=np.ones(len(x), bool), nonexistent="shift_forward")
+
+    return ((utc(end) - utc(start)) / pd.Timedelta(hours=1)).to_numpy()
+
+
+# ---------------------------------------------------------------------------------------
+# counts-only helpers (kept for callers that only need confusion counts)
+# ---------------------------------------------------------------------------------------
+def _count_table(t_us, y_true, y_pred, w: Window, xp) -> tuple[np.ndarray, np.ndarray]:
+    """(window keys, (k, 4) code counts) of some rows, all windows between the extremes."""
+    codes = confusion_codes(y_true, y_pred, xp)  # int8
+    keys = w.keys(t_us, xp)
+    if int(keys.max()) < (1 << 22):
+        # small absolute keys (days, hours since 1970): count them in place, with no
+        # offset pass; bincount refuses negative keys, which take the general path
+        keys *= 4
+        keys += codes
+        try:
+            flat = _host(xp.bincount(keys)).reshape(-1, 4)
+        except ValueError:
+            keys -= codes
+            keys //= 4
+        else:
+            lo = int(np.argmax(flat.any(axis=1)))
+            return np.arange(lo, len(flat), dtype="int64"), flat[lo:]
+    idx, uniq, lo, groups = _group(keys, xp, max(int(t_us.shape[0]), 1 << 20))
+    table = _host(xp.bincount(idx * 4 + codes, minlength=4 * groups).reshape(groups, 4))
+    return (np.arange(groups, dtype="int64") + lo if uniq is None else _host(uniq)), table
+
+
+def window_counts(event_time, y_true, y_pred, *, window: str | Window, xp=np, threads: int = 1) -> pd.DataFrame:
+    """Confusion counts per window of one partition (host pandas table).
+
+    ``event_time`` is datetime64 or int64 microseconds since the epoch; returns
+    columns ``window`` (int64 key), ``tp``, ``fp``, ``fn``, ``tn``.  ``threads``
+    (NumPy only) splits the rows over threads and adds the counts.
+    """
+    w = parse_window(window)
+    t_us = xp.asarray(event_time)
+    if t_us.dtype.kind == "M":
+        t_us = t_us.astype("datetime64[us]").view("int64")
+    n = int(t_us.shape[0])
+    if n == 0:
+        return pd.DataFrame({c: np.zeros(0, dtype="int64") for c in ("window", *COUNT_COLUMNS)})
+    if xp is np and threads > 1 and n >= 2 * 500_000:
+        cuts = np.linspace(0, n, threads + 1).astype(int)
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+        with ThreadPoolExecutor(threads) as pool:
+            pieces = list(pool.map(
+                lambda i: _count_table(t_us[cuts[i]:cuts[i + 1]], y_true[cuts[i]:cuts[i + 1]],
+                                       y_pred[cuts[i]:cuts[i + 1]], w, np), range(threads)))
+        keys, table = _sum_by_key(np.concatenate([k for k, _ in pieces]), np.concatenate([t for _, t in pieces]))
+    else:
+        keys, table = _count_table(t_us, y_true, y_pred, w, xp)
+    present = table.sum(axis=1) > 0
+    table, keys = table[present], keys[present]
+    return pd.DataFrame({"window": keys, "tp": table[:, 3], "fp": table[:, 1], "fn": table[:, 2], "tn": table[:, 0]})
 
 
 def merge_window_counts(tables, by=("window",)) -> pd.DataFrame:
@@ -109,25 +677,19 @@ def merge_window_counts(tables, by=("window",)) -> pd.DataFrame:
     return both.groupby(list(by), as_index=False, sort=True)[list(COUNT_COLUMNS)].sum()
 
 
-def replay_table(counts: pd.DataFrame, *, window: str, fill_from=None, fill_to=None) -> pd.DataFrame:
-    """Windowed metrics with cumulative-since-start F1, empty windows kept.
-
-    Parameters
-    ----------
-    counts : DataFrame with ``window`` keys and ``tp, fp, fn, tn``.
-    fill_from, fill_to : int window keys; every window in between appears,
-        with ``n == 0`` and NaN metrics where nothing happened.
-    """
+def replay_table(counts: pd.DataFrame, *, window: str | Window, fill_from=None, fill_to=None) -> pd.DataFrame:
+    """Count metrics per window with cumulative-since-start columns, empty windows kept."""
+    w = parse_window(window)
     counts = counts.sort_values("window")
     if fill_from is not None and fill_to is not None:
-        full = pd.DataFrame({"window": np.arange(fill_from, fill_to + 1, dtype="int64")})
+        lo, hi = fill_from, fill_to
         if len(counts):
-            lo, hi = counts["window"].min(), counts["window"].max()
-            full = pd.DataFrame({"window": np.arange(min(fill_from, lo), max(fill_to, hi) + 1, dtype="int64")})
+            lo, hi = min(lo, counts["window"].min()), max(hi, counts["window"].max())
+        full = pd.DataFrame({"window": np.arange(lo, hi + 1, dtype="int64")})
         counts = full.merge(counts, on="window", how="left").fillna(0)
         for c in COUNT_COLUMNS:
             counts[c] = counts[c].astype("int64")
-    start, end = _window_bounds(counts["window"].to_numpy(), window)
+    start, end = w.bounds(counts["window"].to_numpy())
     out = add_metrics(counts.reset_index(drop=True))
     out.insert(0, "window_start", start)
     out.insert(1, "window_end", end)
@@ -135,11 +697,3 @@ def replay_table(counts: pd.DataFrame, *, window: str, fill_from=None, fill_to=N
     for name in ("n", "precision", "recall", "f1"):
         out[f"cumulative_{name}"] = cum[name].to_numpy()
     return out.drop(columns=["window"])
-
-
-def window_key_range(month: str, window: str) -> tuple[int, int]:
-    """First and last window keys covering a calendar month."""
-    lo, end = month_bounds(month)
-    both = np.array([lo, end - np.timedelta64(1, "us")]).view("int64")
-    keys = _window_index(both, window, np)
-    return int(keys[0]), int(keys[1])

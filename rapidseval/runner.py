@@ -29,12 +29,20 @@ from .errors import RapidsEvalError, SpecError
 from .features import FeatureSpec, PartStats, prepare, required_columns
 from .jobs import JobSpec, load_job, spec_hash
 from .data.sources import redact_uri
-from .metrics import COUNT_COLUMNS, add_metrics
+from .metrics import COUNT_COLUMNS, add_metrics, learn_threshold
 from .months import month_bounds
 from .models import fit, make_model, predict_positive_proba
 from .progress import Reporter
-from .replay import merge_window_counts, replay_table, window_counts, window_key_range
-from .shift import ks_from_counts, merge_counts, value_counts
+from .replay import (
+    ScoreSummary,
+    merge_summaries,
+    parse_delay_hours,
+    pooled_metrics,
+    replay_frame,
+    summarize_scores,
+    window_key_range,
+)
+from .shift import ShiftAccumulator, ShiftReduce, alarms, attribute
 
 __all__ = ["run", "RunResult", "resolve_inputs"]
 
@@ -51,6 +59,12 @@ class RunResult:
     shift: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     model: Any = None
+    models: list[Any] = field(default_factory=list)
+    attribution: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def shift_alarms(self) -> pd.DataFrame:
+        """Alarm rows of the shift table: feature, window, statistic, value, threshold."""
+        return alarms(self.shift)
 
     @property
     def report_path(self) -> Path:
@@ -68,22 +82,39 @@ def _load_features(part, fspec: FeatureSpec, backend_name: str):
     return prepare(be.from_arrow(table), fspec, month=part.month, backend=be, path=part.uri)
 
 
-def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, model, threshold: float, window: str,
-                   time_column: str, shift_features: tuple[str, ...]) -> dict[str, Any]:
+def _score(part, fspec: FeatureSpec, backend_name: str, models):
+    """Read, featurise and score one part: (backend, frame, stats, [P(y=1) per model])."""
     be = get_backend(backend_name)
     frame, stats = _load_features(part, fspec, backend_name)
-    out: dict[str, Any] = {"stats": stats, "windows": None, "counts": {}}
-    if model is not None:
-        if len(frame):
-            proba = predict_positive_proba(model, frame[list(fspec.features)], be)
-            y_pred = proba > threshold
-            y_true = be.asarray(frame[fspec.target])
-            out["windows"] = window_counts(be.time_us(frame[time_column]), y_true, y_pred, window=window, xp=be.xp)
-        else:
-            out["windows"] = window_counts(np.zeros(0, "int64"), np.zeros(0), np.zeros(0), window=window)
-    for name in shift_features:
-        values, counts = value_counts(be.asarray(frame[name]), be.xp)
-        out["counts"][name] = (np.asarray(be.to_host(values)), np.asarray(be.to_host(counts)))
+    probas = [predict_positive_proba(m, frame[list(fspec.features)], be) if len(frame) else be.xp.zeros(0)
+              for m in models]
+    return be, frame, stats, probas
+
+
+def _threshold_part(part, fspec: FeatureSpec, backend_name: str, models) -> list[tuple]:
+    """Exact (score, label) counts of one validation part, per model."""
+    be, frame, _stats, probas = _score(part, fspec, backend_name, models)
+    y = be.asarray(frame[fspec.target]).astype("int8") if len(frame) else be.xp.zeros(0, "int8")
+    out = []
+    for p in probas:
+        s = summarize_scores(be.xp.zeros(len(p), "int64"), y, p, threshold=0.5, window="M", exact=True, xp=be.xp)
+        out.append(s.exact[1:])
+    return out
+
+
+def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, models, thresholds, score_opts: dict[str, Any],
+                   time_column: str, shift: ShiftReduce | None) -> dict[str, Any]:
+    be, frame, stats, probas = _score(part, fspec, backend_name, models)
+    out: dict[str, Any] = {"stats": stats, "summaries": [], "shift": None}
+    if len(frame):
+        t_us = be.time_us(frame[time_column])
+        y_true = be.asarray(frame[fspec.target])
+    else:
+        t_us, y_true = be.xp.zeros(0, "int64"), be.xp.zeros(0, "int8")
+    for proba, threshold in zip(probas, thresholds):
+        out["summaries"].append(summarize_scores(t_us, y_true, proba, threshold=threshold, xp=be.xp, **score_opts))
+    if shift is not None:  # exact counts per (day, value) of every feature, host arrays
+        out["shift"] = shift(frame, be)
     return out
 
 
@@ -154,9 +185,10 @@ def _feature_spec(spec: JobSpec) -> FeatureSpec:
     return FeatureSpec(tuple(f.features), f.target, tuple(f.drop_rules), f.fill_value)
 
 
-def _roles(spec: JobSpec, month: str) -> str:
+def _roles(spec: JobSpec, month: str, model=None) -> str:
     ev = spec.evaluation
-    roles = [r for r, ms in (("train", ev.train), ("test", ev.test), ("score", ev.score)) if month in ms]
+    train = spec.train_months(model) if model is not None else ev.train
+    roles = [r for r, ms in (("train", train), ("test", ev.test), ("score", ev.score)) if month in ms]
     if ev.replay is not None and month in ev.replay.months:
         roles.append("replay")
     return "+".join(roles)
@@ -203,7 +235,8 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     eval_months = spec.evaluated_months()
     shift_months = spec.shift_months()
     months = [m for m in spec.data.months if m in set(eval_months) | set(shift_months)]
-    window = ev.replay.window if ev.replay is not None else "D"
+    rp = ev.replay
+    window = rp.window if rp is not None else "D"
     time_column = ev.replay.time_column if ev.replay is not None else "dropoff_datetime"
 
     t0 = time.perf_counter()
@@ -213,42 +246,84 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     with open_executor(spec.cluster, be) as ex:
         reporter.log(f"cluster: {ex.description}" + (f" — dashboard {ex.dashboard_link}" if ex.dashboard_link else ""))
 
-        # -- train -------------------------------------------------------------------
-        model = make_model(be, spec.model.kind, spec.model.params, spec.seed)  # bad params fail before any read
-        t0 = time.perf_counter()
-        train_parts = [p for m in ev.train for p in inputs[m][1]]
-        frames = [None] * len(train_parts)
-        with reporter.stage("read training data", total=len(train_parts), unit="part",
-                            items={m: len(inputs[m][1]) for m in ev.train}) as st:
-            for i, (frame, _stats) in ex.map_unordered(_load_features, train_parts, fspec, be.name):
-                frames[i] = frame
-                st.advance(item=train_parts[i].month)
-        train = be.xdf.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        if len(train) == 0:
-            raise RapidsEvalError(f"no usable training rows in {', '.join(ev.train)} after cleaning")
-        timings["read_train"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        with reporter.stage(f"train ({len(train):,} rows)", total=1) as st:
-            fit(model, train[list(fspec.features)], train[fspec.target], be)
-            st.advance()
-        del train, frames
-        timings["train"] = time.perf_counter() - t0
+        # -- train: every model, each training set read once ----------------------------
+        model_specs = spec.model_specs()
+        models = [make_model(be, m.kind, m.params, spec.seed) for m in model_specs]  # bad params fail first
+        fit_info: list[dict[str, Any]] = [{} for _ in model_specs]
+        by_train: dict[tuple[str, ...], list[int]] = {}
+        for i, m in enumerate(model_specs):
+            by_train.setdefault(tuple(spec.train_months(m)), []).append(i)
+        timings["read_train"] = timings["train"] = 0.0
+        for train_months, idx in by_train.items():
+            t0 = time.perf_counter()
+            train_parts = [p for m in train_months for p in inputs[m][1]]
+            frames = [None] * len(train_parts)
+            with reporter.stage(f"read training data {train_months[0]}" + (f"..{train_months[-1]}" if len(train_months) > 1 else ""),
+                                total=len(train_parts), unit="part", items={m: len(inputs[m][1]) for m in train_months}) as st:
+                for i, (frame, _stats) in ex.map_unordered(_load_features, train_parts, fspec, be.name):
+                    frames[i] = frame
+                    st.advance(item=train_parts[i].month)
+            train = be.xdf.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            if len(train) == 0:
+                raise RapidsEvalError(f"no usable training rows in {', '.join(train_months)} after cleaning")
+            timings["read_train"] += time.perf_counter() - t0
+            for i in idx:
+                t0 = time.perf_counter()
+                with reporter.stage(f"train {model_specs[i].name} ({len(train):,} rows)", total=1) as st:
+                    fit(models[i], train[list(fspec.features)], train[fspec.target], be)
+                    st.advance()
+                seconds = time.perf_counter() - t0
+                timings["train"] += seconds
+                fit_info[i] = {"train_months": list(train_months), "train_rows": int(len(train)), "train_seconds": round(seconds, 3)}
+            del train, frames
+        if be.name == "cpu":
+            for m in models:
+                if "n_jobs" in m.get_params():
+                    # scoring parallelises over parts (one per worker thread); a forest that
+                    # spawned its own threads inside a worker would oversubscribe the cores
+                    m.set_params(n_jobs=1)
+        shared_models = ex.share(models)
 
-        # -- score every month: window counts + value counts, reduced on the workers --
+        # -- thresholds learned on validation months, then frozen --------------------------
+        thresholds = [m.threshold if isinstance(m.threshold, float) else None for m in model_specs]
+        learn = [i for i, t in enumerate(thresholds) if t is None]
+        if learn:
+            t0 = time.perf_counter()
+            for i in learn:
+                ms = model_specs[i]
+                vparts = [p for m in spec.threshold_months(ms) for p in inputs[m][1]]
+                pieces = []
+                with reporter.stage(f"learn threshold {ms.name}", total=len(vparts)) as st:
+                    for _, res in ex.map_unordered(_threshold_part, vparts, fspec, be.name, ex.share([models[i]])):
+                        pieces.append(res[0])
+                        st.advance()
+                scores = np.concatenate([p[0] for p in pieces])
+                labels = np.concatenate([p[1] for p in pieces])
+                counts = np.concatenate([p[2] for p in pieces])
+                try:
+                    learned = learn_threshold(scores, labels, counts, how=ms.threshold.learn, target=ms.threshold.target)
+                except ValueError as exc:
+                    raise RapidsEvalError(f"{ms.name}: threshold on {', '.join(spec.threshold_months(ms))}: {exc}") from exc
+                thresholds[i] = learned["threshold"]
+                fit_info[i]["threshold_learned"] = {"rule": ms.threshold.learn, "target": ms.threshold.target,
+                                                    "months": spec.threshold_months(ms), **learned}
+            timings["learn_threshold"] = time.perf_counter() - t0
+        for i, t in enumerate(thresholds):
+            fit_info[i]["threshold"] = t
+
+        # -- score every month: summaries + value counts, reduced on the workers ---------
         t0 = time.perf_counter()
-        if be.name == "cpu" and "n_jobs" in model.get_params():
-            # scoring parallelises over parts (one per worker thread); a forest that
-            # spawned its own threads inside a worker would oversubscribe the cores
-            model.set_params(n_jobs=1)
-        shared_model = ex.share(model)
         parts = [p for m in months for p in inputs[m][1]]
-        feats = tuple(fspec.features) if shift_months else ()
+        shift_reduce, shift_acc = _shift_plan(spec, fspec, inputs)
+        score_opts = {"window": window, "bins": rp.score_bins if rp else 1000, "exact": bool(rp and rp.auc == "exact")}
         results: dict[str, list[dict[str, Any]]] = {m: [] for m in months}
         with reporter.stage("score + reduce", total=len(parts), unit="part",
                             items={m: len(inputs[m][1]) for m in months}) as st:
             for i, res in ex.map_unordered(
-                _evaluate_part, parts, fspec, be.name, shared_model, spec.model.threshold, window, time_column, feats
+                _evaluate_part, parts, fspec, be.name, shared_models, thresholds, score_opts, time_column, shift_reduce
             ):
+                if shift_acc is not None:  # merged and compared month by month, then dropped
+                    shift_acc.add(parts[i].month, res.pop("shift"))
                 results[parts[i].month].append((parts[i].index, res))
                 st.advance(item=parts[i].month)
         for m in months:
@@ -258,81 +333,131 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     # -- assemble tables on the host ---------------------------------------------------
     t0 = time.perf_counter()
     stats: dict[str, PartStats] = {}
-    windows: dict[str, pd.DataFrame] = {}
+    summaries: dict[str, list[ScoreSummary]] = {}
     for m in months:
         total = PartStats()
         for r in results[m]:
             total = total.merge(r["stats"])
         stats[m] = total
-        windows[m] = merge_window_counts([r["windows"] for r in results[m] if r["windows"] is not None])
-    monthly = _monthly_table(spec, eval_months, stats, windows)
-    replay = _replay_table(spec, windows)
-    shift = _shift_table(spec, results, feats)
+        summaries[m] = [merge_summaries([r["summaries"][i] for r in results[m]]) for i in range(len(models))]
+    monthly = _monthly_table(spec, model_specs, thresholds, eval_months, stats, summaries)
+    replay, replay_summary = _replay_table(spec, model_specs, thresholds, summaries)
+    shift = _shift_table(spec, shift_acc)
+    attribution = _attribution_table(spec, shift, replay, monthly)
     timings["assemble"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
     manifest = _manifest(spec, be, inputs, stats, timings)
-    run_dir = _write_run_dir(spec, manifest, monthly, replay, shift, reporter)
-    return RunResult(spec, run_dir, manifest, monthly, replay, shift, timings, model)
+    manifest["models"] = [{"name": m.name, "kind": m.kind, **info} for m, info in zip(model_specs, fit_info)]
+    if replay_summary:
+        manifest["replay_summary"] = replay_summary
+    run_dir = _write_run_dir(spec, manifest, monthly, replay, shift, reporter, {"attribution": attribution})
+    return RunResult(spec, run_dir, manifest, monthly, replay, shift, timings, model=models[0], models=models,
+                     attribution=attribution)
 
 
-def _monthly_table(spec, eval_months, stats, windows) -> pd.DataFrame:
+def _monthly_table(spec, model_specs, thresholds, eval_months, stats, summaries) -> pd.DataFrame:
     rows = []
-    for m in eval_months:
-        counts = windows[m][list(COUNT_COLUMNS)].sum()
-        row = {"model": spec.model.kind, "month": m, "role": _roles(spec, m)}
-        row.update({c: int(counts[c]) for c in COUNT_COLUMNS})
-        row["rows_read"] = stats[m].rows_read
-        row["rows_dropped"] = sum(stats[m].dropped.values())
-        rows.append(row)
+    for i, ms in enumerate(model_specs):
+        for m in eval_months:
+            s = summaries[m][i]
+            row = {"model": ms.name, "month": m, "role": _roles(spec, m, ms), "threshold": thresholds[i]}
+            row.update(s.count_totals())
+            metrics = pooled_metrics(s)
+            row.update({k: metrics[k] for k in ("roc_auc", "roc_auc_method", "log_loss", "brier", "mean_proba")})
+            row["rows_read"] = stats[m].rows_read
+            row["rows_dropped"] = sum(stats[m].dropped.values())
+            rows.append(row)
     table = add_metrics(pd.DataFrame(rows))
-    return table
+    first = ["model", "month", "role", "threshold", *COUNT_COLUMNS, "n", "positives", "predicted_positives",
+             "precision", "recall", "f1", "accuracy", "positive_rate", "predicted_positive_rate"]
+    return table[first + [c for c in table.columns if c not in first]]
 
 
-def _replay_table(spec, windows) -> pd.DataFrame:
-    ev = spec.evaluation
-    if ev.replay is None:
-        return pd.DataFrame()
-    w = ev.replay.window
-    counts = merge_window_counts([windows[m] for m in ev.replay.months])
-    lo = window_key_range(ev.replay.months[0], w)[0]
-    hi = max(window_key_range(m, w)[1] for m in ev.replay.months)
-    table = replay_table(counts, window=w, fill_from=lo, fill_to=hi)
-    # windows outside the replayed months hold rows of those months whose event time
-    # spilled over (a trip ending after midnight on the last day): kept, but flagged
-    period_start, period_end = month_bounds(ev.replay.months[0], ev.replay.months[-1])
-    start = table["window_start"].to_numpy()
-    table["in_period"] = (table["window_end"].to_numpy() > period_start) & (start < period_end)
-    table.insert(0, "model", spec.model.kind)
-    table.insert(1, "window", w)
-    table.insert(2, "months", ",".join(ev.replay.months))
-    return table
+def _replay_table(spec, model_specs, thresholds, summaries) -> tuple[pd.DataFrame, dict[str, Any]]:
+    rp = spec.evaluation.replay
+    if rp is None:
+        return pd.DataFrame(), {}
+    lo = window_key_range(rp.months[0], rp.window)[0]
+    hi = max(window_key_range(m, rp.window)[1] for m in rp.months)
+    period_start, period_end = month_bounds(rp.months[0], rp.months[-1])
+    delay = parse_delay_hours(rp.label_delay)
+    tables = []
+    for i, ms in enumerate(model_specs):
+        stream = merge_summaries([summaries[m][i] for m in rp.months])
+        train = merge_summaries([summaries[m][i] for m in spec.train_months(ms)])
+        table = replay_frame(
+            stream, fill_from=lo, fill_to=hi, trailing=rp.trailing, label_delay_hours=delay,
+            bands=rp.bands is not None, level=rp.bands.level if rp.bands else 0.95,
+            replicates=rp.bands.replicates if rp.bands else 0, seed=spec.seed * 1000 + i, train=train,
+            timezone=rp.timezone,
+        )
+        # windows outside the replayed months hold rows of those months whose event time
+        # spilled over (a trip ending after midnight on the last day): kept, but flagged
+        start = table["window_start"].to_numpy()
+        table.insert(0, "model", ms.name)
+        table.insert(1, "window", rp.window)
+        table.insert(2, "months", ",".join(rp.months))
+        table.insert(3, "in_period", (table["window_end"].to_numpy() > period_start) & (start < period_end))
+        table.insert(4, "threshold", thresholds[i])
+        table["label_delay"] = rp.label_delay
+        tables.append(table)
+    primary = tables[0].set_index("window_start")
+    for table in tables:
+        for m in ("f1", "roc_auc", "log_loss"):
+            table[f"delta_{m}"] = table[m].to_numpy() - primary[m].reindex(table["window_start"]).to_numpy()
+    out = pd.concat(tables, ignore_index=True)
+    metric = rp.floor_metric
+    eligible = out["in_period"] & (out["n"] >= rp.min_window_rows)
+    out["below_floor"] = eligible & (out[metric] < rp.floor) if rp.floor is not None else False
+    summary: dict[str, Any] = {"metric": metric, "floor": rp.floor, "min_window_rows": rp.min_window_rows, "models": {}}
+    for name, t in out[eligible].groupby("model", sort=False):
+        worst = t.nsmallest(3, metric)
+        below = t[t["below_floor"]]
+        summary["models"][name] = {
+            "worst_windows": [
+                {"window_start": str(r.window_start), metric: float(getattr(r, metric)), "n": int(r.n)}
+                for r in worst.itertuples()
+            ],
+            "first_below_floor": None if below.empty else {
+                "window_start": str(below["window_start"].iloc[0]), metric: float(below[metric].iloc[0]),
+                "n": int(below["n"].iloc[0]),
+            },
+            "windows_below_floor": int(len(below)),
+        }
+    return out, summary
 
 
-def _shift_table(spec, results, feats) -> pd.DataFrame:
+def _shift_plan(spec, fspec, inputs):
+    """The workers' reduction and the host's month-by-month accumulator (None, None without shift)."""
     sh = spec.evaluation.shift
-    cols = ["reference", "window", "feature", "statistic", "value", "p_value", "threshold", "alarm", "p_below_alpha", "n_reference", "n_window"]
     if sh is None:
-        return pd.DataFrame(columns=cols)
-    merged = {
-        m: {f: merge_counts([r["counts"][f] for r in results[m]]) for f in feats}
-        for m in {sh.reference, *sh.compare}
-    }
-    rows = []
-    for m in sh.compare:
-        for f in feats:
-            v1, c1 = merged[sh.reference][f]
-            v2, c2 = merged[m][f]
-            if c1.sum() == 0 or c2.sum() == 0:
-                d, p = np.nan, np.nan
-            else:
-                d, p = ks_from_counts(v1, c1, v2, c2)
-            rows.append({
-                "reference": sh.reference, "window": m, "feature": f, "statistic": sh.statistic,
-                "value": d, "p_value": p, "threshold": sh.threshold, "alarm": bool(d > sh.threshold),
-                "p_below_alpha": bool(p < sh.alpha), "n_reference": int(c1.sum()), "n_window": int(c2.sum()),
-            })
-    return pd.DataFrame(rows, columns=cols)
+        return None, None
+    months = {sh.reference, *sh.compare}
+    acc = ShiftAccumulator(sh.calculator(fspec.features, fspec.fill_value), sh.reference, list(sh.compare),
+                           {m: len(inputs[m][1]) for m in months})
+    return ShiftReduce(tuple(fspec.features), sh.time_column), acc
+
+
+def _shift_table(spec, acc) -> pd.DataFrame:
+    from .shift import SHIFT_COLUMNS
+
+    if acc is None:
+        return pd.DataFrame(columns=SHIFT_COLUMNS)
+    return acc.table()
+
+
+def _attribution_table(spec, shift, replay, monthly) -> pd.DataFrame:
+    """Features ranked by how their shift tracks F1: against replay windows when the shift
+    windows have the replay's frequency, against monthly F1 for monthly shift windows."""
+    sh, ev = spec.evaluation.shift, spec.evaluation
+    if sh is None or shift.empty:
+        return attribute(None, None)
+    if ev.replay is not None and ev.replay.window == sh.window and not replay.empty:
+        return attribute(shift, replay)
+    if sh.window == "M":
+        return attribute(shift, monthly)
+    return attribute(None, None)
 
 
 def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
@@ -373,28 +498,10 @@ def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
     }
 
 
-def _write_run_dir(spec, manifest, monthly, replay, shift, reporter) -> Path:
-    """Write every table into a fresh directory, then swap it into place."""
-    from .report import write_report
+def _write_run_dir(spec, manifest, monthly, replay, shift, reporter, extra_tables=None):
+    """Write the run directory (local or s3://; see :mod:`rapidseval.rundir`)."""
+    from .rundir import write_run_dir
 
-    run_dir = Path(spec.output.dir.format(name=spec.name)).expanduser()
-    if run_dir.exists() and (not run_dir.is_dir() or (any(run_dir.iterdir()) and not (run_dir / "manifest.json").exists())):
-        raise RapidsEvalError(
-            f"{run_dir} exists and is not a run directory (no manifest.json); "
-            "choose another --out or remove it yourself — rapidseval only replaces its own run directories"
-        )
-    tmp = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    monthly.to_parquet(tmp / "monthly.parquet", index=False)
-    replay.to_parquet(tmp / "replay.parquet", index=False)
-    shift.to_parquet(tmp / "shift.parquet", index=False)
-    lineage.write_json_atomic(tmp / "manifest.json", manifest)
-    if spec.output.report:
-        write_report(tmp)
-    if run_dir.exists():
-        old = run_dir.parent / f".{run_dir.name}.old-{os.getpid()}"
-        os.replace(run_dir, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.replace(tmp, run_dir)
-    return run_dir
+    tables = {"monthly": monthly, "replay": replay, "shift": shift}
+    tables.update({k: t for k, t in (extra_tables or {}).items() if t is not None and not t.empty})
+    return write_run_dir(spec, manifest, tables, reporter)

@@ -73,6 +73,12 @@ TIMEOUT_OPTIONS: dict[str, tuple[str, float]] = {
 }
 
 #: option names that carry secrets (matched anywhere in nested options)
+#: retries of transient S3 errors (5xx, throttling, dropped connections): botocore's
+#: "standard" mode, exponential backoff with jitter (random(0, 1) * 2**attempt s, at most 20 s)
+RETRY_OPTIONS: dict[str, tuple[str, int]] = {
+    "max_attempts": ("RAPIDSEVAL_S3_MAX_ATTEMPTS", 4),
+}
+
 _SECRET_OPTION = re.compile(
     r"(secret|token|password|passwd|credential|signature|authorization|cookie|access_key|^key$|_key$|^username$)",
     re.IGNORECASE,
@@ -196,6 +202,21 @@ def _timeouts(options: dict[str, Any]) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def _max_attempts(options: dict[str, Any], proto: str) -> int:
+    env, default = RETRY_OPTIONS["max_attempts"]
+    given = options.pop("max_attempts", None)
+    if given is not None and proto != "s3":
+        raise SpecError(f"storage_options.max_attempts applies to s3:// URIs only, not {proto}")
+    raw = given if given is not None else os.environ.get(env, default)
+    try:
+        value = int(raw)
+        if value < 1 or value != float(raw):
+            raise ValueError
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"storage_options.max_attempts (or {env}) must be a whole number >= 1, got {raw!r}") from exc
+    return value
+
+
 def storage_options_for(
     uri: str, options: Mapping[str, Any] | None = None, *, cache_dir: str | None = None
 ) -> tuple[str, dict[str, Any]]:
@@ -204,7 +225,10 @@ def storage_options_for(
     ``fsspec.core.url_to_fs(url, **options)`` (or ``dask.dataframe.read_parquet(url,
     storage_options=options)``) then opens it.  Adds short timeouts
     (``connect_timeout`` 5 s, ``read_timeout`` 60 s; options or
-    ``RAPIDSEVAL_CONNECT_TIMEOUT`` / ``RAPIDSEVAL_READ_TIMEOUT``); with
+    ``RAPIDSEVAL_CONNECT_TIMEOUT`` / ``RAPIDSEVAL_READ_TIMEOUT``); S3 requests
+    that fail transiently (HTTP 5xx, throttling, a dropped connection) are
+    retried with exponential backoff and jitter, up to ``max_attempts`` tries
+    in all (default 4; option or ``RAPIDSEVAL_S3_MAX_ATTEMPTS``); with
     ``cache_dir``, http(s) URLs become ``simplecache::`` URLs cached there.
 
     Raises
@@ -216,11 +240,12 @@ def storage_options_for(
     reject_secrets(opts)
     connect, read = _timeouts(opts)
     proto = protocol_of(uri)
+    attempts = _max_attempts(opts, proto)
     if proto == "s3":
         config = dict(opts.pop("config_kwargs", None) or {})
         config.setdefault("connect_timeout", connect)
         config.setdefault("read_timeout", read)
-        config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
+        config.setdefault("retries", {"max_attempts": attempts, "mode": "standard"})
         opts["config_kwargs"] = config
         client = opts.get("client_kwargs")
         if isinstance(client, Mapping) and "endpoint_url" in client and "endpoint_url" not in opts:

@@ -1,0 +1,35 @@
+"""Distribution shift statistics: exact, fast, calibrated against false alarms.
+
+* :func:`ks_2samp` — the two-sample KS test with the meaning of
+  ``scipy.stats.ks_2samp(a, b)`` (two-sided, ``method="auto"``), on NumPy or CuPy
+  arrays; :func:`value_counts`, :func:`merge_counts`, :func:`ks_from_counts` give
+  the same from exact value counts, which merge across partitions by addition.
+* :func:`day_value_counts` / :class:`DayCounts` — the reduction a worker sends
+  back: exact counts per ``(day, value)`` of one feature, computed with the
+  backend's array module; windows (day, week, month) are unions of days.
+* :data:`STATISTICS` — statistics by name (KS, Wasserstein, Jensen-Shannon, PSI,
+  chi-square, Cramér's V, total variation, missing and out-of-range rates).
+* :class:`ShiftCalculator` — ``fit`` on a reference (counted once; thresholds
+  learned from leave-one-out reference sub-windows, weekday-matched), then
+  ``calculate`` on any windows; :func:`alarms` lists the alarms of a table.
+* :func:`attribute` — ranks features by how their shift tracks a metric's drop.
+"""
+
+from __future__ import annotations
+
+from ._attribution import attribute, metric_windows
+from ._calculator import (ALARM_METHODS, CALENDARS, FREQUENCIES, SHIFT_COLUMNS, ShiftCalculator, ShiftResult,
+                          alarms, check_statistics)
+from ._counts import DayCounts, day_value_counts
+from ._ks import MAX_EXACT_N, _scipy_ks, ks_2samp, ks_from_counts, ks_pvalue, merge_counts, value_counts
+from ._stats import (DEFAULT_STATISTICS, FEATURE_KINDS, PSI_EPS, STATISTICS, Dist, chi2_test, contingency,
+                     default_statistics, feature_kind)
+from ._stream import ShiftAccumulator, ShiftReduce
+
+__all__ = [
+    "ks_2samp", "ks_from_counts", "ks_pvalue", "merge_counts", "value_counts", "MAX_EXACT_N",
+    "DayCounts", "day_value_counts", "Dist", "STATISTICS", "FEATURE_KINDS", "DEFAULT_STATISTICS", "PSI_EPS",
+    "default_statistics", "feature_kind", "chi2_test", "contingency",
+    "ShiftCalculator", "ShiftResult", "alarms", "check_statistics", "FREQUENCIES", "CALENDARS", "ALARM_METHODS",
+    "SHIFT_COLUMNS", "ShiftAccumulator", "ShiftReduce", "attribute", "metric_windows",
+]

@@ -1,0 +1,192 @@
+"""Exact value counts per (day, value): the reduction shift statistics travel as.
+
+A part of a month is reduced, where it lives, to one :class:`DayCounts` per
+feature: the distinct ``(day, value)`` pairs and how often each occurs.  They
+are host NumPy arrays sorted by ``(day, value)``; the counts of two parts
+merge by addition (:meth:`DayCounts.merge`), and every window (a day, a
+Monday-start week, a calendar month) is a union of days, so windows are
+assembled on the host from the same arrays.
+
+Counting is written against the backend's array module (NumPy or CuPy):
+integer-valued features with a small range are counted with ``bincount`` on
+``day * span + value``; everything else is sorted once on a 64-bit key
+``day << 32 | order-preserving bits of the float32 value``.  Both are exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = ["DayCounts", "day_value_counts", "US_PER_DAY"]
+
+US_PER_DAY = 86_400_000_000
+#: the bincount path is used while ``days * value span`` stays below this
+MAX_DENSE_BINS = 1 << 22
+_SIGN = np.uint32(0x80000000)
+
+
+def _to_host(x) -> np.ndarray:
+    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
+
+
+def _float_key(values, xp):
+    """float32 -> uint32 whose unsigned order is the float order (no NaN here)."""
+    bits = values.view(xp.uint32)
+    return xp.where(bits >= _SIGN, ~bits, bits | _SIGN)
+
+
+def _key_float(key, xp):
+    bits = xp.where(key >= _SIGN, key & xp.uint32(0x7FFFFFFF), ~key)
+    return bits.astype(xp.uint32).view(xp.float32)
+
+
+def _run_lengths(sorted_keys, xp):
+    """Start of every run of equal keys and the run lengths."""
+    n = int(sorted_keys.shape[0])
+    flag = xp.empty(n, dtype=bool)
+    flag[0] = True
+    flag[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    starts = xp.flatnonzero(flag)
+    lengths = xp.diff(xp.concatenate([starts, xp.asarray([n], dtype=starts.dtype)]))
+    return starts, lengths
+
+
+@dataclass(frozen=True)
+class DayCounts:
+    """Exact counts of one feature per ``(day, value)``; host arrays sorted by day, then value.
+
+    Attributes
+    ----------
+    day : int64 array, days since 1970-01-01 (naive wall clock)
+    value : float32 array
+    count : int64 array, all > 0
+    """
+
+    day: np.ndarray
+    value: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "DayCounts":
+        return cls(np.zeros(0, "int64"), np.zeros(0, "float32"), np.zeros(0, "int64"))
+
+    @property
+    def n(self) -> int:
+        return int(self.count.sum())
+
+    def __len__(self) -> int:
+        return int(self.day.shape[0])
+
+    def days(self) -> np.ndarray:
+        """The distinct days present, sorted."""
+        if not len(self):
+            return np.zeros(0, "int64")
+        starts, _ = _run_lengths(self.day, np)
+        return self.day[starts]
+
+    def day_slices(self) -> dict[int, slice]:
+        """day -> slice of the arrays holding that day (they are contiguous)."""
+        if not len(self):
+            return {}
+        starts, lengths = _run_lengths(self.day, np)
+        return {int(self.day[s]): slice(int(s), int(s + k)) for s, k in zip(starts, lengths)}
+
+    def select(self, days: Iterable[int]) -> "DayCounts":
+        """The counts of the given days only."""
+        mask = np.isin(self.day, np.fromiter(days, dtype="int64"))
+        return DayCounts(self.day[mask], self.value[mask], self.count[mask])
+
+    def nbytes(self) -> int:
+        return self.day.nbytes + self.value.nbytes + self.count.nbytes
+
+    @classmethod
+    def merge(cls, items: Iterable["DayCounts"]) -> "DayCounts":
+        """Sum counts of the same ``(day, value)`` (parts of a month, or months)."""
+        items = [c for c in items if c is not None and len(c)]
+        if not items:
+            return cls.empty()
+        if len(items) == 1:
+            return items[0]
+        day = np.concatenate([c.day for c in items])
+        value = np.concatenate([c.value for c in items])
+        count = np.concatenate([c.count for c in items])
+        d0 = int(day.min())
+        key = ((day - d0).astype(np.uint64) << np.uint64(32)) | _float_key(value, np).astype(np.uint64)
+        order = np.argsort(key, kind="stable")  # radix sort for 64-bit integers
+        key = key[order]
+        starts, _ = _run_lengths(key, np)
+        summed = np.add.reduceat(count[order], starts)
+        uk = key[starts]
+        return cls((uk >> np.uint64(32)).astype("int64") + d0,
+                   _key_float((uk & np.uint64(0xFFFFFFFF)).astype(np.uint32), np), summed.astype("int64"))
+
+    def values(self, weights: dict[int, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Collapse the days: sorted distinct values (float64) and their (weighted) counts.
+
+        ``weights`` maps day -> multiplier (days not named get 0); ``None`` means 1 each.
+        """
+        count = self.count.astype("float64") if weights is not None else self.count
+        value = self.value
+        if weights is not None:
+            days = np.fromiter(weights, dtype="int64")
+            w = np.fromiter(weights.values(), dtype="float64")
+            pos = np.searchsorted(days, self.day) if np.all(np.diff(days) > 0) else None
+            if pos is None:  # unsorted mapping
+                order = np.argsort(days)
+                days, w = days[order], w[order]
+                pos = np.searchsorted(days, self.day)
+            pos = np.minimum(pos, len(days) - 1)
+            mult = np.where(days[pos] == self.day, w[pos], 0.0)
+            keep = mult > 0
+            value, count = value[keep], count[keep] * mult[keep]
+        if value.shape[0] == 0:
+            return np.zeros(0), np.zeros(0)
+        if np.all(value[1:] > value[:-1]):  # one day: already sorted and distinct
+            return value.astype("float64"), count
+        order = np.argsort(_float_key(value, np), kind="stable")
+        v = value[order]
+        starts, _ = _run_lengths(v, np)
+        return v[starts].astype("float64"), np.add.reduceat(count[order], starts)
+
+
+def day_value_counts(day, values, xp: Any = np) -> DayCounts:
+    """Count ``values`` (one feature of one part) per ``(day, value)``, with the array module ``xp``.
+
+    Parameters
+    ----------
+    day : integer array, days since the epoch (``time_us // US_PER_DAY``)
+    values : float array without NaN (features are filled before they get here)
+    xp : numpy or cupy
+
+    Returns
+    -------
+    DayCounts on the host.
+    """
+    values = xp.asarray(values, dtype=xp.float32) + xp.float32(0)  # -0.0 -> +0.0: equal values, one key
+    day = xp.asarray(day, dtype=xp.int64)
+    n = int(values.shape[0])
+    if n == 0:
+        return DayCounts.empty()
+    d0 = int(day.min())
+    d = day - d0
+    ndays = int(d.max()) + 1
+    vmin, vmax = float(values.min()), float(values.max())
+    span = vmax - vmin + 1
+    if span * ndays <= MAX_DENSE_BINS and max(abs(vmin), abs(vmax)) < 2**24 and bool(xp.all(values == xp.floor(values))):
+        span = int(span)
+        code = (values - xp.float32(vmin)).astype(xp.int64)
+        counts = xp.bincount(d * span + code, minlength=ndays * span)
+        nz = xp.flatnonzero(counts)
+        return DayCounts(_to_host(nz // span + d0).astype("int64"),
+                         _to_host((nz % span).astype(xp.float32) + xp.float32(vmin)),
+                         _to_host(counts[nz]).astype("int64"))
+    key = (d.astype(xp.uint64) << xp.uint64(32)) | _float_key(values, xp).astype(xp.uint64)
+    key = xp.sort(key)
+    starts, lengths = _run_lengths(key, xp)
+    uk = key[starts]
+    return DayCounts(_to_host((uk >> xp.uint64(32)).astype(xp.int64) + d0),
+                     _to_host(_key_float((uk & xp.uint64(0xFFFFFFFF)).astype(xp.uint32), xp)),
+                     _to_host(lengths).astype("int64"))

@@ -1,0 +1,113 @@
+"""Shift statistics from counts equal scipy on the expanded samples (tolerances stated per test)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from rapidseval.errors import SpecError
+from rapidseval.shift import (PSI_EPS, STATISTICS, DayCounts, Dist, ShiftCalculator, _scipy_ks, attribute,
+                              chi2_test, contingency, day_value_counts, ks_2samp)
+from rapidseval.shift._stats import _proportions, ref_info
+
+samples = st.lists(st.integers(-5, 5) | st.floats(-1e4, 1e4, allow_nan=False, width=32), min_size=1, max_size=200)
+
+
+def _info(feature, ref):
+    return ref_info(feature, ref, fill_value=-1.0, bins=10, max_categories=64)
+
+
+@settings(max_examples=150, deadline=None)
+@given(samples, samples)
+def test_ks_and_wasserstein_from_counts_equal_scipy(a, b):
+    a, b = np.array(a, dtype="float32"), np.array(b, dtype="float32")
+    A, B = Dist.from_sample(a), Dist.from_sample(b)
+    d, p = STATISTICS["ks"].fn(A, B, _info("trip_distance", A))
+    ref = _scipy_ks(a, b)
+    assert abs(d - ref.statistic) <= 1e-12
+    assert p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+    w, _ = STATISTICS["wasserstein"].fn(A, B, _info("trip_distance", A))
+    span = float(max(a.max(), b.max()) - min(a.min(), b.min()))
+    # the running integral cancels; error bounded by a few ulps of the value span
+    assert w == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9, abs=1e-12 * max(span, 1.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 12), min_size=2, max_size=300), st.lists(st.integers(0, 14), min_size=2, max_size=300))
+def test_categorical_statistics_equal_scipy_and_formulas(a, b):
+    A, B = Dist.from_sample(a), Dist.from_sample(b)
+    info = _info("PULocationID", A)
+    table = contingency(A, B)
+    if table.shape[1] >= 2:
+        ref = stats.chi2_contingency(table)
+        chi2, p, dof = chi2_test(table)
+        assert chi2 == pytest.approx(ref.statistic, rel=1e-9, abs=1e-12) and dof == ref.dof
+        assert p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+        v, _ = STATISTICS["cramers_v"].fn(A, B, info)
+        assert v == pytest.approx(stats.contingency.association(table.astype(int), method="cramer"), rel=1e-9, abs=1e-12)
+    p_, q_ = _proportions(A, B, info)
+    assert STATISTICS["tvd"].fn(A, B, info)[0] == pytest.approx(0.5 * np.abs(p_ - q_).sum(), abs=1e-12)
+    assert STATISTICS["jensen_shannon"].fn(A, B, info)[0] == pytest.approx(jensenshannon(p_, q_, base=2), rel=1e-9, abs=1e-7)
+    pp, qq = np.maximum(p_, PSI_EPS), np.maximum(q_, PSI_EPS)
+    assert STATISTICS["psi"].fn(A, B, info)[0] == pytest.approx(np.sum((qq - pp) * np.log(qq / pp)), rel=1e-12, abs=1e-15)
+
+
+def test_psi_on_reference_quantile_bins_direct_formula():
+    rng = np.random.default_rng(3)
+    a, b = rng.lognormal(0, 1, 20_000).astype("float32"), rng.lognormal(0.1, 1, 5_000).astype("float32")
+    A, B = Dist.from_sample(a), Dist.from_sample(b)
+    info = _info("trip_distance", A)
+    edges = np.quantile(a.astype("float64"), np.arange(1, 10) / 10, method="inverted_cdf")
+    assert np.array_equal(info.edges, edges)
+    p = np.bincount(np.searchsorted(edges, a, side="right"), minlength=10) / len(a)
+    q = np.bincount(np.searchsorted(edges, b, side="right"), minlength=10) / len(b)
+    assert STATISTICS["psi"].fn(A, B, info)[0] == pytest.approx(np.sum((q - p) * np.log(q / p)), rel=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_day_counts_paths_agree_and_merge_by_addition(seed, discrete):
+    rng = np.random.default_rng(seed)
+    n = 5_000
+    day = rng.integers(18_000, 18_040, n)
+    v = rng.integers(-1, 40, n).astype("float32") if discrete else rng.normal(0, 3, n).astype("float32")
+    whole = day_value_counts(day, v)
+    parts = DayCounts.merge(day_value_counts(day[i::3], v[i::3]) for i in range(3))
+    for c in (whole, parts):
+        assert c.n == n
+        ref_v, ref_c = np.unique(np.stack([day, v.astype("float64")]), axis=1, return_counts=True)
+        assert np.array_equal(c.day, ref_v[0]) and np.array_equal(c.value.astype("float64"), ref_v[1])
+        assert np.array_equal(c.count, ref_c)
+    # counts path == sort path: KS from a window of day counts equals scipy on the rows
+    sel = (day >= 18_010) & (day < 18_017)
+    vals, cnts = whole.select(range(18_010, 18_017)).values()
+    d, p = STATISTICS["ks"].fn(Dist(*whole.values()), Dist(vals, cnts), None)
+    ref = stats.ks_2samp(v, v[sel])
+    assert abs(d - ref.statistic) <= 1e-12 and p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+    assert abs(ks_2samp(v, v[sel])[0] - d) <= 1e-12
+
+
+def test_registry_errors_list_choices():
+    with pytest.raises(SpecError, match="choose from ks, wasserstein"):
+        ShiftCalculator(per_feature={"trip_distance": ["kss"]}).statistics_for("trip_distance")
+    with pytest.raises(SpecError, match="does not apply to trip_distance"):
+        ShiftCalculator(per_feature={"trip_distance": ["chi2"]}).statistics_for("trip_distance")
+    with pytest.raises(SpecError, match="choose one of D, W, M"):
+        ShiftCalculator(frequency="Q")
+
+
+def test_attribution_ranks_the_feature_that_tracks_the_metric():
+    import pandas as pd
+
+    starts = pd.date_range("2020-03-01", periods=10, freq="D").astype("datetime64[us]")
+    f1 = np.array([0.8, 0.8, 0.79, 0.8, 0.7, 0.6, 0.5, 0.5, 0.45, 0.4])
+    rows = []
+    for i, s in enumerate(starts):
+        rows.append({"window": str(s)[:10], "window_start": s, "feature": "a", "statistic": "ks", "value": 0.8 - f1[i], "alarm": f1[i] < 0.6})
+        rows.append({"window": str(s)[:10], "window_start": s, "feature": "b", "statistic": "ks", "value": (i * 7) % 5 / 10, "alarm": False})
+    replay = pd.DataFrame({"window_start": starts, "f1": f1, "n": 100, "in_period": True})
+    out = attribute(pd.DataFrame(rows), replay)
+    assert list(out["feature"]) == ["a", "b"] and out["spearman"].iloc[0] == pytest.approx(1.0)
+    assert out["n_alarms"].iloc[0] == 4 and out["metric_drop_alarm"].iloc[0] > 0.2
