@@ -18,8 +18,8 @@ from rapidseval.report import build_plots, load_run, print_summary, render_html,
 
 #: figure ids each job kind's page must show
 EXPECTED_PLOTS = {
-    "study": {"rows", "timings", "replay-f1", "label-delay", "replay-proba", "score-dist", "monthly", "shift-0", "shift-1",
-              "attribution"},
+    "study": {"rows", "timings", "replay-f1", "label-delay", "replay-proba", "score-dist", "monthly", "shift-overview",
+              "shift-0", "shift-1", "attribution"},
     "replay": {"rows", "timings", "replay-f1", "label-delay", "replay-proba", "score-dist", "replay-delta", "monthly"},
     "backtest": {"rows", "timings", "monthly", "staleness", "staleness-age", "policies", "policy-cost"},
     "old": {"rows", "replay-f1", "monthly"},
@@ -209,3 +209,14 @@ def test_features_of_the_shift_heatmap_keep_their_order(runs):
 def test_bands_are_claimed_only_where_the_table_has_them(runs):
     assert "F1 per day vs cumulative F1, 95% bands" in (runs["study"] / "report.html").read_text()
     assert "95%" not in (runs["old"] / "report.html").read_text()  # its replay has no f1_low/f1_high
+
+
+def test_most_shifted_ranks_alarms_then_distance_past_each_threshold(runs):
+    from rapidseval.report._tables import shift_summary
+
+    top = shift_summary(load_run(runs["study"]))["top"]
+    # alarms first; within each group, by value / threshold (psi runs to 0.3, ks to 0.15: raw values would mislead)
+    assert [t["alarm"] for t in top[:4]] == [True] * 4 and not any(t["alarm"] for t in top[4:])
+    ratios = [t["value"] / t["threshold"] for t in top]
+    assert ratios[:4] == sorted(ratios[:4], reverse=True) and ratios[4:] == sorted(ratios[4:], reverse=True)
+    assert {t["statistic"] for t in top[:4]} == {"ks", "psi"}

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -67,4 +68,6 @@ def test_quiet_and_json(smoke, tmp_path):
     assert s["kind"] == "study" and s["complete"] is True and s["report"] == str(tmp_path / "j" / "report.html")
     assert [m["month"] for m in s["monthly"]] == ["2020-01", "2020-02", "2020-03"]
     assert s["replay"][0]["window"] == "D" and 0 < s["replay"][0]["cumulative_f1"] < 1
-    assert s["shift"]["comparisons"] == 22 and set(s["timings_s"]) >= {"train", "total"}
+    shift = pd.read_parquet(tmp_path / "j" / "shift.parquet")
+    assert s["shift"]["comparisons"] == len(shift) and s["shift"]["alarms"] == int(shift["alarm"].sum())
+    assert set(s["timings_s"]) >= {"train", "total"}

@@ -372,7 +372,53 @@ def _window_labels(s: pd.DataFrame) -> pd.Series:
     return s["window"].astype(str) if "window" in s.columns else s["window_start"].astype(str)
 
 
-def shift_heatmaps(run: RunTables, max_maps: int = 6) -> list[Plot]:
+def shift_overview(run: RunTables) -> list[Plot]:
+    """One feature x window map over all statistics: the largest value / threshold (1 = at the alarm line)."""
+    s = run["shift"]
+    if not run.has("shift", "feature", "value", "threshold", "statistic") or s["statistic"].nunique() < 2:
+        return []
+    s = s[pd.to_numeric(s["threshold"], errors="coerce") > 0].copy()
+    if s.empty:
+        return []
+    s["_w"] = _window_labels(s)
+    s["_ratio"] = _num(s["value"]) / _num(s["threshold"])
+    s["_a"] = s["alarm"].fillna(False).astype(bool) if "alarm" in s.columns else False
+    ref = ", ".join(map(str, s["reference"].unique())) if "reference" in s.columns else "the reference"
+    order = s.drop_duplicates("_w").sort_values("window_start" if "window_start" in s.columns else "_w")["_w"].tolist()
+    features = list(dict.fromkeys(s["feature"].tolist()))
+    idx = s.groupby(["feature", "_w"])["_ratio"].idxmax().dropna()
+    top = s.loc[idx.to_numpy()]
+    val = top.pivot(index="feature", columns="_w", values="_ratio").reindex(index=features, columns=order)
+    stat = top.pivot(index="feature", columns="_w", values="statistic").reindex(index=features, columns=order)
+    alarm = s.groupby(["feature", "_w"])["_a"].max().unstack().reindex(index=features, columns=order).fillna(False).astype(bool)
+    nf, nw = val.shape
+    fig = Figure(figsize=(min(18, max(7, 0.9 * nw + 4)), min(14, 0.34 * nf + 2.0)), layout="constrained")
+    ax = fig.subplots()
+    finite = np.isfinite(val.to_numpy(dtype=float))
+    vmax = max(2.0, float(np.nanmax(val.to_numpy(dtype=float)))) if finite.any() else 2.0
+    im = ax.imshow(np.ma.masked_invalid(val.to_numpy(dtype=float)), aspect="auto", cmap="Reds", vmin=0, vmax=vmax,
+                   interpolation="nearest")
+    ax.set_yticks(range(nf), features, fontsize=8)
+    step = max(1, int(np.ceil(nw / 24)))
+    ax.set_xticks(range(0, nw, step), order[::step], rotation=45 if nw > 6 else 0, ha="right" if nw > 6 else "center", fontsize=8)
+    for i, j in zip(*np.nonzero(alarm.to_numpy())):
+        ax.add_patch(Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, edgecolor="black", linewidth=2))
+    if nf * nw <= 160:
+        for i in range(nf):
+            for j in range(nw):
+                v = val.iat[i, j]
+                if pd.notna(v):
+                    ax.text(j, i, f"{v:.2f} {stat.iat[i, j]}", ha="center", va="center", fontsize=6.5,
+                            color="white" if v > 0.6 * vmax else "black")
+    ax.set_xlabel("compared month (YYYY-MM)" if all(len(w) == 7 for w in order) else "compared window (start, New York local time)")
+    ax.set_ylabel("feature")
+    title = f"Shift vs {ref}: largest statistic / its alarm threshold per feature and window (alarms boxed)"
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, label="value / threshold (1 = alarm line)")
+    return [Plot("shift-overview", "shift", title, fig)]
+
+
+def shift_heatmaps(run: RunTables, max_maps: int = 12) -> list[Plot]:
     s = run["shift"]
     if not run.has("shift", "feature", "value") or not ({"window", "window_start"} & set(s.columns)):
         return []
@@ -429,15 +475,21 @@ def attribution_plot(run: RunTables, top: int = 20) -> list[Plot]:
         return []
     num = [c for c in a.columns if c != "feature" and pd.api.types.is_numeric_dtype(a[c])
            and not pd.api.types.is_bool_dtype(a[c]) and "rank" not in c.lower()]
-    col = "score" if "score" in num else (num[0] if num else None)
+    preferred = [c for c in ("score", "metric_drop_alarm", "spearman") if c in num and a[c].notna().any()]
+    plain = [c for c in num if not c.startswith("n_") and a[c].notna().any()]
+    col = (preferred or plain or [None])[0]
     if col is None:
         return []
-    agg = a.groupby("feature", sort=False)[col].max().sort_values(ascending=False).head(top)
+    agg = a.groupby("feature", sort=False)[col].max().dropna().sort_values(ascending=False).head(top)
+    if agg.empty:
+        return []
     fig = Figure(figsize=(8, 0.3 * len(agg) + 1.5), layout="constrained")
     ax = fig.subplots()
     ax.barh(agg.index.astype(str), agg.to_numpy(dtype=float), color="#c44e52")
     ax.invert_yaxis()
-    ax.set_xlabel(f"{col} (largest over windows)")
+    metric = str(a["metric"].iloc[0]) if "metric" in a.columns else "metric"
+    ax.set_xlabel(f"{metric} drop in windows with an alarm vs without (points of {metric})" if col == "metric_drop_alarm"
+                  else f"{col} (largest over statistics and windows)")
     ax.set_ylabel("feature")
     title = f"Shift attribution: features ranked by {col}"
     ax.set_title(title)
@@ -556,7 +608,7 @@ BUILDERS: tuple[Callable[[RunTables], list[Plot]], ...] = (
     rows_plot, timings_plot,
     replay_f1_plot, label_delay_plot, replay_proba_plot, score_distribution_plot, delta_plot,
     monthly_plot,
-    shift_heatmaps, attribution_plot,
+    shift_overview, shift_heatmaps, attribution_plot,
     staleness_matrix, staleness_curve, policy_plot, policy_cost_plot,
 )
 

@@ -136,7 +136,11 @@ def shift_summary(run: RunTables, top: int = 6) -> dict[str, Any]:
         return {}
     alarms = int(s["alarm"].fillna(False).astype(bool).sum()) if "alarm" in s.columns else 0
     cols = [c for c in ("reference", "window", "feature", "statistic", "value", "p_value", "threshold", "alarm") if c in s.columns]
-    head = s.sort_values("value", ascending=False, na_position="last").head(top)[cols]
+    # statistics have different scales: alarms first, then by how far past its own threshold each value is
+    key = s.assign(_a=s["alarm"].fillna(False).astype(bool) if "alarm" in s.columns else False,
+                   _r=pd.to_numeric(s["value"], errors="coerce") / pd.to_numeric(s["threshold"], errors="coerce").where(lambda t: t > 0)
+                   if "threshold" in s.columns else pd.to_numeric(s["value"], errors="coerce"))
+    head = key.sort_values(["_a", "_r"], ascending=[False, False], na_position="last").head(top)[cols]
     return {"comparisons": int(len(s)), "alarms": alarms, "top": _records(head)}
 
 
