@@ -198,6 +198,9 @@ def replay_f1_plot(run: RunTables) -> list[Plot]:
                         label=_label(model, "below floor", several) if i == 0 or several else None)
         if i == 0 and "n" in m.columns:
             axn.bar(x, _num(m["n"]), width=0.8 * _window_days(m), align="edge", color="gray", alpha=0.5)
+    floor = (((run.job.get("evaluation") or {}).get("replay") or {}) or {}).get("floor")
+    if isinstance(floor, (int, float)):
+        ax.axhline(float(floor), color="black", ls=":", lw=1, label=f"floor {floor:g}")
     ax.set_ylabel("F1 (0-1)")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)

@@ -78,7 +78,7 @@ def print_summary(run: RunTables, console) -> None:
                 f"windowed F1 {_f(rec['f1_min'])}–{_f(rec['f1_max'])}; worst: "
                 + ", ".join(f"{_ts(w['window_start'])} {_f(w['f1'])}" for w in rec["worst"]))
         if rec.get("windows_below_floor") is not None:
-            line += f"; {rec['windows_below_floor']} windows below the floor"
+            line += f"; {_n(rec['windows_below_floor'], 'window')} below the floor"
         if "known_cumulative_f1" in rec:
             line += f"; with label delay {rec.get('label_delay')} a monitor knew {_f(rec['known_cumulative_f1'])} at the end"
         console.print(line, highlight=False)
