@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench smoke clean
+.PHONY: demo test bench smoke clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/rapidseval run jobs/nyc_taxi_2020.yaml
 
-test: $(VENV)/.installed-test
+# Debian's chromium + chromium-driver for the report's browser test (idempotent; skips itself without root/apt)
+browser:
+	bash .ci/install-browser
+
+test: $(VENV)/.installed-test browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 smoke: $(VENV)/.installed

@@ -68,45 +68,10 @@ def generate(
 
 
 def _print_summary(result, console) -> None:
-    from rich.table import Table
+    """The final summary, read back from the run directory like ``report.html``."""
+    from .report import load_run, print_summary
 
-    m = result.monthly
-    t = Table(title=f"{result.spec.name}: F1 per month", show_lines=False)
-    for col in ("month", "role", "n", "precision", "recall", "f1"):
-        t.add_column(col, justify="right" if col not in ("month", "role") else "left")
-    for row in m.itertuples(index=False):
-        t.add_row(row.month, row.role, f"{row.n:,}", f"{row.precision:.4f}", f"{row.recall:.4f}", f"{row.f1:.4f}")
-    console.print(t)
-    r = result.replay
-    rr = r[(r["n"] > 0) & r["in_period"]] if not r.empty else r
-    if not rr.empty:
-        worst = rr.nsmallest(3, "f1")
-        last = rr.iloc[-1]
-        console.print(
-            f"replay {r['months'].iloc[0]} per {r['window'].iloc[0]}: cumulative F1 at end {last.cumulative_f1:.4f}; "
-            f"windowed F1 from {rr.f1.min():.4f} to {rr.f1.max():.4f}; worst windows: "
-            + ", ".join(f"{pd_ts(w.window_start)} {w.f1:.4f}" for w in worst.itertuples())
-        )
-    s = result.shift
-    if not s.empty:
-        t = Table(title=f"most shifted features ({s['statistic'].iloc[0]} vs {s['reference'].iloc[0]})")
-        for col in ("window", "feature", "value", "p_value", "alarm"):
-            t.add_column(col)
-        for row in s.sort_values("value", ascending=False).head(6).itertuples(index=False):
-            t.add_row(row.window, row.feature, f"{row.value:.4f}", f"{row.p_value:.3g}", "ALARM" if row.alarm else "")
-        console.print(t)
-    rows = result.manifest["rows"]["total"]
-    console.print(
-        f"rows read {rows['rows_read']:,}, dropped {rows['rows_dropped']:,} "
-        f"({', '.join(f'{k} {v:,}' for k, v in rows['dropped_by_rule'].items() if v)}), used {rows['rows_used']:,}"
-    )
-    console.print(f"total {result.timings['total']:.1f} s; run directory {result.run_dir}")
-    if result.report_path.exists():
-        console.print(f"report: {result.report_path}")
-
-
-def pd_ts(value) -> str:
-    return str(value)[:16].replace(" 00:00", "")
+    print_summary(load_run(result.run_dir), console)
 
 
 @app.command()
@@ -129,14 +94,12 @@ def run(
     except RapidsEvalError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps({
-            "run_dir": str(result.run_dir),
-            "monthly": json.loads(result.monthly[["month", "role", "n", "f1"]].to_json(orient="records")),
-            "rows": result.manifest["rows"]["total"],
-            "timings_s": result.manifest["timings_s"],
-        }, indent=2))
+        from .report import load_run, summarize
+
+        typer.echo(json.dumps(summarize(load_run(result.run_dir)), indent=2))
     elif quiet:
-        typer.echo(f"{result.run_dir} " + " ".join(f"{r.month}:{r.f1:.4f}" for r in result.monthly.itertuples()))
+        typer.echo(f"{result.run_dir} " + " ".join(f"{r.month}:{r.f1:.4f}" for r in result.monthly.itertuples())
+                   + (f" report {result.report_path}" if result.report_path.exists() else ""))
     else:
         _print_summary(result, _console())
 

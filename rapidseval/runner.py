@@ -139,7 +139,7 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
         tmp = root / f".tmp-{digest}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         months = spec.data.months
-        with reporter.stage("generate data", total=len(months)) as st:
+        with reporter.stage("generate data", total=len(months), unit="month") as st:
             done = set()
 
             def tick(month, rows_done, rows_total):
@@ -266,10 +266,10 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
             train_parts = [p for m in train_months for p in inputs[m][1]]
             frames = [None] * len(train_parts)
             with reporter.stage(f"read training data {train_months[0]}" + (f"..{train_months[-1]}" if len(train_months) > 1 else ""),
-                                total=len(train_parts)) as st:
+                                total=len(train_parts), unit="part", items={m: len(inputs[m][1]) for m in train_months}) as st:
                 for i, (frame, _stats) in ex.map_unordered(_load_features, train_parts, fspec, be.name):
                     frames[i] = frame
-                    st.advance()
+                    st.advance(item=train_parts[i].month)
             train = be.xdf.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             if len(train) == 0:
                 raise RapidsEvalError(f"no usable training rows in {', '.join(train_months)} after cleaning")
@@ -324,14 +324,15 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         shift_reduce, shift_acc = _shift_plan(spec, fspec, inputs)
         score_opts = {"window": window, "bins": rp.score_bins if rp else 1000, "exact": bool(rp and rp.auc == "exact")}
         results: dict[str, list[dict[str, Any]]] = {m: [] for m in months}
-        with reporter.stage("score + reduce", total=len(parts)) as st:
+        with reporter.stage("score + reduce", total=len(parts), unit="part",
+                            items={m: len(inputs[m][1]) for m in months}) as st:
             for i, res in ex.map_unordered(
                 _evaluate_part, parts, fspec, be.name, shared_models, thresholds, score_opts, time_column, shift_reduce
             ):
                 if shift_acc is not None:  # merged and compared month by month, then dropped
                     shift_acc.add(parts[i].month, res.pop("shift"))
                 results[parts[i].month].append((parts[i].index, res))
-                st.advance()
+                st.advance(item=parts[i].month)
         for m in months:
             results[m] = [r for _, r in sorted(results[m], key=lambda x: x[0])]
         timings["score_reduce"] = time.perf_counter() - t0

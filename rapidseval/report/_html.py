@@ -1,0 +1,256 @@
+"""``report.html``: one self-contained page built from a run directory's tables alone.
+
+Figures are PNGs inlined as ``data:`` URIs, styles are inline, there is no
+script, and a Content-Security-Policy forbids every fetch but ``data:``
+images, so the page opens offline and makes no network request.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._load import RunTables, load_run
+from ._plots import Plot, build_plots
+from ._tables import facts, policy_summary, row_accounting
+
+__all__ = ["write_report", "render_html"]
+
+#: a table longer than this shows its first rows only and says so (the Parquet file has them all)
+MAX_TABLE_ROWS = 400
+
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5rem auto;max-width:1180px;color:#222;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;margin-top:2.2rem;border-bottom:1px solid #ddd}
+h3{font-size:1rem;margin-top:1.4rem}
+nav a{margin-right:1rem}.sub{color:#666;margin-top:0}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;font-size:.9rem}
+dl.facts dt{font-weight:600}dl.facts dd{margin:0;word-break:break-word}
+table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}
+th,td{border:1px solid #ddd;padding:.2rem .45rem;text-align:right;white-space:nowrap}
+th{background:#f4f4f4;position:sticky;top:0}td.t{text-align:left}
+.scroll{max-height:28rem;overflow:auto;display:inline-block;max-width:100%}
+.alarm{color:#b00;font-weight:600}.muted{color:#777}.banner{background:#fde2e1;border:1px solid #b00;padding:.6rem;color:#700}
+figure.plot{margin:1rem 0}figure.plot img{max-width:100%;height:auto;border:1px solid #eee;display:block}
+figcaption{font-size:.8rem;color:#555;margin-top:.2rem}
+pre{background:#f7f7f7;padding:.6rem;font-size:.75rem;overflow:auto;max-height:30rem}
+"""
+
+_SECTIONS = (
+    ("summary", "Run summary"),
+    ("replay", "Replay: metrics per window"),
+    ("monthly", "Monthly metrics"),
+    ("shift", "Feature shift"),
+    ("backtest", "Backtest: staleness and retraining policies"),
+    ("lineage", "Lineage"),
+)
+
+
+def _esc(v) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _png(fig, dpi: int = 100) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _cell(v, col: str) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+        return "<td></td>"
+    if isinstance(v, (bool, np.bool_)):
+        if col == "alarm" or col == "below_floor":
+            return "<td class='alarm'>ALARM</td>" if v else "<td></td>"
+        return f"<td>{'yes' if v else 'no'}</td>"
+    if isinstance(v, (int, np.integer)):
+        return f"<td>{int(v):,}</td>"
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if v == 0 and col == "p_value":  # a double's underflow, not a certainty
+            return "<td>&lt; 1e-300</td>"
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
+            return f"<td>{v:.3g}</td>"
+        return f"<td>{v:.4f}</td>" if abs(v) < 1000 else f"<td>{v:,.1f}</td>"
+    if isinstance(v, pd.Timestamp):
+        s = v.isoformat(sep=" ")
+        return f"<td class='t'>{_esc(s[:-9] if s.endswith(' 00:00:00') else s)}</td>"
+    return f"<td class='t'>{_esc(v)}</td>"
+
+
+def _table(df: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, source: str | None = None) -> str:
+    if df.empty:
+        return "<p class='muted'>(no rows)</p>"
+    note = ""
+    if len(df) > max_rows:
+        note = f"<p class='muted'>first {max_rows:,} of {len(df):,} rows" + (f"; all of them are in {_esc(source)}" if source else "") + "</p>"
+        df = df.head(max_rows)
+    head = "".join(f"<th>{_esc(c)}</th>" for c in df.columns)
+    cols = list(df.columns)
+    body = "".join("<tr>" + "".join(_cell(v, c) for v, c in zip(row, cols)) + "</tr>" for row in df.itertuples(index=False))
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{note}"
+
+
+def _cols(df: pd.DataFrame, wanted) -> pd.DataFrame:
+    return df[[c for c in wanted if c in df.columns]]
+
+
+def _figure(p: Plot) -> str:
+    uri = _png(p.figure)
+    cap = _esc(p.caption or p.title)
+    return (f"<figure class='plot' id='plot-{_esc(p.id)}'><img alt='{_esc(p.title)}' src='{uri}'>"
+            f"<figcaption>{cap}</figcaption></figure>")
+
+
+def _section_summary(run: RunTables, plots) -> list[str]:
+    out = ["<dl class='facts'>" + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts(run)) + "</dl>"]
+    out += [_figure(p) for p in plots]
+    ra = row_accounting(run)
+    if not ra.empty:
+        out.append("<h3>Rows per input month, dropped by rule</h3>" + _table(ra))
+    t = run.manifest.get("timings_s") or {}
+    if t:
+        out.append("<h3>Timings per stage</h3>" + _table(pd.DataFrame({"stage": list(t), "seconds": [float(v) for v in t.values()]})))
+    return out
+
+
+_REPLAY_COLS = ("model", "window_start", "window_end", "n", "positives", "precision", "recall", "f1", "f1_low", "f1_high",
+                "cumulative_f1", "trailing_f1", "known_cumulative_f1", "known_trailing_f1", "labels_known_fraction",
+                "roc_auc", "log_loss", "brier", "delta_f1", "below_floor")
+
+
+def _section_replay(run: RunTables, plots) -> list[str]:
+    r = run["replay"]
+    out = [_figure(p) for p in plots]
+    if not any(p.id == "label-delay" for p in plots):
+        out.append("<p class='muted'>No label-delay columns in this run's replay table "
+                   "(labels taken as known at once, or a run directory from before the label-delay view).</p>")
+    if "in_period" in r.columns:
+        r = r[r["in_period"].astype(bool)]
+    out.append("<h3>Windows</h3>" + _table(_cols(r, _REPLAY_COLS), source="replay.parquet"))
+    return out
+
+
+def _section_monthly(run: RunTables, plots) -> list[str]:
+    cols = ("model", "month", "role", "n", "positives", "precision", "recall", "f1", "accuracy", "positive_rate",
+            "predicted_positive_rate", "rows_read", "rows_dropped")
+    return [_figure(p) for p in plots] + [_table(_cols(run["monthly"], cols), source="monthly.parquet")]
+
+
+def _section_shift(run: RunTables, plots) -> list[str]:
+    s = run["shift"]
+    out = [_figure(p) for p in plots if p.id != "attribution"]
+    if s.empty:
+        return out
+    cols = ("reference", "window", "window_start", "feature", "statistic", "value", "p_value", "threshold", "alarm",
+            "n_reference", "n_window")
+    if "alarm" in s.columns:
+        alarms = s[s["alarm"].fillna(False).astype(bool)]
+        out.append(f"<h3>Alarms ({len(alarms):,} of {len(s):,} comparisons)</h3>" + _table(_cols(alarms, cols), source="shift.parquet"))
+    att = [p for p in plots if p.id == "attribution"]
+    if att:
+        out.append("<h3>Attribution</h3>" + _figure(att[0]) + _table(run["attribution"], source="attribution.parquet"))
+    out.append("<details><summary>every comparison</summary>" + _table(_cols(s, cols), source="shift.parquet") + "</details>")
+    return out
+
+
+def _section_backtest(run: RunTables, plots) -> list[str]:
+    out = [_figure(p) for p in plots]
+    ps = policy_summary(run)
+    if not ps.empty:
+        out.append("<h3>Policy comparison</h3>" + _table(ps))
+    bt = run["backtest"]
+    if not bt.empty:
+        out.append("<details><summary>every fold × evaluation month</summary>" + _table(bt, source="backtest.parquet") + "</details>")
+    return out
+
+
+def _section_lineage(run: RunTables) -> list[str]:
+    man = run.manifest
+    out = []
+    if man.get("inputs"):
+        out.append("<h3>Inputs</h3>" + _table(pd.DataFrame(man["inputs"])))
+    keys = [("job hash", man.get("job_hash")), ("seed", man.get("seed")), ("git commit", man.get("git_commit")),
+            ("created (UTC)", man.get("created_utc")), ("manifest version", man.get("rapidseval_manifest"))]
+    out.append("<dl class='facts'>" + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in keys if v is not None) + "</dl>")
+    if man.get("packages"):
+        out.append("<h3>Packages</h3>" + _table(pd.DataFrame({"package": list(man["packages"]), "version": list(man["packages"].values())})))
+    if man.get("hardware"):
+        out.append("<h3>Hardware</h3>" + _table(pd.DataFrame({"key": list(man["hardware"]),
+                                                               "value": [str(v) for v in man["hardware"].values()]})))
+    if run.job:
+        out.append("<h3>Resolved job</h3><details><summary>job spec as run</summary><pre>"
+                   + _esc(json.dumps(run.job, indent=2, default=str)) + "</pre></details>")
+    return out
+
+
+def render_html(run: RunTables) -> str:
+    """The page for ``run`` as one HTML string."""
+    plots = build_plots(run)
+    by_section: dict[str, list[Plot]] = {}
+    for p in plots:
+        by_section.setdefault(p.section, []).append(p)
+    bodies = {
+        "summary": _section_summary(run, by_section.get("summary", [])),
+        "replay": _section_replay(run, by_section.get("replay", [])) if run.has("replay") else [],
+        "monthly": _section_monthly(run, by_section.get("monthly", [])) if run.has("monthly") else [],
+        "shift": _section_shift(run, by_section.get("shift", [])) if run.has("shift") or run.has("attribution") else [],
+        "backtest": _section_backtest(run, by_section.get("backtest", []))
+        if run.has("backtest") or run.has("staleness") or run.has("policies") else [],
+        "lineage": _section_lineage(run),
+    }
+    for p in plots:  # figures are big; free them as soon as they are PNGs
+        p.figure.clear()
+    present = [(k, t) for k, t in _SECTIONS if bodies[k]]
+    title = f"rapidseval: {run.name}"
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<meta http-equiv='Content-Security-Policy' content=\"{_CSP}\">",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<header><h1>rapidseval run: {_esc(run.name)}</h1>",
+        f"<p class='sub'>{_esc(run.kind)} job · backend {_esc(run.manifest.get('backend', '?'))} · "
+        f"created {_esc(run.manifest.get('created_utc', '?'))} UTC</p>",
+    ]
+    if not run.complete:
+        parts.append("<p class='banner' id='incomplete'>This run did not finish: the tables below are partial.</p>")
+    parts.append("<nav>" + "".join(f"<a href='#{k}'>{_esc(t.split(':')[0])}</a>" for k, t in present) + "</nav></header>")
+    for key, heading in present:
+        parts.append(f"<section id='{key}'><h2>{_esc(heading)}</h2>")
+        parts.extend(bodies[key])
+        parts.append("</section>")
+    # no path here: the page is written in a temporary directory that is then renamed, and may be moved
+    parts.append("<footer class='muted'><p>Built from the tables in this run directory alone; rebuild it with "
+                 "<code>rapidseval report RUN_DIR</code>.</p></footer></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """(Re)build ``run_dir/report.html`` from the manifest and tables in ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory (``manifest.json`` and any of the tables in
+        :data:`rapidseval.report.TABLES`); absent tables and columns are left out.
+
+    Returns
+    -------
+    Path
+        The page written (atomically: a temporary file renamed into place).
+    """
+    run = load_run(run_dir)
+    page = render_html(run)
+    path = Path(run_dir) / "report.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
