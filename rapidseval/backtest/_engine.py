@@ -432,9 +432,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
         tables["backtest_daily"] = daily
     from ..rundir import write_run_dir
 
-    # no report.html yet for backtests: the report is built from the study's tables
-    out_dir = write_run_dir(spec.model_copy(update={"output": spec.output.model_copy(update={"report": False})}),
-                            manifest, tables, reporter)
+    out_dir = write_run_dir(spec, manifest, tables, reporter)
     shutil.rmtree(work, ignore_errors=True)  # the run is complete: nothing left to resume
     empty_monthly = pd.DataFrame(columns=["model", "month", "role", *COUNT_COLUMNS, "n", "precision", "recall", "f1"])
     return RunResult(spec, out_dir, manifest, empty_monthly, pd.DataFrame(), pd.DataFrame(), timings, None,
