@@ -97,12 +97,18 @@ def print_summary(run: RunTables, console) -> None:
 
     ps = policy_summary(run)
     if not ps.empty:
+        metric = str(ps["metric"].iloc[0]) if "metric" in ps.columns else "f1"
+        keep = ["policy", f"mean_{metric}", f"worst_{metric}", "worst_month", "mean_f1", "months_below_floor",
+                "retrains", "train_seconds"]
+        cols = [c for c in dict.fromkeys(keep) if c in ps.columns] or list(ps.columns)
         t = Table(title="retraining policies", title_justify="left")
-        for c in ps.columns:
-            t.add_column(str(c), justify="left" if c == "policy" else "right")
-        for rec in ps.to_dict("records"):
-            t.add_row(*[str(v) if k == "policy" else _f(v, ".1f" if "seconds" in k else ".4f" if isinstance(v, float) else "")
+        for c in cols:
+            t.add_column(str(c), justify="left" if c in ("policy", "worst_month") else "right")
+        for rec in ps[cols].to_dict("records"):
+            t.add_row(*[str(v) if k in ("policy", "worst_month") else
+                        _f(v, ".1f" if "seconds" in k else ".4f" if isinstance(v, float) else "")
                         for k, v in rec.items()])
+        t.caption = "every column in policies.parquet and the report"
         console.print(t)
 
     rows = ((man.get("rows") or {}).get("total")) or {}
