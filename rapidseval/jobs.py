@@ -42,6 +42,17 @@ def _unique_sorted(months: list[str], where: str) -> list[str]:
     return months
 
 
+def _no_secrets(options: dict[str, Any]) -> dict[str, Any]:
+    """storage_options carry endpoints and flags, never credentials."""
+    from .data.sources import reject_secrets
+
+    try:
+        reject_secrets(options)
+    except SpecError as exc:
+        raise ValueError(str(exc)) from exc
+    return options
+
+
 def _check_month(value: str, where: str = "month") -> str:
     check_month(value, where)
     return value
@@ -99,16 +110,7 @@ class DataSpec(_Section):
                 )
         return v
 
-    @field_validator("storage_options")
-    @classmethod
-    def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from .data.sources import reject_secrets
-
-        try:
-            reject_secrets(v)
-        except SpecError as exc:
-            raise ValueError(str(exc)) from exc
-        return v
+    _no_secrets = field_validator("storage_options")(classmethod(lambda cls, v: _no_secrets(v)))
 
     @model_validator(mode="after")
     def _order(self):
@@ -453,16 +455,7 @@ class OutputSpec(_Section):
         check_dir_template(v)
         return v
 
-    @field_validator("storage_options")
-    @classmethod
-    def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from .data.sources import reject_secrets
-
-        try:
-            reject_secrets(v)
-        except SpecError as exc:
-            raise ValueError(str(exc)) from exc
-        return v
+    _no_secrets = field_validator("storage_options")(classmethod(lambda cls, v: _no_secrets(v)))
 
 
 class PolicySpec(_Section):
