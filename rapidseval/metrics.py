@@ -39,12 +39,10 @@ def add_metrics(table: pd.DataFrame) -> pd.DataFrame:
     ``table`` has integer columns ``tp, fp, fn, tn``.  A row with ``n == 0``
     gets NaN metrics (an empty window is shown, never dropped).
     """
-    out = table.copy()
-    tp, fp, fn, tn = (out[c].to_numpy(dtype="int64") for c in COUNT_COLUMNS)
+    tp, fp, fn, tn = (table[c].to_numpy(dtype="int64") for c in COUNT_COLUMNS)
     n = tp + fp + fn + tn
-    out["n"] = n
-    out["positives"] = tp + fn
-    out["predicted_positives"] = tp + fp
+    columns = {c: table[c].to_numpy() for c in table.columns}
+    columns.update({"n": n, "positives": tp + fn, "predicted_positives": tp + fp})
     metrics = {
         "precision": _divide(tp, tp + fp),
         "recall": _divide(tp, tp + fn),
@@ -53,9 +51,11 @@ def add_metrics(table: pd.DataFrame) -> pd.DataFrame:
         "positive_rate": _divide(tp + fn, n),
         "predicted_positive_rate": _divide(tp + fp, n),
     }
+    empty = n == 0
     for name, values in metrics.items():
-        out[name] = np.where(n > 0, values, np.nan)
-    return out
+        values[empty] = np.nan
+        columns[name] = values
+    return pd.DataFrame(columns, index=table.index)
 
 
 def learn_threshold(scores, labels, counts, *, how: str = "max_f1", target: float | None = None) -> dict[str, float]:

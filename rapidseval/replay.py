@@ -29,6 +29,7 @@ month, multiples) and every whole-hour label delay is exact.
 
 from __future__ import annotations
 
+import functools
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -295,16 +296,15 @@ def summarize_scores(event_time, y_true, proba, *, threshold: float, window: str
     w = parse_window(window)
     t_us = xp.asarray(event_time)
     if t_us.dtype.kind == "M":
-        t_us = t_us.astype("datetime64[us]").view("int64")
+        t_us = t_us.astype("datetime64[us]", copy=False).view("int64")
     n = int(t_us.shape[0])
     if xp is np and threads > 1 and n >= 2 * 500_000:
         cuts = np.linspace(0, n, threads + 1).astype(int)
-        with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(
-                lambda i: _summarize(t_us[cuts[i]:cuts[i + 1]], np.asarray(y_true)[cuts[i]:cuts[i + 1]],
-                                     np.asarray(proba)[cuts[i]:cuts[i + 1]], threshold, w, bins, exact, np),
-                range(threads),
-            ))
+        parts = list(_pool(threads).map(
+            lambda i: _summarize(t_us[cuts[i]:cuts[i + 1]], np.asarray(y_true)[cuts[i]:cuts[i + 1]],
+                                 np.asarray(proba)[cuts[i]:cuts[i + 1]], threshold, w, bins, exact, np),
+            range(threads),
+        ))
         return merge_summaries(parts)
     return _summarize(t_us, y_true, proba, threshold, w, bins, exact, xp)
 
@@ -617,6 +617,12 @@ def _real_hours(start: np.ndarray, end: np.ndarray, tz: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 # counts-only helpers (kept for callers that only need confusion counts)
 # ---------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A process-wide pool for splitting one array reduction over threads (NumPy releases the GIL)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="rapidseval-reduce")
+
+
 def _count_table(t_us, y_true, y_pred, w: Window, xp) -> tuple[np.ndarray, np.ndarray]:
     """(window keys, (k, 4) code counts) of some rows, all windows between the extremes."""
     codes = confusion_codes(y_true, y_pred, xp)  # int8
@@ -649,17 +655,16 @@ def window_counts(event_time, y_true, y_pred, *, window: str | Window, xp=np, th
     w = parse_window(window)
     t_us = xp.asarray(event_time)
     if t_us.dtype.kind == "M":
-        t_us = t_us.astype("datetime64[us]").view("int64")
+        t_us = t_us.astype("datetime64[us]", copy=False).view("int64")
     n = int(t_us.shape[0])
     if n == 0:
         return pd.DataFrame({c: np.zeros(0, dtype="int64") for c in ("window", *COUNT_COLUMNS)})
     if xp is np and threads > 1 and n >= 2 * 500_000:
         cuts = np.linspace(0, n, threads + 1).astype(int)
         y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-        with ThreadPoolExecutor(threads) as pool:
-            pieces = list(pool.map(
-                lambda i: _count_table(t_us[cuts[i]:cuts[i + 1]], y_true[cuts[i]:cuts[i + 1]],
-                                       y_pred[cuts[i]:cuts[i + 1]], w, np), range(threads)))
+        pieces = list(_pool(threads).map(
+            lambda i: _count_table(t_us[cuts[i]:cuts[i + 1]], y_true[cuts[i]:cuts[i + 1]],
+                                   y_pred[cuts[i]:cuts[i + 1]], w, np), range(threads)))
         keys, table = _sum_by_key(np.concatenate([k for k, _ in pieces]), np.concatenate([t for _, t in pieces]))
     else:
         keys, table = _count_table(t_us, y_true, y_pred, w, xp)
@@ -680,20 +685,25 @@ def merge_window_counts(tables, by=("window",)) -> pd.DataFrame:
 def replay_table(counts: pd.DataFrame, *, window: str | Window, fill_from=None, fill_to=None) -> pd.DataFrame:
     """Count metrics per window with cumulative-since-start columns, empty windows kept."""
     w = parse_window(window)
-    counts = counts.sort_values("window")
+    keys = counts["window"].to_numpy(dtype="int64")
+    values = {c: counts[c].to_numpy(dtype="int64") for c in COUNT_COLUMNS}
+    if len(keys) > 1 and (np.diff(keys) < 0).any():
+        order = np.argsort(keys, kind="stable")
+        keys, values = keys[order], {c: v[order] for c, v in values.items()}
     if fill_from is not None and fill_to is not None:
         lo, hi = fill_from, fill_to
-        if len(counts):
-            lo, hi = min(lo, counts["window"].min()), max(hi, counts["window"].max())
-        full = pd.DataFrame({"window": np.arange(lo, hi + 1, dtype="int64")})
-        counts = full.merge(counts, on="window", how="left").fillna(0)
+        if len(keys):
+            lo, hi = min(lo, int(keys[0])), max(hi, int(keys[-1]))
+        full = np.arange(lo, hi + 1, dtype="int64")
+        filled = {c: np.zeros(len(full), dtype="int64") for c in COUNT_COLUMNS}
         for c in COUNT_COLUMNS:
-            counts[c] = counts[c].astype("int64")
-    start, end = w.bounds(counts["window"].to_numpy())
-    out = add_metrics(counts.reset_index(drop=True))
+            np.add.at(filled[c], keys - lo, values[c])
+        keys, values = full, filled
+    start, end = w.bounds(keys)
+    out = add_metrics(pd.DataFrame(values))
     out.insert(0, "window_start", start)
     out.insert(1, "window_end", end)
-    cum = add_metrics(out[list(COUNT_COLUMNS)].cumsum())
+    cum = add_metrics(pd.DataFrame({c: np.cumsum(v) for c, v in values.items()}))
     for name in ("n", "precision", "recall", "f1"):
         out[f"cumulative_{name}"] = cum[name].to_numpy()
-    return out.drop(columns=["window"])
+    return out
