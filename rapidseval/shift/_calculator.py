@@ -29,7 +29,9 @@ import pandas as pd
 
 from ..errors import SpecError
 from ._counts import DayCounts
-from ._stats import STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ref_info
+from ._ks import ks_pvalues
+from ._stats import (STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ks_effective_n, ks_needs_exact,
+                     ks_statistic, ref_info)
 
 __all__ = ["ShiftCalculator", "ShiftResult", "FREQUENCIES", "ALARM_METHODS", "CALENDARS", "alarms",
            "SHIFT_COLUMNS", "check_statistics"]
@@ -93,6 +95,9 @@ class _FeatureRef:
     day_pos: np.ndarray  # for each entry: index into the reference days
     counts: DayCounts
     full: Dist
+    by_weekday: np.ndarray  # (7, len(values)) int64: counts of the reference's Mondays, Tuesdays, ...
+    entry_wd: np.ndarray  # weekday of every entry
+    day_start: np.ndarray  # entries of reference day i are day_start[i]:day_start[i + 1]
 
 
 class ShiftCalculator:
@@ -124,12 +129,16 @@ class ShiftCalculator:
         For the ``p_below_alpha`` column (the uncalibrated test, for contrast).
     max_categories : int
         Integer features with at most this many distinct reference values bin per value.
+    exact_p : bool
+        KS p-values: scipy's ``kstwo.sf`` everywhere (slow: 0.1-2.5 s per value for
+        140 < n <= 1e6 and p below ~0.025).  Default False: Maag & Dicaire's
+        approximation there, marked ``p_method="smirnov_approx"`` (see :func:`ks_pvalues`).
     """
 
     def __init__(self, features=None, *, statistics=None, per_feature=None, frequency: str = "M",
                  calendar: str = "weekday", alarm: str = "std", k_std: float = 3.0, quantile: float = 0.99,
                  min_effect: Mapping[str, float] | None = None, bins: int = 10, fill_value: float = -1.0,
-                 alpha: float = 0.05, max_categories: int = 64):
+                 alpha: float = 0.05, max_categories: int = 64, exact_p: bool = False):
         self.features = None if features is None else tuple(features)
         self.statistics = None if statistics is None else tuple(statistics)
         self.per_feature = dict(per_feature or {})
@@ -143,6 +152,7 @@ class ShiftCalculator:
         self.fill_value = fill_value
         self.alpha = alpha
         self.max_categories = max_categories
+        self.exact_p = exact_p
         self._validate()
 
     def _validate(self):
@@ -185,49 +195,59 @@ class ShiftCalculator:
             full = Dist(values.astype("float64"), np.bincount(vidx, weights=c.count, minlength=len(values)).astype("int64"))
             info = ref_info(f, full, fill_value=self.fill_value, bins=self.bins, max_categories=self.max_categories)
             self.refs_[f] = _FeatureRef(info, self.statistics_for(f), values.astype("float64"), vidx, c.count,
-                                        None, c, full)
+                                        None, c, full, None, None, None)
         self.days_ = days
+        nv_days = len(days)
         for r in self.refs_.values():
             r.day_pos = np.searchsorted(days, r.counts.day)
+            r.entry_wd = _weekday(r.counts.day)
+            nv = len(r.values)
+            r.by_weekday = np.bincount(r.entry_wd * nv + r.vidx, weights=r.count, minlength=7 * nv).reshape(7, nv)
+            r.by_weekday = np.rint(r.by_weekday).astype("int64")
+            r.day_start = np.searchsorted(r.day_pos, np.arange(nv_days + 1))
         self._ref_cache: dict = {}
         self.null_ = self._calibrate()
         return self
 
-    def _weights(self, comp: np.ndarray, exclude: np.ndarray | None) -> np.ndarray | None:
-        """Per reference day multiplier giving the reference the weekday mix ``comp``
-        (days in ``exclude`` left out); None when every day counts once."""
+    def _mix(self, comp: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
+        """Multiplier per weekday giving the reference the weekday mix ``comp`` (days in
+        ``exclude`` left out): int64 ones/zeros when every used day counts once (a plain
+        subset of days: integer counts), float64 otherwise."""
         keep = np.ones(len(self.days_), bool)
         if exclude is not None:
             keep[exclude] = False
         if self.calendar == "none":
-            return None if exclude is None else keep.astype("float64")
-        wd = _weekday(self.days_)
-        have = np.bincount(wd[keep], minlength=7)
+            return np.ones(7, "int64")
+        have = np.bincount(_weekday(self.days_)[keep], minlength=7)
         if np.any((comp > 0) & (have == 0)):  # the reference lacks a weekday the window has
-            return None if exclude is None else keep.astype("float64")
+            return np.ones(7, "int64")
         per_wd = np.where(have > 0, comp / np.maximum(have, 1), 0.0)
-        w = np.where(keep, per_wd[wd], 0.0)
-        pos = w[w > 0]
-        if exclude is None and np.all(pos == pos[0]) and np.all(keep):
-            return None if len(pos) == len(w) else w / pos[0]
-        return w
+        pos = per_wd[per_wd > 0]
+        if np.all(pos == pos[0]):
+            return (per_wd > 0).astype("int64")
+        return per_wd
 
-    def _ref_dist(self, f: str, w: np.ndarray | None) -> Dist:
+    def _ref_dist(self, f: str, a: np.ndarray, exclude: slice | None = None) -> Dist:
+        """The reference with weekday multipliers ``a``, reference days ``exclude`` left out:
+        ``a @ counts_by_weekday`` less the left-out days' entries (O(values), not O(entries))."""
         r = self.refs_[f]
-        if w is None:
-            return r.full
-        if np.all((w == 0) | (w == w[w > 0][0])):  # plain subset of days: integer counts
-            keep = w[r.day_pos] > 0
-            return Dist(r.values, np.bincount(r.vidx[keep], weights=r.count[keep], minlength=len(r.values)).astype("int64"))
-        mult = w[r.day_pos]
-        per_day = np.bincount(r.day_pos, weights=r.count, minlength=len(w))
-        n_eff = (per_day @ w) ** 2 / (per_day @ (w * w))
-        return Dist(r.values, np.bincount(r.vidx, weights=r.count * mult, minlength=len(r.values)), n_eff=n_eff)
+        counts = a @ r.by_weekday
+        per_wd = r.by_weekday.sum(axis=1)
+        if exclude is not None:
+            lo, hi = r.day_start[exclude.start], r.day_start[exclude.stop]
+            m = a[r.entry_wd[lo:hi]]
+            counts = counts - np.bincount(r.vidx[lo:hi], weights=r.count[lo:hi] * m, minlength=len(r.values)).astype(counts.dtype)
+            per_wd = per_wd - np.bincount(r.entry_wd[lo:hi], weights=r.count[lo:hi], minlength=7).astype("int64")
+        if a.dtype.kind in "iu":
+            return Dist(r.values, counts)
+        s1, s2 = float(per_wd @ a), float(per_wd @ (a * a))
+        return Dist(r.values, counts, n_eff=s1 * s1 / s2 if s2 > 0 else 0.0)
 
     def _reference_for(self, f: str, comp: np.ndarray) -> Dist:
         key = (f, tuple(int(c) for c in comp))
         if key not in self._ref_cache:
-            self._ref_cache[key] = self._ref_dist(f, self._weights(comp, None))
+            a = self._mix(comp, None)
+            self._ref_cache[key] = self.refs_[f].full if np.all(a == 1) and a.dtype.kind in "iu" else self._ref_dist(f, a)
         return self._ref_cache[key]
 
     def _block_len(self) -> int:
@@ -242,25 +262,24 @@ class ShiftCalculator:
     def _calibrate(self) -> pd.DataFrame:
         L = self._block_len()
         days = self.days_
-        rows = []
         starts = [i for i in range(len(days) - L + 1) if days[i + L - 1] - days[i] == L - 1]
+        mixes = [(i, self._mix(np.bincount(_weekday(days[i:i + L]), minlength=7), np.arange(i, i + L))) for i in starts]
+        cols: dict[str, list] = {k: [] for k in ("feature", "statistic", "null_mean", "null_std", "n_null", "threshold")}
         for f, r in self.refs_.items():
-            slices = r.counts.day_slices()
             values = {s: [] for s in r.stats}
-            for i in starts:
-                block = np.arange(i, i + L)
-                bdays = days[block]
-                sl = [slices[int(d)] for d in bdays if int(d) in slices]
-                if not sl:
+            for i, a in mixes:
+                lo, hi = r.day_start[i], r.day_start[i + L]
+                if hi == lo:
                     continue
-                win = _dist_of(r.counts, slice(sl[0].start, sl[-1].stop))
-                comp = np.bincount(_weekday(bdays), minlength=7)
-                w = self._weights(comp, block)
-                if w is not None and not np.any(w > 0):
+                # the block's counts on the reference's value grid: no sort
+                wc = np.bincount(r.vidx[lo:hi], weights=r.count[lo:hi], minlength=len(r.values))
+                nz = np.flatnonzero(wc)
+                win = Dist(r.values[nz], np.rint(wc[nz]).astype("int64"))
+                ref = self._ref_dist(f, a, slice(i, i + L))
+                if not ref.total > 0:
                     continue
-                ref = self._ref_dist(f, w)
                 for s in r.stats:
-                    values[s].append(STATISTICS[s].fn(ref, win, r.info)[0])
+                    values[s].append(STATISTICS[s].value_of(ref, win, r.info))
             for s in r.stats:
                 v = np.asarray(values[s], dtype="float64")
                 v = v[np.isfinite(v)]
@@ -271,48 +290,112 @@ class ShiftCalculator:
                 else:
                     thr = float(np.quantile(v, self.quantile)) if len(v) else np.nan
                 thr = max(thr, self.min_effect.get(s, -np.inf)) if np.isfinite(thr) else thr
-                rows.append({"feature": f, "statistic": s, "null_mean": mean, "null_std": std, "n_null": len(v),
-                             "block_days": L, "threshold": thr})
-        return pd.DataFrame(rows)
+                for k, x in zip(cols, (f, s, mean, std, len(v), thr)):
+                    cols[k].append(x)
+        out = pd.DataFrame(cols)
+        out.insert(5, "block_days", L)
+        return out
 
     # -- calculate --------------------------------------------------------------------------
     def calculate(self, counts: Mapping[str, DayCounts]) -> "ShiftResult":
-        """Compare every window of ``counts`` (one :class:`DayCounts` per feature) with the reference."""
+        """Compare every window of ``counts`` (one :class:`DayCounts` per feature) with the reference.
+
+        KS p-values are computed at the end, for all rows in one vectorised call
+        (:func:`~rapidseval.shift.ks_pvalues`); ``p_method`` says how each was obtained.
+        """
         if not hasattr(self, "refs_"):
             raise SpecError("fit the shift calculator on a reference before calculate")
-        null = self.null_.set_index(["feature", "statistic"])
-        rows = []
+        null = {(f, s): row for f, s, row in zip(self.null_["feature"], self.null_["statistic"],
+                                                  self.null_[["threshold", "null_mean", "null_std", "n_null"]].to_numpy())}
+        cols: dict[str, list] = {k: [] for k in ("window_start", "window_end", "feature", "statistic", "value",
+                                                 "p_value", "p_method", "threshold", "null_mean", "null_std", "n_null",
+                                                 "n_reference", "n_window")}
+        ks_rows, ks_d, ks_en = [], [], []
         for f, r in self.refs_.items():
             if f not in counts:
                 raise SpecError(f"no counts for feature {f} to compare with the reference {self.label_}")
             c = counts[f]
             if not len(c):
                 continue
-            slices = c.day_slices()
-            days = np.fromiter(slices, dtype="int64")
+            starts, lengths = _runs(c.day)
+            days = c.day[starts]
             keys = _window_keys(days, self.frequency)
-            for key in np.unique(keys):
-                wdays = days[keys == key]
-                win = _dist_of(c, slice(slices[int(wdays[0])].start, slices[int(wdays[-1])].stop))
-                ref = self._reference_for(f, np.bincount(_weekday(wdays), minlength=7))
-                start, end = _window_bounds(int(key), self.frequency)
+            kstart, klen = _runs(keys)
+            ukeys = keys[kstart]
+            wstart, wend = _window_bounds_many(ukeys, self.frequency)
+            ends = starts + lengths
+            for j in range(len(ukeys)):
+                d0, d1 = kstart[j], kstart[j] + klen[j]
+                win = _dist_of(c, slice(int(starts[d0]), int(ends[d1 - 1])))
+                ref = self._reference_for(f, np.bincount(_weekday(days[d0:d1]), minlength=7))
                 for s in r.stats:
-                    value, p = STATISTICS[s].fn(ref, win, r.info)
-                    nl = null.loc[(f, s)]
-                    thr = float(nl["threshold"])
-                    floor = self.min_effect.get(s, -np.inf)
-                    rows.append({
-                        "reference": self.label_, "window": _label(start, self.frequency),
-                        "window_start": start, "window_end": end, "feature": f, "statistic": s,
-                        "value": float(value), "p_value": float(p),
-                        "p_method": ("exact" if ref.exact else "effective_n") if STATISTICS[s].p_value else "",
-                        "threshold": thr,
-                        "alarm": bool(np.isfinite(thr) and value > thr and value >= floor),
-                        "p_below_alpha": bool(p < self.alpha), "null_mean": float(nl["null_mean"]),
-                        "null_std": float(nl["null_std"]), "n_null": int(nl["n_null"]),
-                        "n_reference": ref.n, "n_window": win.n,
-                    })
-        return ShiftResult(pd.DataFrame(rows, columns=SHIFT_COLUMNS), self.null_)
+                    st = STATISTICS[s]
+                    method = ""
+                    if s == "ks" and not ks_needs_exact(ref, win):
+                        value, p = ks_statistic(ref, win, r.info), np.nan
+                        ks_rows.append(len(cols["value"]))
+                        ks_d.append(value)
+                        ks_en.append(ks_effective_n(ref, win))
+                        method = "exact" if ref.exact else "effective_n"
+                    else:
+                        value, p = st.fn(ref, win, r.info)
+                        if st.p_value:
+                            method = "exact" if ref.exact else "effective_n"
+                    nl = null[(f, s)]
+                    for k, x in zip(("window_start", "window_end", "feature", "statistic", "value", "p_value",
+                                     "p_method", "threshold", "null_mean", "null_std", "n_null", "n_reference",
+                                     "n_window"),
+                                    (wstart[j], wend[j], f, s, value, p, method, nl[0], nl[1], nl[2], nl[3],
+                                     ref.n, win.n)):
+                        cols[k].append(x)
+        p_value = np.asarray(cols["p_value"], dtype="float64")
+        method = np.asarray(cols["p_method"], dtype=object)
+        if ks_rows:
+            idx = np.asarray(ks_rows)
+            p, approx = ks_pvalues(ks_d, ks_en, exact_tail=self.exact_p)
+            p_value[idx] = p
+            method[idx[approx]] = "smirnov_approx"
+        value = np.asarray(cols["value"], dtype="float64")
+        thr = np.asarray(cols["threshold"], dtype="float64")
+        floor = np.asarray([self.min_effect.get(s, -np.inf) for s in cols["statistic"]], dtype="float64")
+        start = pd.DatetimeIndex(cols["window_start"]) if cols["window_start"] else pd.DatetimeIndex([], dtype="datetime64[ns]")
+        table = pd.DataFrame({
+            "reference": self.label_,
+            "window": _labels(start, self.frequency),
+            "window_start": start, "window_end": pd.DatetimeIndex(cols["window_end"]) if cols["window_end"] else start,
+            "feature": cols["feature"], "statistic": cols["statistic"], "value": value, "p_value": p_value,
+            "p_method": method, "threshold": thr,
+            "alarm": np.isfinite(thr) & (value > thr) & (value >= floor),
+            "p_below_alpha": p_value < self.alpha,
+            "null_mean": np.asarray(cols["null_mean"], dtype="float64"),
+            "null_std": np.asarray(cols["null_std"], dtype="float64"),
+            "n_null": np.asarray(cols["n_null"], dtype="int64"),
+            "n_reference": np.asarray(cols["n_reference"], dtype="int64"),
+            "n_window": np.asarray(cols["n_window"], dtype="int64"),
+        }, columns=SHIFT_COLUMNS)
+        return ShiftResult(table, self.null_)
+
+
+def _runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and lengths of the runs of equal values of a sorted array."""
+    n = len(x)
+    if n == 0:
+        return np.zeros(0, "int64"), np.zeros(0, "int64")
+    flag = np.empty(n, bool)
+    flag[0] = True
+    flag[1:] = x[1:] != x[:-1]
+    starts = np.flatnonzero(flag)
+    return starts, np.diff(np.append(starts, n))
+
+
+def _window_bounds_many(keys: np.ndarray, freq: str):
+    from ..replay import parse_window
+
+    return parse_window(freq).bounds(np.asarray(keys))
+
+
+def _labels(start: pd.DatetimeIndex, freq: str) -> list[str]:
+    return list(start.strftime("%Y-%m" if freq == "M" else "%Y-%m-%d"))
 
 
 def _dist_of(c: DayCounts, sl: slice) -> Dist:

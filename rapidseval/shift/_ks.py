@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ks_2samp", "ks_from_counts", "ks_pvalue", "merge_counts", "value_counts", "MAX_EXACT_N"]
+__all__ = ["ks_2samp", "ks_from_counts", "ks_pvalue", "ks_pvalues", "merge_counts", "value_counts", "MAX_EXACT_N"]
 
 #: scipy's ``MAX_AUTO_N``: method "auto" is exact up to this many rows per sample
 MAX_EXACT_N = 10_000
@@ -64,6 +64,43 @@ def ks_pvalue(d: float, n1: int, n2: int, *, sample1=None, sample2=None) -> floa
     m, n = sorted([float(n1), float(n2)], reverse=True)
     en = m * n / (m + n)
     return float(np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1))
+
+
+#: scipy's ``kstwo.sf`` sums Smirnov's exact series (O(n) per call: 0.1-0.3 s at n = 200k)
+#: for 140 < n <= this and 2.2 <= n d**2 < 370; above it scipy itself is asymptotic
+SMIRNOV_EXACT_MAX_N = 1_000_000
+
+
+def ks_pvalues(d, en, *, exact_tail: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised ``kstwo.sf(d, en)`` (Smirnov's two-sided p-value for ``en`` effective rows).
+
+    Where scipy would sum Smirnov's exact series at large ``en`` (``140 < en <=
+    1e6``, ``2.2 <= en * d**2 < 370``: p below ~0.025, and 0.1-0.3 s per call),
+    and ``exact_tail`` is false, the p-value is Maag & Dicaire's approximation
+    ``2 exp(-(6 en d + 1)**2 / (18 en))`` instead (relative error < 2e-3 for
+    ``p >= 1e-9``, en >= 20000; larger deep in the tail).  Everything else is
+    scipy's own value.
+
+    Returns
+    -------
+    p : float64 array
+    approximate : bool array, True where the approximation was used
+    """
+    from scipy import stats
+
+    d = np.atleast_1d(np.asarray(d, dtype="float64"))
+    en = np.atleast_1d(np.asarray(en, dtype="float64"))
+    nx2 = en * d * d
+    approx = ((en > 140) & (en <= SMIRNOV_EXACT_MAX_N) & (nx2 >= 2.2) & (nx2 < 370) & (d < 0.5)
+              & (en * d > 1) & (en * d < en - 1))
+    if exact_tail:
+        approx[:] = False
+    p = np.empty_like(d)
+    p[approx] = 2 * np.exp(-(6 * en[approx] * d[approx] + 1) ** 2 / (18 * en[approx]))
+    rest = ~approx
+    if rest.any():
+        p[rest] = stats.kstwo.sf(d[rest], en[rest])
+    return np.clip(p, 0, 1), approx
 
 
 def ks_2samp(a, b) -> tuple[float, float]:

@@ -124,14 +124,31 @@ class RefInfo:
 # ---------------------------------------------------------------------------------------
 # the statistics
 # ---------------------------------------------------------------------------------------
-def _ks(ref: Dist, win: Dist, info: RefInfo) -> tuple[float, float]:
+def ks_statistic(ref: Dist, win: Dist, info: RefInfo | None = None) -> float:
+    """The KS statistic alone (no p-value: calibration needs only values)."""
     r, x = ref.values, win.values
     cr = np.concatenate([[0], ref.cum])
     cx = np.concatenate([[0], win.cum])
     # |F_ref - F_win| is largest at a window value or just before one: F_win is flat between them
     right = cr[np.searchsorted(r, x, side="right")] / ref.total - cx[1:] / win.total
     left = cr[np.searchsorted(r, x, side="left")] / ref.total - cx[:-1] / win.total
-    d = float(max(np.clip(-min(right.min(), left.min()), 0, 1), max(right.max(), left.max())))
+    return float(max(np.clip(-min(right.min(), left.min()), 0, 1), max(right.max(), left.max())))
+
+
+def ks_effective_n(ref: Dist, win: Dist) -> float:
+    """``round(m n / (m + n))`` of scipy's asymptotic p-value (Kish's effective sizes when weighted)."""
+    m, n = sorted([float(ref.total), float(win.total)] if ref.exact and win.exact else [ref.n_eff, win.n_eff],
+                  reverse=True)
+    return max(1.0, float(np.round(m * n / (m + n))))
+
+
+def ks_needs_exact(ref: Dist, win: Dist) -> bool:
+    """scipy's method "auto" is exact here (the p-value needs the samples)."""
+    return bool(ref.exact and win.exact and max(int(ref.total), int(win.total)) <= MAX_EXACT_N)
+
+
+def _ks(ref: Dist, win: Dist, info: RefInfo) -> tuple[float, float]:
+    d = ks_statistic(ref, win, info)
     if ref.exact and win.exact:
         n1, n2 = int(ref.total), int(win.total)
         if max(n1, n2) <= MAX_EXACT_N:
@@ -297,6 +314,11 @@ class Statistic:
     kinds: tuple[str, ...]
     doc: str
     p_value: bool = field(default=False)
+    #: ``value(ref, win, info) -> float`` without the p-value, where that is cheaper
+    value: Callable[[Dist, Dist, RefInfo], float] | None = field(default=None)
+
+    def value_of(self, ref: Dist, win: Dist, info: RefInfo) -> float:
+        return self.value(ref, win, info) if self.value is not None else self.fn(ref, win, info)[0]
 
 
 _ALL = ("categorical", "integer", "continuous")
@@ -304,7 +326,7 @@ _ORDERED = ("integer", "continuous")
 _DISCRETE = ("categorical", "integer")
 
 STATISTICS: dict[str, Statistic] = {s.name: s for s in (
-    Statistic("ks", _ks, _ALL, "two-sample Kolmogorov-Smirnov D (scipy.stats.ks_2samp)", True),
+    Statistic("ks", _ks, _ALL, "two-sample Kolmogorov-Smirnov D (scipy.stats.ks_2samp)", True, ks_statistic),
     Statistic("wasserstein", _wasserstein, _ORDERED, "Wasserstein-1 distance in the feature's units"),
     Statistic("wasserstein_norm", _wasserstein_norm, _ORDERED, "Wasserstein-1 divided by the reference's std"),
     Statistic("jensen_shannon", _js, _ALL, "Jensen-Shannon distance, base 2 (0..1), on categories or reference-quantile bins"),
