@@ -36,3 +36,10 @@ bench: $(VENV)/.installed-test
 
 clean:
 	rm -rf runs .rapidseval
+
+# Evidently 0.7.23 (pins pandas < 2.4) for benchmarks/bench_shift.py, in its own environment
+EVIDENTLY_VENV ?= $(HOME)/.cache/rapidseval/venv-evidently
+.PHONY: bench-evidently-env
+bench-evidently-env:
+	test -x $(EVIDENTLY_VENV)/bin/python || $(PYTHON) -m venv $(EVIDENTLY_VENV)
+	$(EVIDENTLY_VENV)/bin/python -m pip install -q "evidently==0.7.23" "pandas>=2.3,<2.4" pyarrow
