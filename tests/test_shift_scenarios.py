@@ -86,3 +86,20 @@ def test_units_bug_flagged_in_its_month_and_features(tmp_path_factory):
         assert alarm[(f, "2020-03")], f
         assert not alarm[(f, "2020-02")], f
     print("\n", alarm[alarm].to_string())
+
+
+def test_march2020_flagged_in_march_in_its_features(tmp_path_factory):
+    """ground_truth.json: trip mix changes from 2020-03-14 in the zones, distance, time and speed."""
+    counts, truth = _scenario(tmp_path_factory, "march2020", "2020-01", "2020-03")
+    changes = truth["changes"] if "changes" in truth else truth
+    feats = sorted({f for c in changes for f in c["features"]})
+    assert feats, changes
+    calc = ShiftCalculator(FEATURES, frequency="M").fit(counts["2020-01"], label="2020-01")
+    import pandas as pd
+
+    t = pd.concat([calc.calculate(counts[m]).table for m in ("2020-02", "2020-03")])
+    alarm, _ = _pairs(t)
+    for f in feats:
+        assert alarm[(f, "2020-03")], f
+        assert not alarm[(f, "2020-02")], f
+    print("\n", alarm[alarm].to_string())
