@@ -130,15 +130,15 @@ class ShiftCalculator:
     max_categories : int
         Integer features with at most this many distinct reference values bin per value.
     exact_p : bool
-        KS p-values: scipy's ``kstwo.sf`` everywhere (slow: 0.1-2.5 s per value for
-        140 < n <= 1e6 and p below ~0.025).  Default False: Maag & Dicaire's
+        True (default): KS p-values are scipy's ``kstwo.sf`` everywhere (slow: 0.1-2.5 s
+        per value for 140 < n <= 1e6 and p below ~0.025).  False: Maag & Dicaire's
         approximation there, marked ``p_method="smirnov_approx"`` (see :func:`ks_pvalues`).
     """
 
     def __init__(self, features=None, *, statistics=None, per_feature=None, frequency: str = "M",
                  calendar: str = "weekday", alarm: str = "std", k_std: float = 3.0, quantile: float = 0.99,
                  min_effect: Mapping[str, float] | None = None, bins: int = 10, fill_value: float = -1.0,
-                 alpha: float = 0.05, max_categories: int = 64, exact_p: bool = False):
+                 alpha: float = 0.05, max_categories: int = 64, exact_p: bool = True):
         self.features = None if features is None else tuple(features)
         self.statistics = None if statistics is None else tuple(statistics)
         self.per_feature = dict(per_feature or {})
