@@ -31,7 +31,7 @@ import pandas as pd
 
 from .features import FeatureSpec, PartStats
 
-__all__ = ["CachedMonth", "feature_spec_hash", "cache_key", "build_month", "read_month_features", "read_value_counts"]
+__all__ = ["CachedMonth", "feature_spec_hash", "cache_key", "build_month", "read_month_features", "read_value_counts", "write_atomic"]
 
 #: bump when the feature code changes what a cached frame holds
 CACHE_VERSION = 1
@@ -75,7 +75,9 @@ def _stats_from_json(d: dict[str, Any]) -> PartStats:
     return PartStats(**d)
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
+    """``write(tmp)`` beside ``path``, then rename it into place (readers never see a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{id(write)}")
     try:
         write(tmp)
@@ -115,9 +117,9 @@ def build_month(month: str, parts, fspec: FeatureSpec, backend_name: str, *, roo
         counts.append(pd.DataFrame({"feature": name, "value": np.asarray(be.to_host(values), dtype="float64"),
                                     "count": np.asarray(be.to_host(n), dtype="int64")}))
     entry = CachedMonth(month, key, str(rootp), total, hit=False)
-    _write_atomic(entry.features_path, lambda p: frame.to_parquet(p, index=False))
-    _write_atomic(entry.counts_path, lambda p: pd.concat(counts, ignore_index=True).to_parquet(p, index=False))
-    _write_atomic(meta, lambda p: p.write_text(json.dumps(_stats_to_json(total), sort_keys=True)))
+    write_atomic(entry.features_path, lambda p: frame.to_parquet(p, index=False))
+    write_atomic(entry.counts_path, lambda p: pd.concat(counts, ignore_index=True).to_parquet(p, index=False))
+    write_atomic(meta, lambda p: p.write_text(json.dumps(_stats_to_json(total), sort_keys=True)))
     return entry
 
 

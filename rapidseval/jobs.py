@@ -490,8 +490,10 @@ class DriftSpec(_Section):
     @field_validator("statistic")
     @classmethod
     def _stat(cls, v: str) -> str:
-        if v not in SHIFT_STATISTICS:
-            raise ValueError(f"unknown shift statistic {v!r}; choose one of {', '.join(SHIFT_STATISTICS)}")
+        from .backtest._drift import DRIFT_STATISTICS
+
+        if v not in DRIFT_STATISTICS:
+            raise ValueError(f"unknown drift statistic {v!r}; choose one of {', '.join(DRIFT_STATISTICS)}")
         return v
 
 

@@ -218,6 +218,34 @@ def _group(keys, xp, dense_limit: int):
     return inv.reshape(-1), uniq, lo, int(uniq.shape[0])
 
 
+def _collapse_exact(w, p, y, c, xp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sum counts ``c`` per distinct ``(window, score, label)``; host arrays sorted by that key."""
+    if int(w.shape[0]) == 0:
+        return _host(w).astype("int64"), _host(p).astype("float64"), _host(y).astype("int8"), _host(c).astype("int64")
+    order = xp.lexsort(xp.stack([y, p, w]))
+    w, p, y, c = w[order], p[order], y[order], c[order]
+    new = xp.ones(int(w.shape[0]), dtype=bool)
+    new[1:] = (w[1:] != w[:-1]) | (p[1:] != p[:-1]) | (y[1:] != y[:-1])
+    total = xp.bincount(xp.cumsum(new) - 1, weights=c)
+    return (_host(w[new]).astype("int64"), _host(p[new]).astype("float64"), _host(y[new]).astype("int8"),
+            _host(total).astype("int64"))
+
+
+def _as_us(event_time, xp):
+    """datetime64 or int64 microseconds -> int64 microseconds (no copy when already so)."""
+    t_us = xp.asarray(event_time)
+    if t_us.dtype.kind == "M":
+        t_us = t_us.astype("datetime64[us]", copy=False).view("int64")
+    return t_us
+
+
+def _split_rows(fn, threads: int, *arrays):
+    """``[fn(*chunk) for chunk]`` over ``threads`` contiguous row chunks, in a shared thread pool."""
+    cuts = np.linspace(0, int(arrays[0].shape[0]), threads + 1).astype(int)
+    arrays = [np.asarray(a) for a in arrays]
+    return list(_pool(threads).map(lambda i: fn(*(a[cuts[i]:cuts[i + 1]] for a in arrays)), range(threads)))
+
+
 def _summarize(t_us, y_true, proba, threshold: float, window: Window, bins: int, exact: bool, xp) -> ScoreSummary:
     n = int(t_us.shape[0])
     if n == 0:
@@ -256,15 +284,7 @@ def _summarize(t_us, y_true, proba, threshold: float, window: Window, bins: int,
     else:
         hist_keys, hist_counts = huniq, hc
 
-    ex = None
-    if exact:
-        order = xp.lexsort(xp.stack([y, p, wkey]))
-        w_s, p_s, y_s = wkey[order], p[order], y[order]
-        new = xp.ones(n, dtype=bool)
-        new[1:] = (w_s[1:] != w_s[:-1]) | (p_s[1:] != p_s[:-1]) | (y_s[1:] != y_s[:-1])
-        starts = xp.nonzero(new)[0]
-        cnt = xp.diff(xp.concatenate([starts, xp.asarray([n])]))
-        ex = (_host(w_s[starts]), _host(p_s[starts]), _host(y_s[starts]).astype("int8"), _host(cnt).astype("int64"))
+    ex = _collapse_exact(wkey, p, y, xp.ones(n, dtype=xp.int64), xp) if exact else None
     return ScoreSummary(
         window.label, bins, _host(hours).astype("int64"), _host(counts).astype("int64"),
         _host(sums).astype("float64"), _host(hist_keys).astype("int64"), _host(hist_counts).astype("int64"), ex,
@@ -294,18 +314,10 @@ def summarize_scores(event_time, y_true, proba, *, threshold: float, window: str
     threads : NumPy only: split the rows over this many threads (NumPy releases the GIL).
     """
     w = parse_window(window)
-    t_us = xp.asarray(event_time)
-    if t_us.dtype.kind == "M":
-        t_us = t_us.astype("datetime64[us]", copy=False).view("int64")
-    n = int(t_us.shape[0])
-    if xp is np and threads > 1 and n >= 2 * 500_000:
-        cuts = np.linspace(0, n, threads + 1).astype(int)
-        parts = list(_pool(threads).map(
-            lambda i: _summarize(t_us[cuts[i]:cuts[i + 1]], np.asarray(y_true)[cuts[i]:cuts[i + 1]],
-                                 np.asarray(proba)[cuts[i]:cuts[i + 1]], threshold, w, bins, exact, np),
-            range(threads),
-        ))
-        return merge_summaries(parts)
+    t_us = _as_us(event_time, xp)
+    if xp is np and threads > 1 and int(t_us.shape[0]) >= 2 * 500_000:
+        return merge_summaries(_split_rows(
+            lambda t, y, p: _summarize(t, y, p, threshold, w, bins, exact, np), threads, t_us, y_true, proba))
     return _summarize(t_us, y_true, proba, threshold, w, bins, exact, xp)
 
 
@@ -335,13 +347,7 @@ def merge_summaries(summaries) -> ScoreSummary:
                          np.concatenate([s.hist_counts for s in summaries]).astype("float64"))
     ex = None
     if all(s.exact is not None for s in summaries):
-        w, p, y, c = (np.concatenate([s.exact[i] for s in summaries]) for i in range(4))
-        order = np.lexsort((y, p, w))
-        w, p, y, c = w[order], p[order], y[order], c[order]
-        new = np.ones(len(w), dtype=bool)
-        new[1:] = (w[1:] != w[:-1]) | (p[1:] != p[:-1]) | (y[1:] != y[:-1])
-        grp = np.cumsum(new) - 1
-        ex = (w[new], p[new], y[new], np.bincount(grp, weights=c).astype("int64") if len(c) else c)
+        ex = _collapse_exact(*(np.concatenate([s.exact[i] for s in summaries]) for i in range(4)), np)
     return ScoreSummary(first.window, first.bins, hours_u.astype("int64"), counts.astype("int64"), sums,
                         hk.astype("int64"), hc.astype("int64"), ex)
 
@@ -653,18 +659,12 @@ def window_counts(event_time, y_true, y_pred, *, window: str | Window, xp=np, th
     (NumPy only) splits the rows over threads and adds the counts.
     """
     w = parse_window(window)
-    t_us = xp.asarray(event_time)
-    if t_us.dtype.kind == "M":
-        t_us = t_us.astype("datetime64[us]", copy=False).view("int64")
+    t_us = _as_us(event_time, xp)
     n = int(t_us.shape[0])
     if n == 0:
         return pd.DataFrame({c: np.zeros(0, dtype="int64") for c in ("window", *COUNT_COLUMNS)})
     if xp is np and threads > 1 and n >= 2 * 500_000:
-        cuts = np.linspace(0, n, threads + 1).astype(int)
-        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-        pieces = list(_pool(threads).map(
-            lambda i: _count_table(t_us[cuts[i]:cuts[i + 1]], y_true[cuts[i]:cuts[i + 1]],
-                                   y_pred[cuts[i]:cuts[i + 1]], w, np), range(threads)))
+        pieces = _split_rows(lambda t, y, p: _count_table(t, y, p, w, np), threads, t_us, y_true, y_pred)
         keys, table = _sum_by_key(np.concatenate([k for k, _ in pieces]), np.concatenate([t for _, t in pieces]))
     else:
         keys, table = _count_table(t_us, y_true, y_pred, w, xp)

@@ -387,3 +387,8 @@ def test_one_and_two_workers_identical(result, history, cache_dir, tmp_path, das
     for r in runs:
         assert r.manifest["backtest"]["feature_cache"]["reused"] == months
     assert len([p for p in Path(cache_dir).iterdir() if p.suffix == ".json"]) == months
+
+
+def test_drift_statistic_the_signal_cannot_compute_is_a_spec_error():
+    with pytest.raises(SpecError, match="backtest.drift.statistic: unknown drift statistic 'psi'; choose one of ks"):
+        load_job(Path(__file__).resolve().parent.parent / "jobs" / "backtest_synthetic.yaml", ["backtest.drift.statistic=psi"])

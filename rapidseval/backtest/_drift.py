@@ -15,7 +15,10 @@ import numpy as np
 
 from ..shift import ks_from_counts
 
-__all__ = ["DriftSignal", "drift_signal"]
+__all__ = ["DRIFT_STATISTICS", "DriftSignal", "drift_signal"]
+
+#: statistics :func:`drift_signal` computes (the job spec validates against this)
+DRIFT_STATISTICS = ("ks",)
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,8 @@ def drift_signal(reference, current, *, month: str, threshold: float, features=N
         Features to watch (default: every feature of ``current``).
     statistic : {"ks"}
     """
-    if statistic != "ks":
-        raise ValueError(f"unknown drift statistic {statistic!r}; choose one of ks")
+    if statistic not in DRIFT_STATISTICS:
+        raise ValueError(f"unknown drift statistic {statistic!r}; choose one of {', '.join(DRIFT_STATISTICS)}")
     values: dict[str, float] = {}
     for name in features or list(current):
         v1, c1 = reference[name]

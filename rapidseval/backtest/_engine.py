@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import pickle
 import shutil
 import time
@@ -35,7 +34,7 @@ import pandas as pd
 
 from ..backend import get_backend
 from ..errors import RapidsEvalError, SpecError
-from ..feature_cache import CachedMonth, build_month, read_month_features, read_value_counts
+from ..feature_cache import CachedMonth, build_month, read_month_features, read_value_counts, write_atomic
 from ..metrics import COUNT_COLUMNS, add_metrics
 from ..models import make_model
 from ..progress import Reporter
@@ -71,17 +70,6 @@ def _month_task(item, fspec, backend_name: str, root: str) -> CachedMonth:
     return build_month(month, parts, fspec, backend_name, root=root, fingerprint=fingerprint)
 
 
-def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _score_path(work: str, model_key: str, entry: CachedMonth) -> Path:
     return Path(work) / "scores" / model_key / f"{entry.key}.parquet"
 
@@ -98,7 +86,7 @@ def _score(model, entry: CachedMonth, fspec, be, threshold: float, work: str, mo
                                proba > threshold, window="D", xp=be.xp)
     else:
         counts = window_counts(np.zeros(0, "int64"), np.zeros(0), np.zeros(0), window="D")
-    _write_atomic(_score_path(work, model_key, entry), lambda p: counts.to_parquet(p, index=False))
+    write_atomic(_score_path(work, model_key, entry), lambda p: counts.to_parquet(p, index=False))
     return counts
 
 
@@ -135,11 +123,11 @@ def _fold_task(plan: _ModelPlan, entries: dict[str, CachedMonth], fspec, backend
     rows = int(len(train))
     del train
     model_path = Path(work) / "models" / f"{plan.key}.pkl"
-    _write_atomic(model_path, lambda p: p.write_bytes(pickle.dumps(model, protocol=5)))
+    write_atomic(model_path, lambda p: p.write_bytes(pickle.dumps(model, protocol=5)))
     scores = {m: _score(model, entries[m], fspec, be, model_cfg["threshold"], work, plan.key) for m in fold.eval}
     record = {"key": plan.key, "origin": fold.origin, "train": list(fold.train), "eval": list(fold.eval),
               "train_rows": rows, "train_seconds": seconds, "backend": be.name}
-    _write_atomic(Path(work) / "folds" / f"{plan.key}.json", lambda p: p.write_text(json.dumps(record)))
+    write_atomic(Path(work) / "folds" / f"{plan.key}.json", lambda p: p.write_text(json.dumps(record)))
     return {"record": record, "scores": scores}
 
 
