@@ -17,6 +17,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -161,10 +162,16 @@ def _cpu(reason: str) -> Backend:
     )
 
 
+#: RAPIDS 26.10 wheels: nvforest bundles treelite 4.7.0 while cuML requires treelite >= 4.7.2,
+#: so every model load says it "originated from a newer Treelite version" (harmless: same trees)
+TREELITE_SKEW = r".*originated from a newer Treelite version"
+
+
 def _gpu(reason: str) -> Backend:
     # as dask-cuda does: importing RAPIDS must not create a CUDA context before a
     # cluster has set CUDA_VISIBLE_DEVICES for its workers
     os.environ.setdefault("RAPIDS_NO_INITIALIZE", "1")
+    warnings.filterwarnings("ignore", TREELITE_SKEW, UserWarning)
     try:
         import cudf
         import cupy

@@ -252,6 +252,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
 
     with open_executor(spec.cluster, be) as ex:
         reporter.log(f"cluster: {ex.description}" + (f" — dashboard {ex.dashboard_link}" if ex.dashboard_link else ""))
+        cluster_started = ex.description
 
         # -- train: every model, each training set read once ----------------------------
         model_specs = spec.model_specs()
@@ -355,6 +356,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     timings["total"] = time.perf_counter() - t_start
 
     manifest = _manifest(spec, be, inputs, stats, timings)
+    manifest["cluster_started"] = cluster_started  # what ran (e.g. one worker per GPU), beside what was asked
     manifest["models"] = [{"name": m.name, "kind": m.kind, **info} for m, info in zip(model_specs, fit_info)]
     if replay_summary:
         manifest["replay_summary"] = replay_summary

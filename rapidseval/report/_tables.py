@@ -33,6 +33,8 @@ def facts(run: RunTables) -> list[tuple[str, str]]:
     if cluster:
         keys = [k for k in ("kind", "n_workers", "threads_per_worker", "memory_limit", "address") if cluster.get(k) is not None]
         out.append(("cluster", ", ".join(f"{k} {cluster[k]}" for k in keys) or json.dumps(cluster)))
+    if man.get("cluster_started"):
+        out.append(("cluster started", str(man["cluster_started"])))
     if hw:
         dev = hw.get("gpu") or hw.get("gpu_name") or hw.get("device")
         out.append(("hardware", ", ".join(str(v) for v in (hw.get("platform"), f"{hw.get('cpu_count')} CPUs" if hw.get("cpu_count") else None,

@@ -48,7 +48,8 @@ def print_summary(run: RunTables, console) -> None:
     total = (man.get("timings_s") or {}).get("total")
     console.print(
         f"[bold]{run.name}[/] ({run.kind} job) · backend {man.get('backend', '?')} · cluster {cluster.get('kind', '?')}"
-        + (f" ({cluster['n_workers']} workers)" if cluster.get("n_workers") else "")
+        + (f" ({man['cluster_started']})" if man.get("cluster_started")
+           else f" ({cluster['n_workers']} workers)" if cluster.get("n_workers") else "")
         + (f" · {float(total):.1f} s" if total is not None else ""),
         highlight=False,
     )

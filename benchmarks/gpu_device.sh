@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Steps of the GPU check (issue 8) on an offline NVIDIA host with RAPIDS wheels
+# unpacked by ../shared/tools/rapids-wheels (parts in /var/tmp/rw).  Each step
+# writes its log and results under $OUT (or ./gpu-out).
+#
+#   bash benchmarks/gpu_device.sh install     # assemble the wheels, install to /var/tmp/site, import check
+#   bash benchmarks/gpu_device.sh test        # the gpu-marked tests, then the GPU smoke job
+#   bash benchmarks/gpu_device.sh study ROWS [--skip-cpu|--skip-gpu]   # benchmarks/study_gpu_cpu.py
+set -uo pipefail
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+export PYTHONPATH=/var/tmp/site:$PWD PYTHONUNBUFFERED=1
+# pip --target skips the wheels' load-time fix-ups: name the RAPIDS C++ libraries' folders
+libdirs() { find /var/tmp/site -maxdepth 5 -name 'lib*.so*' -path '*/lib*/*' -printf '%h\n' 2>/dev/null | sort -u | tr '\n' ':'; }
+[ -d /var/tmp/site ] && export LD_LIBRARY_PATH=$(libdirs)${LD_LIBRARY_PATH:-}
+# cuVS needs nvJitLink >= 13.3; the image's CUDA 13.0 copy would be found first by cuda-pathfinder
+jl=$(ls /var/tmp/site/nvidia/cu13/lib/libnvJitLink.so.13 2>/dev/null) && export LD_PRELOAD=$jl
+step=${1:?step}
+shift
+case $step in
+install)
+  t0=$(date +%s)
+  # one pip call: a later --target install replaces shared top-level folders (nvidia/)
+  if [ ! -d /var/tmp/site/cudf ]; then
+    cat /var/tmp/rw/part.* | tar -x -C /var/tmp || exit 1
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /var/tmp/site /var/tmp/rapids-sel/*.whl 2>&1 | tail -5
+  fi
+  echo "install: $(( $(date +%s) - t0 )) s"
+  export LD_LIBRARY_PATH=$(libdirs)${LD_LIBRARY_PATH:-}
+  python3 - <<'PY' 2>&1 | tee "$OUT/install.txt"
+import importlib.metadata as md
+import cudf, cuml, dask_cudf, dask_cuda, cupy, dask, distributed, pandas, numpy, sklearn, rapidseval
+for p in ("cudf-cu13", "cuml-cu13", "dask-cudf-cu13", "dask-cuda", "cupy-cuda13x", "rmm-cu13", "dask", "distributed",
+          "pandas", "numpy", "pyarrow", "scikit-learn", "scipy", "numba", "numba-cuda", "pydantic"):
+    try:
+        print(p, md.version(p))
+    except md.PackageNotFoundError:
+        print(p, "absent")
+print("rapidseval from", rapidseval.__file__)
+from rapidseval.backend import gpu_available, get_backend
+print("gpu_available:", gpu_available())
+be = get_backend("gpu")
+print(be, be.device_description())
+PY
+  ;;
+test)
+  python3 -m pytest tests -m gpu -v -p no:cacheprovider --timeout 900 -o addopts="-ra --strict-markers" 2>&1 | tee "$OUT/gpu-tests.txt" | tail -60
+  echo "== smoke job on the GPU backend (LocalCUDACluster)"
+  (time python3 -m rapidseval.cli run jobs/smoke.yaml --set backend=gpu --set cluster.kind=local-cuda --out /var/tmp/run-smoke) 2>&1 | tee "$OUT/smoke-gpu.txt" | tail -40
+  ;;
+study)
+  rows=${1:?rows}
+  shift
+  python3 benchmarks/study_gpu_cpu.py --rows "$rows" --data /var/tmp/data-"$rows" --out /var/tmp/study-"$rows" "$@" 2>&1 | tee "$OUT/study-$rows$*.txt" | grep -v '^    ' | tail -80
+  cp /var/tmp/study-"$rows"/results.json "$OUT/results-$rows$(echo "$*" | tr -d ' -').json" 2>/dev/null
+  ;;
+*)
+  echo "unknown step $step" >&2; exit 2 ;;
+esac
