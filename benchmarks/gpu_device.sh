@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Steps of the GPU check (issue 8) on an offline NVIDIA host with RAPIDS wheels
-# unpacked by ../shared/tools/rapids-wheels (parts in /var/tmp/rw).  Each step
-# writes its log and results under $OUT (or ./gpu-out).
+# Steps of the GPU check (issue 8) on an offline NVIDIA host (CUDA 13, CuPy, numba,
+# pandas, pyarrow, scikit-learn in its image) with RAPIDS 26.10 wheels carried in parts
+# to /var/tmp/rw: a tar of the wheel closure that `rapids-wheels plan` resolves, less
+# what the image has (pyarrow, scipy, scikit-learn, pillow, ...), plus numpy 2.4.6
+# (numba 0.64 refuses the image's 2.5) and nvidia-nvjitlink 13.5 (cuVS needs >= 13.3;
+# the image has 13.0).  Each step writes its log and results under $OUT (or ./gpu-out).
 #
 #   bash benchmarks/gpu_device.sh install     # assemble the wheels, install to /var/tmp/site, import check
 #   bash benchmarks/gpu_device.sh test        # the gpu-marked tests, then the GPU smoke job
@@ -12,9 +15,13 @@ mkdir -p "$OUT"
 export PYTHONPATH=/var/tmp/site:$PWD PYTHONUNBUFFERED=1
 # pip --target skips the wheels' load-time fix-ups: name the RAPIDS C++ libraries' folders
 libdirs() { find /var/tmp/site -maxdepth 5 -name 'lib*.so*' -path '*/lib*/*' -printf '%h\n' 2>/dev/null | sort -u | tr '\n' ':'; }
-[ -d /var/tmp/site ] && export LD_LIBRARY_PATH=$(libdirs)${LD_LIBRARY_PATH:-}
-# cuVS needs nvJitLink >= 13.3; the image's CUDA 13.0 copy would be found first by cuda-pathfinder
-jl=$(ls /var/tmp/site/nvidia/cu13/lib/libnvJitLink.so.13 2>/dev/null) && export LD_PRELOAD=$jl
+libenv() {
+  export LD_LIBRARY_PATH=$(libdirs)${LD_LIBRARY_PATH:-}
+  # cuVS needs nvJitLink >= 13.3; the image's CUDA 13.0 copy would be found first by cuda-pathfinder
+  local jl
+  jl=$(ls /var/tmp/site/nvidia/cu13/lib/libnvJitLink.so.13 2>/dev/null) && export LD_PRELOAD=$jl
+}
+[ -d /var/tmp/site ] && libenv
 step=${1:?step}
 shift
 case $step in
@@ -26,7 +33,7 @@ install)
     python3 -m pip install -q --no-index --no-deps --no-compile --target /var/tmp/site /var/tmp/rapids-sel/*.whl 2>&1 | tail -5
   fi
   echo "install: $(( $(date +%s) - t0 )) s"
-  export LD_LIBRARY_PATH=$(libdirs)${LD_LIBRARY_PATH:-}
+  libenv
   python3 - <<'PY' 2>&1 | tee "$OUT/install.txt"
 import importlib.metadata as md
 import cudf, cuml, dask_cudf, dask_cuda, cupy, dask, distributed, pandas, numpy, sklearn, rapidseval
