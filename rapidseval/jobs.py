@@ -338,14 +338,15 @@ class ShiftSpec(_Section):
     def _cmp(cls, v: list[str]) -> list[str]:
         return _unique_sorted([_check_month(m, "compare month") for m in v], "shift.compare")
 
-    def calculator(self, features, fill_value: float = -1.0):
-        """The :class:`rapidseval.shift.ShiftCalculator` this section describes."""
+    def calculator(self, features, fill_value: float = -1.0, xp=None):
+        """The :class:`rapidseval.shift.ShiftCalculator` this section describes (``xp``: the
+        backend's array module for its calibration)."""
         from .shift import ShiftCalculator
 
         return ShiftCalculator(features, statistics=self.statistics, per_feature=self.per_feature,
                                frequency=self.window, calendar=self.calendar, alarm=self.alarm, k_std=self.k_std,
                                quantile=self.quantile, min_effect=self.min_effect, bins=self.bins,
-                               fill_value=fill_value, alpha=self.alpha)
+                               fill_value=fill_value, alpha=self.alpha, xp=xp)
 
 
 class EvaluationSpec(_Section):

@@ -322,7 +322,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         # -- score every month: summaries + value counts, reduced on the workers ---------
         t0 = time.perf_counter()
         parts = [p for m in months for p in inputs[m][1]]
-        shift_reduce, shift_acc = _shift_plan(spec, fspec, inputs)
+        shift_reduce, shift_acc = _shift_plan(spec, fspec, inputs, be.xp)
         score_opts = {"window": window, "bins": rp.score_bins if rp else 1000, "exact": bool(rp and rp.auc == "exact")}
         results: dict[str, list[dict[str, Any]]] = {m: [] for m in months}
         with reporter.stage("score + reduce", total=len(parts), unit="part",
@@ -437,13 +437,13 @@ def _replay_table(spec, model_specs, thresholds, summaries) -> tuple[pd.DataFram
     return out, summary
 
 
-def _shift_plan(spec, fspec, inputs):
+def _shift_plan(spec, fspec, inputs, xp=None):
     """The workers' reduction and the host's month-by-month accumulator (None, None without shift)."""
     sh = spec.evaluation.shift
     if sh is None:
         return None, None
     months = {sh.reference, *sh.compare}
-    acc = ShiftAccumulator(sh.calculator(fspec.features, fspec.fill_value), sh.reference, list(sh.compare),
+    acc = ShiftAccumulator(sh.calculator(fspec.features, fspec.fill_value, xp), sh.reference, list(sh.compare),
                            {m: len(inputs[m][1]) for m in months})
     return ShiftReduce(tuple(fspec.features), sh.time_column), acc
 

@@ -63,3 +63,23 @@ def test_ks_on_cupy_equals_scipy():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=50_000), rng.normal(0.01, 1, size=60_000)
     _close(ks_2samp(cp.asarray(a), cp.asarray(b)), stats.ks_2samp(a, b))
+
+
+@pytest.mark.gpu
+def test_calibration_on_cupy_equals_numpy():
+    """The calculator's calibration (grid arithmetic) on CuPy gives NumPy's null and thresholds."""
+    cp = pytest.importorskip("cupy")
+    from rapidseval.shift import ShiftCalculator, count_days
+
+    rng = np.random.default_rng(5)
+    n = 200_000
+    day = 18262 + rng.integers(0, 31, n)
+    cols = {"trip_distance": rng.gamma(2, 1.5, n).round(2).astype("float32"),
+            "pickup_hour": rng.integers(0, 24, n).astype("float32"),
+            "PULocationID": rng.integers(1, 266, n).astype("float32")}
+    counts = count_days(day, cols)
+    host = ShiftCalculator(list(cols)).fit(counts).null_
+    dev = ShiftCalculator(list(cols), xp=cp).fit(counts).null_
+    assert host[["feature", "statistic", "n_null"]].equals(dev[["feature", "statistic", "n_null"]])
+    for c in ("null_mean", "null_std", "threshold"):
+        np.testing.assert_allclose(dev[c].to_numpy(), host[c].to_numpy(), rtol=1e-12, atol=1e-15)

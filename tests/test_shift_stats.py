@@ -111,3 +111,68 @@ def test_attribution_ranks_the_feature_that_tracks_the_metric():
     out = attribute(pd.DataFrame(rows), replay)
     assert list(out["feature"]) == ["a", "b"] and out["spearman"].iloc[0] == pytest.approx(1.0)
     assert out["n_alarms"].iloc[0] == 4 and out["metric_drop_alarm"].iloc[0] > 0.2
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from(["trip_distance", "pickup_hour", "PULocationID"]), st.booleans(),
+       st.booleans())
+def test_grid_statistics_equal_their_dist_forms(seed, feature, weighted, with_fill):
+    """Calibration's grid forms (both sides counted on the reference's values) give what the
+    Dist forms give for the same two distributions: 1e-12 relative, or absolute for
+    statistics near 0 (Wasserstein also scaled by the value span)."""
+    from rapidseval.shift._grid import GRID_STATISTICS, Grid, grid_value
+
+    rng = np.random.default_rng(seed)
+    nv = int(rng.integers(1, 60))
+    v = np.unique(np.concatenate([rng.integers(0, 80, nv).astype("float64") * 0.5, [-1.0] if with_fill else []]))
+    nv = len(v)
+    R = rng.integers(0, 50, nv) * (rng.random(nv) < 0.8)
+    R[rng.integers(nv)] += 1
+    W = rng.integers(0, 40, nv) * (rng.random(nv) < 0.5)
+    W[rng.integers(nv)] += 1
+    n_eff = float(R.sum())
+    if weighted:
+        R = R * rng.uniform(0.5, 1.5, nv)
+        n_eff = 0.8 * float(R.sum())
+    ref = Dist(v, R, n_eff=n_eff) if weighted else Dist(v, R)
+    nz = np.flatnonzero(W)
+    win = Dist(v[nz], W[nz])
+    info = ref_info(feature, Dist(v, np.maximum(np.rint(R), 1).astype("int64")), fill_value=-1.0, bins=5, max_categories=64)
+    grid = Grid.build(v, info)
+    span = float(v[-1] - v[0]) or 1.0
+    for name in GRID_STATISTICS:
+        st_ = STATISTICS[name]
+        if info.kind not in st_.kinds:
+            continue
+        want = st_.value_of(ref, win, info)
+        got = grid_value(name, grid, R.astype("float64"), W.astype("float64"), n_eff, weighted=weighted)
+        if np.isnan(want):
+            assert np.isnan(got), name
+            continue
+        tol = 1e-12 * max(abs(want), 1.0) * (span if name.startswith("wasserstein") else 1.0)
+        assert abs(got - want) <= tol, (name, got, want)
+
+
+@pytest.mark.parametrize("freq, days", [("M", 31), ("W", 28), ("D", 12)])
+def test_calibration_null_is_each_block_against_the_rest(freq, days):
+    """calendar="none": the null is scipy's KS of each block of consecutive reference days
+    against all other reference rows (a day missing from the reference breaks blocks)."""
+    rng = np.random.default_rng(7)
+    day0 = 18262  # 2020-01-01
+    all_days = [d for d in range(day0, day0 + days) if d != day0 + 9]  # a gap on the 10th
+    rows = {d: rng.normal(0.01 * (d - day0), 1, int(rng.integers(30, 60))).round(1).astype("float32") for d in all_days}
+    counts = DayCounts.merge([day_value_counts(np.full(len(x), d), x) for d, x in rows.items()])
+    calc = ShiftCalculator(["trip_distance"], statistics=["ks"], frequency=freq, calendar="none").fit({"trip_distance": counts})
+    null = calc.null_.set_index("statistic").loc["ks"]
+    L = int(null["block_days"])
+    want = []
+    for i in range(len(all_days) - L + 1):
+        block = all_days[i:i + L]
+        if block[-1] - block[0] != L - 1:
+            continue
+        inside = np.concatenate([rows[d] for d in block])
+        rest = np.concatenate([rows[d] for d in all_days if d not in block])
+        want.append(stats.ks_2samp(rest, inside).statistic)
+    assert int(null["n_null"]) == len(want)
+    assert null["null_mean"] == pytest.approx(np.mean(want), rel=1e-12)
+    assert null["null_std"] == pytest.approx(np.std(want, ddof=1), rel=1e-9)

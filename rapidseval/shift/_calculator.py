@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SpecError
-from ._counts import DayCounts
+from ._counts import DayCounts, _to_host as _host
+from ._grid import GRID_STATISTICS, Grid, grid_value
 from ._ks import ks_pvalues
 from ._stats import (STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ks_effective_n, ks_needs_exact,
                      ks_statistic, ref_info)
@@ -133,12 +134,15 @@ class ShiftCalculator:
         True (default): KS p-values are scipy's ``kstwo.sf`` everywhere (slow: 0.1-2.5 s
         per value for 140 < n <= 1e6 and p below ~0.025).  False: Maag & Dicaire's
         approximation there, marked ``p_method="smirnov_approx"`` (see :func:`ks_pvalues`).
+    xp : module, optional
+        Array module for the calibration's grid arithmetic (``numpy``, default, or
+        ``cupy``: the backend's ``xp``); results are the same.
     """
 
     def __init__(self, features=None, *, statistics=None, per_feature=None, frequency: str = "M",
                  calendar: str = "weekday", alarm: str = "std", k_std: float = 3.0, quantile: float = 0.99,
                  min_effect: Mapping[str, float] | None = None, bins: int = 10, fill_value: float = -1.0,
-                 alpha: float = 0.05, max_categories: int = 64, exact_p: bool = True):
+                 alpha: float = 0.05, max_categories: int = 64, exact_p: bool = True, xp=None):
         self.features = None if features is None else tuple(features)
         self.statistics = None if statistics is None else tuple(statistics)
         self.per_feature = dict(per_feature or {})
@@ -153,6 +157,7 @@ class ShiftCalculator:
         self.alpha = alpha
         self.max_categories = max_categories
         self.exact_p = exact_p
+        self.xp = np if xp is None else xp
         self._validate()
 
     def _validate(self):
@@ -260,26 +265,18 @@ class ShiftCalculator:
         return half // 7 * 7 if half >= 7 else max(1, half)
 
     def _calibrate(self) -> pd.DataFrame:
+        """Null distribution of every (feature, statistic): each reference block of the
+        evaluation frequency against the reference minus that block, reweighted to the
+        block's weekday mix.  Both sides are counts on the reference's value grid, kept by
+        weekday and updated a day at a time as the block slides (:mod:`._grid`)."""
         L = self._block_len()
         days = self.days_
         starts = [i for i in range(len(days) - L + 1) if days[i + L - 1] - days[i] == L - 1]
         mixes = [(i, self._mix(np.bincount(_weekday(days[i:i + L]), minlength=7), np.arange(i, i + L))) for i in starts]
+        day_wd = _weekday(days)
         cols: dict[str, list] = {k: [] for k in ("feature", "statistic", "null_mean", "null_std", "n_null", "threshold")}
         for f, r in self.refs_.items():
-            values = {s: [] for s in r.stats}
-            for i, a in mixes:
-                lo, hi = r.day_start[i], r.day_start[i + L]
-                if hi == lo:
-                    continue
-                # the block's counts on the reference's value grid: no sort
-                wc = np.bincount(r.vidx[lo:hi], weights=r.count[lo:hi], minlength=len(r.values))
-                nz = np.flatnonzero(wc)
-                win = Dist(r.values[nz], np.rint(wc[nz]).astype("int64"))
-                ref = self._ref_dist(f, a, slice(i, i + L))
-                if not ref.total > 0:
-                    continue
-                for s in r.stats:
-                    values[s].append(STATISTICS[s].value_of(ref, win, r.info))
+            values = self._null_values(r, L, mixes, day_wd)
             for s in r.stats:
                 v = np.asarray(values[s], dtype="float64")
                 v = v[np.isfinite(v)]
@@ -295,6 +292,69 @@ class ShiftCalculator:
         out = pd.DataFrame(cols)
         out.insert(5, "block_days", L)
         return out
+
+    def _null_values(self, r: _FeatureRef, L: int, mixes, day_wd) -> dict[str, list]:
+        xp = self.xp
+        nv = len(r.values)
+        grid = Grid.build(r.values, r.info, xp)
+        # float64 holds these counts exactly (< 2**53) and lets the weekday mix be one BLAS matvec
+        by_wd = xp.asarray(r.by_weekday, dtype=xp.float64)
+        vidx, count = xp.asarray(r.vidx), xp.asarray(r.count, dtype=xp.float64)
+        per_wd_all = r.by_weekday.sum(axis=1)
+        block = xp.zeros((7, nv), dtype=xp.float64)  # the block's counts by weekday
+        W = xp.zeros(nv, dtype=xp.float64)  # the block's counts
+        have = [0, 0]  # days [have[0], have[1]) are in ``block``
+        mixed: dict[bytes, object] = {}  # a @ by_wd, per distinct weekday mix
+
+        def move(d, sign):
+            lo, hi = int(r.day_start[d]), int(r.day_start[d + 1])
+            c = xp.bincount(vidx[lo:hi], weights=count[lo:hi], minlength=nv)
+            if sign > 0:
+                block[day_wd[d]] += c
+                W[...] += c
+            else:
+                block[day_wd[d]] -= c
+                W[...] -= c
+
+        values: dict[str, list] = {s: [] for s in r.stats}
+        for i, a in mixes:
+            if i >= have[1]:
+                block[...] = 0
+                W[...] = 0
+                have = [i, i]
+            for d in range(have[0], i):
+                move(d, -1)
+            for d in range(max(have[1], i), i + L):
+                move(d, +1)
+            have = [i, i + L]
+            if r.day_start[i + L] == r.day_start[i]:
+                continue
+            af = xp.asarray(a, dtype=xp.float64)
+            key = a.tobytes() + a.dtype.str.encode()
+            if key not in mixed:
+                mixed[key] = af @ by_wd
+            R = mixed[key] - af @ block
+            total = float(R.sum())
+            if not total > 0:
+                continue
+            weighted = a.dtype.kind == "f"
+            n_eff = total
+            if weighted:
+                per_wd = per_wd_all - _host(block.sum(axis=1))
+                s1, s2 = float(per_wd @ a), float(per_wd @ (a * a))
+                n_eff = s1 * s1 / s2 if s2 > 0 else 0.0
+            dists = None
+            for s in r.stats:
+                if s in GRID_STATISTICS:
+                    values[s].append(grid_value(s, grid, R, W, n_eff, weighted=weighted))
+                else:  # a statistic without a grid form: its Dist form on the two sides
+                    if dists is None:
+                        hr, hw = _host(R), np.rint(_host(W)).astype("int64")
+                        nz = np.flatnonzero(hw)
+                        ref = Dist(r.values, hr, n_eff=n_eff) if weighted else Dist(r.values, np.rint(hr).astype("int64"))
+                        dists = (ref, Dist(r.values[nz], hw[nz]))
+                    values[s].append(STATISTICS[s].value_of(dists[0], dists[1], r.info))
+        return values
 
     # -- calculate --------------------------------------------------------------------------
     def calculate(self, counts: Mapping[str, DayCounts]) -> "ShiftResult":

@@ -15,12 +15,13 @@ integer-valued features with a small range are counted with ``bincount`` on
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["DayCounts", "day_value_counts", "US_PER_DAY"]
+__all__ = ["DayCounts", "day_value_counts", "count_days", "US_PER_DAY"]
 
 US_PER_DAY = 86_400_000_000
 #: the bincount path is used while ``days * value span`` stays below this
@@ -150,6 +151,20 @@ class DayCounts:
         v = value[order]
         starts, _ = _run_lengths(v, np)
         return v[starts].astype("float64"), np.add.reduceat(count[order], starts)
+
+
+def count_days(day, columns: Mapping[str, Any], xp: Any = np, threads: int = 1) -> dict[str, DayCounts]:
+    """:func:`day_value_counts` of several features of the same rows.
+
+    ``threads > 1`` (NumPy only) counts features in that many threads: NumPy's sorts
+    and bincounts release the GIL, so two cores count about twice as fast.
+    """
+    items = list(columns.items())
+    if threads <= 1 or xp is not np or len(items) < 2:
+        return {f: day_value_counts(day, v, xp) for f, v in items}
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        counted = list(pool.map(lambda kv: day_value_counts(day, kv[1], xp), items))
+    return {f: c for (f, _), c in zip(items, counted)}
 
 
 def day_value_counts(day, values, xp: Any = np) -> DayCounts:
