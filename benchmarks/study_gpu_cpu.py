@@ -129,14 +129,16 @@ def compare(gpu_dir: Path, cpu_dir: Path) -> dict:
     return out
 
 
-def gpu_shift_bar(data: Path, repeats: int = 5) -> dict:
-    """11 features on two 6.4M-row months on the GPU: counts per (day, value) on the device, then the engine."""
+def gpu_shift_bar(data: Path, repeats: int = 5, backend: str = "gpu") -> dict:
+    """11 features on two 6.4M-row months on the GPU: counts per (day, value) on the device, then the
+    engine (calibration on the device); one-off (both months counted, reference calibrated) and per
+    further window (reference calibrated once); and ``ks_2samp`` on the raw CuPy columns."""
     from rapidseval import get_backend
     from rapidseval.data.readers import read_month
     from rapidseval.features import FeatureSpec, prepare, required_columns
-    from rapidseval.shift import ShiftCalculator, day_value_counts, ks_2samp
+    from rapidseval.shift import ShiftCalculator, count_days, ks_2samp
 
-    be = get_backend("gpu")
+    be = get_backend(backend)
     spec = FeatureSpec()
     frames = {}
     for m in ("2020-01", "2020-02"):
@@ -148,25 +150,35 @@ def gpu_shift_bar(data: Path, repeats: int = 5) -> dict:
         arrays[m] = (day, {f: be.asarray(fr[f], dtype="float32") for f in spec.features})
     xp = be.xp
 
+    def counts(m):
+        day, cols = arrays[m]
+        return count_days(day, cols, xp=xp)
+
     def engine(stats):
-        counts = {m: {f: day_value_counts(day, cols[f], xp=xp) for f in spec.features} for m, (day, cols) in arrays.items()}
-        calc = ShiftCalculator(spec.features, frequency="M", statistics=stats).fit(counts["2020-01"])
-        return calc.calculate(counts["2020-02"]).table
+        calc = ShiftCalculator(spec.features, frequency="M", statistics=stats, xp=xp).fit(counts("2020-01"))
+        return calc.calculate(counts("2020-02")).table
+
+    fitted = ShiftCalculator(spec.features, frequency="M", statistics=["ks"], xp=xp).fit(counts("2020-01"))
+
+    def window():
+        return fitted.calculate(counts("2020-02")).table
 
     def direct_ks():
         a, b = arrays["2020-01"][1], arrays["2020-02"][1]
         return [ks_2samp(a[f], b[f]) for f in spec.features]
 
     out = {"rows": [int(len(frames["2020-01"])), int(len(frames["2020-02"]))]}
-    for name, fn in (("engine_ks", lambda: engine(["ks"])), ("engine_default_statistics", lambda: engine(None)),
+    for name, fn in (("engine_ks_one_off", lambda: engine(["ks"])), ("engine_ks_per_window", window),
+                     ("engine_default_statistics_one_off", lambda: engine(None)),
                      ("ks_2samp_cupy_11_features", direct_ks)):
+        sync = xp.cuda.Device().synchronize if hasattr(xp, "cuda") else (lambda: None)
         fn()  # warm-up: kernels compiled, pools grown
-        xp.cuda.Device().synchronize()
+        sync()
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             fn()
-            xp.cuda.Device().synchronize()
+            sync()
             times.append(time.perf_counter() - t0)
         out[name] = {"median_s": round(float(np.median(times)), 4), "all_s": [round(t, 4) for t in times]}
     return out

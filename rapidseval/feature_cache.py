@@ -26,15 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .features import FeatureSpec, PartStats
 
-__all__ = ["CachedMonth", "feature_spec_hash", "cache_key", "build_month", "read_month_features", "read_value_counts", "write_atomic"]
+__all__ = ["CachedMonth", "feature_spec_hash", "cache_key", "build_month", "read_month_features", "read_day_counts", "write_atomic",
+           "DAY_COLUMN"]
 
 #: bump when the feature code changes what a cached frame holds
-CACHE_VERSION = 1
+#: (2: the counts file holds per-day value counts, for the calibrated drift signal)
+CACHE_VERSION = 2
+
+#: the time column whose calendar day the cached value counts are kept by
+DAY_COLUMN = "pickup_datetime"
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def build_month(month: str, parts, fspec: FeatureSpec, backend_name: str, *, roo
     from .backend import get_backend
     from .data.readers import read_part
     from .features import prepare, required_columns
-    from .shift import value_counts
+    from .shift._counts import US_PER_DAY, count_days
 
     key = cache_key(fingerprint, month, fspec)
     rootp = Path(root)
@@ -111,11 +115,10 @@ def build_month(month: str, parts, fspec: FeatureSpec, backend_name: str, *, roo
         frames.append(frame)
         total = total.merge(stats)
     frame = be.xdf.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    counts = []
-    for name in fspec.features:
-        values, n = value_counts(be.asarray(frame[name]), be.xp)
-        counts.append(pd.DataFrame({"feature": name, "value": np.asarray(be.to_host(values), dtype="float64"),
-                                    "count": np.asarray(be.to_host(n), dtype="int64")}))
+    day = be.time_us(frame[DAY_COLUMN]) // US_PER_DAY
+    by_day = count_days(day, {name: be.asarray(frame[name]) for name in fspec.features}, be.xp)
+    counts = [pd.DataFrame({"feature": name, "day": c.day, "value": c.value.astype("float64"), "count": c.count})
+              for name, c in by_day.items()]
     entry = CachedMonth(month, key, str(rootp), total, hit=False)
     write_atomic(entry.features_path, lambda p: frame.to_parquet(p, index=False))
     write_atomic(entry.counts_path, lambda p: pd.concat(counts, ignore_index=True).to_parquet(p, index=False))
@@ -128,10 +131,13 @@ def read_month_features(entry: CachedMonth, backend, columns: list[str] | None =
     return backend.xdf.read_parquet(entry.features_path, columns=columns)
 
 
-def read_value_counts(entry: CachedMonth) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """feature -> (sorted distinct values, counts) of the month."""
-    table = pd.read_parquet(entry.counts_path)
+def read_day_counts(entry: CachedMonth, features=None) -> dict:
+    """feature -> :class:`rapidseval.shift.DayCounts` of the month (per calendar day of
+    ``DAY_COLUMN``, sorted by day then value)."""
+    from .shift import DayCounts
+
+    table = pd.read_parquet(entry.counts_path, filters=[("feature", "in", list(features))] if features else None)
     return {
-        name: (g["value"].to_numpy(), g["count"].to_numpy())
+        name: DayCounts(g["day"].to_numpy("int64"), g["value"].to_numpy("float32"), g["count"].to_numpy("int64"))
         for name, g in table.groupby("feature", sort=False)
     }

@@ -482,20 +482,48 @@ class PolicySpec(_Section):
 
 
 class DriftSpec(_Section):
-    """The drift signal of drift-triggered policies (KS of a month vs the model's training months)."""
+    """The drift signal of drift-triggered policies: the shift engine's calibrated alarms of
+    the month just seen against the model's training months (thresholds learned from
+    month-sized blocks of the training months against the rest, weekday-aware)."""
 
-    statistic: str = "ks"
-    threshold: float = Field(0.1, gt=0, le=1, description="alarm when a feature's statistic exceeds this effect size")
+    statistics: list[str] = Field(default_factory=lambda: ["ks"],
+                                  description="shift statistics watched (each applied to the features of its kinds)")
+    alarm: Literal["std", "quantile"] = Field("std", description="threshold: mean + k_std * std, or a quantile, of the null")
+    k_std: float = Field(3.0, gt=0)
+    quantile: float = Field(0.99, gt=0, lt=1)
+    min_effect: dict[str, float] = Field(default_factory=dict,
+                                         description="alarm only when the statistic is also at least this (e.g. {ks: 0.02})")
     features: list[str] | None = Field(None, description="features watched (default: all the model's features)")
 
-    @field_validator("statistic")
+    @field_validator("statistics")
     @classmethod
-    def _stat(cls, v: str) -> str:
-        from .backtest._drift import DRIFT_STATISTICS
+    def _stats(cls, v: list[str]) -> list[str]:
+        from .shift import STATISTICS
 
-        if v not in DRIFT_STATISTICS:
-            raise ValueError(f"unknown drift statistic {v!r}; choose one of {', '.join(DRIFT_STATISTICS)}")
+        for name in v:
+            if name not in STATISTICS:
+                raise ValueError(f"unknown shift statistic {name!r}; choose from {', '.join(STATISTICS)}")
+        if not v or len(set(v)) != len(v):
+            raise ValueError("list at least one statistic, each once")
         return v
+
+    @field_validator("min_effect")
+    @classmethod
+    def _effects(cls, v: dict[str, float]) -> dict[str, float]:
+        from .shift import STATISTICS
+
+        for name in v:
+            if name not in STATISTICS:
+                raise ValueError(f"unknown shift statistic {name!r}; choose from {', '.join(STATISTICS)}")
+        return v
+
+    def calculator(self, features, fill_value: float = -1.0, xp=None):
+        """An unfitted :class:`rapidseval.shift.ShiftCalculator` with these settings (monthly windows)."""
+        from .shift import ShiftCalculator
+
+        return ShiftCalculator(features, statistics=self.statistics, frequency="M", alarm=self.alarm,
+                               k_std=self.k_std, quantile=self.quantile, min_effect=self.min_effect,
+                               fill_value=fill_value, xp=xp)
 
 
 class BacktestSpec(_Section):

@@ -14,10 +14,10 @@ import pytest
 
 import rapidseval
 from rapidseval import SpecError, load_job
-from rapidseval.backtest import POLICIES, MonthSplitter, drift_signal, register_policy
+from rapidseval.backtest import POLICIES, MonthSplitter, drift_signal, fit_reference, register_policy
 from rapidseval.months import month_range
 from rapidseval.progress import Reporter
-from rapidseval.shift import ks_2samp, value_counts
+from rapidseval.shift import ShiftCalculator, count_days
 
 ROWS = 20_000
 START, END = "2019-10", "2020-08"
@@ -138,16 +138,27 @@ def test_user_policy_is_registered_and_validated():
         POLICIES.pop("every_other_test")
 
 
-def test_drift_signal_is_ks_from_counts():
+def _month_counts(rng, first_day, days, shift=0.0, per_day=3_000):
+    day = np.repeat(np.arange(first_day, first_day + days), per_day)
+    x = (rng.normal(size=len(day)) + shift).round(2).astype("float32")
+    same = rng.integers(0, 24, len(day)).astype("float32")
+    return count_days(day, {"x": x, "same": same})
+
+
+def test_drift_signal_is_the_calibrated_alarm():
+    """The signal is the shift engine's alarm: the month's KS above the threshold learned from
+    the training months (blocks against the rest), naming the most shifted feature."""
     rng = np.random.default_rng(0)
-    a, b = rng.normal(size=20_000).round(2), (rng.normal(size=15_000) + 0.3).round(2)
-    ref = {"x": value_counts(a), "same": value_counts(a)}
-    cur = {"x": value_counts(b), "same": value_counts(a)}
-    sig = drift_signal(ref, cur, month="2020-03", threshold=0.05)
-    assert sig.alarm and sig.feature == "x"
-    assert sig.value == pytest.approx(ks_2samp(a, b)[0], abs=1e-12)
-    assert sig.values["same"] == 0.0
-    assert not drift_signal(ref, cur, month="2020-03", threshold=0.5).alarm
+    train = [_month_counts(rng, 18262, 31), _month_counts(rng, 18293, 29)]  # Jan, Feb 2020
+    calc = fit_reference(train, ShiftCalculator(["x", "same"], statistics=["ks"], frequency="M"))
+    null = calc.null_.set_index("feature")
+    assert int(null.loc["x", "block_days"]) == 28 and int(null.loc["x", "n_null"]) == 60 - 28 + 1
+    quiet = drift_signal(calc, _month_counts(rng, 18322, 31), month="2020-03")
+    assert not quiet.alarm and quiet.value < quiet.threshold
+    shifted = drift_signal(calc, _month_counts(rng, 18322, 31, shift=0.05), month="2020-03")
+    assert shifted.alarm and shifted.feature == "x" and shifted.statistic == "ks"
+    assert shifted.threshold == pytest.approx(null.loc["x", "threshold"], rel=1e-12)
+    assert shifted.value > shifted.threshold and set(shifted.values) == {"x", "same"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -379,7 +390,7 @@ def test_one_and_two_workers_identical(result, history, cache_dir, tmp_path, das
         client.wait_for_workers(n, timeout=60)
         assert len(client.scheduler_info()["workers"]) == n
         runs.append(rapidseval.run(_on(_job(history, tmp_path / f"w{n}", cache_dir), cluster)))
-        assert f"({n} workers)" in runs[-1].manifest["cluster"].get("description", f"({n} workers)")
+        assert f"({n} workers," in runs[-1].manifest["cluster_started"]  # the scheduler's worker count
     _assert_same(runs[0], runs[1])
     _assert_same(result, runs[1])  # and the same as the threads executor
     # every month's features came from the cache the first run filled
@@ -389,6 +400,28 @@ def test_one_and_two_workers_identical(result, history, cache_dir, tmp_path, das
     assert len([p for p in Path(cache_dir).iterdir() if p.suffix == ".json"]) == months
 
 
-def test_drift_statistic_the_signal_cannot_compute_is_a_spec_error():
-    with pytest.raises(SpecError, match="backtest.drift.statistic: unknown drift statistic 'psi'; choose one of ks"):
-        load_job(Path(__file__).resolve().parent.parent / "jobs" / "backtest_synthetic.yaml", ["backtest.drift.statistic=psi"])
+def test_drift_spec_errors_name_the_field_and_choices():
+    job = Path(__file__).resolve().parent.parent / "jobs" / "backtest_synthetic.yaml"
+    with pytest.raises(SpecError, match="backtest.drift.statistics: unknown shift statistic 'kss'; choose from ks, "):
+        load_job(job, ["backtest.drift.statistics=[kss]"])
+    with pytest.raises(SpecError, match="backtest.drift.threshold"):  # the old fixed threshold is gone
+        load_job(job, ["backtest.drift.threshold=0.1"])
+    spec = load_job(job, ["backtest.drift.statistics=[ks, psi]", "backtest.drift.min_effect={ks: 0.02}"])
+    calc = spec.backtest.drift.calculator(["trip_distance"])
+    assert calc.statistics == ("ks", "psi") and calc.min_effect == {"ks": 0.02} and calc.frequency == "M"
+
+
+def test_calibrated_drift_does_not_retrain_without_a_shift(tmp_path):
+    """On a history with no injected shift, the calibrated drift signal leaves the model alone
+    (bound: at most one drift retrain in ten decisions; alarms at mean + 3 std of the null
+    are rare for every feature, so one chance alarm is allowed)."""
+    from rapidseval.data.synthetic import generate
+
+    hist = tmp_path / "quiet"
+    generate(hist, "2019-01", "2019-12", ROWS, scenario="none", seed=21)
+    job = _job(hist, tmp_path / "run", tmp_path / "cache", train_months=2, horizon=1, daily=False,
+               policies=[{"kind": "drift_triggered", "params": {"use_floor": False}}])
+    job["data"].update(start="2019-01", end="2019-12")
+    t = _policy(rapidseval.run(job), "drift_triggered")
+    drift_retrains = [m for m, r in zip(t.index, t["retrain_reason"]) if str(r).startswith("drift:")]
+    assert len(t) == 10 and len(drift_retrains) <= 1, drift_retrains

@@ -6,14 +6,14 @@ Public API (implementation in private modules):
   ``(train months, eval months)`` like scikit-learn's ``TimeSeriesSplit``.
 * :data:`POLICIES`, :func:`register_policy`, :class:`DecisionContext` --
   retraining policies by name (``static``, ``periodic``, ``drift_triggered``).
-* :func:`drift_signal` -- the drift signal drift-triggered policies use.
+* :func:`fit_reference`, :func:`drift_signal` -- the calibrated drift signal drift-triggered policies use.
 * :func:`run_backtest` -- the job (``rapidseval.run`` calls it for a job with
   a ``backtest`` section).
 """
 
 from __future__ import annotations
 
-from ._drift import DriftSignal, drift_signal
+from ._drift import DriftSignal, drift_signal, fit_reference
 from ._policies import POLICIES, DecisionContext, make_policy, register_policy
 from ._split import Fold, MonthSplitter
 
@@ -26,6 +26,7 @@ __all__ = [
     "make_policy",
     "DriftSignal",
     "drift_signal",
+    "fit_reference",
     "run_backtest",
 ]
 

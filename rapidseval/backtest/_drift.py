@@ -1,29 +1,31 @@
-"""The drift signal of drift-triggered retraining, behind one function.
+"""The drift signal of drift-triggered retraining: the shift engine's calibrated alarms.
 
-:func:`drift_signal` compares a month's exact feature value counts with the
-merged counts of a model's training months.  Today it is the two-sample KS
-statistic (:func:`rapidseval.shift.ks_from_counts`) against a fixed
-effect-size threshold; swapping in a calibrated calculator means changing
-this function only.
+A fold's model was trained on some months; its reference is their per-day value
+counts.  :func:`fit_reference` fits a :class:`rapidseval.shift.ShiftCalculator`
+on them, which learns every (feature, statistic) threshold from the reference
+itself (month-sized blocks of it against the rest, weekday-aware).
+:func:`drift_signal` compares one month with it: the month drifted when any
+watched feature's statistic exceeds its threshold (and the job's minimum
+effect).  A fixed effect-size threshold would alarm on every month at millions
+of rows, or on none at thousands; a calibrated one adapts to both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 
-from ..shift import ks_from_counts
+from ..shift import DayCounts, ShiftCalculator
 
-__all__ = ["DRIFT_STATISTICS", "DriftSignal", "drift_signal"]
-
-#: statistics :func:`drift_signal` computes (the job spec validates against this)
-DRIFT_STATISTICS = ("ks",)
+__all__ = ["DriftSignal", "drift_signal", "fit_reference"]
 
 
 @dataclass(frozen=True)
 class DriftSignal:
-    """Whether ``month`` drifted from the reference, and the most shifted feature."""
+    """Whether ``month`` drifted from the reference, and its most shifted (feature, statistic)
+    (the largest ``value / threshold``)."""
 
     month: str
     alarm: bool
@@ -31,37 +33,28 @@ class DriftSignal:
     statistic: str
     value: float
     threshold: float
-    values: dict[str, float] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)  # feature -> value of that statistic
 
 
-def drift_signal(reference, current, *, month: str, threshold: float, features=None,
-                 statistic: str = "ks") -> DriftSignal:
-    """Drift of ``current`` against ``reference``.
+def fit_reference(counts: list[Mapping[str, DayCounts]], calculator: ShiftCalculator, *,
+                  label: str = "training months") -> ShiftCalculator:
+    """Fit ``calculator`` on the merged per-day counts of the model's training months."""
+    features = calculator.features or tuple(counts[0])
+    merged = {f: DayCounts.merge([c[f] for c in counts]) for f in features}
+    return calculator.fit(merged, label=label)
 
-    Parameters
-    ----------
-    reference, current : dict
-        feature -> ``(sorted values, counts)`` (exact value counts; host arrays).
-    month : str
-        The month ``current`` describes (named in the signal).
-    threshold : float
-        Alarm when a feature's statistic exceeds it.
-    features : sequence of str, optional
-        Features to watch (default: every feature of ``current``).
-    statistic : {"ks"}
-    """
-    if statistic not in DRIFT_STATISTICS:
-        raise ValueError(f"unknown drift statistic {statistic!r}; choose one of {', '.join(DRIFT_STATISTICS)}")
-    values: dict[str, float] = {}
-    for name in features or list(current):
-        v1, c1 = reference[name]
-        v2, c2 = current[name]
-        if np.sum(c1) == 0 or np.sum(c2) == 0:
-            values[name] = float("nan")
-            continue
-        values[name] = float(ks_from_counts(v1, c1, v2, c2)[0])
-    finite = {k: v for k, v in values.items() if not np.isnan(v)}
-    if not finite:
-        return DriftSignal(month, False, None, statistic, float("nan"), threshold, values)
-    top = max(finite, key=lambda k: (finite[k], k))
-    return DriftSignal(month, finite[top] > threshold, top, statistic, finite[top], threshold, values)
+
+def drift_signal(calculator: ShiftCalculator, current: Mapping[str, DayCounts], *, month: str) -> DriftSignal:
+    """Compare ``current`` (one month's per-day counts) with the fitted reference."""
+    table = calculator.calculate(current).table
+    table = table[np.isfinite(table["value"]) & np.isfinite(table["threshold"])]
+    if table.empty:
+        return DriftSignal(month, False, None, "", float("nan"), float("nan"), {})
+    ratio = table["value"] / table["threshold"].where(table["threshold"] > 0, np.nan)
+    alarmed = table[table["alarm"]]
+    pick = alarmed if not alarmed.empty else table
+    top = pick.loc[ratio.loc[pick.index].fillna(np.inf).idxmax()]
+    values = {f: float(v) for f, v in zip(table.loc[table["statistic"] == top["statistic"], "feature"],
+                                           table.loc[table["statistic"] == top["statistic"], "value"])}
+    return DriftSignal(month, bool(not alarmed.empty), str(top["feature"]), str(top["statistic"]), float(top["value"]),
+                       float(top["threshold"]), values)

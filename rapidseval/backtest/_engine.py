@@ -34,12 +34,11 @@ import pandas as pd
 
 from ..backend import get_backend
 from ..errors import RapidsEvalError, SpecError
-from ..feature_cache import CachedMonth, build_month, read_month_features, read_value_counts, write_atomic
+from ..feature_cache import CachedMonth, build_month, read_day_counts, read_month_features, write_atomic
 from ..metrics import COUNT_COLUMNS, add_metrics
 from ..models import make_model
 from ..progress import Reporter
-from ..shift import merge_counts
-from ._drift import drift_signal
+from ._drift import drift_signal, fit_reference
 from ._policies import DecisionContext, NeedScores, make_policy
 from ._split import Fold, month_index, month_name, months_between
 
@@ -198,7 +197,7 @@ class _Walk:
                     origin=origin, model_origin=cur.fold.origin, train_months=cur.fold.train,
                     months_since_retrain=months_between(cur.fold.origin, origin), metric=self.bt.metric,
                     floor=self.bt.floor,
-                    label_delay=self.bt.label_delay, drift_threshold=self.bt.drift.threshold,
+                    label_delay=self.bt.label_delay,
                     _metrics=metrics, _labelled=labelled,
                     _drift=functools.partial(self.drift, cur, month_name(month_index(origin) - 1)),
                 )
@@ -284,6 +283,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
 
     with open_executor(spec.cluster, be) as ex:
         reporter.log(f"cluster: {ex.description}" + (f" — dashboard {ex.dashboard_link}" if ex.dashboard_link else ""))
+        cluster_started = ex.description
         # -- 1. features, once per month ------------------------------------------------
         t0 = time.perf_counter()
         entries: dict[str, CachedMonth] = {}
@@ -337,20 +337,21 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
                 metric_cache[(key, month)] = _metrics_row(load((key, month)))
             return metric_cache[(key, month)]
 
-        ref_counts: dict[str, dict] = {}
+        references: dict[str, Any] = {}
         month_counts: dict[str, dict] = {}
         signals: dict[tuple[str, str], Any] = {}
 
         def drift(plan, month):
+            """The calibrated drift signal of ``month`` for the fold's model (its training
+            months are the reference; fitted once per fold, on the host)."""
             if (plan.key, month) not in signals:
-                if plan.key not in ref_counts:
-                    per = [read_value_counts(entries[m]) for m in plan.fold.train]
-                    ref_counts[plan.key] = {f: merge_counts([p[f] for p in per]) for f in watched}
+                if plan.key not in references:
+                    per = [read_day_counts(entries[m], watched) for m in plan.fold.train]
+                    calc = bt.drift.calculator(watched, fspec.fill_value)
+                    references[plan.key] = fit_reference(per, calc, label=f"training months of {plan.fold.origin}")
                 if month not in month_counts:
-                    month_counts[month] = read_value_counts(entries[month])
-                signals[(plan.key, month)] = drift_signal(ref_counts[plan.key], month_counts[month], month=month,
-                                                          threshold=bt.drift.threshold, features=watched,
-                                                          statistic=bt.drift.statistic)
+                    month_counts[month] = read_day_counts(entries[month], watched)
+                signals[(plan.key, month)] = drift_signal(references[plan.key], month_counts[month], month=month)
             return signals[(plan.key, month)]
 
         spans = _spans(plans)
@@ -407,6 +408,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
 
     stats = {m: entries[m].stats for m in months}
     manifest = _manifest(spec, be, inputs, stats, timings)
+    manifest["cluster_started"] = cluster_started
     manifest["backtest"] = {
         **stats_counter,
         "origins": [p.fold.origin for p in plans],

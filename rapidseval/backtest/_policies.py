@@ -69,8 +69,6 @@ class DecisionContext:
         The job's floor of ``metric``.
     label_delay : int
         Months after a month ends before its labels are known.
-    drift_threshold : float
-        The job's drift threshold.
     """
 
     origin: str
@@ -80,7 +78,6 @@ class DecisionContext:
     metric: str
     floor: float
     label_delay: int
-    drift_threshold: float
     _metrics: Callable[[str], dict[str, Any]]
     _labelled: tuple[str, ...]
     _drift: Callable[[], Any]
@@ -174,7 +171,7 @@ def drift_triggered(ctx: DecisionContext, *, use_drift: bool = True, use_floor: 
     if use_drift:  # first: it needs no labels, so no scores
         sig = ctx.drift()
         if sig.alarm:
-            return f"drift: {sig.feature} {sig.statistic} {sig.value:.4f} > {sig.threshold:g} in {sig.month}"
+            return f"drift: {sig.feature} {sig.statistic} {sig.value:.4f} > {sig.threshold:.4f} in {sig.month}"
     if use_floor:
         m = ctx.latest_metrics()
         if m is not None and m["n"] > 0 and m[ctx.metric] < ctx.floor:

@@ -5,11 +5,11 @@ matter at millions of rows:
 
 * **Thresholds come from the reference itself, leaving the sub-window out.**
   The reference is cut into sub-windows of the evaluation frequency (one day
-  for daily windows, seven days for weekly ones, 14 days for monthly windows
-  over a one-month reference: the largest whole-weeks block that leaves at
-  least as much behind); every block is compared with the reference *minus
-  that block* (its counts subtracted) and the values form a null
-  distribution.  Alarm when a window's value exceeds ``mean + k * std`` of it
+  for daily windows, seven days for weekly ones, four weeks for monthly ones;
+  at most half the reference, so 14 days for monthly windows over a one-month
+  reference), starting every day (every week on references long enough for
+  20 such blocks); every block is compared with the reference *minus that
+  block* (its counts subtracted) and the values form a null distribution.  Alarm when a window's value exceeds ``mean + k * std`` of it
   (or a quantile) and an optional minimum effect size.
 * **Calendar composition is compared like with like** (``calendar="weekday"``):
   for each window, the reference's days are reweighted so that the reference
@@ -256,13 +256,21 @@ class ShiftCalculator:
         return self._ref_cache[key]
 
     def _block_len(self) -> int:
+        """Days per calibration block: the evaluation frequency's size, at most half the
+        reference (monthly windows: four whole weeks, or the largest whole-weeks half of a
+        short reference, e.g. 14 days of a one-month reference)."""
         n = len(self.days_)
         if self.frequency == "D":
             return 1
         if self.frequency == "W":
             return min(7, max(1, n // 2))
         half = n // 2
-        return half // 7 * 7 if half >= 7 else max(1, half)
+        return min(28, half // 7 * 7) if half >= 7 else max(1, half)
+
+    def _block_step(self, L: int) -> int:
+        """Days between block starts: every day, or every week where that still gives at
+        least 20 blocks (a long reference: weekday mix constant, ~50 blocks a year, not ~340)."""
+        return 7 if L % 7 == 0 and (len(self.days_) - L) // 7 + 1 >= 20 else 1
 
     def _calibrate(self) -> pd.DataFrame:
         """Null distribution of every (feature, statistic): each reference block of the
@@ -271,7 +279,8 @@ class ShiftCalculator:
         weekday and updated a day at a time as the block slides (:mod:`._grid`)."""
         L = self._block_len()
         days = self.days_
-        starts = [i for i in range(len(days) - L + 1) if days[i + L - 1] - days[i] == L - 1]
+        step = self._block_step(L)
+        starts = [i for i in range(0, len(days) - L + 1, step) if days[i + L - 1] - days[i] == L - 1]
         mixes = [(i, self._mix(np.bincount(_weekday(days[i:i + L]), minlength=7), np.arange(i, i + L))) for i in starts]
         day_wd = _weekday(days)
         cols: dict[str, list] = {k: [] for k in ("feature", "statistic", "null_mean", "null_std", "n_null", "threshold")}

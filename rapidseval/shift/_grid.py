@@ -35,6 +35,7 @@ class Grid:
     info: RefInfo
     bins: Any  # quantile-bin index of every grid value (non-categorical binning)
     n_bins: int
+    cuts: Any  # bin k holds grid values cuts[k]:cuts[k + 1] (bins is sorted)
     fill: int  # grid index of the fill value, or -1
     xp: Any
 
@@ -43,10 +44,20 @@ class Grid:
         v = xp.asarray(values, dtype=xp.float64)
         edges = xp.asarray(info.edges, dtype=xp.float64)
         bins = xp.searchsorted(edges, v, side="right")
+        n_bins = len(info.edges) + 1
+        cuts = xp.searchsorted(bins, xp.arange(n_bins + 1), side="left")
         hv = np.asarray(values, dtype="float64")
         i = int(np.searchsorted(hv, info.fill_value))
         fill = i if i < len(hv) and hv[i] == info.fill_value else -1
-        return cls(v, info, bins, len(info.edges) + 1, fill, xp)
+        return cls(v, info, bins, n_bins, cuts, fill, xp)
+
+
+def _bin_sums(g: Grid, x):
+    """Sums of ``x`` per quantile bin, from one cumulative sum: no atomic adds, so the GPU
+    gives the same bits every run (integer counts: exactly)."""
+    xp = g.xp
+    cs = xp.concatenate([xp.zeros(1, dtype=xp.float64), xp.cumsum(x, dtype=xp.float64)])
+    return xp.diff(cs[g.cuts])
 
 
 def _ks(g: Grid, R, W, n_eff, weighted=False) -> float:
@@ -74,8 +85,7 @@ def _proportions(g: Grid, R, W, categorical: bool):
     if categorical:
         p, q = R.astype(xp.float64), W.astype(xp.float64)
     else:
-        p = xp.bincount(g.bins, weights=R, minlength=g.n_bins)
-        q = xp.bincount(g.bins, weights=W, minlength=g.n_bins)
+        p, q = _bin_sums(g, R), _bin_sums(g, W)
     return p / p.sum(), q / q.sum()
 
 
