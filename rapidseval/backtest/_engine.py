@@ -112,14 +112,17 @@ _REFERENCES: dict[tuple[str, str, str], Any] = {}  # (work, model key, drift tag
 _REFERENCES_LOCK = threading.Lock()
 
 
-def _reference(work: str, model_key: str, train: list[CachedMonth], drift: _DriftPlan, be):
+def _reference(work: str, model_key: str, train: list[CachedMonth], drift: _DriftPlan):
     """The model's drift reference, fitted on its training months (kept for the model's next months)."""
     ident = (work, model_key, drift.tag)
     with _REFERENCES_LOCK:
         ref = _REFERENCES.get(ident)
     if ref is None:
         per = [read_day_counts(e, drift.features) for e in train]
-        calc = drift.spec.calculator(drift.features, drift.fill_value, be.xp)
+        # NumPy on every backend: the counts are small host arrays, and a retraining decision
+        # must not depend on the device (a threshold crossed on one backend and not the other
+        # would change the whole walk)
+        calc = drift.spec.calculator(drift.features, drift.fill_value)
         ref = fit_reference(per, calc, label=f"training months {train[0].month}..{train[-1].month}")
         with _REFERENCES_LOCK:
             while len(_REFERENCES) >= 2:  # a worker moves from model to model: keep the latest few
@@ -198,7 +201,7 @@ def _fold_task(plan: _ModelPlan, entries: dict[str, CachedMonth], fspec, backend
     reference = None
     if drift is not None:
         t1 = time.perf_counter()
-        reference = _reference(work, plan.key, [entries[m] for m in fold.train], drift, be)
+        reference = _reference(work, plan.key, [entries[m] for m in fold.train], drift)
         drift_seconds = time.perf_counter() - t1
     scores = {m: _score(model, entries[m], fspec, be, model_cfg["threshold"], work, plan.key, drift, reference)
               for m in fold.eval}
@@ -216,7 +219,7 @@ def _score_task(item, entries: dict[str, CachedMonth], fspec, backend_name: str,
     model_key, month, train = item
     be = get_backend(backend_name)
     model = _load_model(str(Path(work) / "models" / f"{model_key}.pkl"))
-    reference = None if drift is None else _reference(work, model_key, [entries[m] for m in train], drift, be)
+    reference = None if drift is None else _reference(work, model_key, [entries[m] for m in train], drift)
     return _score(model, entries[month], fspec, be, threshold, work, model_key, drift, reference)
 
 
