@@ -308,6 +308,16 @@ def test_decisions_use_only_known_labels(history, cache_dir, tmp_path):
     assert len(retrains) > 1 and retrains[1] >= "2020-06"  # change in 2020-03 (mid-month), known 2 months later
 
 
+def test_static_and_periodic_need_no_drift_signals(result, history, cache_dir, tmp_path):
+    """A job of static and periodic policies fits no drift reference, and its tables are
+    those of the same policies in a job that also ran drift_triggered."""
+    res = rapidseval.run(_job(history, tmp_path / "run", cache_dir, policies=[
+        {"kind": "static"}, {"kind": "periodic", "params": {"every": 3}}]))
+    assert result.manifest["backtest"]["drift_signals"] and not res.manifest["backtest"]["drift_signals"]
+    ours = result.backtest[result.backtest["policy"] != "drift_triggered"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(ours.drop(columns=_TIMING), res.backtest.drop(columns=_TIMING))
+
+
 def _cached_counts(cache_dir, month, features):
     from rapidseval.feature_cache import CachedMonth, read_day_counts
     from rapidseval.features import PartStats

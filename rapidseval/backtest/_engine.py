@@ -47,13 +47,13 @@ from ..metrics import COUNT_COLUMNS, add_metrics
 from ..models import make_model
 from ..progress import Reporter
 from ._drift import DriftSignal, drift_signal, fit_reference
-from ._policies import DecisionContext, NeedScores, make_policy
+from ._policies import POLICIES, DecisionContext, NeedScores, make_policy, periodic, static
 from ._split import Fold, month_index, month_name, months_between
 
 __all__ = ["run_backtest", "BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS"]
 
 #: built-in policies that never consult the drift signal (no drift reference is fitted for them)
-_NO_DRIFT = ("static", "periodic")
+_NO_DRIFT = (static, periodic)
 #: the day windows of the optional per-day table use pickup time (always inside the file's month)
 _DAY_TIME_COLUMN = "pickup_datetime"
 _METRICS = ("n", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "accuracy", "positive_rate")
@@ -355,9 +355,9 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     first = min(month_index(f.train_start) for f in folds)
     months = [m for m in spec.data.months if month_index(m) >= first]
     decisions = [make_policy(p.kind, p.params) for p in bt.policies]
-    # static and periodic never look at drift; any other policy (a user's too) may
+    # the built-in static and periodic never look at drift; any other policy (a user's too) may
     drift_plan = (_DriftPlan(bt.drift, watched, float(fspec.fill_value))
-                  if any(p.kind not in _NO_DRIFT for p in bt.policies) else None)
+                  if any(POLICIES[p.kind] not in _NO_DRIFT for p in bt.policies) else None)
     model_cfg = {"kind": spec.model.kind, "params": spec.model.params, "seed": spec.seed,
                  "threshold": spec.model.threshold, "max_train_rows": bt.max_train_rows}
     make_model(be, spec.model.kind, spec.model.params, spec.seed)  # bad params fail before any read
@@ -466,8 +466,13 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
                         st.advance()
                         continue
                     for key, month in need:  # a decision will likely look further ahead: score a block
+                        # as long as the model has lived already (at least the horizon): a model
+                        # that stays for L months costs log2(L / horizon) rounds, not L / horizon
+                        # (each round ends in a barrier that idles workers), and the scores of
+                        # months it no longer governs are at most as many as those it used
+                        block = max(bt.horizon, months_between(by_key[key].fold.origin, month))
                         missing.add((key, month))
-                        for j in range(month_index(month) + 1, min(month_index(month) + bt.horizon, last + 1)):
+                        for j in range(month_index(month) + 1, min(month_index(month) + block, last + 1)):
                             if (key, month_name(j)) not in known:
                                 missing.add((key, month_name(j)))
                     missing -= known
@@ -500,6 +505,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
         "truncated_origins": truncated,
         "feature_cache": {"dir": cache_root, "months": len(entries), "reused": hits},
         "models_fitted": len(todo),
+        "drift_signals": drift_plan is not None,
         "day_time_column": _DAY_TIME_COLUMN,
     }
     tables = {"backtest": backtest, "staleness": staleness, "policies": policies, "models": models}
