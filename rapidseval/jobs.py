@@ -640,6 +640,10 @@ class JobSpec(_Section):
             self.backtest.splitter().folds(self.data.months)
         except SpecError as exc:
             raise ValueError(f"backtest: {exc}") from exc
+        unknown = [f for f in self.backtest.drift.features or () if f not in self.features.features]
+        if unknown:
+            raise ValueError(f"backtest.drift.features: {', '.join(unknown)} not among the job's features "
+                             f"({', '.join(self.features.features)})")
         return self
 
     @model_validator(mode="after")

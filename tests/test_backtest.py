@@ -113,6 +113,9 @@ def test_job_files_validate():
     ({"policies": [{"kind": "static"}, {"kind": "static"}]}, "used twice"),
     ({"train_months": 30}, "too little history"),
     ({"metric": "auc"}, "backtest.metric"),
+    ({"drift": {"features": ["trip_distance", "tip_amount"]}}, r"backtest.drift.features: tip_amount not among"),
+    ({"drift": {"alarm": "mad"}}, r"backtest.drift.alarm"),
+    ({"drift": {"k_std": 0}}, r"backtest.drift.k_std"),
 ])
 def test_bad_backtest_specs(backtest, message):
     job = {"data": {"start": "2019-01", "end": "2020-12"}, "backtest": backtest}
