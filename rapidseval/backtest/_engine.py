@@ -388,6 +388,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
         t0 = time.perf_counter()
         plans = [_ModelPlan(_model_key(model_cfg, be.name, f, entries), f) for f in folds]
         records: dict[str, dict[str, Any]] = {}
+        scores: dict[tuple[str, str], pd.DataFrame] = {}  # (model key, month) -> daily counts
         todo = []
         for plan in plans:
             marker = work / "folds" / f"{plan.key}.json"
@@ -402,6 +403,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
             for i, res in ex.map_unordered(_fold_task, todo, entries, fspec, be.name, model_cfg, str(work), drift_plan):
                 rec = res["record"]
                 records[rec["key"]] = rec
+                scores.update({(rec["key"], m): c for m, c in res["scores"].items()})  # not read back from disk
                 reporter.log(f"fold {rec['origin']}: trained on {rec['train'][0]}..{rec['train'][-1]} "
                              f"({rec['train_rows']:,} rows) in {rec['train_seconds']:.1f} s")
                 st.advance()
@@ -409,7 +411,6 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
 
         # -- 3. policies: walk the origins; score what they need that no fold did --------
         t0 = time.perf_counter()
-        scores: dict[tuple[str, str], pd.DataFrame] = {}
 
         def load(pair):
             if pair not in scores:
