@@ -30,9 +30,9 @@ import pandas as pd
 from ..errors import SpecError
 from ._counts import DayCounts, _to_host as _host
 from ._grid import GRID_STATISTICS, Grid, grid_value
-from ._ks import ks_pvalues
-from ._stats import (STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ks_effective_n, ks_needs_exact,
-                     ks_statistic, ref_info)
+from ._ks import MAX_EXACT_N, ks_pvalues
+from ._stats import STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ref_info
+from ._windows import BATCH_STATISTICS, Batch, batch_values, collapse
 
 __all__ = ["ShiftCalculator", "ShiftResult", "FREQUENCIES", "ALARM_METHODS", "CALENDARS", "alarms",
            "SHIFT_COLUMNS", "check_statistics"]
@@ -369,80 +369,115 @@ class ShiftCalculator:
     def calculate(self, counts: Mapping[str, DayCounts]) -> "ShiftResult":
         """Compare every window of ``counts`` (one :class:`DayCounts` per feature) with the reference.
 
-        KS p-values are computed at the end, for all rows in one vectorised call
-        (:func:`~rapidseval.shift.ks_pvalues`); ``p_method`` says how each was obtained.
+        The windows of a feature that share a reference (the same weekday mix) are
+        compared together, each statistic in a few vectorised passes over their
+        ``(window, value)`` counts (:mod:`._windows`).  KS p-values are computed at the
+        end, for all rows in one vectorised call (:func:`~rapidseval.shift.ks_pvalues`);
+        ``p_method`` says how each was obtained.
         """
         if not hasattr(self, "refs_"):
             raise SpecError("fit the shift calculator on a reference before calculate")
         null = {(f, s): row for f, s, row in zip(self.null_["feature"], self.null_["statistic"],
                                                   self.null_[["threshold", "null_mean", "null_std", "n_null"]].to_numpy())}
-        cols: dict[str, list] = {k: [] for k in ("window_start", "window_end", "feature", "statistic", "value",
-                                                 "p_value", "p_method", "threshold", "null_mean", "null_std", "n_null",
-                                                 "n_reference", "n_window")}
-        ks_rows, ks_d, ks_en = [], [], []
-        for f, r in self.refs_.items():
+        for f in self.refs_:
             if f not in counts:
                 raise SpecError(f"no counts for feature {f} to compare with the reference {self.label_}")
-            c = counts[f]
-            if not len(c):
-                continue
-            starts, lengths = _runs(c.day)
-            days = c.day[starts]
-            keys = _window_keys(days, self.frequency)
-            kstart, klen = _runs(keys)
-            ukeys = keys[kstart]
-            wstart, wend = _window_bounds_many(ukeys, self.frequency)
-            ends = starts + lengths
-            for j in range(len(ukeys)):
-                d0, d1 = kstart[j], kstart[j] + klen[j]
-                win = _dist_of(c, slice(int(starts[d0]), int(ends[d1 - 1])))
-                ref = self._reference_for(f, np.bincount(_weekday(days[d0:d1]), minlength=7))
-                for s in r.stats:
-                    st = STATISTICS[s]
-                    method = ""
-                    if s == "ks" and not ks_needs_exact(ref, win):
-                        value, p = ks_statistic(ref, win, r.info), np.nan
-                        ks_rows.append(len(cols["value"]))
-                        ks_d.append(value)
-                        ks_en.append(ks_effective_n(ref, win))
-                        method = "exact" if ref.exact else "effective_n"
-                    else:
-                        value, p = st.fn(ref, win, r.info)
-                        if st.p_value:
-                            method = "exact" if ref.exact else "effective_n"
-                    nl = null[(f, s)]
-                    for k, x in zip(("window_start", "window_end", "feature", "statistic", "value", "p_value",
-                                     "p_method", "threshold", "null_mean", "null_std", "n_null", "n_reference",
-                                     "n_window"),
-                                    (wstart[j], wend[j], f, s, value, p, method, nl[0], nl[1], nl[2], nl[3],
-                                     ref.n, win.n)):
-                        cols[k].append(x)
-        p_value = np.asarray(cols["p_value"], dtype="float64")
-        method = np.asarray(cols["p_method"], dtype=object)
-        if ks_rows:
-            idx = np.asarray(ks_rows)
-            p, approx = ks_pvalues(ks_d, ks_en, exact_tail=self.exact_p)
+        parts = [self._compare_feature(f, r, counts[f], null) for f, r in self.refs_.items() if len(counts[f])]
+        if parts:
+            cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        else:
+            cols = {k: np.zeros(0, dt) for k, dt in (
+                ("window_start", "datetime64[us]"), ("window_end", "datetime64[us]"), ("feature", object),
+                ("statistic", object), ("value", "float64"), ("p_value", "float64"), ("p_method", object),
+                ("threshold", "float64"), ("null_mean", "float64"), ("null_std", "float64"), ("n_null", "int64"),
+                ("n_reference", "int64"), ("n_window", "int64"), ("ks_en", "float64"))}
+        p_value, method = cols["p_value"], cols["p_method"]
+        ks = np.isfinite(cols["ks_en"])
+        if ks.any():
+            idx = np.flatnonzero(ks)
+            p, approx = ks_pvalues(cols["value"][idx], cols["ks_en"][idx], exact_tail=self.exact_p)
             p_value[idx] = p
             method[idx[approx]] = "smirnov_approx"
-        value = np.asarray(cols["value"], dtype="float64")
-        thr = np.asarray(cols["threshold"], dtype="float64")
+        value, thr = cols["value"], cols["threshold"]
         floor = np.asarray([self.min_effect.get(s, -np.inf) for s in cols["statistic"]], dtype="float64")
-        start = pd.DatetimeIndex(cols["window_start"]) if cols["window_start"] else pd.DatetimeIndex([], dtype="datetime64[ns]")
+        start = pd.DatetimeIndex(cols["window_start"])
         table = pd.DataFrame({
             "reference": self.label_,
             "window": _labels(start, self.frequency),
-            "window_start": start, "window_end": pd.DatetimeIndex(cols["window_end"]) if cols["window_end"] else start,
+            "window_start": start, "window_end": pd.DatetimeIndex(cols["window_end"]),
             "feature": cols["feature"], "statistic": cols["statistic"], "value": value, "p_value": p_value,
             "p_method": method, "threshold": thr,
             "alarm": np.isfinite(thr) & (value > thr) & (value >= floor),
             "p_below_alpha": p_value < self.alpha,
-            "null_mean": np.asarray(cols["null_mean"], dtype="float64"),
-            "null_std": np.asarray(cols["null_std"], dtype="float64"),
-            "n_null": np.asarray(cols["n_null"], dtype="int64"),
-            "n_reference": np.asarray(cols["n_reference"], dtype="int64"),
-            "n_window": np.asarray(cols["n_window"], dtype="int64"),
+            "null_mean": cols["null_mean"], "null_std": cols["null_std"], "n_null": cols["n_null"],
+            "n_reference": cols["n_reference"], "n_window": cols["n_window"],
         }, columns=SHIFT_COLUMNS)
         return ShiftResult(table, self.null_)
+
+    def _compare_feature(self, f: str, r: _FeatureRef, c: DayCounts, null) -> dict[str, np.ndarray]:
+        """Every window of one feature, every statistic: columns of the table, window-major
+        (``ks_en``: the KS rows' effective size for the p-value, NaN elsewhere)."""
+        starts, lengths = _runs(c.day)
+        days = c.day[starts]
+        keys = _window_keys(days, self.frequency)
+        kstart, klen = _runs(keys)
+        nw = len(kstart)
+        wstart, wend = _window_bounds_many(keys[kstart], self.frequency)
+        day_win = np.repeat(np.arange(nw), klen)
+        wid, x, cnt = collapse(np.repeat(day_win, lengths), c.value, c.count, bool(np.all(klen == 1)))
+        comp = np.bincount(day_win * 7 + _weekday(days), minlength=nw * 7).reshape(nw, 7)
+        ucomp, group = np.unique(comp, axis=0, return_inverse=True)
+        group = group.ravel()
+        stats_ = r.stats
+        ns = len(stats_)
+        value = np.full((nw, ns), np.nan)
+        p_value = np.full((nw, ns), np.nan)
+        method = np.full((nw, ns), "", dtype=object)
+        ks_en = np.full((nw, ns), np.nan)
+        n_ref = np.zeros(nw, "int64")
+        n_win = np.zeros(nw, "int64")
+        egroup = group[wid]
+        order = np.argsort(egroup, kind="stable") if len(ucomp) > 1 else None
+        bounds = np.searchsorted(egroup if order is None else egroup[order], np.arange(len(ucomp) + 1))
+        for g in range(len(ucomp)):
+            wsel = np.flatnonzero(group == g)
+            sl = slice(bounds[g], bounds[g + 1])
+            take = sl if order is None else order[sl]
+            ref = self._reference_for(f, ucomp[g])
+            b = Batch.build(ref, np.searchsorted(wsel, wid[take]), x[take], cnt[take], len(wsel))
+            n_ref[wsel], n_win[wsel] = ref.n, b.n
+            for k, s in enumerate(stats_):
+                st = STATISTICS[s]
+                if s in BATCH_STATISTICS:
+                    v, p = batch_values(s, b, r.info)
+                    value[wsel, k], p_value[wsel, k] = v, p
+                    if s == "ks":
+                        exact = np.zeros(len(wsel), bool)  # scipy's method "auto" is exact there
+                        if ref.exact:
+                            exact = np.maximum(b.n, int(ref.total)) <= MAX_EXACT_N
+                        m_ = float(ref.total) if ref.exact else ref.n_eff
+                        ks_en[wsel[~exact], k] = np.maximum(1.0, np.round(m_ * b.n[~exact] / (m_ + b.n[~exact])))
+                        todo = np.flatnonzero(exact)  # scipy's exact p-value: needs the samples
+                    else:
+                        todo = np.zeros(0, "int64")
+                else:
+                    todo = np.arange(len(wsel))
+                for j in todo:
+                    lo, hi = b.starts[j], (b.starts[j + 1] if j + 1 < len(wsel) else len(b.x))
+                    value[wsel[j], k], p_value[wsel[j], k] = st.fn(ref, Dist(b.x[lo:hi], b.c[lo:hi]), r.info)
+                if st.p_value:
+                    method[wsel, k] = "exact" if ref.exact else "effective_n"
+        nl = np.asarray([null[(f, s)] for s in stats_], dtype="float64").reshape(ns, 4)
+        rep = lambda a: np.repeat(a, ns)  # noqa: E731 - per window -> per row
+        tile = lambda a: np.tile(a, nw)  # noqa: E731 - per statistic -> per row
+        return {
+            "window_start": rep(wstart), "window_end": rep(wend),
+            "feature": np.full(nw * ns, f, dtype=object), "statistic": tile(np.asarray(stats_, dtype=object)),
+            "value": value.ravel(), "p_value": p_value.ravel(), "p_method": method.ravel(),
+            "threshold": tile(nl[:, 0]), "null_mean": tile(nl[:, 1]), "null_std": tile(nl[:, 2]),
+            "n_null": tile(nl[:, 3]).astype("int64"), "n_reference": rep(n_ref), "n_window": rep(n_win),
+            "ks_en": ks_en.ravel(),
+        }
 
 
 def _runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -465,12 +500,6 @@ def _window_bounds_many(keys: np.ndarray, freq: str):
 
 def _labels(start: pd.DatetimeIndex, freq: str) -> list[str]:
     return list(start.strftime("%Y-%m" if freq == "M" else "%Y-%m-%d"))
-
-
-def _dist_of(c: DayCounts, sl: slice) -> Dist:
-    sub = DayCounts(c.day[sl], c.value[sl], c.count[sl])
-    v, w = sub.values()
-    return Dist(v, w.astype("int64"))
 
 
 def alarms(table: pd.DataFrame) -> pd.DataFrame:
