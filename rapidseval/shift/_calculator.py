@@ -21,6 +21,8 @@ matter at millions of rows:
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -101,6 +103,45 @@ class _FeatureRef:
     day_start: np.ndarray  # entries of reference day i are day_start[i]:day_start[i + 1]
 
 
+@dataclass
+class _Pending:
+    """One feature's windows in :meth:`ShiftCalculator.calculate`, and their results."""
+
+    f: str
+    r: _FeatureRef
+    nw: int
+    wstart: np.ndarray
+    wend: np.ndarray
+    wid: np.ndarray
+    x: np.ndarray
+    cnt: np.ndarray
+    tasks: list  # (windows, weekday mix, entries) per group of windows sharing a reference
+    value: np.ndarray
+    p_value: np.ndarray
+    method: np.ndarray
+    ks_en: np.ndarray
+    n_ref: np.ndarray
+    n_win: np.ndarray
+
+
+def _size(take) -> int:
+    return take.stop - take.start if isinstance(take, slice) else len(take)
+
+
+class _Serial:
+    """``ThreadPoolExecutor``'s ``map`` in the calling thread."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(fn, items):
+        return map(fn, items)
+
+
 class ShiftCalculator:
     """Per-feature distribution shift of windows against a reference, with calibrated alarms.
 
@@ -137,12 +178,17 @@ class ShiftCalculator:
     xp : module, optional
         Array module for the calibration's grid arithmetic (``numpy``, default, or
         ``cupy``: the backend's ``xp``); results are the same.
+    threads : int, optional
+        Threads :meth:`calculate` compares features and groups of windows in (NumPy
+        releases the GIL in its sorts, searches and reductions); default: the cores this
+        process may use, at most 4.  Results do not depend on it.
     """
 
     def __init__(self, features=None, *, statistics=None, per_feature=None, frequency: str = "M",
                  calendar: str = "weekday", alarm: str = "std", k_std: float = 3.0, quantile: float = 0.99,
                  min_effect: Mapping[str, float] | None = None, bins: int = 10, fill_value: float = -1.0,
-                 alpha: float = 0.05, max_categories: int = 64, exact_p: bool = True, xp=None):
+                 alpha: float = 0.05, max_categories: int = 64, exact_p: bool = True, xp=None,
+                 threads: int | None = None):
         self.features = None if features is None else tuple(features)
         self.statistics = None if statistics is None else tuple(statistics)
         self.per_feature = dict(per_feature or {})
@@ -158,6 +204,7 @@ class ShiftCalculator:
         self.max_categories = max_categories
         self.exact_p = exact_p
         self.xp = np if xp is None else xp
+        self.threads = threads
         self._validate()
 
     def _validate(self):
@@ -172,6 +219,12 @@ class ShiftCalculator:
             raise SpecError(f"shift quantile must be in (0, 1), got {self.quantile}")
         if self.bins < 2:
             raise SpecError(f"shift bins must be at least 2, got {self.bins}")
+
+    def _threads(self) -> int:
+        if self.threads is not None:
+            return max(1, int(self.threads))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(4, cores))
 
     def statistics_for(self, feature: str) -> tuple[str, ...]:
         if feature in self.per_feature:
@@ -382,7 +435,14 @@ class ShiftCalculator:
         for f in self.refs_:
             if f not in counts:
                 raise SpecError(f"no counts for feature {f} to compare with the reference {self.label_}")
-        parts = [self._compare_feature(f, r, counts[f], null) for f, r in self.refs_.items() if len(counts[f])]
+        todo = [(f, r, counts[f]) for f, r in self.refs_.items() if len(counts[f])]
+        threads = self._threads()
+        with ThreadPoolExecutor(max_workers=threads) if threads > 1 else _Serial() as pool:
+            pending = list(pool.map(lambda a: self._prepare_feature(*a), todo))
+            groups = [(pf, self._reference_for(pf.f, comp), wsel, take) for pf in pending for wsel, comp, take in pf.tasks]
+            groups.sort(key=lambda t: -_size(t[3]))  # largest first: the threads finish together
+            list(pool.map(lambda a: self._compare_group(*a), groups))
+        parts = [self._columns(pf, null) for pf in pending]
         if parts:
             cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         else:
@@ -414,9 +474,9 @@ class ShiftCalculator:
         }, columns=SHIFT_COLUMNS)
         return ShiftResult(table, self.null_)
 
-    def _compare_feature(self, f: str, r: _FeatureRef, c: DayCounts, null) -> dict[str, np.ndarray]:
-        """Every window of one feature, every statistic: columns of the table, window-major
-        (``ks_en``: the KS rows' effective size for the p-value, NaN elsewhere)."""
+    def _prepare_feature(self, f: str, r: _FeatureRef, c: DayCounts) -> "_Pending":
+        """One feature's windows: their distinct values and counts, grouped by weekday mix
+        (windows of one group share a reference); the result arrays, filled per group."""
         starts, lengths = _runs(c.day)
         days = c.day[starts]
         keys = _window_keys(days, self.frequency)
@@ -428,55 +488,61 @@ class ShiftCalculator:
         comp = np.bincount(day_win * 7 + _weekday(days), minlength=nw * 7).reshape(nw, 7)
         ucomp, group = np.unique(comp, axis=0, return_inverse=True)
         group = group.ravel()
-        stats_ = r.stats
-        ns = len(stats_)
-        value = np.full((nw, ns), np.nan)
-        p_value = np.full((nw, ns), np.nan)
-        method = np.full((nw, ns), "", dtype=object)
-        ks_en = np.full((nw, ns), np.nan)
-        n_ref = np.zeros(nw, "int64")
-        n_win = np.zeros(nw, "int64")
         egroup = group[wid]
         order = np.argsort(egroup, kind="stable") if len(ucomp) > 1 else None
         bounds = np.searchsorted(egroup if order is None else egroup[order], np.arange(len(ucomp) + 1))
+        tasks = []
         for g in range(len(ucomp)):
-            wsel = np.flatnonzero(group == g)
             sl = slice(bounds[g], bounds[g + 1])
             take = sl if order is None else order[sl]
-            ref = self._reference_for(f, ucomp[g])
-            b = Batch.build(ref, np.searchsorted(wsel, wid[take]), x[take], cnt[take], len(wsel))
-            n_ref[wsel], n_win[wsel] = ref.n, b.n
-            for k, s in enumerate(stats_):
-                st = STATISTICS[s]
-                if s in BATCH_STATISTICS:
-                    v, p = batch_values(s, b, r.info)
-                    value[wsel, k], p_value[wsel, k] = v, p
-                    if s == "ks":
-                        exact = np.zeros(len(wsel), bool)  # scipy's method "auto" is exact there
-                        if ref.exact:
-                            exact = np.maximum(b.n, int(ref.total)) <= MAX_EXACT_N
-                        m_ = float(ref.total) if ref.exact else ref.n_eff
-                        ks_en[wsel[~exact], k] = np.maximum(1.0, np.round(m_ * b.n[~exact] / (m_ + b.n[~exact])))
-                        todo = np.flatnonzero(exact)  # scipy's exact p-value: needs the samples
-                    else:
-                        todo = np.zeros(0, "int64")
+            tasks.append((np.flatnonzero(group == g), ucomp[g], take))
+        ns = len(r.stats)
+        return _Pending(f, r, nw, wstart, wend, wid, x, cnt, tasks, np.full((nw, ns), np.nan), np.full((nw, ns), np.nan),
+                        np.full((nw, ns), "", dtype=object), np.full((nw, ns), np.nan), np.zeros(nw, "int64"),
+                        np.zeros(nw, "int64"))
+
+    def _compare_group(self, pf: "_Pending", ref: Dist, wsel: np.ndarray, take) -> None:
+        """Every statistic of the windows ``wsel`` of a feature against their reference ``ref``."""
+        r = pf.r
+        b = Batch.build(ref, np.searchsorted(wsel, pf.wid[take]), pf.x[take], pf.cnt[take], len(wsel))
+        pf.n_ref[wsel], pf.n_win[wsel] = ref.n, b.n
+        for k, s in enumerate(r.stats):
+            st = STATISTICS[s]
+            if s in BATCH_STATISTICS:
+                v, p = batch_values(s, b, r.info)
+                pf.value[wsel, k], pf.p_value[wsel, k] = v, p
+                if s == "ks":
+                    exact = np.zeros(len(wsel), bool)  # scipy's method "auto" is exact there
+                    if ref.exact:
+                        exact = np.maximum(b.n, int(ref.total)) <= MAX_EXACT_N
+                    m_ = float(ref.total) if ref.exact else ref.n_eff
+                    pf.ks_en[wsel[~exact], k] = np.maximum(1.0, np.round(m_ * b.n[~exact] / (m_ + b.n[~exact])))
+                    todo = np.flatnonzero(exact)  # scipy's exact p-value: needs the samples
                 else:
-                    todo = np.arange(len(wsel))
-                for j in todo:
-                    lo, hi = b.starts[j], (b.starts[j + 1] if j + 1 < len(wsel) else len(b.x))
-                    value[wsel[j], k], p_value[wsel[j], k] = st.fn(ref, Dist(b.x[lo:hi], b.c[lo:hi]), r.info)
-                if st.p_value:
-                    method[wsel, k] = "exact" if ref.exact else "effective_n"
+                    todo = np.zeros(0, "int64")
+            else:  # a statistic without a batch form: its Dist form, window by window
+                todo = np.arange(len(wsel))
+            for j in todo:
+                lo, hi = b.starts[j], (b.starts[j + 1] if j + 1 < len(wsel) else len(b.x))
+                pf.value[wsel[j], k], pf.p_value[wsel[j], k] = st.fn(ref, Dist(b.x[lo:hi], b.c[lo:hi]), r.info)
+            if st.p_value:
+                pf.method[wsel, k] = "exact" if ref.exact else "effective_n"
+
+    def _columns(self, pf: "_Pending", null) -> dict[str, np.ndarray]:
+        """A feature's rows of the table, window-major (``ks_en``: the KS rows' effective
+        size for the p-value, NaN elsewhere)."""
+        f, stats_, nw = pf.f, pf.r.stats, pf.nw
+        ns = len(stats_)
         nl = np.asarray([null[(f, s)] for s in stats_], dtype="float64").reshape(ns, 4)
         rep = lambda a: np.repeat(a, ns)  # noqa: E731 - per window -> per row
         tile = lambda a: np.tile(a, nw)  # noqa: E731 - per statistic -> per row
         return {
-            "window_start": rep(wstart), "window_end": rep(wend),
+            "window_start": rep(pf.wstart), "window_end": rep(pf.wend),
             "feature": np.full(nw * ns, f, dtype=object), "statistic": tile(np.asarray(stats_, dtype=object)),
-            "value": value.ravel(), "p_value": p_value.ravel(), "p_method": method.ravel(),
+            "value": pf.value.ravel(), "p_value": pf.p_value.ravel(), "p_method": pf.method.ravel(),
             "threshold": tile(nl[:, 0]), "null_mean": tile(nl[:, 1]), "null_std": tile(nl[:, 2]),
-            "n_null": tile(nl[:, 3]).astype("int64"), "n_reference": rep(n_ref), "n_window": rep(n_win),
-            "ks_en": ks_en.ravel(),
+            "n_null": tile(nl[:, 3]).astype("int64"), "n_reference": rep(pf.n_ref), "n_window": rep(pf.n_win),
+            "ks_en": pf.ks_en.ravel(),
         }
 
 

@@ -130,26 +130,28 @@ def _wasserstein(b: Batch, info: RefInfo) -> np.ndarray:
     hi_w = np.maximum(r[-1], b.x[last])
     i_lo = np.where(lo_w == first, ix[b.starts], integral(lo_w, np.zeros(nw, "int64")))  # lo_w == r[0] otherwise
     i_hi = np.where(hi_w == b.x[last], ix[last], integral(hi_w, np.full(nw, nr - 1)))  # hi_w == r[-1] otherwise
-    pos_first = b.starts + np.arange(nw)  # window j's first piece
-    pos_entry = np.arange(ne) + b.wid + 1
-    m = ne + nw
-    a, bb, c, ha, hb = np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m)
-    a[pos_first], bb[pos_first], c[pos_first] = lo_w, first, 0.0
-    ha[pos_first], hb[pos_first] = i_lo, ix[b.starts]
+    # window j's pieces: the first one (lo_w -> its first value, c = 0), then one per entry
+    # (x_k -> x_k+1, or hi_w after the last; c = the window's CDF at x_k, 1 at the last)
     nxt, inxt = np.empty(ne), np.empty(ne)
     nxt[:-1], inxt[:-1] = b.x[1:], ix[1:]
     nxt[last], inxt[last] = hi_w, i_hi
-    a[pos_entry], bb[pos_entry], ha[pos_entry], hb[pos_entry] = b.x, nxt, ix, inxt
-    c[pos_entry] = b.cum / b.n[b.wid]
-    c[pos_entry[last]] = 1.0
+    c = b.cum / b.n[b.wid]
+    c[last] = 1.0
+    first_part = _pieces(r, fr, g, lo_w, first, np.zeros(nw), i_lo, ix[b.starts])
+    parts = _pieces(r, fr, g, b.x, nxt, c, ix, inxt)
+    return np.maximum(first_part + np.add.reduceat(parts, b.starts), 0.0)
+
+
+def _pieces(r, fr, g, a, bb, c, ha, hb):
+    """Integral of |F_ref - c| over [a, b] (F_ref's integral ha, hb at the ends): split
+    where F_ref reaches c, at a reference value r[j] (where the integral is g[j])."""
+    nr = len(r)
     j = np.searchsorted(fr, c, side="left")
     jj = np.minimum(j, nr - 1)
     t0 = np.where(j < nr, r[jj], np.inf)
     t = np.clip(t0, a, bb)
-    # at a reference value r[j] the integral is g[j] + fr[j] * 0
     ht = np.where(t0 < a, ha, np.where(t0 > bb, hb, g[jj] + fr[jj] * 0.0))
-    parts = c * (t - a) - (ht - ha) + (hb - ht) - c * (bb - t)
-    return np.maximum(np.add.reduceat(parts, pos_first), 0.0)
+    return c * (t - a) - (ht - ha) + (hb - ht) - c * (bb - t)
 
 
 def _wasserstein_norm(b: Batch, info: RefInfo) -> np.ndarray:
@@ -270,8 +272,7 @@ def _missing_ref(ref: Dist, fill: float) -> float:
 
 
 def _missing_rate(b: Batch, info: RefInfo) -> np.ndarray:
-    hit = b.x == info.fill_value
-    win = np.bincount(b.wid[hit], weights=b.c[hit], minlength=b.nw) / b.n
+    win = np.add.reduceat(np.where(b.x == info.fill_value, b.c, 0), b.starts) / b.n
     return np.abs(win - _missing_ref(b.ref, info.fill_value))
 
 
@@ -282,9 +283,8 @@ def _out_of_range(b: Batch, info: RefInfo) -> np.ndarray:
         return np.full(b.nw, np.nan)
     lo, hi = ref.values[keep][0], ref.values[keep][-1]
     fine = b.x != info.fill_value
-    n = np.bincount(b.wid[fine], weights=b.c[fine], minlength=b.nw)
-    out_ = fine & ((b.x < lo) | (b.x > hi))
-    out = np.bincount(b.wid[out_], weights=b.c[out_], minlength=b.nw)
+    n = np.add.reduceat(np.where(fine, b.c, 0), b.starts)
+    out = np.add.reduceat(np.where(fine & ((b.x < lo) | (b.x > hi)), b.c, 0), b.starts)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(n == 0, 0.0, out / n)
 
