@@ -148,20 +148,81 @@ def _series_band(d: np.ndarray, en: np.ndarray) -> np.ndarray:
             & (d < 0.5) & (en * d > 1) & (en * d < en - 1))
 
 
+def _pelz_good_band(d: np.ndarray, en: np.ndarray) -> np.ndarray:
+    """Where scipy's ``kstwo.sf`` is ``1 - `` its Pelz-Good CDF (``_kolmogn``, n > 140:
+    x < 0.5, 1 < n x < n - 1, n x**2 < 2.2, and not the Durbin matrix region
+    ``n <= 100000 and n x**1.5 <= 1.4``)."""
+    nx2 = en * d * d
+    return ((en > 140) & (en == np.floor(en)) & (nx2 < 2.2) & (d < 0.5) & (en * d > 1) & (en * d < en - 1)
+            & ~((en <= 100000) & (en * d ** 1.5 <= 1.4)))
+
+
+def _pelz_good_sf(n: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """scipy's ``_kolmogn_PelzGood(n, x)`` (Pelz & Good's series for the KS CDF) for
+    arrays, as ``1 - cdf`` clipped: the same terms in the same order, one Horner step
+    per ``k`` for all values at once (scipy evaluates it per value in Python)."""
+    pi2, pi4, pi6 = np.pi ** 2, np.pi ** 4, np.pi ** 6
+    sqrt2pi = np.sqrt(2 * np.pi)
+    z = np.sqrt(n) * x
+    z2, z3, z4, z6 = z ** 2, z ** 3, z ** 4, z ** 6
+    qlog = -pi2 / 8 / z2
+    tiny = qlog < -708  # scipy: CDF 0
+    q = np.exp(qlog)
+    k1a, k1b = -z2, pi2 / 4
+    k2a, k2b, k2c = 6 * z6 + 2 * z4, (2 * z4 - 5 * z2) * pi2 / 4, pi4 * (1 - 2 * z2) / 16
+    k3d = pi6 * (5 - 30 * z2) / 64
+    k3c = pi4 * (-60 * z2 + 212 * z4) / 16
+    k3b = pi2 * (135 * z4 - 96 * z6) / 4
+    k3a = -30 * z6 - 90 * z ** 8
+    maxk = np.ceil(16 * z / np.pi).astype(np.int64)
+    K = np.zeros((4,) + z.shape)
+    for k in range(int(maxk.max(initial=0)), 0, -1):
+        on = k <= maxk
+        m = 2 * k - 1
+        m2, m4, m6 = m ** 2, m ** 4, m ** 6
+        qp = np.power(q, 8 * k)
+        coeffs = (1.0, k1a + k1b * m2, k2a + k2b * m2 + k2c * m4, k3a + k3b * m2 + k3c * m4 + k3d * m6)
+        for i in range(4):
+            K[i] = np.where(on, K[i] * qp + coeffs[i], K[i])
+    K *= q
+    K *= sqrt2pi
+    K /= np.stack([z, 6 * z4, 72 * z ** 7, 6480 * z ** 10])
+    q = np.exp(-pi2 / 2 / z2)
+    sqrt3z = np.sqrt(3) * z
+    k2extra = np.zeros(z.shape)
+    k3extra = np.zeros(z.shape)
+    for k in range(int(maxk.max(initial=0)), 0, -1):
+        on = k <= maxk
+        qk = q ** (k * k)
+        kspi = np.pi * k
+        k2extra = np.where(on, k2extra + (k * k) * qk, k2extra)
+        k3extra = np.where(on, k3extra + (sqrt3z + kspi) * (sqrt3z - kspi) * (k * k) * qk, k3extra)
+    K[2] += k2extra * (pi2 * sqrt2pi / (-36 * z3))
+    K[3] += k3extra * (pi2 * sqrt2pi / (216 * z6))
+    K /= np.stack([np.ones_like(n), np.sqrt(n), n, n ** 1.5])
+    cdf = ((K[0] + K[1]) + K[2]) + K[3]
+    return np.clip(np.where(tiny, 1.0, 1.0 - cdf), 0.0, 1.0)
+
+
 def kstwo_sf(d, en) -> np.ndarray:
     """``scipy.stats.kstwo.sf(d, en)``, vectorised; in scipy's slow band (Smirnov's
     series, 0.1-2.5 s per value) the series is summed by :func:`smirnov_sf` (~10-100 ms),
-    elsewhere scipy's own value.  Equal to scipy to 1e-9 relative (tested)."""
+    Pelz-Good's series (~0.15 ms per value in scipy) for all values at once
+    (:func:`_pelz_good_sf`), elsewhere scipy's own value.  Equal to scipy to 1e-9
+    relative (tested)."""
     from scipy import stats
 
     d = np.atleast_1d(np.asarray(d, dtype="float64"))
     en = np.atleast_1d(np.asarray(en, dtype="float64"))
     d, en = np.broadcast_arrays(d, en)
     band = _series_band(d, en)
+    pg = _pelz_good_band(d, en)
     p = np.empty(d.shape)
     for i in np.flatnonzero(band):
         p[i] = min(max(2 * smirnov_sf(int(en[i]), float(d[i])), 0.0), 1.0)
-    rest = ~band
+    if pg.any():
+        p[pg] = _pelz_good_sf(en[pg], d[pg])
+    rest = ~band & ~pg
     if rest.any():
         p[rest] = stats.kstwo.sf(d[rest], en[rest])
     return p
