@@ -35,9 +35,19 @@ def collapse(wid: np.ndarray, value: np.ndarray, count: np.ndarray, single: bool
     """
     if single or len(wid) == 0:
         return wid, value.astype("float64"), count.astype("int64")
-    key = (wid.astype(np.uint64) << np.uint64(32)) | _float_key(np.ascontiguousarray(value, dtype=np.float32), np).astype(np.uint64)
-    order = np.argsort(key, kind="stable")  # radix sort of 64-bit keys
-    key = key[order]
+    fkey = _float_key(np.ascontiguousarray(value, dtype=np.float32), np).astype(np.uint64)
+    wbits, ebits = int(wid[-1]).bit_length(), (len(wid) - 1).bit_length()
+    if wbits + 32 + ebits <= 64:
+        # (window, value, position) packed in one word: a plain (vectorised) sort is the argsort
+        packed = (wid.astype(np.uint64) << np.uint64(32 + ebits)) | (fkey << np.uint64(ebits))
+        packed |= np.arange(len(wid), dtype=np.uint64)
+        packed.sort()
+        order = (packed & np.uint64((1 << ebits) - 1)).astype(np.intp)
+        key = packed >> np.uint64(ebits)
+    else:
+        key = (wid.astype(np.uint64) << np.uint64(32)) | fkey
+        order = np.argsort(key, kind="stable")
+        key = key[order]
     flag = np.empty(len(key), bool)
     flag[0] = True
     np.not_equal(key[1:], key[:-1], out=flag[1:])
