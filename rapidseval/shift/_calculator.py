@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SpecError
-from ._counts import DayCounts, _to_host as _host
+from ._counts import DayCounts, _to_host as _host, unique_inverse
 from ._grid import GRID_STATISTICS, Grid, grid_value
 from ._ks import MAX_EXACT_N, ks_pvalues
 from ._stats import STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ref_info
@@ -248,7 +248,7 @@ class ShiftCalculator:
             c = reference[f]
             if not len(c):
                 raise SpecError(f"reference {label} has no rows for {f}")
-            values, vidx = np.unique(c.value, return_inverse=True)
+            values, vidx = unique_inverse(c.value)
             fdays = c.days()
             days = fdays if days is None else np.union1d(days, fdays)
             full = Dist(values.astype("float64"), np.bincount(vidx, weights=c.count, minlength=len(values)).astype("int64"))
