@@ -180,9 +180,10 @@ class ShiftCalculator:
         Array module for the calibration's grid arithmetic (``numpy``, default, or
         ``cupy``: the backend's ``xp``); results are the same.
     threads : int, optional
-        Threads :meth:`calculate` compares features and groups of windows in (NumPy
-        releases the GIL in its sorts, searches and reductions); default: the cores this
-        process may use, at most 4.  Results do not depend on it.
+        Threads :meth:`calculate` compares features and groups of windows in, and
+        :meth:`fit` calibrates features in (NumPy releases the GIL in its sorts, searches
+        and reductions); default: the cores this process may use, at most 4.  Results do
+        not depend on it.
     """
 
     def __init__(self, features=None, *, statistics=None, per_feature=None, frequency: str = "M",
@@ -338,8 +339,10 @@ class ShiftCalculator:
         mixes = [(i, self._mix(np.bincount(_weekday(days[i:i + L]), minlength=7), np.arange(i, i + L))) for i in starts]
         day_wd = _weekday(days)
         cols: dict[str, list] = {k: [] for k in ("feature", "statistic", "null_mean", "null_std", "n_null", "threshold")}
-        for f, r in self.refs_.items():
-            values = self._null_values(r, L, mixes, day_wd)
+        threads = self._threads() if self.xp is np else 1
+        with ThreadPoolExecutor(max_workers=threads) if threads > 1 else _Serial() as pool:
+            nulls = list(pool.map(lambda r: self._null_values(r, L, mixes, day_wd), self.refs_.values()))
+        for (f, r), values in zip(self.refs_.items(), nulls):
             for s in r.stats:
                 v = np.asarray(values[s], dtype="float64")
                 v = v[np.isfinite(v)]
