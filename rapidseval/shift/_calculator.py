@@ -491,9 +491,9 @@ class ShiftCalculator:
         wid, x, cnt = collapse(np.repeat(day_win, lengths), c.value, c.count, bool(np.all(klen == 1)))
         comp = np.bincount(day_win * 7 + _weekday(days), minlength=nw * 7).reshape(nw, 7)
         ucomp, group = np.unique(comp, axis=0, return_inverse=True)
-        group = group.ravel()
+        group = group.ravel().astype(np.int16 if len(ucomp) < 2**15 else np.int64)
         egroup = group[wid]
-        order = np.argsort(egroup, kind="stable") if len(ucomp) > 1 else None
+        order = np.argsort(egroup, kind="stable") if len(ucomp) > 1 else None  # 16-bit keys: radix sort
         bounds = np.searchsorted(egroup if order is None else egroup[order], np.arange(len(ucomp) + 1))
         tasks = []
         for g in range(len(ucomp)):
@@ -508,7 +508,9 @@ class ShiftCalculator:
     def _compare_group(self, pf: "_Pending", ref: Dist, wsel: np.ndarray, take) -> None:
         """Every statistic of the windows ``wsel`` of a feature against their reference ``ref``."""
         r = pf.r
-        b = Batch.build(ref, np.searchsorted(wsel, pf.wid[take]), pf.x[take], pf.cnt[take], len(wsel))
+        local = np.empty(pf.nw, np.int64)  # window -> its place among the group's windows
+        local[wsel] = np.arange(len(wsel))
+        b = Batch.build(ref, local[pf.wid[take]], pf.x[take], pf.cnt[take], len(wsel))
         pf.n_ref[wsel], pf.n_win[wsel] = ref.n, b.n
         for k, s in enumerate(r.stats):
             st = STATISTICS[s]

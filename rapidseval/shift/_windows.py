@@ -147,20 +147,41 @@ def _wasserstein(b: Batch, info: RefInfo) -> np.ndarray:
     nxt[last], inxt[last] = hi_w, i_hi
     c = b.cum / b.n[b.wid]
     c[last] = 1.0
+    # reference values below each piece's start, and up to its end
+    below_a = b.lo
+    upto_b = np.empty(ne, np.int64)
+    upto_b[:-1] = (b.lo + b.eq)[1:]
+    upto_b[last] = nr
     first_part = _pieces(r, fr, g, lo_w, first, np.zeros(nw), i_lo, ix[b.starts])
-    parts = _pieces(r, fr, g, b.x, nxt, c, ix, inxt)
+    parts = _pieces(r, fr, g, b.x, nxt, c, ix, inxt, below_a, upto_b)
     return np.maximum(first_part + np.add.reduceat(parts, b.starts), 0.0)
 
 
-def _pieces(r, fr, g, a, bb, c, ha, hb):
-    """Integral of |F_ref - c| over [a, b] (F_ref's integral ha, hb at the ends): split
-    where F_ref reaches c, at a reference value r[j] (where the integral is g[j])."""
+def _pieces(r, fr, g, a, bb, c, ha, hb, below_a=None, upto_b=None):
+    """Integral of |F_ref - c| over [a, b] (F_ref's integral ha, hb at the ends): split at
+    t = r[j], the first reference value where F_ref reaches c (the integral there is g[j]),
+    clipped to [a, b].
+
+    With ``below_a`` / ``upto_b`` (how many reference values are < a / <= b), j is only
+    searched for where it falls inside [a, b] (about 1% of a day's pieces): r[j] < a
+    exactly when F_ref already reaches c at the last reference value below a, and
+    r[j] > b exactly when it has not reached c at the last one up to b."""
     nr = len(r)
-    j = np.searchsorted(fr, c, side="left")
-    jj = np.minimum(j, nr - 1)
-    t0 = np.where(j < nr, r[jj], np.inf)
-    t = np.clip(t0, a, bb)
-    ht = np.where(t0 < a, ha, np.where(t0 > bb, hb, g[jj] + fr[jj] * 0.0))
+    if below_a is None:
+        j = np.searchsorted(fr, c, side="left")
+        jj = np.minimum(j, nr - 1)
+        t0 = np.where(j < nr, r[jj], np.inf)
+        t = np.clip(t0, a, bb)
+        ht = np.where(t0 < a, ha, np.where(t0 > bb, hb, g[jj] + fr[jj] * 0.0))
+    else:
+        before = (below_a > 0) & (fr[np.maximum(below_a - 1, 0)] >= c)  # r[j] < a
+        after = (upto_b == 0) | (fr[np.maximum(upto_b - 1, 0)] < c)  # r[j] > b (or no such r)
+        t = np.where(before, a, bb)
+        ht = np.where(before, ha, hb)
+        inside = np.flatnonzero(~before & ~after)
+        j = np.searchsorted(fr, c[inside], side="left")
+        t[inside] = r[j]
+        ht[inside] = g[j] + fr[j] * 0.0
     return c * (t - a) - (ht - ha) + (hb - ht) - c * (bb - t)
 
 
