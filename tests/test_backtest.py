@@ -308,6 +308,46 @@ def test_decisions_use_only_known_labels(history, cache_dir, tmp_path):
     assert len(retrains) > 1 and retrains[1] >= "2020-06"  # change in 2020-03 (mid-month), known 2 months later
 
 
+def _cached_counts(cache_dir, month, features):
+    from rapidseval.feature_cache import CachedMonth, read_day_counts
+    from rapidseval.features import PartStats
+
+    (path,) = Path(cache_dir).glob(f"{month}-*.counts.parquet")
+    key = path.name[: -len(".counts.parquet")]
+    return read_day_counts(CachedMonth(month, key, str(cache_dir), PartStats(), hit=True), features)
+
+
+def test_worker_drift_signals_equal_the_host_computation(history, cache_dir, tmp_path):
+    """The drift signals computed beside the scores (on the workers) are what the host would
+    compute from the cached per-day counts: the model's training months as the reference,
+    the month just before the origin (the latest whole month) compared with it."""
+    seen = {}
+
+    @register_policy("drift_spy_test")
+    def spy(ctx):  # called again for an origin after a round of scoring: keep the last call
+        sig = ctx.drift()
+        seen[ctx.origin] = (ctx.origin, ctx.model_origin, ctx.train_months, sig)
+        return "drift" if sig.alarm else None
+
+    try:
+        rapidseval.run(_job(history, tmp_path / "run", cache_dir, train_months=2, daily=False,
+                            policies=[{"kind": "drift_spy_test"}]))
+    finally:
+        POLICIES.pop("drift_spy_test")
+    origins = month_range("2019-12", END)
+    assert sorted(seen) == origins[1:]
+    assert len({m for _, m, *_ in seen.values()}) > 1  # the spy retrained: signals of several models are checked
+    for origin, model_origin, train, sig in seen.values():
+        assert sig.month == month_range("2019-01", origin)[-2] and model_origin <= sig.month < origin
+        feats = list(_cached_counts(cache_dir, train[0], None))  # all the job's features (drift.features unset)
+        calc = fit_reference([_cached_counts(cache_dir, m, feats) for m in train],
+                             ShiftCalculator(feats, statistics=["ks"], frequency="M", k_std=3.0, fill_value=-1.0))
+        host = drift_signal(calc, _cached_counts(cache_dir, sig.month, feats), month=sig.month)
+        assert (sig.alarm, sig.feature, sig.statistic) == (host.alarm, host.feature, host.statistic), origin
+        assert sig.value == pytest.approx(host.value, rel=1e-12) and sig.threshold == pytest.approx(host.threshold, rel=1e-12)
+        assert sig.values == pytest.approx(host.values, rel=1e-12)
+
+
 # ---------------------------------------------------------------------------------------
 # determinism: resume after a kill, 1 vs 2 workers
 # ---------------------------------------------------------------------------------------
