@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from scipy import stats
 
@@ -83,3 +83,53 @@ def test_calibration_on_cupy_equals_numpy():
     assert host[["feature", "statistic", "n_null"]].equals(dev[["feature", "statistic", "n_null"]])
     for c in ("null_mean", "null_std", "threshold"):
         np.testing.assert_allclose(dev[c].to_numpy(), host[c].to_numpy(), rtol=1e-12, atol=1e-15)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(np.log(141), np.log(2e6)), st.floats(2.2, 370))
+def test_kstwo_sf_series_equals_scipy(log_n, nx2):
+    """Smirnov's series summed outward from its largest term equals scipy's kstwo.sf
+    (which sums all of it; asymptotic above n = 1e6) to 1e-9 relative."""
+    from rapidseval.shift import kstwo_sf
+
+    n = float(np.floor(np.exp(log_n)))
+    note(f"n={n:.0f} n*d^2={nx2}")
+    d = float(np.sqrt(nx2 / n))
+    assert kstwo_sf(d, n)[0] == pytest.approx(stats.kstwo.sf(d, n), rel=P_RTOL, abs=1e-300)
+
+
+@pytest.mark.parametrize("n", [140, 141, 1000, 999_999, 1_000_000, 1_000_001])
+def test_kstwo_sf_at_the_series_band_edges(n):
+    """Both sides of every edge of scipy's series band (n = 140 / 1e6, n d^2 = 2.2 / 370,
+    n d = 1, d = 0.5) give scipy's value."""
+    from rapidseval.shift import kstwo_sf
+
+    eps = 1e-9
+    ds = [np.sqrt(z / n) for z in (2.2 * (1 - eps), 2.2, 2.2 * (1 + eps), 5.0, 369.999, 370.0, 370.001)]
+    ds += [(1 + eps) / n, (1 - eps) / n, 0.5 * (1 - eps), 0.5]
+    want = np.array([stats.kstwo.sf(d, n) for d in ds])
+    got = kstwo_sf(np.array(ds), float(n))
+    np.testing.assert_allclose(got, want, rtol=P_RTOL, atol=1e-300)
+
+
+def test_kstwo_sf_pelz_good_band_equals_scipy():
+    """Where scipy's kstwo.sf is 1 - its Pelz-Good series (n x^2 < 2.2, beyond the Durbin
+    matrix region), the vectorised series gives scipy's values (1e-12 relative here; the
+    public bar is 1e-9), including the region's edges."""
+    from rapidseval.shift._ks import _pelz_good_band
+
+    rng = np.random.default_rng(5)
+    en = np.exp(rng.uniform(np.log(141), np.log(5e7), 3000)).round()
+    d = np.sqrt(rng.uniform(1e-3, 2.3, 3000) / en)
+    edge_n = np.array([100000.0, 100001.0, 141.0, 1e6, 1e6 + 1, 3.2e6, 100000.0, 100000.0])
+    edge_d = np.sqrt(np.array([2.2 * (1 - 1e-12), 2.2 * (1 - 1e-12), 2.19, 1.0, 0.05, 0.01, 0, 0]) / edge_n)
+    edge_d[-2:] = (1.4 / 100000) ** (2 / 3) * np.array([1 - 1e-12, 1 + 1e-12])  # the Durbin region's edge
+    en, d = np.concatenate([en, edge_n]), np.concatenate([d, edge_d])
+    band = _pelz_good_band(d, en)
+    assert band.sum() > 2000
+    keep = band.copy()
+    keep[-len(edge_n):] = True  # the edges, in the band or not (scipy's Durbin matrix is slow: only these)
+    en, d = en[keep], d[keep]
+    from rapidseval.shift import kstwo_sf
+
+    np.testing.assert_allclose(kstwo_sf(d, en), stats.kstwo.sf(d, en), rtol=1e-12, atol=1e-300)

@@ -176,3 +176,78 @@ def test_calibration_null_is_each_block_against_the_rest(freq, days):
     assert int(null["n_null"]) == len(want)
     assert null["null_mean"] == pytest.approx(np.mean(want), rel=1e-12)
     assert null["null_std"] == pytest.approx(np.std(want, ddof=1), rel=1e-9)
+
+
+def _window_dists(counts: DayCounts, freq: str):
+    """Each window's Dist, one by one (the per-window form the batch path replaced)."""
+    from rapidseval.shift._calculator import _window_keys
+
+    days = counts.days()
+    keys = _window_keys(days, freq)
+    for k in np.unique(keys):
+        sub = counts.select(days[keys == k])
+        v, w = sub.values()
+        yield days[keys == k], Dist(v, w.astype("int64"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["D", "W", "M"]), st.sampled_from(["weekday", "none"]),
+       st.sampled_from([40, 900]), st.booleans())
+def test_calculate_equals_per_window_dist_forms(seed, freq, calendar, per_day, with_fill):
+    """``calculate`` evaluates all windows of a feature at once; every row equals the
+    statistic's Dist form on that window against the window's reference (the reference
+    reweighted to its weekday mix): KS value and p-value to 1e-12 / 1e-9 relative (small
+    samples: scipy's exact p), the others to 1e-12 relative (absolute near 0), chi-square
+    p-values to 1e-9."""
+    from rapidseval.shift._stats import _ks
+
+    rng = np.random.default_rng(seed)
+    day0 = 18262 + int(rng.integers(0, 7))
+
+    def counts(ndays, shift, features):
+        out = {}
+        for f in features:
+            rows = []
+            for d in range(ndays):
+                if rng.random() < 0.1:
+                    continue  # a missing day
+                n = int(rng.integers(per_day // 2, per_day))
+                if f == "trip_distance":
+                    x = rng.lognormal(shift, 1, n).round(2)
+                elif f == "pickup_hour":
+                    x = rng.integers(0, 24 if shift == 0 else 26, n).astype(float)
+                else:
+                    x = rng.integers(1, 12 + int(shift * 10), n).astype(float)
+                if with_fill:
+                    x[rng.random(n) < 0.05] = -1.0
+                rows.append(day_value_counts(np.full(n, day0 + d + (0 if shift == 0 else 60)), x))
+            out[f] = DayCounts.merge(rows)
+        return out
+
+    feats = ["trip_distance", "pickup_hour", "PULocationID"]
+    stats_all = {"trip_distance": ["ks", "wasserstein", "wasserstein_norm", "psi", "jensen_shannon", "missing_rate",
+                                   "out_of_range"],
+                 "pickup_hour": ["ks", "psi", "jensen_shannon", "chi2", "cramers_v", "tvd", "missing_rate"],
+                 "PULocationID": ["ks", "chi2", "cramers_v", "tvd", "psi", "missing_rate"]}
+    ref_counts = counts(28, 0.0, feats)
+    win_counts = counts(int(rng.integers(3, 40)), float(rng.choice([0.0, 0.3])), feats)
+    calc = ShiftCalculator(feats, per_feature=stats_all, frequency=freq, calendar=calendar).fit(ref_counts)
+    table = calc.calculate(win_counts).table
+    k = 0
+    for f in feats:
+        info = calc.refs_[f].info
+        for wdays, win in _window_dists(win_counts[f], freq):
+            ref = calc._reference_for(f, np.bincount((wdays + 3) % 7, minlength=7))
+            for s in stats_all[f]:
+                row = table.iloc[k]
+                k += 1
+                assert (row.feature, row.statistic) == (f, s)
+                assert row.n_window == win.n and row.n_reference == ref.n
+                want, want_p = (_ks if s == "ks" else STATISTICS[s].fn)(ref, win, info)
+                tol = 1e-12 * max(abs(want), 1.0)
+                assert (np.isnan(row.value) and np.isnan(want)) or abs(row.value - want) <= tol, (f, s, row.value, want)
+                if s in ("ks", "chi2", "cramers_v"):
+                    assert row.p_value == pytest.approx(want_p, rel=1e-9, abs=1e-300), (f, s)
+                else:
+                    assert np.isnan(row.p_value)
+    assert k == len(table)

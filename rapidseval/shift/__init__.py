@@ -21,13 +21,15 @@ from ._attribution import attribute, metric_windows
 from ._calculator import (ALARM_METHODS, CALENDARS, FREQUENCIES, SHIFT_COLUMNS, ShiftCalculator, ShiftResult,
                           alarms, check_statistics)
 from ._counts import DayCounts, count_days, day_value_counts
-from ._ks import MAX_EXACT_N, _scipy_ks, ks_2samp, ks_from_counts, ks_pvalue, merge_counts, value_counts
+from ._ks import (MAX_EXACT_N, _scipy_ks, ks_2samp, ks_from_counts, ks_pvalue, ks_pvalues, kstwo_sf, merge_counts,
+                  smirnov_sf, value_counts)
 from ._stats import (DEFAULT_STATISTICS, FEATURE_KINDS, PSI_EPS, STATISTICS, Dist, chi2_test, contingency,
                      default_statistics, feature_kind)
 from ._stream import ShiftAccumulator, ShiftReduce
 
 __all__ = [
-    "ks_2samp", "ks_from_counts", "ks_pvalue", "merge_counts", "value_counts", "MAX_EXACT_N",
+    "ks_2samp", "ks_from_counts", "ks_pvalue", "ks_pvalues", "kstwo_sf", "smirnov_sf", "merge_counts", "value_counts",
+    "MAX_EXACT_N",
     "DayCounts", "day_value_counts", "count_days", "Dist", "STATISTICS", "FEATURE_KINDS", "DEFAULT_STATISTICS", "PSI_EPS",
     "default_statistics", "feature_kind", "chi2_test", "contingency",
     "ShiftCalculator", "ShiftResult", "alarms", "check_statistics", "FREQUENCIES", "CALENDARS", "ALARM_METHODS",

@@ -21,6 +21,8 @@ matter at millions of rows:
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -28,11 +30,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SpecError
-from ._counts import DayCounts, _to_host as _host
+from ._counts import DayCounts, _to_host as _host, unique_inverse
 from ._grid import GRID_STATISTICS, Grid, grid_value
-from ._ks import ks_pvalues
-from ._stats import (STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ks_effective_n, ks_needs_exact,
-                     ks_statistic, ref_info)
+from ._ks import MAX_EXACT_N, ks_pvalues
+from ._stats import STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ref_info
+from ._windows import BATCH_STATISTICS, Batch, batch_values, collapse
 
 __all__ = ["ShiftCalculator", "ShiftResult", "FREQUENCIES", "ALARM_METHODS", "CALENDARS", "alarms",
            "SHIFT_COLUMNS", "check_statistics"]
@@ -101,6 +103,45 @@ class _FeatureRef:
     day_start: np.ndarray  # entries of reference day i are day_start[i]:day_start[i + 1]
 
 
+@dataclass
+class _Pending:
+    """One feature's windows in :meth:`ShiftCalculator.calculate`, and their results."""
+
+    f: str
+    r: _FeatureRef
+    nw: int
+    wstart: np.ndarray
+    wend: np.ndarray
+    wid: np.ndarray
+    x: np.ndarray
+    cnt: np.ndarray
+    tasks: list  # (windows, weekday mix, entries) per group of windows sharing a reference
+    value: np.ndarray
+    p_value: np.ndarray
+    method: np.ndarray
+    ks_en: np.ndarray
+    n_ref: np.ndarray
+    n_win: np.ndarray
+
+
+def _size(take) -> int:
+    return take.stop - take.start if isinstance(take, slice) else len(take)
+
+
+class _Serial:
+    """``ThreadPoolExecutor``'s ``map`` in the calling thread."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(fn, items):
+        return map(fn, items)
+
+
 class ShiftCalculator:
     """Per-feature distribution shift of windows against a reference, with calibrated alarms.
 
@@ -131,18 +172,25 @@ class ShiftCalculator:
     max_categories : int
         Integer features with at most this many distinct reference values bin per value.
     exact_p : bool
-        True (default): KS p-values are scipy's ``kstwo.sf`` everywhere (slow: 0.1-2.5 s
-        per value for 140 < n <= 1e6 and p below ~0.025).  False: Maag & Dicaire's
-        approximation there, marked ``p_method="smirnov_approx"`` (see :func:`ks_pvalues`).
+        True (default): KS p-values are scipy's ``kstwo.sf`` everywhere (to 1e-9; Smirnov's
+        series for 140 < n <= 1e6 and p below ~0.025 costs 10-100 ms per value, see
+        :func:`kstwo_sf`).  False: Maag & Dicaire's approximation there, marked
+        ``p_method="smirnov_approx"`` (see :func:`ks_pvalues`).
     xp : module, optional
         Array module for the calibration's grid arithmetic (``numpy``, default, or
         ``cupy``: the backend's ``xp``); results are the same.
+    threads : int, optional
+        Threads :meth:`calculate` compares features and groups of windows in, and
+        :meth:`fit` calibrates features in (NumPy releases the GIL in its sorts, searches
+        and reductions); default: the cores this process may use, at most 4.  Results do
+        not depend on it.
     """
 
     def __init__(self, features=None, *, statistics=None, per_feature=None, frequency: str = "M",
                  calendar: str = "weekday", alarm: str = "std", k_std: float = 3.0, quantile: float = 0.99,
                  min_effect: Mapping[str, float] | None = None, bins: int = 10, fill_value: float = -1.0,
-                 alpha: float = 0.05, max_categories: int = 64, exact_p: bool = True, xp=None):
+                 alpha: float = 0.05, max_categories: int = 64, exact_p: bool = True, xp=None,
+                 threads: int | None = None):
         self.features = None if features is None else tuple(features)
         self.statistics = None if statistics is None else tuple(statistics)
         self.per_feature = dict(per_feature or {})
@@ -158,6 +206,7 @@ class ShiftCalculator:
         self.max_categories = max_categories
         self.exact_p = exact_p
         self.xp = np if xp is None else xp
+        self.threads = threads
         self._validate()
 
     def _validate(self):
@@ -172,6 +221,12 @@ class ShiftCalculator:
             raise SpecError(f"shift quantile must be in (0, 1), got {self.quantile}")
         if self.bins < 2:
             raise SpecError(f"shift bins must be at least 2, got {self.bins}")
+
+    def _threads(self) -> int:
+        if self.threads is not None:
+            return max(1, int(self.threads))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(4, cores))
 
     def statistics_for(self, feature: str) -> tuple[str, ...]:
         if feature in self.per_feature:
@@ -194,7 +249,7 @@ class ShiftCalculator:
             c = reference[f]
             if not len(c):
                 raise SpecError(f"reference {label} has no rows for {f}")
-            values, vidx = np.unique(c.value, return_inverse=True)
+            values, vidx = unique_inverse(c.value)
             fdays = c.days()
             days = fdays if days is None else np.union1d(days, fdays)
             full = Dist(values.astype("float64"), np.bincount(vidx, weights=c.count, minlength=len(values)).astype("int64"))
@@ -284,8 +339,10 @@ class ShiftCalculator:
         mixes = [(i, self._mix(np.bincount(_weekday(days[i:i + L]), minlength=7), np.arange(i, i + L))) for i in starts]
         day_wd = _weekday(days)
         cols: dict[str, list] = {k: [] for k in ("feature", "statistic", "null_mean", "null_std", "n_null", "threshold")}
-        for f, r in self.refs_.items():
-            values = self._null_values(r, L, mixes, day_wd)
+        threads = self._threads() if self.xp is np else 1
+        with ThreadPoolExecutor(max_workers=threads) if threads > 1 else _Serial() as pool:
+            nulls = list(pool.map(lambda r: self._null_values(r, L, mixes, day_wd), self.refs_.values()))
+        for (f, r), values in zip(self.refs_.items(), nulls):
             for s in r.stats:
                 v = np.asarray(values[s], dtype="float64")
                 v = v[np.isfinite(v)]
@@ -369,80 +426,130 @@ class ShiftCalculator:
     def calculate(self, counts: Mapping[str, DayCounts]) -> "ShiftResult":
         """Compare every window of ``counts`` (one :class:`DayCounts` per feature) with the reference.
 
-        KS p-values are computed at the end, for all rows in one vectorised call
-        (:func:`~rapidseval.shift.ks_pvalues`); ``p_method`` says how each was obtained.
+        The windows of a feature that share a reference (the same weekday mix) are
+        compared together, each statistic in a few vectorised passes over their
+        ``(window, value)`` counts (:mod:`._windows`).  KS p-values are computed at the
+        end, for all rows in one vectorised call (:func:`~rapidseval.shift.ks_pvalues`);
+        ``p_method`` says how each was obtained.
         """
         if not hasattr(self, "refs_"):
             raise SpecError("fit the shift calculator on a reference before calculate")
         null = {(f, s): row for f, s, row in zip(self.null_["feature"], self.null_["statistic"],
                                                   self.null_[["threshold", "null_mean", "null_std", "n_null"]].to_numpy())}
-        cols: dict[str, list] = {k: [] for k in ("window_start", "window_end", "feature", "statistic", "value",
-                                                 "p_value", "p_method", "threshold", "null_mean", "null_std", "n_null",
-                                                 "n_reference", "n_window")}
-        ks_rows, ks_d, ks_en = [], [], []
-        for f, r in self.refs_.items():
+        for f in self.refs_:
             if f not in counts:
                 raise SpecError(f"no counts for feature {f} to compare with the reference {self.label_}")
-            c = counts[f]
-            if not len(c):
-                continue
-            starts, lengths = _runs(c.day)
-            days = c.day[starts]
-            keys = _window_keys(days, self.frequency)
-            kstart, klen = _runs(keys)
-            ukeys = keys[kstart]
-            wstart, wend = _window_bounds_many(ukeys, self.frequency)
-            ends = starts + lengths
-            for j in range(len(ukeys)):
-                d0, d1 = kstart[j], kstart[j] + klen[j]
-                win = _dist_of(c, slice(int(starts[d0]), int(ends[d1 - 1])))
-                ref = self._reference_for(f, np.bincount(_weekday(days[d0:d1]), minlength=7))
-                for s in r.stats:
-                    st = STATISTICS[s]
-                    method = ""
-                    if s == "ks" and not ks_needs_exact(ref, win):
-                        value, p = ks_statistic(ref, win, r.info), np.nan
-                        ks_rows.append(len(cols["value"]))
-                        ks_d.append(value)
-                        ks_en.append(ks_effective_n(ref, win))
-                        method = "exact" if ref.exact else "effective_n"
-                    else:
-                        value, p = st.fn(ref, win, r.info)
-                        if st.p_value:
-                            method = "exact" if ref.exact else "effective_n"
-                    nl = null[(f, s)]
-                    for k, x in zip(("window_start", "window_end", "feature", "statistic", "value", "p_value",
-                                     "p_method", "threshold", "null_mean", "null_std", "n_null", "n_reference",
-                                     "n_window"),
-                                    (wstart[j], wend[j], f, s, value, p, method, nl[0], nl[1], nl[2], nl[3],
-                                     ref.n, win.n)):
-                        cols[k].append(x)
-        p_value = np.asarray(cols["p_value"], dtype="float64")
-        method = np.asarray(cols["p_method"], dtype=object)
-        if ks_rows:
-            idx = np.asarray(ks_rows)
-            p, approx = ks_pvalues(ks_d, ks_en, exact_tail=self.exact_p)
+        todo = [(f, r, counts[f]) for f, r in self.refs_.items() if len(counts[f])]
+        threads = self._threads()
+        with ThreadPoolExecutor(max_workers=threads) if threads > 1 else _Serial() as pool:
+            pending = list(pool.map(lambda a: self._prepare_feature(*a), todo))
+            groups = [(pf, self._reference_for(pf.f, comp), wsel, take) for pf in pending for wsel, comp, take in pf.tasks]
+            groups.sort(key=lambda t: -_size(t[3]))  # largest first: the threads finish together
+            list(pool.map(lambda a: self._compare_group(*a), groups))
+        parts = [self._columns(pf, null) for pf in pending]
+        if parts:
+            cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        else:
+            cols = {k: np.zeros(0, dt) for k, dt in (
+                ("window_start", "datetime64[us]"), ("window_end", "datetime64[us]"), ("feature", object),
+                ("statistic", object), ("value", "float64"), ("p_value", "float64"), ("p_method", object),
+                ("threshold", "float64"), ("null_mean", "float64"), ("null_std", "float64"), ("n_null", "int64"),
+                ("n_reference", "int64"), ("n_window", "int64"), ("ks_en", "float64"))}
+        p_value, method = cols["p_value"], cols["p_method"]
+        ks = np.isfinite(cols["ks_en"])
+        if ks.any():
+            idx = np.flatnonzero(ks)
+            p, approx = ks_pvalues(cols["value"][idx], cols["ks_en"][idx], exact_tail=self.exact_p)
             p_value[idx] = p
             method[idx[approx]] = "smirnov_approx"
-        value = np.asarray(cols["value"], dtype="float64")
-        thr = np.asarray(cols["threshold"], dtype="float64")
+        value, thr = cols["value"], cols["threshold"]
         floor = np.asarray([self.min_effect.get(s, -np.inf) for s in cols["statistic"]], dtype="float64")
-        start = pd.DatetimeIndex(cols["window_start"]) if cols["window_start"] else pd.DatetimeIndex([], dtype="datetime64[ns]")
+        start = pd.DatetimeIndex(cols["window_start"])
         table = pd.DataFrame({
             "reference": self.label_,
             "window": _labels(start, self.frequency),
-            "window_start": start, "window_end": pd.DatetimeIndex(cols["window_end"]) if cols["window_end"] else start,
+            "window_start": start, "window_end": pd.DatetimeIndex(cols["window_end"]),
             "feature": cols["feature"], "statistic": cols["statistic"], "value": value, "p_value": p_value,
             "p_method": method, "threshold": thr,
             "alarm": np.isfinite(thr) & (value > thr) & (value >= floor),
             "p_below_alpha": p_value < self.alpha,
-            "null_mean": np.asarray(cols["null_mean"], dtype="float64"),
-            "null_std": np.asarray(cols["null_std"], dtype="float64"),
-            "n_null": np.asarray(cols["n_null"], dtype="int64"),
-            "n_reference": np.asarray(cols["n_reference"], dtype="int64"),
-            "n_window": np.asarray(cols["n_window"], dtype="int64"),
+            "null_mean": cols["null_mean"], "null_std": cols["null_std"], "n_null": cols["n_null"],
+            "n_reference": cols["n_reference"], "n_window": cols["n_window"],
         }, columns=SHIFT_COLUMNS)
         return ShiftResult(table, self.null_)
+
+    def _prepare_feature(self, f: str, r: _FeatureRef, c: DayCounts) -> "_Pending":
+        """One feature's windows: their distinct values and counts, grouped by weekday mix
+        (windows of one group share a reference); the result arrays, filled per group."""
+        starts, lengths = _runs(c.day)
+        days = c.day[starts]
+        keys = _window_keys(days, self.frequency)
+        kstart, klen = _runs(keys)
+        nw = len(kstart)
+        wstart, wend = _window_bounds_many(keys[kstart], self.frequency)
+        day_win = np.repeat(np.arange(nw), klen)
+        wid, x, cnt = collapse(np.repeat(day_win, lengths), c.value, c.count, bool(np.all(klen == 1)))
+        comp = np.bincount(day_win * 7 + _weekday(days), minlength=nw * 7).reshape(nw, 7)
+        ucomp, group = np.unique(comp, axis=0, return_inverse=True)
+        group = group.ravel().astype(np.int16 if len(ucomp) < 2**15 else np.int64)
+        egroup = group[wid]
+        order = np.argsort(egroup, kind="stable") if len(ucomp) > 1 else None  # 16-bit keys: radix sort
+        bounds = np.searchsorted(egroup if order is None else egroup[order], np.arange(len(ucomp) + 1))
+        tasks = []
+        for g in range(len(ucomp)):
+            sl = slice(bounds[g], bounds[g + 1])
+            take = sl if order is None else order[sl]
+            tasks.append((np.flatnonzero(group == g), ucomp[g], take))
+        ns = len(r.stats)
+        return _Pending(f, r, nw, wstart, wend, wid, x, cnt, tasks, np.full((nw, ns), np.nan), np.full((nw, ns), np.nan),
+                        np.full((nw, ns), "", dtype=object), np.full((nw, ns), np.nan), np.zeros(nw, "int64"),
+                        np.zeros(nw, "int64"))
+
+    def _compare_group(self, pf: "_Pending", ref: Dist, wsel: np.ndarray, take) -> None:
+        """Every statistic of the windows ``wsel`` of a feature against their reference ``ref``."""
+        r = pf.r
+        local = np.empty(pf.nw, np.int64)  # window -> its place among the group's windows
+        local[wsel] = np.arange(len(wsel))
+        b = Batch.build(ref, local[pf.wid[take]], pf.x[take], pf.cnt[take], len(wsel))
+        pf.n_ref[wsel], pf.n_win[wsel] = ref.n, b.n
+        for k, s in enumerate(r.stats):
+            st = STATISTICS[s]
+            if s in BATCH_STATISTICS:
+                v, p = batch_values(s, b, r.info)
+                pf.value[wsel, k], pf.p_value[wsel, k] = v, p
+                if s == "ks":
+                    exact = np.zeros(len(wsel), bool)  # scipy's method "auto" is exact there
+                    if ref.exact:
+                        exact = np.maximum(b.n, int(ref.total)) <= MAX_EXACT_N
+                    m_ = float(ref.total) if ref.exact else ref.n_eff
+                    pf.ks_en[wsel[~exact], k] = np.maximum(1.0, np.round(m_ * b.n[~exact] / (m_ + b.n[~exact])))
+                    todo = np.flatnonzero(exact)  # scipy's exact p-value: needs the samples
+                else:
+                    todo = np.zeros(0, "int64")
+            else:  # a statistic without a batch form: its Dist form, window by window
+                todo = np.arange(len(wsel))
+            for j in todo:
+                lo, hi = b.starts[j], (b.starts[j + 1] if j + 1 < len(wsel) else len(b.x))
+                pf.value[wsel[j], k], pf.p_value[wsel[j], k] = st.fn(ref, Dist(b.x[lo:hi], b.c[lo:hi]), r.info)
+            if st.p_value:
+                pf.method[wsel, k] = "exact" if ref.exact else "effective_n"
+
+    def _columns(self, pf: "_Pending", null) -> dict[str, np.ndarray]:
+        """A feature's rows of the table, window-major (``ks_en``: the KS rows' effective
+        size for the p-value, NaN elsewhere)."""
+        f, stats_, nw = pf.f, pf.r.stats, pf.nw
+        ns = len(stats_)
+        nl = np.asarray([null[(f, s)] for s in stats_], dtype="float64").reshape(ns, 4)
+        rep = lambda a: np.repeat(a, ns)  # noqa: E731 - per window -> per row
+        tile = lambda a: np.tile(a, nw)  # noqa: E731 - per statistic -> per row
+        return {
+            "window_start": rep(pf.wstart), "window_end": rep(pf.wend),
+            "feature": np.full(nw * ns, f, dtype=object), "statistic": tile(np.asarray(stats_, dtype=object)),
+            "value": pf.value.ravel(), "p_value": pf.p_value.ravel(), "p_method": pf.method.ravel(),
+            "threshold": tile(nl[:, 0]), "null_mean": tile(nl[:, 1]), "null_std": tile(nl[:, 2]),
+            "n_null": tile(nl[:, 3]).astype("int64"), "n_reference": rep(pf.n_ref), "n_window": rep(pf.n_win),
+            "ks_en": pf.ks_en.ravel(),
+        }
 
 
 def _runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -465,12 +572,6 @@ def _window_bounds_many(keys: np.ndarray, freq: str):
 
 def _labels(start: pd.DatetimeIndex, freq: str) -> list[str]:
     return list(start.strftime("%Y-%m" if freq == "M" else "%Y-%m-%d"))
-
-
-def _dist_of(c: DayCounts, sl: slice) -> Dist:
-    sub = DayCounts(c.day[sl], c.value[sl], c.count[sl])
-    v, w = sub.values()
-    return Dist(v, w.astype("int64"))
 
 
 def alarms(table: pd.DataFrame) -> pd.DataFrame:

@@ -153,18 +153,66 @@ class DayCounts:
         return v[starts].astype("float64"), np.add.reduceat(count[order], starts)
 
 
+def unique_inverse(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(value, return_inverse=True)`` of a float32 host array (no NaN, no -0.0),
+    by one vectorised sort of (order-preserving bits, position) packed in a 64-bit word
+    (NumPy's argsort is not vectorised)."""
+    value = np.ascontiguousarray(value, dtype=np.float32)
+    n = len(value)
+    ebits = max(n - 1, 0).bit_length()
+    if n == 0 or ebits > 32:
+        return np.unique(value, return_inverse=True)
+    packed = (_float_key(value, np).astype(np.uint64) << np.uint64(ebits)) | np.arange(n, dtype=np.uint64)
+    packed.sort()
+    key = (packed >> np.uint64(ebits)).astype(np.uint32)
+    order = (packed & np.uint64((1 << ebits) - 1)).astype(np.intp)
+    flag = np.empty(n, bool)
+    flag[0] = True
+    np.not_equal(key[1:], key[:-1], out=flag[1:])
+    inverse = np.empty(n, np.intp)
+    inverse[order] = np.cumsum(flag) - 1
+    return _key_float(key[flag], np), inverse
+
+
 def count_days(day, columns: Mapping[str, Any], xp: Any = np, threads: int = 1) -> dict[str, DayCounts]:
     """:func:`day_value_counts` of several features of the same rows.
 
-    ``threads > 1`` (NumPy only) counts features in that many threads: NumPy's sorts
-    and bincounts release the GIL, so two cores count about twice as fast.
+    The day arithmetic is done once for all features.  ``threads > 1`` (NumPy only)
+    counts features in that many threads: NumPy's sorts and bincounts release the GIL,
+    so two cores count about twice as fast.
     """
     items = list(columns.items())
+    days = _Days.of(day, xp)
     if threads <= 1 or xp is not np or len(items) < 2:
-        return {f: day_value_counts(day, v, xp) for f, v in items}
+        return {f: _count(days, v, xp) for f, v in items}
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        counted = list(pool.map(lambda kv: day_value_counts(day, kv[1], xp), items))
+        counted = list(pool.map(lambda kv: _count(days, kv[1], xp), items))
     return {f: c for (f, _), c in zip(items, counted)}
+
+
+@dataclass
+class _Days:
+    """The day of every row as offsets from the first day, and the sort key's day part."""
+
+    d0: int
+    ndays: int
+    d: Any  # int32 offsets
+    _key: Any = None
+
+    @classmethod
+    def of(cls, day, xp) -> "_Days | None":
+        day = xp.asarray(day, dtype=xp.int64)
+        if int(day.shape[0]) == 0:
+            return None
+        d0 = int(day.min())
+        d = (day - d0).astype(xp.int32)
+        return cls(d0, int(d.max()) + 1, d)
+
+    def key(self, xp):
+        """``d << 32`` as uint64 (computed once, shared by the features sorted on it)."""
+        if self._key is None:
+            self._key = self.d.astype(xp.uint64) << xp.uint64(32)
+        return self._key
 
 
 def day_value_counts(day, values, xp: Any = np) -> DayCounts:
@@ -180,26 +228,35 @@ def day_value_counts(day, values, xp: Any = np) -> DayCounts:
     -------
     DayCounts on the host.
     """
-    values = xp.asarray(values, dtype=xp.float32) + xp.float32(0)  # -0.0 -> +0.0: equal values, one key
-    day = xp.asarray(day, dtype=xp.int64)
-    n = int(values.shape[0])
-    if n == 0:
+    return _count(_Days.of(day, xp), values, xp)
+
+
+def _count(days: "_Days | None", values, xp) -> DayCounts:
+    if days is None:
         return DayCounts.empty()
-    d0 = int(day.min())
-    d = day - d0
-    ndays = int(d.max()) + 1
+    values = xp.asarray(values, dtype=xp.float32)
+    d0, ndays, d = days.d0, days.ndays, days.d
     vmin, vmax = float(values.min()), float(values.max())
     span = vmax - vmin + 1
-    if span * ndays <= MAX_DENSE_BINS and max(abs(vmin), abs(vmax)) < 2**24 and bool(xp.all(values == xp.floor(values))):
-        span = int(span)
-        code = (values - xp.float32(vmin)).astype(xp.int64)
-        counts = xp.bincount(d * span + code, minlength=ndays * span)
-        nz = xp.flatnonzero(counts)
-        return DayCounts(_to_host(nz // span + d0).astype("int64"),
-                         _to_host((nz % span).astype(xp.float32) + xp.float32(vmin)),
-                         _to_host(counts[nz]).astype("int64"))
-    key = (d.astype(xp.uint64) << xp.uint64(32)) | _float_key(values, xp).astype(xp.uint64)
-    key = xp.sort(key)
+    if span * ndays <= MAX_DENSE_BINS and max(abs(vmin), abs(vmax)) < 2**24:
+        code = values.astype(xp.int32)  # exact for integers below 2**24
+        if bool(xp.all(code.astype(xp.float32) == values)):
+            span, lo = int(span), int(vmin)
+            code -= xp.int32(lo)
+            code += d * xp.int32(span)  # < MAX_DENSE_BINS: int32 holds it
+            counts = xp.bincount(code, minlength=ndays * span)
+            nz = xp.flatnonzero(counts)
+            return DayCounts(_to_host(nz // span + d0).astype("int64"),
+                             _to_host((nz % span).astype(xp.float32) + xp.float32(lo)),
+                             _to_host(counts[nz]).astype("int64"))
+    values = values + xp.float32(0)  # -0.0 -> +0.0: equal values, one key
+    # order-preserving bits: negative floats all bits flipped, others the sign bit set
+    bits = values.view(xp.uint32)
+    fkey = (values.view(xp.int32) >> 31).view(xp.uint32)
+    fkey |= _SIGN
+    fkey ^= bits
+    key = days.key(xp) | fkey
+    key.sort()
     starts, lengths = _run_lengths(key, xp)
     uk = key[starts]
     return DayCounts(_to_host((uk >> xp.uint64(32)).astype(xp.int64) + d0),

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 from scipy import stats as _st
 
-from ._ks import MAX_EXACT_N, ks_pvalue
+from ._ks import MAX_EXACT_N, ks_pvalue, kstwo_sf
 
 __all__ = ["Dist", "RefInfo", "Statistic", "STATISTICS", "FEATURE_KINDS", "DEFAULT_STATISTICS", "chi2_test", "contingency",
            "PSI_EPS", "feature_kind", "default_statistics"]
@@ -155,7 +155,7 @@ def _ks(ref: Dist, win: Dist, info: RefInfo) -> tuple[float, float]:
             return d, ks_pvalue(d, n1, n2, sample1=ref.sample(), sample2=win.sample())
         return d, ks_pvalue(d, n1, n2)
     m, n = sorted([ref.n_eff, win.n_eff], reverse=True)
-    return d, float(np.clip(_st.kstwo.sf(d, max(1.0, np.round(m * n / (m + n)))), 0, 1))
+    return d, float(np.clip(kstwo_sf(d, max(1.0, np.round(m * n / (m + n))))[0], 0, 1))
 
 
 def _h(ref: Dist):
