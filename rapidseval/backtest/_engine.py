@@ -121,8 +121,9 @@ def _reference(work: str, model_key: str, train: list[CachedMonth], drift: _Drif
         per = [read_day_counts(e, drift.features) for e in train]
         # NumPy on every backend: the counts are small host arrays, and a retraining decision
         # must not depend on the device (a threshold crossed on one backend and not the other
-        # would change the whole walk)
-        calc = drift.spec.calculator(drift.features, drift.fill_value)
+        # would change the whole walk); one thread, as the fold's forest: the workers already
+        # use every core, one task each
+        calc = drift.spec.calculator(drift.features, drift.fill_value, threads=1)
         ref = fit_reference(per, calc, label=f"training months {train[0].month}..{train[-1].month}")
         with _REFERENCES_LOCK:
             while len(_REFERENCES) >= 2:  # a worker moves from model to model: keep the latest few
