@@ -517,13 +517,13 @@ class DriftSpec(_Section):
                 raise ValueError(f"unknown shift statistic {name!r}; choose from {', '.join(STATISTICS)}")
         return v
 
-    def calculator(self, features, fill_value: float = -1.0, xp=None):
+    def calculator(self, features, fill_value: float = -1.0, xp=None, threads: int | None = None):
         """An unfitted :class:`rapidseval.shift.ShiftCalculator` with these settings (monthly windows)."""
         from .shift import ShiftCalculator
 
         return ShiftCalculator(features, statistics=self.statistics, frequency="M", alarm=self.alarm,
                                k_std=self.k_std, quantile=self.quantile, min_effect=self.min_effect,
-                               fill_value=fill_value, xp=xp)
+                               fill_value=fill_value, xp=xp, threads=threads)
 
 
 class BacktestSpec(_Section):
@@ -640,6 +640,10 @@ class JobSpec(_Section):
             self.backtest.splitter().folds(self.data.months)
         except SpecError as exc:
             raise ValueError(f"backtest: {exc}") from exc
+        unknown = [f for f in self.backtest.drift.features or () if f not in self.features.features]
+        if unknown:
+            raise ValueError(f"backtest.drift.features: {', '.join(unknown)} not among the job's features "
+                             f"({', '.join(self.features.features)})")
         return self
 
     @model_validator(mode="after")

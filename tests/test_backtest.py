@@ -113,6 +113,9 @@ def test_job_files_validate():
     ({"policies": [{"kind": "static"}, {"kind": "static"}]}, "used twice"),
     ({"train_months": 30}, "too little history"),
     ({"metric": "auc"}, "backtest.metric"),
+    ({"drift": {"features": ["trip_distance", "tip_amount"]}}, r"backtest.drift.features: tip_amount not among"),
+    ({"drift": {"alarm": "mad"}}, r"backtest.drift.alarm"),
+    ({"drift": {"k_std": 0}}, r"backtest.drift.k_std"),
 ])
 def test_bad_backtest_specs(backtest, message):
     job = {"data": {"start": "2019-01", "end": "2020-12"}, "backtest": backtest}
@@ -306,6 +309,16 @@ def test_decisions_use_only_known_labels(history, cache_dir, tmp_path):
     t = _policy(res, "floor_spy_test")
     retrains = list(t.index[t["retrained"]])
     assert len(retrains) > 1 and retrains[1] >= "2020-06"  # change in 2020-03 (mid-month), known 2 months later
+
+
+def test_static_and_periodic_need_no_drift_signals(result, history, cache_dir, tmp_path):
+    """A job of static and periodic policies fits no drift reference, and its tables are
+    those of the same policies in a job that also ran drift_triggered."""
+    res = rapidseval.run(_job(history, tmp_path / "run", cache_dir, policies=[
+        {"kind": "static"}, {"kind": "periodic", "params": {"every": 3}}]))
+    assert result.manifest["backtest"]["drift_signals"] and not res.manifest["backtest"]["drift_signals"]
+    ours = result.backtest[result.backtest["policy"] != "drift_triggered"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(ours.drop(columns=_TIMING), res.backtest.drop(columns=_TIMING))
 
 
 def _cached_counts(cache_dir, month, features):

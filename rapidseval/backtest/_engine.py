@@ -47,13 +47,13 @@ from ..metrics import COUNT_COLUMNS, add_metrics
 from ..models import make_model
 from ..progress import Reporter
 from ._drift import DriftSignal, drift_signal, fit_reference
-from ._policies import DecisionContext, NeedScores, make_policy
+from ._policies import POLICIES, DecisionContext, NeedScores, make_policy, periodic, static
 from ._split import Fold, month_index, month_name, months_between
 
 __all__ = ["run_backtest", "BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS"]
 
 #: built-in policies that never consult the drift signal (no drift reference is fitted for them)
-_NO_DRIFT = ("static", "periodic")
+_NO_DRIFT = (static, periodic)
 #: the day windows of the optional per-day table use pickup time (always inside the file's month)
 _DAY_TIME_COLUMN = "pickup_datetime"
 _METRICS = ("n", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "accuracy", "positive_rate")
@@ -121,8 +121,9 @@ def _reference(work: str, model_key: str, train: list[CachedMonth], drift: _Drif
         per = [read_day_counts(e, drift.features) for e in train]
         # NumPy on every backend: the counts are small host arrays, and a retraining decision
         # must not depend on the device (a threshold crossed on one backend and not the other
-        # would change the whole walk)
-        calc = drift.spec.calculator(drift.features, drift.fill_value)
+        # would change the whole walk); one thread, as the fold's forest: the workers already
+        # use every core, one task each
+        calc = drift.spec.calculator(drift.features, drift.fill_value, threads=1)
         ref = fit_reference(per, calc, label=f"training months {train[0].month}..{train[-1].month}")
         with _REFERENCES_LOCK:
             while len(_REFERENCES) >= 2:  # a worker moves from model to model: keep the latest few
@@ -355,9 +356,9 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     first = min(month_index(f.train_start) for f in folds)
     months = [m for m in spec.data.months if month_index(m) >= first]
     decisions = [make_policy(p.kind, p.params) for p in bt.policies]
-    # static and periodic never look at drift; any other policy (a user's too) may
+    # the built-in static and periodic never look at drift; any other policy (a user's too) may
     drift_plan = (_DriftPlan(bt.drift, watched, float(fspec.fill_value))
-                  if any(p.kind not in _NO_DRIFT for p in bt.policies) else None)
+                  if any(POLICIES[p.kind] not in _NO_DRIFT for p in bt.policies) else None)
     model_cfg = {"kind": spec.model.kind, "params": spec.model.params, "seed": spec.seed,
                  "threshold": spec.model.threshold, "max_train_rows": bt.max_train_rows}
     make_model(be, spec.model.kind, spec.model.params, spec.seed)  # bad params fail before any read
@@ -388,6 +389,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
         t0 = time.perf_counter()
         plans = [_ModelPlan(_model_key(model_cfg, be.name, f, entries), f) for f in folds]
         records: dict[str, dict[str, Any]] = {}
+        scores: dict[tuple[str, str], pd.DataFrame] = {}  # (model key, month) -> daily counts
         todo = []
         for plan in plans:
             marker = work / "folds" / f"{plan.key}.json"
@@ -402,6 +404,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
             for i, res in ex.map_unordered(_fold_task, todo, entries, fspec, be.name, model_cfg, str(work), drift_plan):
                 rec = res["record"]
                 records[rec["key"]] = rec
+                scores.update({(rec["key"], m): c for m, c in res["scores"].items()})  # not read back from disk
                 reporter.log(f"fold {rec['origin']}: trained on {rec['train'][0]}..{rec['train'][-1]} "
                              f"({rec['train_rows']:,} rows) in {rec['train_seconds']:.1f} s")
                 st.advance()
@@ -409,7 +412,6 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
 
         # -- 3. policies: walk the origins; score what they need that no fold did --------
         t0 = time.perf_counter()
-        scores: dict[tuple[str, str], pd.DataFrame] = {}
 
         def load(pair):
             if pair not in scores:
@@ -466,8 +468,13 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
                         st.advance()
                         continue
                     for key, month in need:  # a decision will likely look further ahead: score a block
+                        # as long as the model has lived already (at least the horizon): a model
+                        # that stays for L months costs log2(L / horizon) rounds, not L / horizon
+                        # (each round ends in a barrier that idles workers), and the scores of
+                        # months it no longer governs are at most as many as those it used
+                        block = max(bt.horizon, months_between(by_key[key].fold.origin, month))
                         missing.add((key, month))
-                        for j in range(month_index(month) + 1, min(month_index(month) + bt.horizon, last + 1)):
+                        for j in range(month_index(month) + 1, min(month_index(month) + block, last + 1)):
                             if (key, month_name(j)) not in known:
                                 missing.add((key, month_name(j)))
                     missing -= known
@@ -500,6 +507,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
         "truncated_origins": truncated,
         "feature_cache": {"dir": cache_root, "months": len(entries), "reused": hits},
         "models_fitted": len(todo),
+        "drift_signals": drift_plan is not None,
         "day_time_column": _DAY_TIME_COLUMN,
     }
     tables = {"backtest": backtest, "staleness": staleness, "policies": policies, "models": models}
