@@ -34,7 +34,7 @@ from ._counts import DayCounts, _to_host as _host, unique_inverse
 from ._grid import GRID_STATISTICS, Grid, grid_value
 from ._ks import MAX_EXACT_N, ks_pvalues
 from ._stats import STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ref_info
-from ._windows import BATCH_STATISTICS, Batch, batch_values, collapse
+from ._windows import BATCH_STATISTICS, Batch, Walk, batch_values, collapse, walk, walk_values, walked
 
 __all__ = ["ShiftCalculator", "ShiftResult", "FREQUENCIES", "ALARM_METHODS", "CALENDARS", "alarms",
            "SHIFT_COLUMNS", "check_statistics"]
@@ -112,20 +112,21 @@ class _Pending:
     nw: int
     wstart: np.ndarray
     wend: np.ndarray
-    wid: np.ndarray
-    x: np.ndarray
+    x: np.ndarray  # distinct values of every window, window after window, sorted within each
     cnt: np.ndarray
-    tasks: list  # (windows, weekday mix, entries) per group of windows sharing a reference
+    ws: np.ndarray  # window w's entries are x[ws[w]:we[w]]
+    we: np.ndarray
+    tasks: list  # (windows, weekday mix) per share of a group of windows with one reference
+    walk: Walk
     value: np.ndarray
     p_value: np.ndarray
     method: np.ndarray
     ks_en: np.ndarray
     n_ref: np.ndarray
-    n_win: np.ndarray
 
 
-def _size(take) -> int:
-    return take.stop - take.start if isinstance(take, slice) else len(take)
+#: a group of windows is compared in shares of about this many entries (threads balance)
+_SHARE_ENTRIES = 1 << 20
 
 
 class _Serial:
@@ -443,8 +444,8 @@ class ShiftCalculator:
         threads = self._threads()
         with ThreadPoolExecutor(max_workers=threads) if threads > 1 else _Serial() as pool:
             pending = list(pool.map(lambda a: self._prepare_feature(*a), todo))
-            groups = [(pf, self._reference_for(pf.f, comp), wsel, take) for pf in pending for wsel, comp, take in pf.tasks]
-            groups.sort(key=lambda t: -_size(t[3]))  # largest first: the threads finish together
+            groups = [(pf, self._reference_for(pf.f, comp), wsel, size) for pf in pending for wsel, comp, size in pf.tasks]
+            groups.sort(key=lambda t: -t[3])  # largest first: the threads finish together
             list(pool.map(lambda a: self._compare_group(*a), groups))
         parts = [self._columns(pf, null) for pf in pending]
         if parts:
@@ -479,8 +480,9 @@ class ShiftCalculator:
         return ShiftResult(table, self.null_)
 
     def _prepare_feature(self, f: str, r: _FeatureRef, c: DayCounts) -> "_Pending":
-        """One feature's windows: their distinct values and counts, grouped by weekday mix
-        (windows of one group share a reference); the result arrays, filled per group."""
+        """One feature's windows: their distinct values and counts (a window's entries are
+        contiguous), grouped by weekday mix (windows of one group share a reference) and cut
+        into shares of about ``_SHARE_ENTRIES`` entries; the result arrays, filled per share."""
         starts, lengths = _runs(c.day)
         days = c.day[starts]
         keys = _window_keys(days, self.frequency)
@@ -488,49 +490,63 @@ class ShiftCalculator:
         nw = len(kstart)
         wstart, wend = _window_bounds_many(keys[kstart], self.frequency)
         day_win = np.repeat(np.arange(nw), klen)
-        wid, x, cnt = collapse(np.repeat(day_win, lengths), c.value, c.count, bool(np.all(klen == 1)))
+        if np.all(klen == 1):  # one day per window: its entries are already distinct and sorted
+            x, cnt = c.value, c.count
+            ws = starts
+            we = starts + lengths
+        else:
+            wid, x, cnt = collapse(np.repeat(day_win, lengths), c.value, c.count, False)
+            ws = np.searchsorted(wid, np.arange(nw))
+            we = np.append(ws[1:], len(x))
         comp = np.bincount(day_win * 7 + _weekday(days), minlength=nw * 7).reshape(nw, 7)
         ucomp, group = np.unique(comp, axis=0, return_inverse=True)
-        group = group.ravel().astype(np.int16 if len(ucomp) < 2**15 else np.int64)
-        egroup = group[wid]
-        order = np.argsort(egroup, kind="stable") if len(ucomp) > 1 else None  # 16-bit keys: radix sort
-        bounds = np.searchsorted(egroup if order is None else egroup[order], np.arange(len(ucomp) + 1))
+        group = group.ravel()
+        sizes = we - ws
         tasks = []
         for g in range(len(ucomp)):
-            sl = slice(bounds[g], bounds[g + 1])
-            take = sl if order is None else order[sl]
-            tasks.append((np.flatnonzero(group == g), ucomp[g], take))
+            wsel = np.flatnonzero(group == g)
+            cum = np.cumsum(sizes[wsel])
+            cut = np.searchsorted(cum, np.arange(_SHARE_ENTRIES, int(cum[-1]), _SHARE_ENTRIES), side="right")
+            for part in np.split(wsel, np.unique(cut)):
+                if len(part):
+                    tasks.append((part, ucomp[g], int(sizes[part].sum())))
         ns = len(r.stats)
-        return _Pending(f, r, nw, wstart, wend, wid, x, cnt, tasks, np.full((nw, ns), np.nan), np.full((nw, ns), np.nan),
-                        np.full((nw, ns), "", dtype=object), np.full((nw, ns), np.nan), np.zeros(nw, "int64"),
-                        np.zeros(nw, "int64"))
+        nbins = len(r.info.edges) + 1
+        return _Pending(f, r, nw, wstart, wend, x, cnt, ws, we, tasks, Walk.empty(nw, nbins),
+                        np.full((nw, ns), np.nan), np.full((nw, ns), np.nan), np.full((nw, ns), "", dtype=object),
+                        np.full((nw, ns), np.nan), np.zeros(nw, "int64"))
 
-    def _compare_group(self, pf: "_Pending", ref: Dist, wsel: np.ndarray, take) -> None:
+    def _compare_group(self, pf: "_Pending", ref: Dist, wsel: np.ndarray, size: int) -> None:
         """Every statistic of the windows ``wsel`` of a feature against their reference ``ref``."""
         r = pf.r
-        local = np.empty(pf.nw, np.int64)  # window -> its place among the group's windows
-        local[wsel] = np.arange(len(wsel))
-        b = Batch.build(ref, local[pf.wid[take]], pf.x[take], pf.cnt[take], len(wsel))
-        pf.n_ref[wsel], pf.n_win[wsel] = ref.n, b.n
+        pf.n_ref[wsel] = ref.n
+        walk(ref, r.info, pf.x, pf.cnt, pf.ws, pf.we, wsel, pf.walk, r.stats)  # n and KS always
+        n = pf.walk.n[wsel]
+        batch = None
         for k, s in enumerate(r.stats):
             st = STATISTICS[s]
-            if s in BATCH_STATISTICS:
-                v, p = batch_values(s, b, r.info)
-                pf.value[wsel, k], pf.p_value[wsel, k] = v, p
+            todo = np.zeros(0, "int64")
+            if walked(s, r.info):
+                pf.value[wsel, k] = walk_values(s, ref, r.info, pf.walk, wsel)
                 if s == "ks":
                     exact = np.zeros(len(wsel), bool)  # scipy's method "auto" is exact there
                     if ref.exact:
-                        exact = np.maximum(b.n, int(ref.total)) <= MAX_EXACT_N
+                        exact = np.maximum(n, int(ref.total)) <= MAX_EXACT_N
                     m_ = float(ref.total) if ref.exact else ref.n_eff
-                    pf.ks_en[wsel[~exact], k] = np.maximum(1.0, np.round(m_ * b.n[~exact] / (m_ + b.n[~exact])))
+                    pf.ks_en[wsel[~exact], k] = np.maximum(1.0, np.round(m_ * n[~exact] / (m_ + n[~exact])))
                     todo = np.flatnonzero(exact)  # scipy's exact p-value: needs the samples
-                else:
-                    todo = np.zeros(0, "int64")
+            elif s in BATCH_STATISTICS:
+                if batch is None:
+                    take = np.concatenate([np.arange(pf.ws[w], pf.we[w]) for w in wsel])
+                    wid = np.repeat(np.arange(len(wsel)), pf.we[wsel] - pf.ws[wsel])
+                    batch = Batch.build(ref, wid, pf.x[take], pf.cnt[take], len(wsel))
+                pf.value[wsel, k], pf.p_value[wsel, k] = batch_values(s, batch, r.info)
             else:  # a statistic without a batch form: its Dist form, window by window
                 todo = np.arange(len(wsel))
             for j in todo:
-                lo, hi = b.starts[j], (b.starts[j + 1] if j + 1 < len(wsel) else len(b.x))
-                pf.value[wsel[j], k], pf.p_value[wsel[j], k] = st.fn(ref, Dist(b.x[lo:hi], b.c[lo:hi]), r.info)
+                w = wsel[j]
+                win = Dist(pf.x[pf.ws[w]:pf.we[w]], pf.cnt[pf.ws[w]:pf.we[w]])
+                pf.value[w, k], pf.p_value[w, k] = st.fn(ref, win, r.info)
             if st.p_value:
                 pf.method[wsel, k] = "exact" if ref.exact else "effective_n"
 
@@ -547,7 +563,7 @@ class ShiftCalculator:
             "feature": np.full(nw * ns, f, dtype=object), "statistic": tile(np.asarray(stats_, dtype=object)),
             "value": pf.value.ravel(), "p_value": pf.p_value.ravel(), "p_method": pf.method.ravel(),
             "threshold": tile(nl[:, 0]), "null_mean": tile(nl[:, 1]), "null_std": tile(nl[:, 2]),
-            "n_null": tile(nl[:, 3]).astype("int64"), "n_reference": rep(pf.n_ref), "n_window": rep(pf.n_win),
+            "n_null": tile(nl[:, 3]).astype("int64"), "n_reference": rep(pf.n_ref), "n_window": rep(pf.walk.n),
             "ks_en": pf.ks_en.ravel(),
         }
 
