@@ -254,12 +254,14 @@ def test_calculate_equals_per_window_dist_forms(seed, freq, calendar, per_day, w
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 5, 200, 3000]), st.booleans(), st.booleans(), st.booleans())
-def test_walk_equals_dist_forms(seed, per_window, weighted, float64_ref, with_fill):
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 5, 200, 3000]), st.sampled_from(["plain", "real", "subset"]),
+       st.booleans(), st.booleans())
+def test_walk_equals_dist_forms(seed, per_window, weights, float64_ref, with_fill):
     """The compiled walk (:mod:`rapidseval.shift._kernels`) against every ordered statistic's
     Dist form, window by window: sparse windows (its searches gallop past the forward scan)
-    and dense ones, values outside the reference on both sides, a weighted reference with
-    zero-weight values (flat CDF stretches), a reference that is not float32-exact.  KS
+    and dense ones, values outside the reference on both sides, references with zero-weight
+    values (flat CDF stretches, at the ends too: the calendar's subsets of days) and real
+    weights, a reference that is not float32-exact.  KS
     bit-equal; the rest to 1e-12 relative (absolute near 0)."""
     from rapidseval.shift._windows import Walk, walk, walk_values
 
@@ -270,9 +272,13 @@ def test_walk_equals_dist_forms(seed, per_window, weighted, float64_ref, with_fi
     if with_fill:
         rv = np.unique(np.append(rv, -1.0))
     rw = rng.integers(1, 20, len(rv))
-    if weighted:
+    if weights == "real":
         rw = rw * rng.choice([0.0, 0.5, 1.7], len(rv), p=[0.2, 0.4, 0.4])
         rw[0] = 1.0
+    elif weights == "subset":  # some days left out: integer counts with zeros, often a zero tail
+        rw = rw * (rng.random(len(rv)) < 0.6)
+        rw[-int(rng.integers(1, 50)):] = 0
+        rw[int(rng.integers(0, 100))] = 1
     ref = Dist(rv, rw)
     info = ref_info("trip_speed", Dist(rv, np.ones(len(rv), "int64")), fill_value=-1.0, bins=10, max_categories=64)
     xs, cs, ws = [], [], []
@@ -288,6 +294,8 @@ def test_walk_equals_dist_forms(seed, per_window, weighted, float64_ref, with_fi
         ws.append(pos)
         pos += len(x)
     x, c = np.concatenate(xs), np.concatenate(cs).astype("int64")
+    if not float64_ref:
+        x = x.astype("float32")  # as daily windows' values come (DayCounts)
     ws = np.asarray(ws, "int64")
     we = np.append(ws[1:], len(x))
     stats_ = ("ks", "wasserstein", "wasserstein_norm", "psi", "jensen_shannon", "missing_rate", "out_of_range")
@@ -304,3 +312,33 @@ def test_walk_equals_dist_forms(seed, per_window, weighted, float64_ref, with_fi
             else:
                 assert abs(got[j] - want) <= 1e-12 * max(abs(want), 1.0), (s, j, got[j], want)
     assert list(res.n) == [int(c[a:b].sum()) for a, b in zip(ws, we)]
+
+
+@pytest.mark.parametrize("case", ["whole", "negative_zero", "one_fraction_last", "fraction_min", "fraction_max"])
+def test_dense_counting_falls_back_exactly(case):
+    """The compiled whole-number pass stops at the first fraction and the sort path counts
+    instead; either way the counts are np.unique's of the rows, and threads keep the
+    features' order and counts."""
+    from rapidseval.shift import count_days
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    day = rng.integers(18_000, 18_030, n)
+    v = rng.integers(-3, 50, n).astype("float32")
+    if case == "negative_zero":
+        v[::7] = -0.0
+    elif case == "one_fraction_last":
+        v[-1] = 2.5
+    elif case == "fraction_min":
+        v[5] = -3.5  # below every whole value: the bins would start at the wrong place
+    elif case == "fraction_max":
+        v[n // 2] = 49.5
+    c = day_value_counts(day, v)
+    want_v, want_c = np.unique(np.stack([day, v.astype("float64") + 0.0]), axis=1, return_counts=True)
+    assert np.array_equal(c.day, want_v[0]) and np.array_equal(c.value.astype("float64"), want_v[1])
+    assert np.array_equal(c.count, want_c)
+    cols = {"a": v, "b": rng.normal(0, 1, n).astype("float32"), "c": v[::-1].copy()}
+    one, two = count_days(day, cols, threads=1), count_days(day, cols, threads=2)
+    assert list(two) == ["a", "b", "c"]
+    for f in cols:
+        assert np.array_equal(one[f].value, two[f].value) and np.array_equal(one[f].count, two[f].count)

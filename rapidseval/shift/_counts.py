@@ -185,9 +185,17 @@ def count_days(day, columns: Mapping[str, Any], xp: Any = np, threads: int = 1) 
     days = _Days.of(day, xp)
     if threads <= 1 or xp is not np or len(items) < 2:
         return {f: _count(days, v, xp) for f, v in items}
+    # features that will be sorted (not whole numbers) first: the threads finish together
+    order = sorted(range(len(items)), key=lambda i: _looks_whole(items[i][1]))
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        counted = list(pool.map(lambda kv: _count(days, kv[1], xp), items))
-    return {f: c for (f, _), c in zip(items, counted)}
+        counted = dict(zip(order, pool.map(lambda i: _count(days, items[i][1], xp), order)))
+    return {f: counted[i] for i, (f, _) in enumerate(items)}
+
+
+def _looks_whole(values) -> bool:
+    """The first values are whole numbers (a guess at the cheap counting path)."""
+    head = np.asarray(values[:4096], dtype="float64")
+    return bool(np.all(head == np.round(head)))
 
 
 @dataclass
@@ -238,13 +246,23 @@ def _count(days: "_Days | None", values, xp) -> DayCounts:
     d0, ndays, d = days.d0, days.ndays, days.d
     vmin, vmax = float(values.min()), float(values.max())
     span = vmax - vmin + 1
-    if span * ndays <= MAX_DENSE_BINS and max(abs(vmin), abs(vmax)) < 2**24:
-        code = values.astype(xp.int32)  # exact for integers below 2**24
-        if bool(xp.all(code.astype(xp.float32) == values)):
-            span, lo = int(span), int(vmin)
-            code -= xp.int32(lo)
-            code += d * xp.int32(span)  # < MAX_DENSE_BINS: int32 holds it
-            counts = xp.bincount(code, minlength=ndays * span)
+    if (span * ndays <= MAX_DENSE_BINS and max(abs(vmin), abs(vmax)) < 2**24
+            and vmin.is_integer() and vmax.is_integer()):  # every whole value then has its bin
+        span, lo = int(span), int(vmin)
+        counts = None
+        if xp is np:  # one compiled pass instead of ~8 array passes (same counts; tested)
+            from ._kernels import dense_day_counts
+
+            counts = np.zeros(ndays * span, np.int64)
+            if not dense_day_counts(d, values, lo, span, counts):
+                counts = None
+        else:
+            code = values.astype(xp.int32)  # exact for integers below 2**24
+            if bool(xp.all(code.astype(xp.float32) == values)):
+                code -= xp.int32(lo)
+                code += d * xp.int32(span)  # < MAX_DENSE_BINS: int32 holds it
+                counts = xp.bincount(code, minlength=ndays * span)
+        if counts is not None:
             nz = xp.flatnonzero(counts)
             return DayCounts(_to_host(nz // span + d0).astype("int64"),
                              _to_host((nz % span).astype(xp.float32) + xp.float32(lo)),

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ordered_windows"]
+__all__ = ["ordered_windows", "dense_day_counts"]
 
 #: forward steps a search scans before it gallops
 _SCAN = 32
@@ -103,8 +103,7 @@ def ordered_windows(r, fr, g, edges, fill, rng_lo, rng_hi, x, c, ws, we, wsel, w
                     out_n, out_ks, out_w, out_bins, out_miss, out_fine, out_out):
     """Every ordered statistic's ingredients for the windows ``wsel`` against one reference.
 
-    Reference: sorted distinct values ``r`` (float32 where they all are, else float64),
-    ``fr`` its CDF (cumulative weights / total weight, float64), ``g`` the running integral
+    Reference: sorted distinct values ``r`` (float64), ``fr`` its CDF (cumulative weights / total weight, float64), ``g`` the running integral
     of ``fr`` at its values, ``edges`` the quantile bins' interior edges, ``fill`` the missing-value fill, ``rng_lo`` / ``rng_hi`` the range of its
     non-fill values (NaN: none).
 
@@ -180,3 +179,17 @@ def ordered_windows(r, fr, g, edges, fill, rng_lo, rng_hi, x, c, ws, we, wsel, w
         out_miss[w] = miss
         out_fine[w] = fine
         out_out[w] = outside
+
+
+@njit(cache=True, nogil=True)
+def dense_day_counts(d, values, lo, span, out):
+    """``out[d[i] * span + values[i] - lo] += 1`` for every row, in one pass, while the
+    values are whole numbers (float32 within 2**24 of 0, in ``[lo, lo + span)``); False at
+    the first value that is not (``out`` is then incomplete)."""
+    for i in range(values.shape[0]):
+        v = values[i]
+        iv = np.int32(v)
+        if np.float32(iv) != v:
+            return False
+        out[d[i] * span + (iv - lo)] += 1
+    return True

@@ -123,10 +123,7 @@ def _walk_ref(ref: Dist, info: RefInfo):
     if "walk" not in ref.cache:
         keep = ref.present & (ref.values != info.fill_value)
         lo, hi = (ref.values[keep][0], ref.values[keep][-1]) if keep.any() else (np.nan, np.nan)
-        r = ref.values.astype(np.float32)  # half the bytes walked through per window where exact
-        if not np.array_equal(r, ref.values):
-            r = ref.values
-        ref.cache["walk"] = (r, np.asarray(ref.cdf, dtype="float64"), _h(ref),
+        ref.cache["walk"] = (np.asarray(ref.values, dtype="float64"), np.asarray(ref.cdf, dtype="float64"), _h(ref),
                              np.asarray(info.edges, dtype="float64"), float(info.fill_value), float(lo), float(hi))
     return ref.cache["walk"]
 
