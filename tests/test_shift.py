@@ -133,3 +133,34 @@ def test_kstwo_sf_pelz_good_band_equals_scipy():
     from rapidseval.shift import kstwo_sf
 
     np.testing.assert_allclose(kstwo_sf(d, en), stats.kstwo.sf(d, en), rtol=1e-12, atol=1e-300)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(np.log(141), np.log(30_000)), st.floats(0.0, 1.0))
+def test_kstwo_sf_durbin_band_equals_scipy(log_n, where):
+    """Where scipy's kstwo.sf is 1 - its Durbin-matrix CDF (n <= 1e5, n x^1.5 <= 1.4,
+    n x^2 < 2.2: daily windows of ~1M-row months), the same matrix with n!/n^n from
+    Stirling's series gives scipy's value to 1e-9 relative (scipy: a Python loop of n
+    steps per value)."""
+    from rapidseval.shift import kstwo_sf
+    from rapidseval.shift._ks import _durbin_band
+
+    n = float(np.floor(np.exp(log_n)))
+    lo, hi = 1.0 / n, min((1.4 / n) ** (2 / 3), np.sqrt(2.2 / n))
+    d = lo + (hi - lo) * (0.001 + 0.998 * where)
+    note(f"n={n:.0f} d={d}")
+    assert _durbin_band(np.array([d]), np.array([n]))[0]
+    assert kstwo_sf(d, n)[0] == pytest.approx(stats.kstwo.sf(d, n), rel=P_RTOL, abs=1e-300)
+
+
+@pytest.mark.parametrize("n", [141, 5000, 100_000, 100_001])
+def test_kstwo_sf_at_the_durbin_band_edges(n):
+    """Both sides of the Durbin region's edges (n x^1.5 = 1.4, n x^2 = 2.2, n x = 1) give
+    scipy's value."""
+    from rapidseval.shift import kstwo_sf
+
+    eps = 1e-9
+    ds = [(1.4 / n) ** (2 / 3) * (1 + s) for s in (-eps, eps)] + [np.sqrt(2.2 / n) * (1 + s) for s in (-eps, eps)]
+    ds += [(1 + eps) / n, 1.5 / n]
+    want = np.array([stats.kstwo.sf(d, n) for d in ds])
+    np.testing.assert_allclose(kstwo_sf(np.array(ds), float(n)), want, rtol=P_RTOL, atol=1e-300)

@@ -157,6 +157,56 @@ def _pelz_good_band(d: np.ndarray, en: np.ndarray) -> np.ndarray:
             & ~((en <= 100000) & (en * d ** 1.5 <= 1.4)))
 
 
+def _durbin_band(d: np.ndarray, en: np.ndarray) -> np.ndarray:
+    """Where scipy's ``kstwo.sf`` is ``1 - `` its Durbin-matrix CDF (``_kolmogn``, n > 140:
+    x < 0.5, 1 < n x < n - 1, n x**2 < 2.2, n <= 100000 and n x**1.5 <= 1.4)."""
+    nx2 = en * d * d
+    return ((en > 140) & (en == np.floor(en)) & (nx2 < 2.2) & (d < 0.5) & (en * d > 1) & (en * d < en - 1)
+            & (en <= 100000) & (en * d ** 1.5 <= 1.4))
+
+
+def _durbin_cdf(n: int, d: float) -> float:
+    """scipy's ``_kolmogn_DMTW(n, d)`` (Marsaglia, Tsang & Wang's form of Durbin's matrix):
+    the same matrix and the same scaled squarings (float64, exact scalings by 2**128), with
+    the ``n! / n**n`` factor taken from Stirling's series in one step instead of scipy's
+    Python loop of ``n`` multiplications (~3 ms at n = 10000): within ~1e-12 relative."""
+    nd = n * d
+    k = int(np.ceil(nd))
+    h = k - nd
+    m = 2 * k - 1
+    intm = np.arange(1, m + 1)
+    fac = np.concatenate([[1.0], np.cumprod(1.0 / intm)])  # 1 / j!, as scipy's running division
+    w = fac[:m]
+    v = (1.0 - h ** intm) * fac[1:]
+    v[-1] = (1.0 + (max(2 * h - 1.0, 0) ** m - 2 * h ** m)) * fac[m]
+    r, c = np.indices((m, m))
+    H = np.zeros((m, m))
+    below = (c >= 1) & (r >= c - 1)
+    H[below] = w[(r - c + 1)[below]]
+    H[:, 0] = v
+    H[-1, :] = v[::-1]
+    hpwr = np.eye(m)
+    nn, expnt, hexpnt = n, 0, 0
+    big = 2.0 ** 128
+    while nn > 0:
+        if nn % 2:
+            hpwr = hpwr @ H
+            expnt += hexpnt
+        H = H @ H
+        hexpnt *= 2
+        if abs(H[k - 1, k - 1]) > big:
+            H /= big
+            hexpnt += 128
+        nn //= 2
+    p = float(hpwr[k - 1, k - 1])
+    if p <= 0:
+        return 0.0
+    # log(n! / n**n) = -n + log(2 pi n) / 2 + stirlerr(n); its multiple of log 2 goes to the exponent
+    lf = -n + 0.5 * np.log(2 * np.pi * n) + float(_stirlerr(np.array([float(n)]))[0])
+    q = int(np.floor(lf / np.log(2)))
+    return float(np.ldexp(p * np.exp(lf - q * np.log(2)), expnt + q))
+
+
 def _pelz_good_sf(n: np.ndarray, x: np.ndarray) -> np.ndarray:
     """scipy's ``_kolmogn_PelzGood(n, x)`` (Pelz & Good's series for the KS CDF) for
     arrays, as ``1 - cdf`` clipped: the same terms in the same order, one Horner step
@@ -217,12 +267,15 @@ def kstwo_sf(d, en) -> np.ndarray:
     d, en = np.broadcast_arrays(d, en)
     band = _series_band(d, en)
     pg = _pelz_good_band(d, en)
+    durbin = _durbin_band(d, en)
     p = np.empty(d.shape)
     for i in np.flatnonzero(band):
         p[i] = min(max(2 * smirnov_sf(int(en[i]), float(d[i])), 0.0), 1.0)
+    for i in np.flatnonzero(durbin):
+        p[i] = min(max(1.0 - _durbin_cdf(int(en[i]), float(d[i])), 0.0), 1.0)
     if pg.any():
         p[pg] = _pelz_good_sf(en[pg], d[pg])
-    rest = ~band & ~pg
+    rest = ~band & ~pg & ~durbin
     if rest.any():
         p[rest] = stats.kstwo.sf(d[rest], en[rest])
     return p
