@@ -56,9 +56,12 @@ def _lower_bound(a, v, lo):
         below = hi
         step *= 2
         hi = below + step
-    if hi > n:
-        hi = n
-    lo = below + 1
+    return _bisect(a, v, below + 1, min(hi, n))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bisect(a, v, lo, hi):
+    """First index i in [lo, hi) with a[i] >= v (hi if none), for sorted ``a``."""
     while lo < hi:
         mid = (lo + hi) >> 1
         if a[mid] < v:
@@ -87,14 +90,8 @@ def _piece(r, fr, g, a, b, c, ha, hb, below_a, upto_b):
     elif upto_b == 0 or fr[upto_b - 1] < c:  # r[j] > b, or no such value
         t, ht = b, hb
     else:
-        lo, hi = below_a, upto_b - 1  # fr[hi] >= c
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if fr[mid] < c:
-                lo = mid + 1
-            else:
-                hi = mid
-        t, ht = r[lo], g[lo] + fr[lo] * 0.0
+        j = _bisect(fr, c, below_a, upto_b - 1)  # fr[upto_b - 1] >= c
+        t, ht = r[j], g[j] + fr[j] * 0.0
     return c * (t - a) - (ht - ha) + (hb - ht) - c * (b - t)
 
 
