@@ -478,3 +478,25 @@ def test_calibrated_drift_does_not_retrain_without_a_shift(tmp_path):
     t = _policy(rapidseval.run(job), "drift_triggered")
     drift_retrains = [m for m, r in zip(t.index, t["retrain_reason"]) if str(r).startswith("drift:")]
     assert len(t) == 10 and len(drift_retrains) <= 1, drift_retrains
+
+
+def test_drift_checks_every_month_between_origins(tmp_path):
+    """Origins two months apart: a one-month units bug in the first month after an origin
+    (not the month just before the next one) still triggers a retrain at the next origin,
+    and the reason names the month."""
+    from rapidseval.data.synthetic import generate
+
+    hist = tmp_path / "bug"
+    generate(hist, "2019-01", "2019-08", ROWS, scenario="units_bug", seed=23, scenario_month="2019-05")
+    job = _job(hist, tmp_path / "run", tmp_path / "cache", train_months=2, horizon=2, every=2, daily=False,
+               policies=[{"kind": "drift_triggered", "params": {"use_floor": False}}])
+    job["data"].update(start="2019-01", end="2019-08")
+    res = rapidseval.run(job)
+    t = res.backtest[res.backtest["policy"] == "drift_triggered"]
+    assert list(t["eval_month"]) == month_range("2019-03", "2019-08")
+    reasons = t[t["retrained"]].set_index("eval_month")["retrain_reason"]  # decisions to retrain, by origin
+    assert reasons["2019-03"] == "initial"
+    assert "2019-05" not in reasons.index, reasons  # 2019-03 and 2019-04 are clean
+    # distances in km: trip_distance and the speed derived from it
+    assert reasons["2019-07"].startswith(("drift: trip_distance ", "drift: trip_speed ")), reasons
+    assert reasons["2019-07"].endswith("in 2019-05"), reasons  # not only the month before the origin

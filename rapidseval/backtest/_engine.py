@@ -261,6 +261,20 @@ class _Walk:
         self.plans, self.spans, self.bt = plans, spans, bt
         self.metrics, self.drift = metrics, drift
 
+    def _drift_since(self, cur, previous: str, origin: str) -> DriftSignal:
+        """The drift signal of every month seen since the previous decision (``previous`` ..
+        the month before ``origin``: one month when origins are monthly, all of them when
+        they are further apart): the first that alarms, else the latest."""
+        need, signals = set(), []
+        for j in range(month_index(previous), month_index(origin)):
+            try:
+                signals.append(self.drift(cur, month_name(j)))
+            except NeedScores as exc:
+                need |= exc.pairs
+        if need:
+            raise NeedScores(need)
+        return next((sig for sig in signals if sig.alarm), signals[-1])
+
     def run(self, known: set) -> tuple[list[dict[str, Any]] | None, set]:
         missing: set = set()
         rows: list[dict[str, Any]] = []
@@ -285,7 +299,7 @@ class _Walk:
                     floor=self.bt.floor,
                     label_delay=self.bt.label_delay,
                     _metrics=metrics, _labelled=labelled,
-                    _drift=functools.partial(self.drift, cur, month_name(month_index(origin) - 1)),
+                    _drift=functools.partial(self._drift_since, cur, self.plans[i - 1].fold.origin, origin),
                 )
                 try:
                     reason = self.decide(ctx)

@@ -4,9 +4,9 @@ A policy is consulted at every origin after the first (at the first one
 every policy trains: there is no model yet).  It sees a
 :class:`DecisionContext` holding only what was known at that time: the
 metrics of the model in force on months whose labels had arrived
-(``label_delay`` months after the month ended) and the drift signal of the
-latest month's features (which need no labels) against the model's
-training months.  It returns a reason to retrain, or ``None`` to keep the
+(``label_delay`` months after the month ended) and the drift signals of the
+months seen since the previous decision (their features need no labels)
+against the model's training months.  It returns a reason to retrain, or ``None`` to keep the
 model.
 
 Add your own with :func:`register_policy`::
@@ -101,8 +101,10 @@ class DecisionContext:
         return self.metrics(self._labelled[-1]) if self._labelled else None
 
     def drift(self):
-        """Drift signal of the latest month's features against the model's training months
-        (a :class:`rapidseval.backtest.DriftSignal`)."""
+        """Drift signal of the months seen since the previous decision (the month before the
+        origin when origins are monthly) against the model's training months: the first of
+        them that alarms, else the latest (a :class:`rapidseval.backtest.DriftSignal`; its
+        ``month`` says which)."""
         return self._drift()
 
 
@@ -156,8 +158,8 @@ def periodic(ctx: DecisionContext, *, every: int = 3) -> str | None:
 @register_policy("drift_triggered")
 def drift_triggered(ctx: DecisionContext, *, use_drift: bool = True, use_floor: bool = True,
                     min_months: int = 1) -> str | None:
-    """Retrain when the latest month's features drifted from the model's training
-    months, or when the model's metric on the latest labelled month fell below the floor.
+    """Retrain when a month seen since the last decision drifted from the model's
+    training months (:meth:`DecisionContext.drift`), or when the model's metric on the latest labelled month fell below the floor.
 
     Parameters
     ----------
