@@ -29,6 +29,7 @@ from rapidseval.rundir import check_complete
 
 from _compare import assert_tables_equal
 from _dask_procs import REPO, KillOnFirstTask, dask_processes
+from _jobs import override
 from _servers import DUMMY_KEY_ID, DUMMY_SECRET, free_port
 
 TABLES = ("monthly", "replay", "shift")
@@ -58,13 +59,7 @@ def _job(source, out, **extra):
         "cluster": {"kind": "threads", "n_workers": 2},
         "output": {"dir": str(out), "report": False},
     }
-    for key, value in extra.items():
-        node = job
-        *path, last = key.split(".")
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return job
+    return override(job, extra)
 
 
 @pytest.fixture(scope="module")

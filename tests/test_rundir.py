@@ -25,6 +25,7 @@ from rapidseval.jobs import load_job
 from rapidseval.rundir import COMPLETE_MARKER, IncompleteRunDir, check_complete, resolve_run_dir, write_run_dir
 
 from _compare import assert_tables_equal
+from _jobs import override
 from _servers import DUMMY_KEY_ID, DUMMY_SECRET
 
 TABLES = ("monthly", "replay", "shift")
@@ -48,13 +49,7 @@ def _job(source, out, **extra):
         "cluster": {"kind": "threads", "n_workers": 2},
         "output": {"dir": str(out), "report": False},
     }
-    for key, value in extra.items():
-        node = job
-        *path, last = key.split(".")
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return job
+    return override(job, extra)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from rapidseval.data.synthetic import generate
 from rapidseval.features import FeatureSpec, prepare, required_columns
 from rapidseval.models import predict_positive_proba
 
+from _jobs import override
 from _servers import DUMMY_SECRET
 
 ROWS = 12_000
@@ -47,13 +48,7 @@ def _job(source, out, **extra):
         "cluster": {"kind": "threads", "n_workers": 2},
         "output": {"dir": str(out)},
     }
-    for key, value in extra.items():
-        node = job
-        *path, last = key.split(".")
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return job
+    return override(job, extra)
 
 
 @pytest.fixture(scope="module")
