@@ -116,7 +116,7 @@ class _Pending:
     cnt: np.ndarray
     ws: np.ndarray  # window w's entries are x[ws[w]:we[w]]
     we: np.ndarray
-    tasks: list  # (windows, weekday mix) per share of a group of windows with one reference
+    tasks: list  # (windows, weekday mix, entries) per share of a group of windows with one reference
     walk: Walk
     value: np.ndarray
     p_value: np.ndarray
@@ -444,9 +444,10 @@ class ShiftCalculator:
         threads = self._threads()
         with ThreadPoolExecutor(max_workers=threads) if threads > 1 else _Serial() as pool:
             pending = list(pool.map(lambda a: self._prepare_feature(*a), todo))
-            groups = [(pf, self._reference_for(pf.f, comp), wsel, size) for pf in pending for wsel, comp, size in pf.tasks]
-            groups.sort(key=lambda t: -t[3])  # largest first: the threads finish together
-            list(pool.map(lambda a: self._compare_group(*a), groups))
+            groups = [(size, pf, self._reference_for(pf.f, comp), wsel)
+                      for pf in pending for wsel, comp, size in pf.tasks]
+            groups.sort(key=lambda t: -t[0])  # largest first: the threads finish together
+            list(pool.map(lambda a: self._compare_group(*a[1:]), groups))
         parts = [self._columns(pf, null) for pf in pending]
         if parts:
             cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -495,7 +496,7 @@ class ShiftCalculator:
             ws = starts
             we = starts + lengths
         else:
-            wid, x, cnt = collapse(np.repeat(day_win, lengths), c.value, c.count, False)
+            wid, x, cnt = collapse(np.repeat(day_win, lengths), c.value, c.count)
             ws = np.searchsorted(wid, np.arange(nw))
             we = np.append(ws[1:], len(x))
         comp = np.bincount(day_win * 7 + _weekday(days), minlength=nw * 7).reshape(nw, 7)
@@ -516,7 +517,7 @@ class ShiftCalculator:
                         np.full((nw, ns), np.nan), np.full((nw, ns), np.nan), np.full((nw, ns), "", dtype=object),
                         np.full((nw, ns), np.nan), np.zeros(nw, "int64"))
 
-    def _compare_group(self, pf: "_Pending", ref: Dist, wsel: np.ndarray, size: int) -> None:
+    def _compare_group(self, pf: "_Pending", ref: Dist, wsel: np.ndarray) -> None:
         """Every statistic of the windows ``wsel`` of a feature against their reference ``ref``."""
         r = pf.r
         pf.n_ref[wsel] = ref.n

@@ -9,8 +9,8 @@ the calculator's threads run windows in parallel) walks the window's sorted
 values once:
 
 * the place of each value in the reference's sorted values is found by
-  galloping forward from the previous value's place (the values are sorted, so
-  the steps are short and cache-local), which gives the reference CDF just
+  scanning forward from the previous value's place, galloping when the gap is
+  long (the values are sorted, so the steps are short and cache-local), which gives the reference CDF just
   below and at the value: the KS statistic's two sides;
 * each flat stretch of the window's CDF between two of its values is one piece
   of the Wasserstein integral, split where the reference CDF crosses the

@@ -148,21 +148,27 @@ def _series_band(d: np.ndarray, en: np.ndarray) -> np.ndarray:
             & (d < 0.5) & (en * d > 1) & (en * d < en - 1))
 
 
-def _pelz_good_band(d: np.ndarray, en: np.ndarray) -> np.ndarray:
-    """Where scipy's ``kstwo.sf`` is ``1 - `` its Pelz-Good CDF (``_kolmogn``, n > 140:
-    x < 0.5, 1 < n x < n - 1, n x**2 < 2.2, and not the Durbin matrix region
-    ``n <= 100000 and n x**1.5 <= 1.4``)."""
+def _below_series(d: np.ndarray, en: np.ndarray) -> np.ndarray:
+    """Where scipy's ``kstwo.sf`` is ``1 - `` a CDF (``_kolmogn``, n > 140: x < 0.5,
+    1 < n x < n - 1, n x**2 < 2.2): the Durbin matrix's where :func:`_durbin_region`,
+    Pelz-Good's elsewhere."""
     nx2 = en * d * d
-    return ((en > 140) & (en == np.floor(en)) & (nx2 < 2.2) & (d < 0.5) & (en * d > 1) & (en * d < en - 1)
-            & ~((en <= 100000) & (en * d ** 1.5 <= 1.4)))
+    return (en > 140) & (en == np.floor(en)) & (nx2 < 2.2) & (d < 0.5) & (en * d > 1) & (en * d < en - 1)
+
+
+def _durbin_region(d: np.ndarray, en: np.ndarray) -> np.ndarray:
+    return (en <= 100000) & (en * d ** 1.5 <= 1.4)
+
+
+def _pelz_good_band(d: np.ndarray, en: np.ndarray) -> np.ndarray:
+    """Where scipy's ``kstwo.sf`` is ``1 - `` its Pelz-Good CDF."""
+    return _below_series(d, en) & ~_durbin_region(d, en)
 
 
 def _durbin_band(d: np.ndarray, en: np.ndarray) -> np.ndarray:
-    """Where scipy's ``kstwo.sf`` is ``1 - `` its Durbin-matrix CDF (``_kolmogn``, n > 140:
-    x < 0.5, 1 < n x < n - 1, n x**2 < 2.2, n <= 100000 and n x**1.5 <= 1.4)."""
-    nx2 = en * d * d
-    return ((en > 140) & (en == np.floor(en)) & (nx2 < 2.2) & (d < 0.5) & (en * d > 1) & (en * d < en - 1)
-            & (en <= 100000) & (en * d ** 1.5 <= 1.4))
+    """Where scipy's ``kstwo.sf`` is ``1 - `` its Durbin-matrix CDF (n <= 100000 and
+    n x**1.5 <= 1.4)."""
+    return _below_series(d, en) & _durbin_region(d, en)
 
 
 def _durbin_cdf(n: int, d: float) -> float:

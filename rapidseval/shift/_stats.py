@@ -203,13 +203,18 @@ def _proportions(ref: Dist, win: Dist, info: RefInfo) -> tuple[np.ndarray, np.nd
         p[np.searchsorted(u, ref.values[ref.present])] = ref.weights[ref.present]
         q[np.searchsorted(u, win.values)] = win.weights
     else:
-        nb = len(info.edges) + 1
-        if "bins" not in ref.cache:
-            ref.cache["bins"] = np.bincount(np.searchsorted(info.edges, ref.values, side="right"),
-                                            weights=ref.weights, minlength=nb)
-        p = ref.cache["bins"]
-        q = np.bincount(np.searchsorted(info.edges, win.values, side="right"), weights=win.weights, minlength=nb)
+        p = reference_bins(ref, info)
+        q = np.bincount(np.searchsorted(info.edges, win.values, side="right"), weights=win.weights,
+                        minlength=len(p))
     return p / p.sum(), q / q.sum()
+
+
+def reference_bins(ref: Dist, info: RefInfo) -> np.ndarray:
+    """The reference's (weighted) counts in its quantile bins (computed once per reference)."""
+    if "bins" not in ref.cache:
+        ref.cache["bins"] = np.bincount(np.searchsorted(info.edges, ref.values, side="right"),
+                                        weights=ref.weights, minlength=len(info.edges) + 1)
+    return ref.cache["bins"]
 
 
 def _psi(ref, win, info):
@@ -282,21 +287,30 @@ def _cramers_v(ref, win, info):
     return float(np.sqrt(chi2 / table.sum())), p  # min(rows, cols) - 1 == 1 for two samples
 
 
-def _missing(d: Dist, fill: float) -> float:
+def missing_share(d: Dist, fill: float) -> float:
+    """Share of ``d``'s weight on the fill value."""
     i = np.searchsorted(d.values, fill)
     hit = i < len(d.values) and d.values[i] == fill
     return float(d.weights[i] / d.total) if hit else 0.0
 
 
 def _missing_rate(ref, win, info):
-    return abs(_missing(win, info.fill_value) - _missing(ref, info.fill_value)), np.nan
+    return abs(missing_share(win, info.fill_value) - missing_share(ref, info.fill_value)), np.nan
+
+
+def reference_range(ref: Dist, fill: float) -> tuple[float, float] | None:
+    """Smallest and largest value carrying reference weight other than the fill value (None: none)."""
+    keep = ref.present & (ref.values != fill)
+    if not keep.any():
+        return None
+    return float(ref.values[keep][0]), float(ref.values[keep][-1])
 
 
 def _out_of_range(ref, win, info):
-    keep = ref.present & (ref.values != info.fill_value)
-    if not keep.any():
+    rng = reference_range(ref, info.fill_value)
+    if rng is None:
         return np.nan, np.nan
-    lo, hi = ref.values[keep][0], ref.values[keep][-1]
+    lo, hi = rng
     wkeep = win.values != info.fill_value
     n = win.weights[wkeep].sum()
     if n == 0:

@@ -28,18 +28,15 @@ import numpy as np
 from scipy import stats as _st
 
 from ._counts import _float_key
-from ._stats import PSI_EPS, Dist, RefInfo, _h
+from ._stats import PSI_EPS, Dist, RefInfo, _h, missing_share, reference_bins, reference_range
 
 __all__ = ["Batch", "BATCH_STATISTICS", "Walk", "collapse", "batch_values", "walk", "walk_values", "walked"]
 
 
-def collapse(wid: np.ndarray, value: np.ndarray, count: np.ndarray, single: bool):
-    """Distinct ``(window, value)`` pairs with summed counts, sorted by window then value.
-
-    ``wid`` is sorted (entries come day after day); ``single``: every window is one day,
-    whose entries are already distinct and sorted by value.
-    """
-    if single or len(wid) == 0:
+def collapse(wid: np.ndarray, value: np.ndarray, count: np.ndarray):
+    """Distinct ``(window, value)`` pairs with summed counts, sorted by window then value
+    (``wid`` is sorted: entries come day after day)."""
+    if len(wid) == 0:
         return wid, value.astype("float64"), count.astype("int64")
     fkey = _float_key(np.ascontiguousarray(value, dtype=np.float32), np).astype(np.uint64)
     wbits, ebits = int(wid[-1]).bit_length(), (len(wid) - 1).bit_length()
@@ -121,10 +118,9 @@ def walked(name: str, info: RefInfo) -> bool:
 def _walk_ref(ref: Dist, info: RefInfo):
     """The reference's arrays for the walk (computed once per reference)."""
     if "walk" not in ref.cache:
-        keep = ref.present & (ref.values != info.fill_value)
-        lo, hi = (ref.values[keep][0], ref.values[keep][-1]) if keep.any() else (np.nan, np.nan)
+        lo, hi = reference_range(ref, info.fill_value) or (np.nan, np.nan)  # NaN: nothing is inside
         ref.cache["walk"] = (np.asarray(ref.values, dtype="float64"), np.asarray(ref.cdf, dtype="float64"), _h(ref),
-                             np.asarray(info.edges, dtype="float64"), float(info.fill_value), float(lo), float(hi))
+                             np.asarray(info.edges, dtype="float64"), float(info.fill_value), lo, hi)
     return ref.cache["walk"]
 
 
@@ -149,25 +145,17 @@ def walk_values(name: str, ref: Dist, info: RefInfo, res: Walk, wsel: np.ndarray
     if name == "wasserstein_norm":
         return res.w[wsel] / info.std if info.std > 0 else np.full(len(wsel), np.nan)
     if name == "missing_rate":
-        return np.abs(res.miss[wsel] / res.n[wsel] - _missing_ref(ref, info.fill_value))
+        return np.abs(res.miss[wsel] / res.n[wsel] - missing_share(ref, info.fill_value))
     if name == "out_of_range":
-        if not (ref.present & (ref.values != info.fill_value)).any():
+        if reference_range(ref, info.fill_value) is None:
             return np.full(len(wsel), np.nan)
         fine, out = res.fine[wsel], res.out[wsel]
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(fine == 0, 0.0, out / fine)
-    p = _ref_bins(ref, info)[None, :]
+    p = reference_bins(ref, info)
     q = res.bins[wsel]
-    q = q / q.sum(axis=1, keepdims=True)
+    p, q = (p / p.sum())[None, :], q / q.sum(axis=1, keepdims=True)
     return _psi_pq(p, q, None) if name == "psi" else _js_pq(p, q, None)
-
-
-def _ref_bins(ref: Dist, info: RefInfo) -> np.ndarray:
-    if "bins" not in ref.cache:
-        ref.cache["bins"] = np.bincount(np.searchsorted(info.edges, ref.values, side="right"),
-                                        weights=ref.weights, minlength=len(info.edges) + 1)
-    p = ref.cache["bins"]
-    return p / p.sum()
 
 
 # ---------------------------------------------------------------------------------------
@@ -274,11 +262,6 @@ def _cramers_v(b: Batch, info: RefInfo):
     chi2, dof, _, _ = _chi2_many(b, True)
     v = np.where(k < 2, 0.0, np.sqrt(raw / n))
     return v, np.where(k < 2, 1.0, _chi2_p(chi2, dof))
-
-
-def _missing_ref(ref: Dist, fill: float) -> float:
-    i = np.searchsorted(ref.values, fill)
-    return float(ref.weights[i] / ref.total) if i < len(ref.values) and ref.values[i] == fill else 0.0
 
 
 def _no_p(fn):
