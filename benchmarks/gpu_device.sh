@@ -6,6 +6,7 @@
 # (numba 0.64 refuses the image's 2.5) and nvidia-nvjitlink 13.5 (cuVS needs >= 13.3;
 # the image has 13.0).  Each step writes its log and results under $OUT (or ./gpu-out).
 #
+#   bash benchmarks/gpu_device.sh quick       # no carry: every `cupy` test + CuPy micro-benchmarks at 6.4M rows (<= 5 min)
 #   bash benchmarks/gpu_device.sh install     # assemble the wheels, install to /var/tmp/site, import check
 #   bash benchmarks/gpu_device.sh test        # the gpu-marked tests, then the GPU smoke job
 #   bash benchmarks/gpu_device.sh study ROWS [--skip-cpu|--skip-gpu]   # benchmarks/study_gpu_cpu.py
@@ -25,6 +26,26 @@ libenv() {
 step=${1:?step}
 shift
 case $step in
+quick)
+  # Needs only what the device image has (CuPy, numba, pandas, pyarrow, scipy, scikit-learn, pytest):
+  # ``import rapidseval.shift`` loads no job layer (pydantic) and no Dask.  Results go to $OUT, which
+  # the session copies to benchmarks/results/<date>-<device>-quick/.
+  t0=$(date +%s)
+  rows=${1:-6400000}
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/nvidia-smi.txt" 2>&1
+  python3 -c "import cupy, numba, numpy, pandas, pyarrow, scipy, sklearn, sys; print(sys.version.split()[0], *(f'{m.__name__} {m.__version__}' for m in (cupy, numba, numpy, pandas, pyarrow, scipy, sklearn)), sep='\n')" > "$OUT/versions.txt" 2>&1
+  cat "$OUT/nvidia-smi.txt" "$OUT/versions.txt"
+  python3 -m pytest tests -m cupy -v -p no:cacheprovider --timeout 300 -o addopts="-ra --strict-markers" 2>&1 | tee "$OUT/cupy-tests.txt" | tail -40
+  tests_rc=${PIPESTATUS[0]}
+  # on the device a skipped cupy test is a failure of the check (CuPy or the GPU was not seen)
+  grep -Eq '[0-9]+ skipped' "$OUT/cupy-tests.txt" && { echo "cupy tests skipped on the device"; tests_rc=1; }
+  echo "cupy tests: rc $tests_rc, $(( $(date +%s) - t0 )) s"
+  python3 benchmarks/gpu_micro.py --xp cupy --rows "$rows" --out "$OUT" 2>&1 | tee "$OUT/micro-log.txt" | tail -20
+  micro_rc=${PIPESTATUS[0]}
+  echo "quick: tests rc $tests_rc, micro rc $micro_rc, $(( $(date +%s) - t0 )) s"
+  [ "$tests_rc" = 0 ] && [ "$micro_rc" = 0 ]
+  exit
+  ;;
 install)
   t0=$(date +%s)
   # one pip call: a later --target install replaces shared top-level folders (nvidia/)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from . import shift
 from .backend import get_backend
 from .errors import BackendUnavailable, DataError, RapidsEvalError, SchemaError, SourceError, SpecError
-from .jobs import JobSpec, load_job
 
 __version__ = "0.1.0"
 
@@ -27,6 +26,16 @@ __all__ = [
     "BackendUnavailable",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    # the job layer (pydantic) loads on first use: the engines (``rapidseval.shift``, ``replay``,
+    # ``features``) import without it, as on a bare GPU image (benchmarks/gpu_device.sh quick)
+    if name in ("JobSpec", "load_job"):
+        from . import jobs
+
+        return getattr(jobs, name)
+    raise AttributeError(f"module 'rapidseval' has no attribute {name!r}")
 
 
 def run(job, **kwargs):

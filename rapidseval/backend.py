@@ -25,7 +25,7 @@ import numpy
 
 from .errors import BackendUnavailable
 
-__all__ = ["Backend", "get_backend", "gpu_available", "BACKEND_NAMES"]
+__all__ = ["Backend", "get_backend", "gpu_available", "cupy_available", "BACKEND_NAMES"]
 
 BACKEND_NAMES = ("auto", "cpu", "gpu")
 
@@ -139,6 +139,16 @@ def gpu_available() -> tuple[bool, str]:
     if not _nvidia_gpu_visible():
         return False, "no NVIDIA GPU visible (nvidia-smi lists none or CUDA_VISIBLE_DEVICES hides them)"
     return True, "cuDF, cuML and a GPU are available"
+
+
+def cupy_available() -> tuple[bool, str]:
+    """Whether CuPy alone can run here (the ``cupy`` tests and the device's quick check need no
+    cuDF or cuML), and why (not) - without importing CuPy."""
+    if importlib.util.find_spec("cupy") is None:
+        return False, "CuPy not installed (pip install cupy-cuda13x, or 'rapidseval[gpu]')"
+    if not _nvidia_gpu_visible():
+        return False, "no NVIDIA GPU visible (nvidia-smi lists none or CUDA_VISIBLE_DEVICES hides them)"
+    return True, "CuPy and a GPU are available"
 
 
 def _cpu(reason: str) -> Backend:

@@ -48,7 +48,7 @@ def test_unknown_backend_lists_choices():
         get_backend("tpu")
 
 
-@pytest.mark.gpu
+@pytest.mark.rapids
 def test_gpu_backend_carries_cupy_cudf_cuml():
     pytest.importorskip("cudf")
     pytest.importorskip("cuml")

@@ -19,7 +19,7 @@ from rapidseval.backend import gpu_available
 
 SMOKE = Path(__file__).resolve().parent.parent / "jobs" / "smoke.yaml"
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.rapids]  # CuPy-only paths: test_cupy_paths.py
 
 F1_TOL = 0.03  # GPU (histogram) vs CPU (exact-split) forests on 20k-row months
 
@@ -80,29 +80,3 @@ def test_same_seed_same_tables_on_gpu(gpu_ok, months, tmp_path):
     b = _run(months, "gpu", tmp_path / "b")
     for x, y in ((a.monthly, b.monthly), (a.replay, b.replay), (a.shift, b.shift)):
         pd.testing.assert_frame_equal(x, y, check_exact=True)
-
-
-def test_replay_summaries_agree_cpu_gpu():
-    """Same predictions -> the same counts, histogram and (to float rounding) loss sums."""
-    cp = pytest.importorskip("cupy")
-    ok, why = gpu_available()
-    if not ok:
-        pytest.skip(why)
-    from rapidseval.replay import summarize_scores
-
-    rng = np.random.default_rng(0)
-    n = 500_000
-    t = (np.datetime64("2020-03-01", "us") + rng.integers(0, 31 * 86_400_000_000, n).astype("timedelta64[us]")).view("int64")
-    y = rng.integers(0, 2, n).astype("int8")
-    p = np.round(rng.random(n), 3)
-    for exact in (False, True):
-        cpu = summarize_scores(t, y, p, threshold=0.5, window="D", exact=exact)
-        gpu = summarize_scores(cp.asarray(t), cp.asarray(y), cp.asarray(p), threshold=0.5, window="D", exact=exact, xp=cp)
-        np.testing.assert_array_equal(cpu.hours, gpu.hours)
-        np.testing.assert_array_equal(cpu.counts, gpu.counts)
-        np.testing.assert_array_equal(cpu.hist_keys, gpu.hist_keys)
-        np.testing.assert_array_equal(cpu.hist_counts, gpu.hist_counts)
-        np.testing.assert_allclose(cpu.sums, gpu.sums, rtol=1e-12)
-        if exact:
-            for a, b in zip(cpu.exact, gpu.exact):
-                np.testing.assert_array_equal(a, b)

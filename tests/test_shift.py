@@ -57,18 +57,16 @@ def test_ks_empty_raises():
         ks_2samp(np.array([]), np.array([1.0]))
 
 
-@pytest.mark.gpu
-def test_ks_on_cupy_equals_scipy():
-    cp = pytest.importorskip("cupy")
+@pytest.mark.cupy
+def test_ks_on_cupy_equals_scipy(cp):
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=50_000), rng.normal(0.01, 1, size=60_000)
     _close(ks_2samp(cp.asarray(a), cp.asarray(b)), stats.ks_2samp(a, b))
 
 
-@pytest.mark.gpu
-def test_calibration_on_cupy_equals_numpy():
+@pytest.mark.cupy
+def test_calibration_on_cupy_equals_numpy(cp):
     """The calculator's calibration (grid arithmetic) on CuPy gives NumPy's null and thresholds."""
-    cp = pytest.importorskip("cupy")
     from rapidseval.shift import ShiftCalculator, count_days
 
     rng = np.random.default_rng(5)
