@@ -155,7 +155,8 @@ def explain_table(shift: pd.DataFrame) -> pd.DataFrame:
     for rec in alarmed_pairs(shift).to_dict("records"):
         for item, a, b in (("p1", 60.0, 75.0), ("p50", 600.0, 900.0), ("p99", 3000.0, 3000.0), ("out_of_range", 0.0, 0.02)):
             what = f"outside the reference's range {b:.1%}" if item == "out_of_range" else f"{item} {a:g} → {b:g}"
-            rows.append({**rec, "kind": "continuous", "rank": 1, "effect": 0.2, "effect_measure": "ks", "item": item,
+            rows.append({**rec, "kind": "continuous", "rank": 1, "effect": 0.2, "effect_noise": 0.01,
+                         "effect_measure": "ks", "item": item,
                          "category": np.nan, "reference_value": a, "window_value": b, "change": b - a, "what": what})
     return pd.DataFrame(rows, columns=EXPLAIN_COLUMNS)
 

@@ -239,7 +239,8 @@ def _many_windows(n_windows: int, per_window: int) -> pd.DataFrame:
         for r in range(per_window):
             rows.append({"reference": "2020-01", "window": start.strftime("%Y-%m-%d"), "window_start": start,
                          "window_end": start + pd.Timedelta(days=1), "feature": f"f{r}", "kind": "categorical",
-                         "rank": r + 1, "effect": 0.5 - 0.1 * r, "effect_measure": "tvd", "item": "category",
+                         "rank": r + 1, "effect": 0.5 - 0.1 * r, "effect_noise": 0.01,
+                         "effect_measure": "tvd", "item": "category",
                          "category": 2.0, "reference_value": 0.1, "window_value": 0.3, "change": 0.2,
                          "what": f"2: 10.0% → 30.0% (f{r})"})
     return pd.DataFrame(rows, columns=EXPLAIN_COLUMNS)
@@ -269,3 +270,51 @@ def test_terminal_shows_at_most_a_screenful_grouped_and_ranked(tmp_path):
     block = page[page.index("id='what-moved'"):page.index("<figure", page.index("id='what-moved'"))]
     assert block.count("<li>") == 60 and "2020-03-01 against 2020-01" in block  # all of them, before the heatmaps
     assert block.index("(f0)") < block.index("(f1)")
+
+
+def test_noise_level_is_the_null_mean_or_the_sampling_expectation(fitted):
+    calc, ref, rng = fitted
+    cur = _rows(rng, [D0 + 47], 600, moved_share=0.3, shift=3.0)
+    table, ex = _explained(calc, cur)
+    for feat, measure in (("cat", "tvd"), ("x", "ks")):
+        row = table[(table["feature"] == feat) & (table["statistic"] == measure)]
+        got = ex.loc[ex["feature"] == feat, ["effect", "effect_noise"]].iloc[0]
+        assert got["effect_noise"] == row["null_mean"].iloc[0]  # the calculator's calibrated null
+        assert abs(got["effect"] - row["value"].iloc[0]) <= 1e-12  # the effect is that statistic's value
+
+
+def test_sampling_expectation_of_the_total_variation_is_poissons():
+    from scipy.stats import poisson
+
+    from rapidseval.shift._explain import chance_effect
+
+    p = np.array([0.5, 0.3, 0.15, 0.049, 0.001])
+    ref = Dist(np.arange(5.0), np.rint(p * 1e7).astype("int64"))
+    win = Dist(np.arange(5.0), np.array([300, 200, 80, 20, 0]))
+    e = 1e7 * 600 / (1e7 + 600)
+    k = np.arange(0, 2000)
+    mad = [float(np.sum(np.abs(k - e * pk) * poisson.pmf(k, e * pk))) for pk in ref.weights / ref.total]
+    assert chance_effect(ref, win, measure="tvd") == pytest.approx(0.5 * sum(mad) / e, rel=1e-9)
+    assert chance_effect(ref, win, measure="ks") == pytest.approx(np.sqrt(np.pi / 2) * np.log(2) / np.sqrt(e), rel=1e-12)
+
+
+def test_many_categories_do_not_outrank_a_real_shift_by_sampling_noise():
+    """A 200-category code without a shift has a total variation of ~0.3 on 300 rows by chance alone;
+    a location shift of half a standard deviation (KS ~0.2) must still rank first."""
+    rng = np.random.default_rng(5)
+    n_ref, n_win = 20 * 300, 300
+    day = np.repeat(np.arange(D0, D0 + 20), 300)
+    zone = rng.integers(1, 201, size=n_ref).astype("float32")
+    x = rng.normal(0, 1, size=n_ref).astype("float32")
+    ref = {"zone": day_value_counts(day, zone), "x": day_value_counts(day, x)}
+    calc = ShiftCalculator(["zone", "x"], statistics=["ks"], kinds={"zone": "categorical"}, frequency="D",
+                           calendar="none").fit(ref)
+    wday = np.full(n_win, D0 + 30)
+    cur = {"zone": day_value_counts(wday, rng.integers(1, 201, size=n_win).astype("float32")),
+           "x": day_value_counts(wday, (rng.normal(0.5, 1, size=n_win)).astype("float32"))}
+    table = calc.calculate(cur).table
+    ex = explain(calc, cur, table, pairs=table.drop_duplicates("feature"))
+    lines = explanation_lines(ex).set_index("feature")
+    assert lines.loc["zone", "effect"] > lines.loc["x", "effect"]  # raw, the zone code looks larger
+    assert lines.loc["x", "rank"] == 1 and lines.loc["zone", "rank"] == 2  # beyond chance, x moved
+    assert abs(lines.loc["zone", "effect"] - lines.loc["zone", "effect_noise"]) < 0.05

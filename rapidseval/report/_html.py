@@ -155,12 +155,14 @@ def _what_moved(run: RunTables) -> list[str]:
     windows = list(dict.fromkeys(zip(lines["reference"], lines["window_start"])))
     out = [f"<h3 id='what-moved'>What moved ({len(lines):,} alarmed features in {len(windows):,} windows)</h3>",
            "<p class='muted'>Effect: the share of rows that moved (total variation of the category shares for "
-           "categorical features, the largest CDF gap, KS, for ordered ones); percentiles by the inverted CDF.</p>"]
+           "categorical features, the largest CDF gap, KS, for ordered ones), beside what it is on windows without a "
+           "shift; features ranked by the excess.  Percentiles by the inverted CDF.</p>"]
     for ref, start in windows[:MAX_EXPLAIN_WINDOWS]:
         w = lines[(lines["reference"] == ref) & (lines["window_start"] == start)]
         label = w["window"].iloc[0] if "window" in w.columns else start
-        items = "".join(f"<li><b>{_esc(r.feature)}</b> ({_esc(r.kind)}, {_esc(r.effect_measure)} {float(r.effect):.3f}): "
-                        f"{_esc(r.what)}</li>" for r in w.itertuples())
+        items = "".join(f"<li><b>{_esc(r.feature)}</b> ({_esc(r.kind)}, {_esc(r.effect_measure)} {float(r.effect):.3f}"
+                        + (f", {float(r.effect_noise):.3f} without a shift" if np.isfinite(getattr(r, "effect_noise", np.nan))
+                           else "") + f"): {_esc(r.what)}</li>" for r in w.itertuples())
         out.append(f"<p class='t'>{_esc(label)} against {_esc(ref)}</p><ol>{items}</ol>")
     if len(windows) > MAX_EXPLAIN_WINDOWS:
         out.append(f"<p class='muted'>first {MAX_EXPLAIN_WINDOWS} of {len(windows):,} windows; all of them are in "

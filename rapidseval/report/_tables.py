@@ -169,7 +169,7 @@ def explain_summary(run: RunTables, *, max_lines: int = MAX_EXPLAIN_LINES,
     if lines.empty:
         return {}
     shown = lines[lines["rank"] <= per_window].head(max_lines)
-    cols = [c for c in ("reference", "window", "feature", "kind", "rank", "effect", "effect_measure", "what")
+    cols = [c for c in ("reference", "window", "feature", "kind", "rank", "effect", "effect_noise", "effect_measure", "what")
             if c in shown.columns]
     return {"pairs": int(len(lines)), "windows": int(lines.drop_duplicates(["reference", "window_start"]).shape[0]),
             "lines": _records(shown[cols]), "more": int(len(lines) - len(shown))}

@@ -99,14 +99,17 @@ def print_summary(run: RunTables, console) -> None:
     ex = explain_summary(run)
     if ex:
         t = Table(title=f"what moved ({_n(ex['pairs'], 'alarmed feature')} in {_n(ex['windows'], 'window')}; "
-                        "ranked by effect, a share of rows)", title_justify="left")
+                        "effect: a share of rows (without a shift); ranked by the excess)",
+                  title_justify="left")
         for c in ("window", "feature", "effect", "what"):
             t.add_column(c, justify="right" if c == "effect" else "left", overflow="fold")
         previous = None
         for rec in ex["lines"]:
             window = str(rec.get("window") or "")
+            noise = rec.get("effect_noise")
             t.add_row(window if window != previous else "", str(rec["feature"]),
-                      f"{rec.get('effect_measure') or ''} {_f(rec.get('effect'), '.3f')}".strip(), str(rec["what"]))
+                      f"{rec.get('effect_measure') or ''} {_f(rec.get('effect'), '.3f')}".strip()
+                      + (f" ({_f(noise, '.3f')})" if noise is not None else ""), str(rec["what"]))
             previous = window
         if ex["more"]:
             t.caption = f"... {ex['more']:,} more in explain.parquet and the report"
