@@ -255,21 +255,30 @@ def test_terminal_shows_at_most_a_screenful_grouped_and_ranked(tmp_path):
     from rapidseval.report import load_run, print_summary, render_html, summarize
 
     d = write_run(tmp_path, "study")
-    _many_windows(12, 5).to_parquet(d / "explain.parquet", index=False)
-    console = Console(record=True, width=160, file=io.StringIO())
-    run = load_run(d)
-    print_summary(run, console)
-    text = console.export_text()
-    assert "what moved (60 alarmed features in 12 windows" in text
-    shown = [line for line in text.splitlines() if "→" in line]
-    assert len(shown) == 20  # a screenful: the 3 largest effects per window, windows in order
-    assert "(f0)" in shown[0] and "(f1)" in shown[1] and "(f2)" in shown[2] and "(f0)" in shown[3]
-    assert "... 40 more in explain.parquet and the report" in text
-    assert summarize(run)["explain"]["more"] == 40
+
+    def terminal(explanation):
+        explanation.to_parquet(d / "explain.parquet", index=False)
+        console = Console(record=True, width=160, file=io.StringIO())
+        run = load_run(d)
+        print_summary(run, console)
+        text = console.export_text()
+        return run, text, [line for line in text.splitlines() if "→" in line]
+
+    run, text, shown = terminal(_many_windows(8, 5))
+    assert "what moved (40 alarmed features in 8 windows" in text
+    assert len(shown) == 16  # a screenful: as many first-ranked features per window as 20 lines allow
+    assert [s.split("(f")[1][0] for s in shown[:4]] == ["0", "1", "0", "1"]  # grouped by window, ranked
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in shown[:2]]
+    assert cells[0][:2] == ["2020-03-01", "f0"] and cells[1][:2] == ["", "f1"]  # the window named once
+    assert "... 24 more in explain.parquet and the report" in text
+    assert summarize(run)["explain"]["more"] == 24
     page = render_html(run)
     block = page[page.index("id='what-moved'"):page.index("<figure", page.index("id='what-moved'"))]
-    assert block.count("<li>") == 60 and "2020-03-01 against 2020-01" in block  # all of them, before the heatmaps
+    assert block.count("<li>") == 40 and "2020-03-01 against 2020-01" in block  # all of them, before the heatmaps
     assert block.index("(f0)") < block.index("(f1)")
+    assert len(terminal(_many_windows(1, 6))[2]) == 6  # what fits is shown whole
+    run, text, shown = terminal(_many_windows(30, 2))
+    assert len(shown) == 20 and "... 40 more" in text  # one per window, the first 20 windows
 
 
 def test_noise_level_is_the_null_mean_or_the_sampling_expectation(fitted):

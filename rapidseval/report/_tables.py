@@ -14,8 +14,6 @@ __all__ = ["facts", "row_accounting", "policy_summary", "replay_summary", "shift
 
 #: most lines of "what moved" in the terminal (a screenful); the rest are counted
 MAX_EXPLAIN_LINES = 20
-#: most features per window in the terminal's "what moved" (the report lists them all)
-MAX_EXPLAIN_PER_WINDOW = 3
 
 
 def facts(run: RunTables) -> list[tuple[str, str]]:
@@ -161,14 +159,16 @@ def explain_lines(run: RunTables) -> pd.DataFrame:
     return explanation_lines(run["explain"])
 
 
-def explain_summary(run: RunTables, *, max_lines: int = MAX_EXPLAIN_LINES,
-                    per_window: int = MAX_EXPLAIN_PER_WINDOW) -> dict[str, Any]:
-    """What moved, at most a screenful: windows in calendar order, each with its ``per_window``
-    largest effects, at most ``max_lines`` lines in all; ``more`` counts the pairs left out."""
+def explain_summary(run: RunTables, *, max_lines: int = MAX_EXPLAIN_LINES) -> dict[str, Any]:
+    """What moved, at most a screenful: windows in calendar order, each with its ``k`` first-ranked
+    features, ``k`` as large as ``max_lines`` lines allow (at least 1; then the first windows);
+    ``more`` counts the pairs left out."""
     lines = explain_lines(run)
     if lines.empty:
         return {}
-    shown = lines[lines["rank"] <= per_window].head(max_lines)
+    per_rank = np.cumsum(np.bincount(lines["rank"].astype("int64")))  # lines with rank <= k
+    k = max(1, int(np.flatnonzero(per_rank <= max_lines).max(initial=1)))
+    shown = lines[lines["rank"] <= k].head(max_lines)
     cols = [c for c in ("reference", "window", "feature", "kind", "rank", "effect", "effect_noise", "effect_measure", "what")
             if c in shown.columns]
     return {"pairs": int(len(lines)), "windows": int(lines.drop_duplicates(["reference", "window_start"]).shape[0]),

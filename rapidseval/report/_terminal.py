@@ -99,7 +99,7 @@ def print_summary(run: RunTables, console) -> None:
     ex = explain_summary(run)
     if ex:
         t = Table(title=f"what moved ({_n(ex['pairs'], 'alarmed feature')} in {_n(ex['windows'], 'window')}; "
-                        "effect: a share of rows (without a shift); ranked by the excess)",
+                        "effect = share of rows moved (its level without a shift); ranked by the excess)",
                   title_justify="left")
         for c in ("window", "feature", "effect", "what"):
             t.add_column(c, justify="right" if c == "effect" else "left", overflow="fold")
