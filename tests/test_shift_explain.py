@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 from scipy import stats
 
+from _report_runs import write_run
 from rapidseval.errors import SpecError
 from rapidseval.features import FEATURE_KINDS, FEATURES
 from rapidseval.jobs import load_job
@@ -247,11 +248,6 @@ def _many_windows(n_windows: int, per_window: int) -> pd.DataFrame:
 
 
 def test_terminal_shows_at_most_a_screenful_grouped_and_ranked(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _report_runs import write_run
     from rapidseval.report import load_run, print_summary, render_html, summarize
 
     d = write_run(tmp_path, "study")
@@ -327,3 +323,16 @@ def test_many_categories_do_not_outrank_a_real_shift_by_sampling_noise():
     assert lines.loc["zone", "effect"] > lines.loc["x", "effect"]  # raw, the zone code looks larger
     assert lines.loc["x", "rank"] == 1 and lines.loc["zone", "rank"] == 2  # beyond chance, x moved
     assert abs(lines.loc["zone", "effect"] - lines.loc["zone", "effect_noise"]) < 0.05
+
+
+def test_a_run_directory_without_the_explanation_still_renders(tmp_path):
+    from rapidseval.report import load_run, print_summary, render_html
+
+    d = write_run(tmp_path, "study")
+    (d / "explain.parquet").unlink()  # a run directory from before explain.parquet
+    run = load_run(d)
+    page = render_html(run)
+    assert "id='what-moved'" not in page and "id='plot-shift-0'" in page
+    console = Console(record=True, width=160, file=io.StringIO())
+    print_summary(run, console)
+    assert "what moved" not in console.export_text()
