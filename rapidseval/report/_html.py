@@ -160,14 +160,27 @@ def _what_moved(run: RunTables) -> list[str]:
     for ref, start in windows[:MAX_EXPLAIN_WINDOWS]:
         w = lines[(lines["reference"] == ref) & (lines["window_start"] == start)]
         label = w["window"].iloc[0] if "window" in w.columns else start
-        items = "".join(f"<li><b>{_esc(r.feature)}</b> ({_esc(r.kind)}, {_esc(r.effect_measure)} {float(r.effect):.3f}"
-                        + (f", {float(r.effect_noise):.3f} without a shift" if np.isfinite(getattr(r, "effect_noise", np.nan))
-                           else "") + f"): {_esc(r.what)}</li>" for r in w.itertuples())
+        items = "".join(f"<li><b>{_esc(r.feature)}</b> ({_effect_words(r)}): {_esc(r.what)}</li>" for r in w.itertuples())
         out.append(f"<p class='t'>{_esc(label)} against {_esc(ref)}</p><ol>{items}</ol>")
     if len(windows) > MAX_EXPLAIN_WINDOWS:
         out.append(f"<p class='muted'>first {MAX_EXPLAIN_WINDOWS} of {len(windows):,} windows; all of them are in "
                    "explain.parquet</p>")
     return out
+
+
+def _effect_words(r) -> str:
+    """``kind, measure effect, noise without a shift`` of one explanation line (what it has)."""
+    def num(name):
+        v = getattr(r, name, np.nan)
+        return float(v) if v is not None and np.isfinite(float(v)) else None
+
+    effect, noise = num("effect"), num("effect_noise")
+    parts = [str(getattr(r, "kind", "") or "")]
+    if effect is not None:
+        parts.append(f"{getattr(r, 'effect_measure', '') or 'effect'} {effect:.3f}")
+    if noise is not None:
+        parts.append(f"{noise:.3f} without a shift")
+    return _esc(", ".join(p for p in parts if p))
 
 
 def _section_shift(run: RunTables, plots) -> list[str]:
