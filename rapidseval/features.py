@@ -27,6 +27,7 @@ from .months import month_bounds
 __all__ = [
     "DROP_RULES",
     "FEATURES",
+    "FEATURE_KINDS",
     "STUDY_FEATURES",
     "TARGETS",
     "FeatureSpec",
@@ -49,6 +50,7 @@ class _Feature:
     needs: tuple[str, ...]
     compute: Callable[[dict[str, Any], Any], Any]
     doc: str
+    kind: str  # the default kind, one of rapidseval.shift.KINDS (a job's features.kinds overrides it)
 
 
 def _weekday(c, xp):
@@ -64,28 +66,34 @@ def _trip_time(c, xp):
 
 
 FEATURES: dict[str, _Feature] = {
-    "pickup_weekday": _Feature(("pickup_datetime",), _weekday, "day of week of pickup, 0=Monday"),
-    "pickup_hour": _Feature(("pickup_datetime",), _hour, "hour of pickup, 0-23"),
+    "pickup_weekday": _Feature(("pickup_datetime",), _weekday, "day of week of pickup, 0=Monday", "categorical"),
+    "pickup_hour": _Feature(("pickup_datetime",), _hour, "hour of pickup, 0-23", "integer"),
     "work_hours": _Feature(
         ("pickup_datetime",),
         lambda c, xp: (_weekday(c, xp) <= 4) & (_hour(c, xp) >= 8) & (_hour(c, xp) <= 18),
         "1 if pickup on Monday-Friday between 08:00 and 18:59",
+        "categorical",
     ),
-    "pickup_minute": _Feature(("pickup_datetime",), lambda c, xp: (c["pickup_us"] // _US_PER_MIN) % 60, "minute of pickup"),
-    "passenger_count": _Feature(("passenger_count",), lambda c, xp: c["passenger_count"], "passengers"),
-    "trip_distance": _Feature(("trip_distance",), lambda c, xp: c["trip_distance"], "miles"),
+    "pickup_minute": _Feature(("pickup_datetime",), lambda c, xp: (c["pickup_us"] // _US_PER_MIN) % 60, "minute of pickup", "integer"),
+    "passenger_count": _Feature(("passenger_count",), lambda c, xp: c["passenger_count"], "passengers", "integer"),
+    "trip_distance": _Feature(("trip_distance",), lambda c, xp: c["trip_distance"], "miles", "continuous"),
     "trip_time": _Feature(
-        ("pickup_datetime", "dropoff_datetime"), _trip_time, "dropoff - pickup in total seconds (not the wrapping .seconds)"
+        ("pickup_datetime", "dropoff_datetime"), _trip_time, "dropoff - pickup in total seconds (not the wrapping .seconds)",
+        "continuous",
     ),
     "trip_speed": _Feature(
         ("trip_distance", "pickup_datetime", "dropoff_datetime"),
         lambda c, xp: c["trip_distance"] / (_trip_time(c, xp) + 1e-7),
         "miles per second: trip_distance / (trip_time + 1e-7)",
+        "continuous",
     ),
-    "PULocationID": _Feature(("pickup_location_id",), lambda c, xp: c["pickup_location_id"], "pickup taxi zone"),
-    "DOLocationID": _Feature(("dropoff_location_id",), lambda c, xp: c["dropoff_location_id"], "dropoff taxi zone"),
-    "RatecodeID": _Feature(("rate_code_id",), lambda c, xp: c["rate_code_id"], "rate code"),
+    "PULocationID": _Feature(("pickup_location_id",), lambda c, xp: c["pickup_location_id"], "pickup taxi zone", "categorical"),
+    "DOLocationID": _Feature(("dropoff_location_id",), lambda c, xp: c["dropoff_location_id"], "dropoff taxi zone", "categorical"),
+    "RatecodeID": _Feature(("rate_code_id",), lambda c, xp: c["rate_code_id"], "rate code", "categorical"),
 }
+
+#: feature -> its default kind (from the registry; a job's ``features.kinds`` overrides)
+FEATURE_KINDS: dict[str, str] = {name: f.kind for name, f in FEATURES.items()}
 
 STUDY_FEATURES: tuple[str, ...] = (
     "pickup_weekday",

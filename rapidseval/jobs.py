@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
-from .features import DROP_RULES, FEATURES, STUDY_FEATURES, TARGETS
+from .features import DROP_RULES, FEATURE_KINDS, FEATURES, STUDY_FEATURES, TARGETS
 from .months import check_month, month_range
 
 __all__ = ["JobSpec", "load_job", "apply_overrides", "spec_hash"]
@@ -127,6 +127,10 @@ class FeaturesSpec(_Section):
     features: list[str] = Field(default_factory=lambda: list(STUDY_FEATURES))
     drop_rules: list[str] = Field(default_factory=lambda: list(DROP_RULES))
     fill_value: float = -1.0
+    kinds: dict[str, str] = Field(
+        default_factory=dict,
+        description="feature -> categorical | integer | continuous, overriding the feature's default kind "
+                    "(which shift statistics apply and how alarms are explained)")
 
     @field_validator("target")
     @classmethod
@@ -154,6 +158,28 @@ class FeaturesSpec(_Section):
         if bad:
             raise ValueError(f"unknown drop rule(s) {', '.join(bad)}; choose from {', '.join(DROP_RULES)}")
         return v
+
+    @field_validator("kinds")
+    @classmethod
+    def _kind_names(cls, v: dict[str, str]) -> dict[str, str]:
+        from .shift import KINDS
+
+        for feature, kind in v.items():
+            if kind not in KINDS:
+                raise ValueError(f"{feature}: unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _kinds_of_features(self):
+        unknown = [f for f in self.kinds if f not in self.features]
+        if unknown:
+            raise ValueError(f"kinds: {', '.join(unknown)} not among the job's features; "
+                             f"choose from {', '.join(self.features)}")
+        return self
+
+    def feature_kinds(self) -> dict[str, str]:
+        """Every feature of the job -> its kind: declared in ``kinds``, else the feature's default."""
+        return {f: self.kinds.get(f, FEATURE_KINDS[f]) for f in self.features}
 
 
 class ThresholdSpec(_Section):
@@ -308,17 +334,16 @@ class ShiftSpec(_Section):
     @field_validator("per_feature")
     @classmethod
     def _per_feature(cls, v):
-        from .errors import SpecError as _SpecError
-        from .shift import check_statistics
-
         for feature, names in v.items():
             if feature not in FEATURES:
                 raise ValueError(f"per_feature: unknown feature {feature!r}; choose from {', '.join(FEATURES)}")
-            try:
-                check_statistics(feature, names)
-            except _SpecError as exc:
-                raise ValueError(str(exc)) from exc
-        return v
+            bad = [s for s in names if s not in SHIFT_STATISTICS]
+            if bad:
+                raise ValueError(f"per_feature: unknown shift statistic(s) {', '.join(bad)} for {feature}; "
+                                 f"choose from {', '.join(SHIFT_STATISTICS)}")
+            if len(set(names)) != len(names):
+                raise ValueError(f"per_feature: shift statistics for {feature} list a name twice")
+        return v  # whether they suit the feature's kind (features.kinds): JobSpec._shift_kinds
 
     @field_validator("min_effect")
     @classmethod
@@ -338,12 +363,13 @@ class ShiftSpec(_Section):
     def _cmp(cls, v: list[str]) -> list[str]:
         return _unique_sorted([_check_month(m, "compare month") for m in v], "shift.compare")
 
-    def calculator(self, features, fill_value: float = -1.0, xp=None):
+    def calculator(self, features, fill_value: float = -1.0, xp=None, kinds=None):
         """The :class:`rapidseval.shift.ShiftCalculator` this section describes (``xp``: the
-        backend's array module for its calibration)."""
+        backend's array module for its calibration; ``kinds``: the job's feature kinds,
+        :meth:`FeaturesSpec.feature_kinds`)."""
         from .shift import ShiftCalculator
 
-        return ShiftCalculator(features, statistics=self.statistics, per_feature=self.per_feature,
+        return ShiftCalculator(features, statistics=self.statistics, per_feature=self.per_feature, kinds=kinds,
                                frequency=self.window, calendar=self.calendar, alarm=self.alarm, k_std=self.k_std,
                                quantile=self.quantile, min_effect=self.min_effect, bins=self.bins,
                                fill_value=fill_value, alpha=self.alpha, xp=xp)
@@ -517,11 +543,12 @@ class DriftSpec(_Section):
                 raise ValueError(f"unknown shift statistic {name!r}; choose from {', '.join(STATISTICS)}")
         return v
 
-    def calculator(self, features, fill_value: float = -1.0, xp=None, threads: int | None = None):
-        """An unfitted :class:`rapidseval.shift.ShiftCalculator` with these settings (monthly windows)."""
+    def calculator(self, features, fill_value: float = -1.0, xp=None, threads: int | None = None, kinds=None):
+        """An unfitted :class:`rapidseval.shift.ShiftCalculator` with these settings (monthly windows;
+        ``kinds``: the job's feature kinds, :meth:`FeaturesSpec.feature_kinds`)."""
         from .shift import ShiftCalculator
 
-        return ShiftCalculator(features, statistics=self.statistics, frequency="M", alarm=self.alarm,
+        return ShiftCalculator(features, statistics=self.statistics, kinds=kinds, frequency="M", alarm=self.alarm,
                                k_std=self.k_std, quantile=self.quantile, min_effect=self.min_effect,
                                fill_value=fill_value, xp=xp, threads=threads)
 
@@ -644,6 +671,22 @@ class JobSpec(_Section):
         if unknown:
             raise ValueError(f"backtest.drift.features: {', '.join(unknown)} not among the job's features "
                              f"({', '.join(self.features.features)})")
+        return self
+
+    @model_validator(mode="after")
+    def _shift_kinds(self):
+        """Statistics named per feature must apply to the feature's kind as the job declares it."""
+        from .shift import check_statistics
+
+        sh = self.evaluation.shift if self.backtest is None else None
+        if sh is None:
+            return self
+        kinds = self.features.feature_kinds()
+        for feature, names in sh.per_feature.items():
+            try:
+                check_statistics(feature, names, kinds)
+            except SpecError as exc:
+                raise ValueError(f"evaluation.shift.per_feature: {exc}") from exc
         return self
 
     @model_validator(mode="after")

@@ -61,6 +61,7 @@ class RunResult:
     model: Any = None
     models: list[Any] = field(default_factory=list)
     attribution: pd.DataFrame = field(default_factory=pd.DataFrame)
+    explain: pd.DataFrame = field(default_factory=pd.DataFrame)  # what moved in each alarmed (window, feature)
     backtest: pd.DataFrame | None = None  # backtest jobs: policy x eval month
     staleness: pd.DataFrame | None = None  # backtest jobs: origin x eval month
     policies: pd.DataFrame | None = None  # backtest jobs: one row per policy
@@ -351,6 +352,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     monthly = _monthly_table(spec, model_specs, thresholds, eval_months, stats, summaries)
     replay, replay_summary = _replay_table(spec, model_specs, thresholds, summaries)
     shift = _shift_table(spec, shift_acc)
+    explanation = shift_acc.explanation() if shift_acc is not None else None
     attribution = _attribution_table(spec, shift, replay, monthly)
     timings["assemble"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
@@ -360,9 +362,10 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     manifest["models"] = [{"name": m.name, "kind": m.kind, **info} for m, info in zip(model_specs, fit_info)]
     if replay_summary:
         manifest["replay_summary"] = replay_summary
-    run_dir = _write_run_dir(spec, manifest, monthly, replay, shift, reporter, {"attribution": attribution})
+    run_dir = _write_run_dir(spec, manifest, monthly, replay, shift, reporter, {"attribution": attribution},
+                             explanation=explanation)
     return RunResult(spec, run_dir, manifest, monthly, replay, shift, timings, model=models[0], models=models,
-                     attribution=attribution)
+                     attribution=attribution, explain=explanation if explanation is not None else pd.DataFrame())
 
 
 def _monthly_table(spec, model_specs, thresholds, eval_months, stats, summaries) -> pd.DataFrame:
@@ -443,7 +446,8 @@ def _shift_plan(spec, fspec, inputs, xp=None):
     if sh is None:
         return None, None
     months = {sh.reference, *sh.compare}
-    acc = ShiftAccumulator(sh.calculator(fspec.features, fspec.fill_value, xp), sh.reference, list(sh.compare),
+    acc = ShiftAccumulator(sh.calculator(fspec.features, fspec.fill_value, xp, kinds=spec.features.feature_kinds()),
+                           sh.reference, list(sh.compare),
                            {m: len(inputs[m][1]) for m in months})
     return ShiftReduce(tuple(fspec.features), sh.time_column), acc
 
@@ -507,10 +511,13 @@ def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
     }
 
 
-def _write_run_dir(spec, manifest, monthly, replay, shift, reporter, extra_tables=None):
-    """Write the run directory (local or s3://; see :mod:`rapidseval.rundir`)."""
+def _write_run_dir(spec, manifest, monthly, replay, shift, reporter, extra_tables=None, explanation=None):
+    """Write the run directory (local or s3://; see :mod:`rapidseval.rundir`); ``explanation``
+    (``explain.parquet``) is written whenever the run compared shift, even without alarms."""
     from .rundir import write_run_dir
 
     tables = {"monthly": monthly, "replay": replay, "shift": shift}
+    if explanation is not None:
+        tables["explain"] = explanation
     tables.update({k: t for k, t in (extra_tables or {}).items() if t is not None and not t.empty})
     return write_run_dir(spec, manifest, tables, reporter)

@@ -2,7 +2,7 @@
 
 One per job kind, holding every table and column the run-directory contracts
 name: ``study`` (monthly, daily replay with bands, shift with two statistics,
-attribution), ``replay`` (two models, label delay, floor, deltas; no shift) and
+attribution, explanation), ``replay`` (two models, label delay, floor, deltas; no shift) and
 ``backtest`` (policies, staleness).  ``old`` is a run directory from before
 those contracts grew (monthly only, a thin manifest).
 """
@@ -147,6 +147,20 @@ def shift_table(reference="2020-01", months=("2020-02", "2020-03", "2020-04")) -
     return pd.DataFrame(rows)
 
 
+def explain_table(shift: pd.DataFrame) -> pd.DataFrame:
+    """What moved in each alarmed (window, feature) of ``shift`` (made-up but well-formed values)."""
+    from rapidseval.shift import EXPLAIN_COLUMNS, alarmed_pairs
+
+    rows = []
+    for rec in alarmed_pairs(shift).to_dict("records"):
+        for item, a, b in (("p1", 60.0, 75.0), ("p50", 600.0, 900.0), ("p99", 3000.0, 3000.0), ("out_of_range", 0.0, 0.02)):
+            what = f"outside the reference's range {b:.1%}" if item == "out_of_range" else f"{item} {a:g} → {b:g}"
+            rows.append({**rec, "kind": "continuous", "rank": 1, "effect": 0.2, "effect_noise": 0.01,
+                         "effect_measure": "ks", "item": item,
+                         "category": np.nan, "reference_value": a, "window_value": b, "change": b - a, "what": what})
+    return pd.DataFrame(rows, columns=EXPLAIN_COLUMNS)
+
+
 def backtest_tables(policies=("never", "monthly", "on_alarm"), months=12):
     eval_months = [f"2019-{i:02d}" for i in range(2, 13)] + [f"2020-{i:02d}" for i in range(1, months - 10)]
     eval_months = eval_months[:months]
@@ -189,7 +203,7 @@ def write_run(root: Path, kind: str) -> Path:
         roles = {"2020-01": "train", "2020-02": "test", "2020-03": "score+replay", "2020-04": "score"}
         man = _manifest("taxi_study", "study", months, evaluation={"replay": {"months": ["2020-03"], "window": "D"}})
         tables = {"monthly": monthly_table(months, roles=roles), "replay": replay_table(),
-                  "shift": shift_table(),
+                  "shift": shift_table(), "explain": explain_table(shift_table()),
                   "attribution": pd.DataFrame({"feature": FEATURES, "score": np.linspace(1, 0.1, len(FEATURES)),
                                                "rank": np.arange(1, len(FEATURES) + 1)})}
     elif kind == "replay":

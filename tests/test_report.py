@@ -184,6 +184,7 @@ def test_terminal_summary(runs, kind):
     assert "rows read" in text and "time per stage" in text
     if kind == "study":
         assert "metrics per month" in text and "most shifted features (4 alarms in 60 comparisons)" in text and "ALARM" in text
+        assert "what moved (2 alarmed features in 2 windows" in text and "p50 600 → 900" in text
     if kind == "replay":
         assert "with label delay 7D a monitor knew" in text and "rf_large" in text
     if kind == "backtest":

@@ -263,8 +263,8 @@ def test_s3_output_is_complete_and_the_marker_goes_last(local_run, months, s3_bu
     assert puts[-1].endswith(f"/runs/rd/{COMPLETE_MARKER}")
     assert (res.run_dir / COMPLETE_MARKER).exists() and res.report_path.exists()
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="runs/rd/")["Contents"]}
-    assert keys == {f"runs/rd/{n}" for n in ("monthly.parquet", "replay.parquet", "shift.parquet", "attribution.parquet", "manifest.json",
-                                              "report.html", COMPLETE_MARKER)}
+    assert keys == {f"runs/rd/{n}" for n in ("monthly.parquet", "replay.parquet", "shift.parquet", "explain.parquet",
+                                              "attribution.parquet", "manifest.json", "report.html", COMPLETE_MARKER)}
     local = tmp_path / "downloaded"
     local.mkdir()
     for k in keys:

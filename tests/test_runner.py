@@ -124,6 +124,33 @@ def test_shift_equals_scipy(local_run, months_dir):
             assert r.p_value == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300), feat
 
 
+def test_alarms_are_explained_from_the_same_rows(local_run, months_dir):
+    """explain.parquet: written and listed as complete; per alarmed (month, feature), category shares,
+    percentiles (inverted CDF) and the effect equal pandas / NumPy / scipy on the prepared rows."""
+    d = local_run.run_dir
+    assert "explain.parquet" in json.loads((d / "complete.json").read_text())["files"]
+    ex = pd.read_parquet(d / "explain.parquet")
+    pd.testing.assert_frame_equal(ex, local_run.explain, check_exact=True)
+    assert not ex.empty and set(ex["window"]) <= {"2020-02", "2020-03"}
+    jan, _ = _month_features(months_dir, "2020-01")
+    for (month, feat), rows in ex.groupby(["window", "feature"]):
+        cur, _ = _month_features(months_dir, month)
+        a, b = jan[feat].to_numpy("float64"), cur[feat].to_numpy("float64")
+        kind = rows["kind"].iloc[0]
+        if kind == "categorical":
+            p, q = pd.Series(a).value_counts(normalize=True), pd.Series(b).value_counts(normalize=True)
+            assert abs(rows["effect"].iloc[0] - 0.5 * p.sub(q, fill_value=0).abs().sum()) <= 1e-12, feat
+            for r in rows.itertuples():
+                assert abs(r.reference_value - p.get(r.category, 0.0)) <= 1e-12
+                assert abs(r.window_value - q.get(r.category, 0.0)) <= 1e-12
+        else:
+            assert abs(rows["effect"].iloc[0] - stats.ks_2samp(a, b).statistic) <= 1e-12, feat
+            med = rows.set_index("item").loc["p50"]
+            assert med.reference_value == np.quantile(a[a != -1], 0.5, method="inverted_cdf")
+            assert med.window_value == np.quantile(b[b != -1], 0.5, method="inverted_cdf")
+    assert "What moved" in (d / "report.html").read_text()
+
+
 def test_same_seed_same_tables(local_run, months_dir, tmp_path):
     again = rapidseval.run(_job(months_dir / "yellow_tripdata_{month}.parquet", tmp_path / "again"))
     _assert_same_tables(local_run, again)

@@ -96,11 +96,13 @@ class _DriftPlan:
     spec: Any  # rapidseval.jobs.DriftSpec
     features: tuple[str, ...]
     fill_value: float
+    kinds: tuple[tuple[str, str], ...] = ()  # (feature, kind) of the job's features.kinds, resolved
 
     @property
     def tag(self) -> str:
         """Hash of the settings: a resumed job with other drift settings recomputes its signals."""
-        text = json.dumps([self.spec.model_dump(mode="json"), self.features, self.fill_value], sort_keys=True)
+        text = json.dumps([self.spec.model_dump(mode="json"), self.features, self.fill_value, dict(self.kinds)],
+                          sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -123,7 +125,7 @@ def _reference(work: str, model_key: str, train: list[CachedMonth], drift: _Drif
         # must not depend on the device (a threshold crossed on one backend and not the other
         # would change the whole walk); one thread, as the fold's forest: the workers already
         # use every core, one task each
-        calc = drift.spec.calculator(drift.features, drift.fill_value, threads=1)
+        calc = drift.spec.calculator(drift.features, drift.fill_value, threads=1, kinds=dict(drift.kinds))
         ref = fit_reference(per, calc, label=f"training months {train[0].month}..{train[-1].month}")
         with _REFERENCES_LOCK:
             while len(_REFERENCES) >= 2:  # a worker moves from model to model: keep the latest few
@@ -371,7 +373,8 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     months = [m for m in spec.data.months if month_index(m) >= first]
     decisions = [make_policy(p.kind, p.params) for p in bt.policies]
     # the built-in static and periodic never look at drift; any other policy (a user's too) may
-    drift_plan = (_DriftPlan(bt.drift, watched, float(fspec.fill_value))
+    drift_plan = (_DriftPlan(bt.drift, watched, float(fspec.fill_value),
+                             tuple((f, k) for f, k in spec.features.feature_kinds().items() if f in watched))
                   if any(POLICIES[p.kind] not in _NO_DRIFT for p in bt.policies) else None)
     model_cfg = {"kind": spec.model.kind, "params": spec.model.params, "seed": spec.seed,
                  "threshold": spec.model.threshold, "max_train_rows": bt.max_train_rows}

@@ -18,12 +18,14 @@ import pandas as pd
 
 from ._load import RunTables, load_run
 from ._plots import Plot, build_plots
-from ._tables import facts, policy_summary, row_accounting
+from ._tables import explain_lines, facts, policy_summary, row_accounting
 
 __all__ = ["write_report", "render_html"]
 
 #: a table longer than this shows its first rows only and says so (the Parquet file has them all)
 MAX_TABLE_ROWS = 400
+#: "what moved" lists this many alarmed windows at most (explain.parquet has them all)
+MAX_EXPLAIN_WINDOWS = 60
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
@@ -145,9 +147,45 @@ def _section_monthly(run: RunTables, plots) -> list[str]:
     return [_figure(p) for p in plots] + [_table(_cols(run["monthly"], cols), source="monthly.parquet")]
 
 
+def _what_moved(run: RunTables) -> list[str]:
+    """Per alarmed window, its alarmed features in words, largest effect first."""
+    lines = explain_lines(run)
+    if lines.empty:
+        return []
+    windows = list(dict.fromkeys(zip(lines["reference"], lines["window_start"])))
+    out = [f"<h3 id='what-moved'>What moved ({len(lines):,} alarmed features in {len(windows):,} windows)</h3>",
+           "<p class='muted'>Effect: the share of rows that moved (total variation of the category shares for "
+           "categorical features, the largest CDF gap, KS, for ordered ones), beside what it is on windows without a "
+           "shift; features ranked by the excess.  Percentiles by the inverted CDF.</p>"]
+    for ref, start in windows[:MAX_EXPLAIN_WINDOWS]:
+        w = lines[(lines["reference"] == ref) & (lines["window_start"] == start)]
+        label = w["window"].iloc[0] if "window" in w.columns else start
+        items = "".join(f"<li><b>{_esc(r.feature)}</b> ({_effect_words(r)}): {_esc(r.what)}</li>" for r in w.itertuples())
+        out.append(f"<p class='t'>{_esc(label)} against {_esc(ref)}</p><ol>{items}</ol>")
+    if len(windows) > MAX_EXPLAIN_WINDOWS:
+        out.append(f"<p class='muted'>first {MAX_EXPLAIN_WINDOWS} of {len(windows):,} windows; all of them are in "
+                   "explain.parquet</p>")
+    return out
+
+
+def _effect_words(r) -> str:
+    """``kind, measure effect, noise without a shift`` of one explanation line (what it has)."""
+    def num(name):
+        v = getattr(r, name, np.nan)
+        return float(v) if v is not None and np.isfinite(float(v)) else None
+
+    effect, noise = num("effect"), num("effect_noise")
+    parts = [str(getattr(r, "kind", "") or "")]
+    if effect is not None:
+        parts.append(f"{getattr(r, 'effect_measure', '') or 'effect'} {effect:.3f}")
+    if noise is not None:
+        parts.append(f"{noise:.3f} without a shift")
+    return _esc(", ".join(p for p in parts if p))
+
+
 def _section_shift(run: RunTables, plots) -> list[str]:
     s = run["shift"]
-    out = [_figure(p) for p in plots if p.id != "attribution"]
+    out = _what_moved(run) + [_figure(p) for p in plots if p.id != "attribution"]
     if s.empty:
         return out
     cols = ("reference", "window", "window_start", "feature", "statistic", "value", "p_value", "threshold", "alarm",

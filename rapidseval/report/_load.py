@@ -20,7 +20,7 @@ from ..errors import DataError
 __all__ = ["RunTables", "load_run", "TABLES"]
 
 #: every table the report knows how to show, in the order of the page
-TABLES = ("monthly", "replay", "shift", "attribution", "backtest", "staleness", "policies")
+TABLES = ("monthly", "replay", "shift", "explain", "attribution", "backtest", "staleness", "policies")
 
 
 @dataclass

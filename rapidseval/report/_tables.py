@@ -10,7 +10,10 @@ import pandas as pd
 
 from ._load import RunTables
 
-__all__ = ["facts", "row_accounting", "policy_summary", "replay_summary", "shift_summary", "summarize"]
+__all__ = ["facts", "row_accounting", "policy_summary", "replay_summary", "shift_summary", "explain_summary", "summarize"]
+
+#: most lines of "what moved" in the terminal (a screenful); the rest are counted
+MAX_EXPLAIN_LINES = 20
 
 
 def facts(run: RunTables) -> list[tuple[str, str]]:
@@ -146,6 +149,32 @@ def shift_summary(run: RunTables, top: int = 6) -> dict[str, Any]:
     return {"comparisons": int(len(s)), "alarms": alarms, "top": _records(head)}
 
 
+def explain_lines(run: RunTables) -> pd.DataFrame:
+    """One row per alarmed (window, feature) of ``explain.parquet``, ranked by effect within each
+    window (empty for a run directory without the table)."""
+    from ..shift import explanation_lines
+
+    if not run.has("explain", "feature", "what"):
+        return pd.DataFrame()
+    return explanation_lines(run["explain"])
+
+
+def explain_summary(run: RunTables, *, max_lines: int = MAX_EXPLAIN_LINES) -> dict[str, Any]:
+    """What moved, at most a screenful: windows in calendar order, each with its ``k`` first-ranked
+    features, ``k`` as large as ``max_lines`` lines allow (at least 1; then the first windows);
+    ``more`` counts the pairs left out."""
+    lines = explain_lines(run)
+    if lines.empty:
+        return {}
+    per_rank = np.cumsum(np.bincount(lines["rank"].astype("int64")))  # lines with rank <= k
+    k = max(1, int(np.flatnonzero(per_rank <= max_lines).max(initial=1)))
+    shown = lines[lines["rank"] <= k].head(max_lines)
+    cols = [c for c in ("reference", "window", "feature", "kind", "rank", "effect", "effect_noise", "effect_measure", "what")
+            if c in shown.columns]
+    return {"pairs": int(len(lines)), "windows": int(lines.drop_duplicates(["reference", "window_start"]).shape[0]),
+            "lines": _records(shown[cols]), "more": int(len(lines) - len(shown))}
+
+
 def summarize(run: RunTables) -> dict[str, Any]:
     """The run in one JSON-able dict (what ``rapidseval run --json`` prints)."""
     man = run.manifest
@@ -167,6 +196,9 @@ def summarize(run: RunTables) -> dict[str, Any]:
     sh = shift_summary(run)
     if sh:
         out["shift"] = sh
+    ex = explain_summary(run)
+    if ex:
+        out["explain"] = ex
     ps = policy_summary(run)
     if not ps.empty:
         out["policies"] = _records(ps)

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from ._load import RunTables
-from ._tables import policy_summary, replay_summary, shift_summary
+from ._tables import explain_summary, policy_summary, replay_summary, shift_summary
 
 __all__ = ["print_summary"]
 
@@ -94,6 +94,25 @@ def print_summary(run: RunTables, console) -> None:
         for rec in sh["top"]:
             t.add_row(*[("ALARM" if rec[c] else "") if c == "alarm" else _p(rec[c]) if c == "p_value"
                         else _f(rec[c]) if c == "value" else str(rec[c]) for c in cols])
+        console.print(t)
+
+    ex = explain_summary(run)
+    if ex:
+        t = Table(title=f"what moved ({_n(ex['pairs'], 'alarmed feature')} in {_n(ex['windows'], 'window')}; "
+                        "effect = share of rows moved (its level without a shift); ranked by the excess)",
+                  title_justify="left")
+        for c in ("window", "feature", "effect", "what"):
+            t.add_column(c, justify="right" if c == "effect" else "left", overflow="fold")
+        previous = None
+        for rec in ex["lines"]:
+            window = str(rec.get("window") or "")
+            noise = rec.get("effect_noise")
+            t.add_row(window if window != previous else "", str(rec["feature"]),
+                      f"{rec.get('effect_measure') or ''} {_f(rec.get('effect'), '.3f')}".strip()
+                      + (f" ({_f(noise, '.3f')})" if noise is not None else ""), str(rec["what"]))
+            previous = window
+        if ex["more"]:
+            t.caption = f"... {ex['more']:,} more in explain.parquet and the report"
         console.print(t)
 
     ps = policy_summary(run)

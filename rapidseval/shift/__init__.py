@@ -12,6 +12,9 @@
 * :class:`ShiftCalculator` — ``fit`` on a reference (counted once; thresholds
   learned from leave-one-out reference sub-windows, weekday-matched), then
   ``calculate`` on any windows; :func:`alarms` lists the alarms of a table.
+* :func:`explain` — what moved in each alarmed (window, feature), with an effect
+  size (category shares, percentiles, out-of-range share); :func:`alarmed_pairs`
+  decides which pairs are alarmed.
 * :func:`attribute` — ranks features by how their shift tracks a metric's drop.
 """
 
@@ -21,17 +24,18 @@ from ._attribution import attribute, metric_windows
 from ._calculator import (ALARM_METHODS, CALENDARS, FREQUENCIES, SHIFT_COLUMNS, ShiftCalculator, ShiftResult,
                           alarms, check_statistics)
 from ._counts import DayCounts, count_days, day_value_counts
+from ._explain import EXPLAIN_COLUMNS, alarmed_pairs, explain, explanation_lines
 from ._ks import (MAX_EXACT_N, _scipy_ks, ks_2samp, ks_from_counts, ks_pvalue, ks_pvalues, kstwo_sf, merge_counts,
                   smirnov_sf, value_counts)
-from ._stats import (DEFAULT_STATISTICS, FEATURE_KINDS, PSI_EPS, STATISTICS, Dist, chi2_test, contingency,
+from ._stats import (DEFAULT_STATISTICS, KINDS, PSI_EPS, STATISTICS, Dist, chi2_test, contingency,
                      default_statistics, feature_kind)
 from ._stream import ShiftAccumulator, ShiftReduce
 
 __all__ = [
     "ks_2samp", "ks_from_counts", "ks_pvalue", "ks_pvalues", "kstwo_sf", "smirnov_sf", "merge_counts", "value_counts",
     "MAX_EXACT_N",
-    "DayCounts", "day_value_counts", "count_days", "Dist", "STATISTICS", "FEATURE_KINDS", "DEFAULT_STATISTICS", "PSI_EPS",
+    "DayCounts", "day_value_counts", "count_days", "Dist", "STATISTICS", "KINDS", "DEFAULT_STATISTICS", "PSI_EPS",
     "default_statistics", "feature_kind", "chi2_test", "contingency",
     "ShiftCalculator", "ShiftResult", "alarms", "check_statistics", "FREQUENCIES", "CALENDARS", "ALARM_METHODS",
-    "SHIFT_COLUMNS", "ShiftAccumulator", "ShiftReduce", "attribute", "metric_windows",
+    "SHIFT_COLUMNS", "EXPLAIN_COLUMNS", "alarmed_pairs", "explain", "explanation_lines", "ShiftAccumulator", "ShiftReduce", "attribute", "metric_windows",
 ]

@@ -33,7 +33,7 @@ from ..errors import SpecError
 from ._counts import DayCounts, _to_host as _host, unique_inverse
 from ._grid import GRID_STATISTICS, Grid, grid_value
 from ._ks import MAX_EXACT_N, ks_pvalues
-from ._stats import STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ref_info
+from ._stats import DEFAULT_STATISTICS, STATISTICS, Dist, RefInfo, feature_kind, ref_info
 from ._windows import BATCH_STATISTICS, Batch, Walk, batch_values, collapse, walk, walk_values, walked
 
 __all__ = ["ShiftCalculator", "ShiftResult", "FREQUENCIES", "ALARM_METHODS", "CALENDARS", "alarms",
@@ -73,13 +73,14 @@ def _label(start, freq: str) -> str:
     return str(start)[:7] if freq == "M" else str(start)[:10]
 
 
-def check_statistics(feature: str, names: Iterable[str]) -> tuple[str, ...]:
-    """Validate statistic names for a feature (registry choices listed in the error)."""
+def check_statistics(feature: str, names: Iterable[str], kinds: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Validate statistic names for a feature of the kind ``kinds`` declares (default: the
+    registry's, see :func:`feature_kind`); registry choices listed in the error."""
     names = tuple(names)
     for name in names:
         if name not in STATISTICS:
             raise SpecError(f"unknown shift statistic {name!r} for {feature}; choose from {', '.join(STATISTICS)}")
-        kind = feature_kind(feature)
+        kind = feature_kind(feature, kinds)
         if kind not in STATISTICS[name].kinds:
             ok = [s for s, st in STATISTICS.items() if kind in st.kinds]
             raise SpecError(f"shift statistic {name!r} does not apply to {feature} ({kind}); choose from {', '.join(ok)}")
@@ -155,6 +156,10 @@ class ShiftCalculator:
         ``DEFAULT_STATISTICS``).
     per_feature : mapping feature -> sequence of str, optional
         Overrides for single features.
+    kinds : mapping feature -> {"categorical", "integer", "continuous"}, optional
+        Each feature's kind (which statistics apply, how bins are made, how an alarm is
+        explained).  Features not named take the feature registry's default
+        (:data:`rapidseval.features.FEATURE_KINDS`), else continuous.
     frequency : {"D", "W", "M"}
     calendar : {"weekday", "none"}
     alarm : {"std", "quantile"}
@@ -187,7 +192,7 @@ class ShiftCalculator:
         not depend on it.
     """
 
-    def __init__(self, features=None, *, statistics=None, per_feature=None, frequency: str = "M",
+    def __init__(self, features=None, *, statistics=None, per_feature=None, kinds=None, frequency: str = "M",
                  calendar: str = "weekday", alarm: str = "std", k_std: float = 3.0, quantile: float = 0.99,
                  min_effect: Mapping[str, float] | None = None, bins: int = 10, fill_value: float = -1.0,
                  alpha: float = 0.05, max_categories: int = 64, exact_p: bool = True, xp=None,
@@ -195,6 +200,7 @@ class ShiftCalculator:
         self.features = None if features is None else tuple(features)
         self.statistics = None if statistics is None else tuple(statistics)
         self.per_feature = dict(per_feature or {})
+        self.kinds = dict(kinds or {})
         self.frequency = frequency
         self.calendar = calendar
         self.alarm = alarm
@@ -215,6 +221,8 @@ class ShiftCalculator:
                                    ("alarm", ALARM_METHODS, self.alarm)):
             if value not in table:
                 raise SpecError(f"unknown shift {name} {value!r}; choose one of {', '.join(table)}")
+        for f in self.kinds:
+            feature_kind(f, self.kinds)  # an unknown kind names the feature and the choices
         for name in self.min_effect:
             if name not in STATISTICS:
                 raise SpecError(f"min_effect names unknown statistic {name!r}; choose from {', '.join(STATISTICS)}")
@@ -229,12 +237,17 @@ class ShiftCalculator:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         return max(1, min(4, cores))
 
+    def kind_of(self, feature: str) -> str:
+        """The feature's kind: declared in ``kinds``, else the registry's default."""
+        return feature_kind(feature, self.kinds)
+
     def statistics_for(self, feature: str) -> tuple[str, ...]:
+        kind = self.kind_of(feature)
         if feature in self.per_feature:
-            return check_statistics(feature, self.per_feature[feature])
+            return check_statistics(feature, self.per_feature[feature], {feature: kind})
         if self.statistics is not None:
-            return check_statistics(feature, [s for s in self.statistics if feature_kind(feature) in STATISTICS[s].kinds])
-        return default_statistics(feature)
+            return check_statistics(feature, [s for s in self.statistics if kind in STATISTICS[s].kinds], {feature: kind})
+        return DEFAULT_STATISTICS[kind]
 
     # -- fit ------------------------------------------------------------------------------
     def fit(self, reference: Mapping[str, DayCounts], *, label: str = "reference") -> "ShiftCalculator":
@@ -254,7 +267,8 @@ class ShiftCalculator:
             fdays = c.days()
             days = fdays if days is None else np.union1d(days, fdays)
             full = Dist(values.astype("float64"), np.bincount(vidx, weights=c.count, minlength=len(values)).astype("int64"))
-            info = ref_info(f, full, fill_value=self.fill_value, bins=self.bins, max_categories=self.max_categories)
+            info = ref_info(f, full, fill_value=self.fill_value, bins=self.bins, max_categories=self.max_categories,
+                            kind=self.kind_of(f))
             self.refs_[f] = _FeatureRef(info, self.statistics_for(f), values.astype("float64"), vidx, c.count,
                                         None, c, full, None, None, None)
         self.days_ = days

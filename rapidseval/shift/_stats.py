@@ -18,33 +18,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 from scipy import stats as _st
 
+from ..errors import SpecError
 from ._ks import MAX_EXACT_N, ks_pvalue, kstwo_sf
 
-__all__ = ["Dist", "RefInfo", "Statistic", "STATISTICS", "FEATURE_KINDS", "DEFAULT_STATISTICS", "chi2_test", "contingency",
+__all__ = ["Dist", "RefInfo", "Statistic", "STATISTICS", "KINDS", "DEFAULT_STATISTICS", "chi2_test", "contingency",
            "PSI_EPS", "feature_kind", "default_statistics"]
 
 #: proportions below this are raised to it before PSI's logarithm (the empty-bin rule)
 PSI_EPS = 1e-4
 
-#: how each study feature is treated: categorical (codes, no order), integer (ordinal
-#: counts), continuous.  Features not listed are treated as continuous.
-FEATURE_KINDS: dict[str, str] = {
-    "pickup_weekday": "categorical",
-    "work_hours": "categorical",
-    "PULocationID": "categorical",
-    "DOLocationID": "categorical",
-    "RatecodeID": "categorical",
-    "pickup_hour": "integer",
-    "pickup_minute": "integer",
-    "passenger_count": "integer",
-    "trip_distance": "continuous",
-    "trip_time": "continuous",
-    "trip_speed": "continuous",
+#: the kinds a feature can be declared as (the job's ``features.kinds``): which statistics apply
+KINDS: dict[str, str] = {
+    "categorical": "codes without an order: per-category statistics",
+    "integer": "ordered whole numbers: order-based statistics, per-value bins when few",
+    "continuous": "measurements: order-based statistics, reference-quantile bins",
 }
 
 #: statistics computed for a feature of each kind unless the job says otherwise.  KS is
@@ -56,12 +48,22 @@ DEFAULT_STATISTICS: dict[str, tuple[str, ...]] = {
 }
 
 
-def feature_kind(name: str) -> str:
+def feature_kind(name: str, kinds: Mapping[str, str] | None = None) -> str:
+    """The kind of feature ``name``: as declared in ``kinds`` (feature -> kind, e.g. a job's
+    ``features.kinds`` resolved), else the default of the feature registry
+    (:data:`rapidseval.features.FEATURE_KINDS`), else continuous."""
+    if kinds is not None and name in kinds:
+        kind = kinds[name]
+        if kind not in KINDS:
+            raise SpecError(f"feature {name}: unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+        return kind
+    from ..features import FEATURE_KINDS
+
     return FEATURE_KINDS.get(name, "continuous")
 
 
-def default_statistics(name: str) -> tuple[str, ...]:
-    return DEFAULT_STATISTICS[feature_kind(name)]
+def default_statistics(name: str, kinds: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    return DEFAULT_STATISTICS[feature_kind(name, kinds)]
 
 
 class Dist:
@@ -354,9 +356,11 @@ STATISTICS: dict[str, Statistic] = {s.name: s for s in (
 )}
 
 
-def ref_info(feature: str, full: Dist, *, fill_value: float, bins: int, max_categories: int) -> RefInfo:
-    """Bins and scale of a feature, from its whole (unweighted) reference."""
-    kind = feature_kind(feature)
+def ref_info(feature: str, full: Dist, *, fill_value: float, bins: int, max_categories: int,
+             kind: str | None = None) -> RefInfo:
+    """Bins and scale of a feature of ``kind`` (default: :func:`feature_kind`), from its whole
+    (unweighted) reference."""
+    kind = feature_kind(feature) if kind is None else kind
     cdf = full.cdf
     qs = np.arange(1, bins) / bins
     edges = np.unique(full.values[np.minimum(np.searchsorted(cdf, qs, side="left"), len(cdf) - 1)])

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ._calculator import SHIFT_COLUMNS, ShiftCalculator, _window_keys
 from ._counts import US_PER_DAY, DayCounts, day_value_counts
+from ._explain import empty_explanation, explain
 
 __all__ = ["ShiftReduce", "ShiftAccumulator"]
 
@@ -48,6 +49,7 @@ class ShiftAccumulator:
     _next: int = 0
     _fitted: bool = False
     _tables: list[pd.DataFrame] = field(default_factory=list)
+    _explained: list[pd.DataFrame] = field(default_factory=list)
 
     def add(self, month: str, counts: dict[str, DayCounts] | None) -> None:
         if counts is None or (month != self.reference and month not in self.compare):
@@ -73,7 +75,13 @@ class ShiftAccumulator:
             self._next += 1
             nxt = self.compare[self._next] if self._next < len(self.compare) else None
             data, self._carry = self._split_open_window(data, month, nxt)
-            self._tables.append(self.calculator.calculate(data).table)
+            self._compare(data)
+
+    def _compare(self, data: dict[str, DayCounts]) -> None:
+        """Compare the windows of ``data`` and explain their alarms while the counts are at hand."""
+        table = self.calculator.calculate(data).table
+        self._tables.append(table)
+        self._explained.append(explain(self.calculator, data, table))
 
     def _split_open_window(self, data, month, nxt):
         """Weekly windows can run into the next compared month: keep their days for it."""
@@ -96,12 +104,18 @@ class ShiftAccumulator:
 
     def table(self) -> pd.DataFrame:
         if self._carry is not None:
-            self._tables.append(self.calculator.calculate(self._carry).table)
+            self._compare(self._carry)
             self._carry = None
         tables = [t for t in self._tables if len(t)]
         if not tables:
             return pd.DataFrame(columns=SHIFT_COLUMNS)
         return pd.concat(tables, ignore_index=True)
+
+    def explanation(self) -> pd.DataFrame:
+        """What moved in every alarmed (window, feature) (:func:`rapidseval.shift.explain`);
+        call after :meth:`table`."""
+        parts = [t for t in self._explained if len(t)]
+        return pd.concat(parts, ignore_index=True) if parts else empty_explanation()
 
 
 def _month_after(month: str) -> str:
