@@ -16,7 +16,7 @@ integer-valued features with a small range are counted with ``bincount`` on
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -105,12 +105,16 @@ class DayCounts:
 
     @classmethod
     def merge(cls, items: Iterable["DayCounts"]) -> "DayCounts":
-        """Sum counts of the same ``(day, value)`` (parts of a month, or months)."""
+        """Sum counts of the same ``(day, value)`` (parts of a month, or months); counts of
+        disjoint days given in day order (months in order, a month's day ranges) are joined
+        without a sort."""
         items = [c for c in items if c is not None and len(c)]
         if not items:
             return cls.empty()
         if len(items) == 1:
             return items[0]
+        if all(a.day[-1] < b.day[0] for a, b in zip(items[:-1], items[1:])):  # disjoint days, in order
+            return cls(*(np.concatenate([getattr(c, name) for c in items]) for name in ("day", "value", "count")))
         day = np.concatenate([c.day for c in items])
         value = np.concatenate([c.value for c in items])
         count = np.concatenate([c.count for c in items])
@@ -178,33 +182,50 @@ def count_days(day, columns: Mapping[str, Any], xp: Any = np, threads: int = 1) 
     """:func:`day_value_counts` of several features of the same rows.
 
     The day arithmetic is done once for all features.  ``threads > 1`` (NumPy only)
-    counts features in that many threads: NumPy's sorts and bincounts release the GIL,
-    so two cores count about twice as fast.
+    counts in that many threads (NumPy's sorts and the compiled counting pass release
+    the GIL): the features that are sorted (not small whole numbers) are split by day
+    into ``threads`` ranges of about equal rows (at least :data:`MIN_PIECE_ROWS` each),
+    every range is counted on its own, and the ranges' counts are joined by
+    :meth:`DayCounts.merge` (disjoint days: a concatenation), so one large feature keeps
+    every core busy too.  The counts do not depend on ``threads`` (tested bit for bit).
     """
     items = list(columns.items())
     days = _Days.of(day, xp)
-    if threads <= 1 or xp is not np or len(items) < 2:
+    if threads <= 1 or xp is not np or days is None or not items:
         return {f: _count(days, v, xp) for f, v in items}
-    # features that will be sorted (not whole numbers) first: the threads finish together
-    order = sorted(range(len(items)), key=lambda i: _looks_whole(items[i][1]))
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        counted = dict(zip(order, pool.map(lambda i: _count(days, items[i][1], xp), order)))
-    return {f: counted[i] for i, (f, _) in enumerate(items)}
+        values = [np.asarray(v, dtype=np.float32) for _, v in items]
+        dense = list(pool.map(lambda v: _dense_range(v, days.ndays) is not None, values))
+        ranges = [days]
+        if not all(dense):
+            ranges = days.split(threads, min_rows=MIN_PIECE_ROWS)
+            if len(ranges) > 1:  # each range's sort keys, built in parallel before the features need them
+                list(pool.map(lambda r: r.key(np), ranges))
+        # the sorted features' ranges first, then the cheap dense counts: the threads finish together
+        tasks = [(i, r) for i in range(len(items)) if not dense[i] for r in ranges]
+        tasks += [(i, days) for i in range(len(items)) if dense[i]]
+        counted = list(pool.map(lambda t: _count(t[1], values[t[0]][t[1].rows], np), tasks))
+    parts: dict[int, list[DayCounts]] = {}
+    for (i, _), c in zip(tasks, counted):
+        parts.setdefault(i, []).append(c)
+    return {f: DayCounts.merge(parts[i]) for i, (f, _) in enumerate(items)}
 
 
-def _looks_whole(values) -> bool:
-    """The first values are whole numbers (a guess at the cheap counting path)."""
-    head = np.asarray(values[:4096], dtype="float64")
-    return bool(np.all(head == np.round(head)))
+#: a feature's rows are split across threads in day ranges of at least this many rows
+MIN_PIECE_ROWS = 1 << 15
 
 
 @dataclass
 class _Days:
-    """The day of every row as offsets from the first day, and the sort key's day part."""
+    """The day of every row as offsets from the first day, and the sort key's day part.
+
+    ``rows`` selects these rows from the rows counted (all of them, or one day range's:
+    a slice when the days are in order, else a mask)."""
 
     d0: int
     ndays: int
     d: Any  # int32 offsets
+    rows: Any = field(default_factory=lambda: slice(None))
     _key: Any = None
 
     @classmethod
@@ -221,6 +242,31 @@ class _Days:
         if self._key is None:
             self._key = self.d.astype(xp.uint64) << xp.uint64(32)
         return self._key
+
+    def split(self, parts: int, *, min_rows: int) -> list["_Days"]:
+        """At most ``parts`` ranges of whole days, in day order, of about equal rows and at
+        least ``min_rows`` rows each (NumPy); ``[self]`` when the rows do not split."""
+        n = int(self.d.shape[0])
+        parts = min(parts, n // max(min_rows, 1))
+        if parts < 2 or self.ndays < 2:
+            return [self]
+        per_day = np.bincount(self.d, minlength=self.ndays)
+        upto = np.cumsum(per_day)
+        # range j ends at the first day by which j/parts of the rows are counted
+        ends = np.unique(np.minimum(np.searchsorted(upto, np.arange(1, parts) * n / parts) + 1, self.ndays))
+        bounds = [0, *[int(e) for e in ends if 0 < e < self.ndays], self.ndays]
+        in_order = bool(np.all(self.d[1:] >= self.d[:-1]))
+        out = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            if in_order:
+                start = int(upto[lo - 1]) if lo else 0
+                rows = slice(start, int(upto[hi - 1]))
+            else:
+                rows = (self.d >= lo) & (self.d < hi)
+            d = self.d[rows] - np.int32(lo)
+            if int(d.shape[0]):
+                out.append(_Days(self.d0 + lo, hi - lo, d, rows))
+        return out
 
 
 def day_value_counts(day, values, xp: Any = np) -> DayCounts:
@@ -239,16 +285,25 @@ def day_value_counts(day, values, xp: Any = np) -> DayCounts:
     return _count(_Days.of(day, xp), values, xp)
 
 
+def _dense_range(values, ndays: int) -> tuple[int, int] | None:
+    """``(lowest value, span)`` when every whole value of ``values`` has its own bin per day
+    (whole bounds, ``days * span <= MAX_DENSE_BINS``, within 2**24 of 0); else None."""
+    vmin, vmax = float(values.min()), float(values.max())
+    span = vmax - vmin + 1
+    if (span * ndays <= MAX_DENSE_BINS and max(abs(vmin), abs(vmax)) < 2**24
+            and vmin.is_integer() and vmax.is_integer()):
+        return int(vmin), int(span)
+    return None
+
+
 def _count(days: "_Days | None", values, xp) -> DayCounts:
     if days is None:
         return DayCounts.empty()
     values = xp.asarray(values, dtype=xp.float32)
     d0, ndays, d = days.d0, days.ndays, days.d
-    vmin, vmax = float(values.min()), float(values.max())
-    span = vmax - vmin + 1
-    if (span * ndays <= MAX_DENSE_BINS and max(abs(vmin), abs(vmax)) < 2**24
-            and vmin.is_integer() and vmax.is_integer()):  # every whole value then has its bin
-        span, lo = int(span), int(vmin)
+    dense = _dense_range(values, ndays)
+    if dense is not None:  # every whole value then has its bin
+        lo, span = dense
         counts = None
         if xp is np:  # one compiled pass instead of ~8 array passes (same counts; tested)
             from ._kernels import dense_day_counts
