@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rapidseval.shift import DayCounts, count_days, day_value_counts
-from rapidseval.shift._counts import MIN_PIECE_ROWS, _Days
+from rapidseval.shift._counts import MAX_DENSE_BINS, MIN_PIECE_ROWS, _dense_plan, _Days
 
 FILL = -1.0
 
@@ -41,19 +41,22 @@ def _expected(day: np.ndarray, values: np.ndarray) -> DayCounts:
 
 def _values(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
     """One feature's float32 values of a given kind, with fill values, -0.0 and NaN planted."""
-    if kind == "small_whole":  # the dense path (bincount per day and value)
+    if kind == "small_whole":  # dense, every day in one pass
         v = rng.integers(-1, 30, n).astype("float32")
-    elif kind == "wide_whole":  # whole numbers over too wide a span: sorted
-        v = rng.integers(0, 3_000_000, n).astype("float32")
-    elif kind == "whole_then_fraction":  # dense bounds, a fraction inside: the dense pass falls back
+    elif kind == "wide_whole":  # whole seconds: dense a few days at a time (MAX_DENSE_BINS)
+        v = rng.integers(0, 400_000, n).astype("float32")
+    elif kind == "cents":  # two decimals (distances, fares): dense at 100 steps per unit
+        v = np.round(rng.lognormal(0, 1, n), 2).astype("float32")
+    elif kind == "whole_then_fraction":  # whole bounds and head, a fraction inside: the dense pass gives way
         v = rng.integers(0, 50, n).astype("float32")
-        v[rng.integers(0, n, max(n // 1000, 1))] = 7.5
-    else:  # continuous, with ties
-        v = np.round(rng.lognormal(0, 1, n), 3).astype("float32")
+        v[rng.integers(n // 2, n, max(n // 1000, 1))] = 7.25
+    else:  # continuous (sorted), with ties
+        v = rng.lognormal(0, 1, n).astype("float32")
+        v[::7] = v[0]
     planted = rng.integers(0, n, max(n // 50, 1))
     v[planted[0::3]] = FILL
     v[planted[1::3]] = -0.0
-    if kind in ("continuous", "wide_whole"):
+    if kind == "continuous":  # NaN: no dense bounds, sorted (its bits kept)
         v[planted[2::3]] = np.nan
     return v
 
@@ -63,7 +66,7 @@ def _days(rng: np.random.Generator, n: int, ndays: int, ordered: bool) -> np.nda
     return np.sort(day) if ordered else day
 
 
-KINDS = ["small_whole", "wide_whole", "whole_then_fraction", "continuous"]
+KINDS = ["small_whole", "wide_whole", "cents", "whole_then_fraction", "continuous"]
 
 
 @settings(max_examples=40, deadline=None)
@@ -81,8 +84,8 @@ def test_chunks_counted_apart_merge_into_the_counts_of_all_rows(seed, n, ndays, 
     assert whole.n == n
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), pieces=st.integers(1, 4), ndays=st.integers(1, 35),
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), pieces=st.integers(1, 3), ndays=st.integers(1, 35),
        threads=st.integers(2, 4), ordered=st.booleans())
 def test_count_days_in_threads_equals_one_thread(seed, pieces, ndays, threads, ordered):
     """Threads split the sorted features' rows into day ranges (2+ days, MIN_PIECE_ROWS+ rows
@@ -100,17 +103,20 @@ def test_count_days_in_threads_equals_one_thread(seed, pieces, ndays, threads, o
 
 
 @given(seed=st.integers(0, 2**32 - 1), ndays=st.integers(1, 40), parts=st.integers(1, 6),
-       ordered=st.booleans(), n=st.integers(0, 5_000))
+       ordered=st.booleans(), n=st.integers(0, 5_000), max_days=st.none() | st.integers(1, 12))
 @settings(max_examples=40, deadline=None)
-def test_day_ranges_hold_every_row_once_in_day_order(seed, ndays, parts, ordered, n):
+def test_day_ranges_hold_every_row_once_in_day_order(seed, ndays, parts, ordered, n, max_days):
     rng = np.random.default_rng(seed)
     day = _days(rng, n, ndays, ordered)
     days = _Days.of(day, np)
     if days is None:
         assert n == 0
         return
-    ranges = days.split(parts, min_rows=1)
-    assert 1 <= len(ranges) <= min(parts, len(np.unique(day)))
+    ranges = days.split(parts, min_rows=1, max_days=max_days)
+    if max_days is None:
+        assert 1 <= len(ranges) <= min(parts, len(np.unique(day)))
+    else:
+        assert all(piece.ndays <= max_days for piece in ranges)
     seen = np.zeros(n, "int64")
     last_day = -1
     for piece in ranges:
@@ -121,7 +127,7 @@ def test_day_ranges_hold_every_row_once_in_day_order(seed, ndays, parts, ordered
         assert got.min() > last_day and got.max() < piece.d0 + piece.ndays
         last_day = got.max()
     assert np.all(seen == 1)
-    if len(ranges) > 1:  # about equal rows: no range holds more than its share plus one day's rows
+    if max_days is None and len(ranges) > 1:  # about equal rows: no range holds more than its share plus one day's rows
         per_day = np.bincount(day - day.min())
         sizes = [int(np.arange(n)[p.rows].size) for p in ranges]
         assert max(sizes) <= n / len(ranges) + per_day.max()
@@ -138,3 +144,15 @@ def test_merge_of_disjoint_day_ranges_is_their_concatenation():
     by_days = DayCounts.merge([day_value_counts(day[:cut], v[:cut]), day_value_counts(day[cut:], v[cut:])])
     interleaved = DayCounts.merge([day_value_counts(day[0::2], v[0::2]), day_value_counts(day[1::2], v[1::2])])
     assert _same(by_days, day_value_counts(day, v)) and _same(interleaved, by_days)
+
+
+def test_dense_plan_finds_the_decimal_places_or_declines():
+    """Whole numbers count at 1 step per unit, cents at 100; values that are no short decimal,
+    NaN or infinities, and bins wider than one day's budget go to the sort."""
+    f32 = lambda *v: np.array(v, dtype="float32")  # noqa: E731
+    assert _dense_plan(f32(-1, 0, 3, 17)).scale == 1.0
+    cents = _dense_plan(f32(-1, 0.25, 3.1, 150.0))
+    assert (cents.scale, cents.lo, cents.span) == (100.0, -100, 15_101)
+    assert _dense_plan(f32(0.1, 1 / 3)) is None
+    assert _dense_plan(f32(1, np.nan)) is None and _dense_plan(f32(1, np.inf)) is None
+    assert _dense_plan(f32(0, MAX_DENSE_BINS)) is None

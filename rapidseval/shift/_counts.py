@@ -7,16 +7,21 @@ merge by addition (:meth:`DayCounts.merge`), and every window (a day, a
 Monday-start week, a calendar month) is a union of days, so windows are
 assembled on the host from the same arrays.
 
-Counting is written against the backend's array module (NumPy or CuPy):
-integer-valued features with a small range are counted with ``bincount`` on
-``day * span + value``; everything else is sorted once on a 64-bit key
-``day << 32 | order-preserving bits of the float32 value``.  Both are exact.
+Counting is written against the backend's array module (NumPy or CuPy).
+Values that are short decimals (whole numbers, or 1-3 decimal places such as
+distances in hundredths of a mile) are counted in bins ``day * span + code``
+(``code = value * 10**places``) by one compiled pass, a few days at a time so
+the bins stay within :data:`MAX_DENSE_BINS` (on CuPy: whole numbers whose days
+all fit, with ``bincount``); the pass checks every value and gives way to the
+sort at the first that is not such a decimal.  Everything else is sorted once
+on a 64-bit key ``day << 32 | order-preserving bits of the float32 value``.
+Both are exact.  With threads, a feature's rows are also split by day range.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -24,7 +29,7 @@ import numpy as np
 __all__ = ["DayCounts", "day_value_counts", "count_days", "US_PER_DAY"]
 
 US_PER_DAY = 86_400_000_000
-#: the bincount path is used while ``days * value span`` stays below this
+#: the dense path counts at most this many (day, value) bins at a time
 MAX_DENSE_BINS = 1 << 22
 _SIGN = np.uint32(0x80000000)
 
@@ -183,11 +188,13 @@ def count_days(day, columns: Mapping[str, Any], xp: Any = np, threads: int = 1) 
 
     The day arithmetic is done once for all features.  ``threads > 1`` (NumPy only)
     counts in that many threads (NumPy's sorts and the compiled counting pass release
-    the GIL): the features that are sorted (not small whole numbers) are split by day
-    into ``threads`` ranges of about equal rows (at least :data:`MIN_PIECE_ROWS` each),
-    every range is counted on its own, and the ranges' counts are joined by
-    :meth:`DayCounts.merge` (disjoint days: a concatenation), so one large feature keeps
-    every core busy too.  The counts do not depend on ``threads`` (tested bit for bit).
+    the GIL): a feature that is not counted in one dense pass over all its days (sorted
+    values, or fixed-point values whose bins are counted a few days at a time) is split
+    by day into ranges of about equal rows (at least ``threads`` of them, of at least
+    :data:`MIN_PIECE_ROWS` rows each), every range is counted on its own, and the ranges'
+    counts are joined by :meth:`DayCounts.merge` (disjoint days: a concatenation), so one
+    large feature keeps every core busy too.  The counts do not depend on ``threads``
+    (tested bit for bit).
     """
     items = list(columns.items())
     days = _Days.of(day, xp)
@@ -195,16 +202,18 @@ def count_days(day, columns: Mapping[str, Any], xp: Any = np, threads: int = 1) 
         return {f: _count(days, v, xp) for f, v in items}
     with ThreadPoolExecutor(max_workers=threads) as pool:
         values = [np.asarray(v, dtype=np.float32) for _, v in items]
-        dense = list(pool.map(lambda v: _dense_range(v, days.ndays) is not None, values))
+        plans = list(pool.map(_dense_plan, values))
+        one_pass = [p is not None and p.span * days.ndays <= MAX_DENSE_BINS for p in plans]
         ranges = [days]
-        if not all(dense):
+        if not all(one_pass):
             ranges = days.split(threads, min_rows=MIN_PIECE_ROWS)
-            if len(ranges) > 1:  # each range's sort keys, built in parallel before the features need them
+            if len(ranges) > 1 and any(p is None for p in plans):  # the ranges' sort keys, built in parallel
                 list(pool.map(lambda r: r.key(np), ranges))
-        # the sorted features' ranges first, then the cheap dense counts: the threads finish together
-        tasks = [(i, r) for i in range(len(items)) if not dense[i] for r in ranges]
-        tasks += [(i, days) for i in range(len(items)) if dense[i]]
-        counted = list(pool.map(lambda t: _count(t[1], values[t[0]][t[1].rows], np), tasks))
+        # sorted features first, then the ranged dense ones, then the one-pass ones: the threads finish together
+        rank = [2 if one_pass[i] else 1 if plans[i] is not None else 0 for i in range(len(items))]
+        order = sorted(range(len(items)), key=lambda i: rank[i])
+        tasks = [(i, r) for i in order if not one_pass[i] for r in ranges] + [(i, days) for i in order if one_pass[i]]
+        counted = list(pool.map(lambda t: _count(t[1], values[t[0]][t[1].rows], np, plans[t[0]]), tasks))
     parts: dict[int, list[DayCounts]] = {}
     for (i, _), c in zip(tasks, counted):
         parts.setdefault(i, []).append(c)
@@ -213,6 +222,8 @@ def count_days(day, columns: Mapping[str, Any], xp: Any = np, threads: int = 1) 
 
 #: a feature's rows are split across threads in day ranges of at least this many rows
 MIN_PIECE_ROWS = 1 << 15
+#: steps per unit tried for the dense path: whole numbers, then decimals with 1, 2, 3 places
+_SCALES = (1.0, 10.0, 100.0, 1000.0)
 
 
 @dataclass
@@ -243,18 +254,23 @@ class _Days:
             self._key = self.d.astype(xp.uint64) << xp.uint64(32)
         return self._key
 
-    def split(self, parts: int, *, min_rows: int) -> list["_Days"]:
-        """At most ``parts`` ranges of whole days, in day order, of about equal rows and at
-        least ``min_rows`` rows each (NumPy); ``[self]`` when the rows do not split."""
+    def split(self, parts: int, *, min_rows: int, max_days: int | None = None) -> list["_Days"]:
+        """Ranges of whole days, in day order (NumPy): at most ``parts`` of about equal rows
+        and at least ``min_rows`` rows each, then cut into ranges of at most ``max_days``
+        days; ``rows`` of each range select from these rows."""
         n = int(self.d.shape[0])
         parts = min(parts, n // max(min_rows, 1))
-        if parts < 2 or self.ndays < 2:
-            return [self]
         per_day = np.bincount(self.d, minlength=self.ndays)
         upto = np.cumsum(per_day)
-        # range j ends at the first day by which j/parts of the rows are counted
-        ends = np.unique(np.minimum(np.searchsorted(upto, np.arange(1, parts) * n / parts) + 1, self.ndays))
-        bounds = [0, *[int(e) for e in ends if 0 < e < self.ndays], self.ndays]
+        bounds = [0, self.ndays]
+        if parts >= 2 and self.ndays >= 2:  # range j ends at the first day by which j/parts of the rows are counted
+            ends = np.unique(np.minimum(np.searchsorted(upto, np.arange(1, parts) * n / parts) + 1, self.ndays))
+            bounds = [0, *[int(e) for e in ends if 0 < e < self.ndays], self.ndays]
+        if max_days is not None:
+            bounds = sorted({int(b) for lo, hi in zip(bounds[:-1], bounds[1:])
+                             for b in np.linspace(lo, hi, -(-(hi - lo) // max_days) + 1).round()})
+        if len(bounds) == 2:  # one range: these rows, all of them
+            return [replace(self, rows=slice(None))]
         in_order = bool(np.all(self.d[1:] >= self.d[:-1]))
         out = []
         for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -285,39 +301,73 @@ def day_value_counts(day, values, xp: Any = np) -> DayCounts:
     return _count(_Days.of(day, xp), values, xp)
 
 
-def _dense_range(values, ndays: int) -> tuple[int, int] | None:
-    """``(lowest value, span)`` when every whole value of ``values`` has its own bin per day
-    (whole bounds, ``days * span <= MAX_DENSE_BINS``, within 2**24 of 0); else None."""
+@dataclass(frozen=True)
+class _DensePlan:
+    """Values that look like decimals with ``scale`` steps per unit: codes ``lo .. lo + span - 1``."""
+
+    scale: float
+    lo: int
+    span: int
+
+
+def _dense_plan(values, xp: Any = np) -> "_DensePlan | None":
+    """The dense path's bins when one day of them fits in :data:`MAX_DENSE_BINS`: the smallest
+    scale (1, 10, 100, 1000) at which the bounds and the first 4096 values are exact decimals
+    (the counting pass checks every value and gives way to the sort when one is not)."""
     vmin, vmax = float(values.min()), float(values.max())
-    span = vmax - vmin + 1
-    if (span * ndays <= MAX_DENSE_BINS and max(abs(vmin), abs(vmax)) < 2**24
-            and vmin.is_integer() and vmax.is_integer()):
-        return int(vmin), int(span)
+    if not (np.isfinite(vmin) and np.isfinite(vmax)):
+        return None
+    head = np.concatenate([_to_host(values[:4096]), np.array([vmin, vmax], np.float32)]).astype(np.float64)
+    for scale in _SCALES:
+        codes = np.rint(head * scale)
+        if np.array_equal((codes / scale).astype(np.float32), head.astype(np.float32)):
+            lo, hi = int(codes[-2]), int(codes[-1])
+            span = hi - lo + 1
+            return _DensePlan(scale, lo, span) if span <= MAX_DENSE_BINS else None
     return None
 
 
-def _count(days: "_Days | None", values, xp) -> DayCounts:
+def _dense(days: "_Days", values, plan: _DensePlan) -> DayCounts | None:
+    """The counts of one day range by the compiled pass (NumPy); None when a value is not a
+    decimal of the plan."""
+    from ._count_kernels import fixed_point_day_counts
+
+    counts = np.zeros(days.ndays * plan.span, np.int64)
+    if not fixed_point_day_counts(days.d, values, plan.scale, plan.lo, plan.span, counts):
+        return None
+    nz = np.flatnonzero(counts)
+    code = (nz % plan.span + plan.lo).astype(np.float64)
+    return DayCounts((nz // plan.span + days.d0).astype("int64"), (code / plan.scale).astype(np.float32), counts[nz])
+
+
+def _count(days: "_Days | None", values, xp, plan: "_DensePlan | None | bool" = True) -> DayCounts:
+    """One feature's counts: dense (bins per day and value, a few days at a time) where the
+    values are decimals whose day of bins fits in :data:`MAX_DENSE_BINS`, else one sort.
+    ``plan``: the feature's :func:`_dense_plan` when known (True: find it here)."""
     if days is None:
         return DayCounts.empty()
     values = xp.asarray(values, dtype=xp.float32)
     d0, ndays, d = days.d0, days.ndays, days.d
-    dense = _dense_range(values, ndays)
-    if dense is not None:  # every whole value then has its bin
-        lo, span = dense
-        counts = None
-        if xp is np:  # one compiled pass instead of ~8 array passes (same counts; tested)
-            from ._kernels import dense_day_counts
-
-            counts = np.zeros(ndays * span, np.int64)
-            if not dense_day_counts(d, values, lo, span, counts):
-                counts = None
+    if plan is True:
+        plan = _dense_plan(values, xp)
+    if plan is not None and xp is np:
+        ranges = days.split(1, min_rows=1, max_days=max(MAX_DENSE_BINS // plan.span, 1))
+        parts = []
+        for r in ranges:
+            part = _dense(r, values[r.rows], plan)
+            if part is None:
+                break
+            parts.append(part)
         else:
-            code = values.astype(xp.int32)  # exact for integers below 2**24
-            if bool(xp.all(code.astype(xp.float32) == values)):
-                code -= xp.int32(lo)
-                code += d * xp.int32(span)  # < MAX_DENSE_BINS: int32 holds it
-                counts = xp.bincount(code, minlength=ndays * span)
-        if counts is not None:
+            return DayCounts.merge(parts)
+    elif (plan is not None and plan.scale == 1.0 and plan.span * ndays <= MAX_DENSE_BINS
+          and max(abs(plan.lo), abs(plan.lo + plan.span - 1)) < 2**24):  # CuPy: whole numbers, every day at once
+        lo, span = plan.lo, plan.span
+        code = values.astype(xp.int32)  # exact for integers below 2**24
+        if bool(xp.all(code.astype(xp.float32) == values)):
+            code -= xp.int32(lo)
+            code += d * xp.int32(span)  # < MAX_DENSE_BINS: int32 holds it
+            counts = xp.bincount(code, minlength=ndays * span)
             nz = xp.flatnonzero(counts)
             return DayCounts(_to_host(nz // span + d0).astype("int64"),
                              _to_host((nz % span).astype(xp.float32) + xp.float32(lo)),
