@@ -321,7 +321,11 @@ def plot(table: pd.DataFrame, path: Path) -> None:
             ax.set_xlabel(shift.effect_label, fontsize=9)
             if c == 0:
                 ax.set_ylabel("share of daily windows alarmed\n(x = 0: false alarms)", fontsize=9)
-            ax.legend(fontsize=6.5, loc="upper left")
+    handles = {}
+    for ax in axes.flat:  # one legend for the figure: a statistic has one colour in every panel
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=6, fontsize=8)
     fig.suptitle("Detection rate against injected effect size (generated quiet months, daily windows vs January)",
                  fontsize=11)
     fig.savefig(path, dpi=110)
