@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rapidseval.shift import DayCounts, count_days, day_value_counts
-from rapidseval.shift._counts import MAX_DENSE_BINS, MIN_PIECE_ROWS, _dense_plan, _Days
+from rapidseval.shift._counts import MAX_DENSE_BINS, MIN_PIECE_ROWS, _count, _dense_plan, _Days
 
 FILL = -1.0
 
@@ -156,3 +157,21 @@ def test_dense_plan_finds_the_decimal_places_or_declines():
     assert _dense_plan(f32(0.1, 1 / 3)) is None
     assert _dense_plan(f32(1, np.nan)) is None and _dense_plan(f32(1, np.inf)) is None
     assert _dense_plan(f32(0, MAX_DENSE_BINS)) is None
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("fraction_late", [False, True])
+def test_dense_counts_a_few_days_at_a_time_exactly(ordered, fraction_late):
+    """Bins of every day would exceed MAX_DENSE_BINS: the dense pass runs range by range (a
+    slice of the rows when the days are in order, a mask otherwise); a fraction in a late
+    range sends the whole feature to the sort.  Either way: the plain count."""
+    rng = np.random.default_rng(11)
+    n, ndays = 60_000, 30
+    day = _days(rng, n, ndays, ordered)
+    v = rng.integers(0, 400_000, n).astype("float32")
+    v[::13], v[5::17] = FILL, -0.0
+    if fraction_late:
+        v[np.argmax(day)] = 0.5
+    plan = _dense_plan(v)
+    assert plan is not None and plan.span * ndays > MAX_DENSE_BINS
+    assert _same(_count(_Days.of(day, np), v, np, plan), _expected(day, v))
