@@ -373,8 +373,8 @@ def _dense(days: "_Days", values, plan: _DensePlan) -> DayCounts | None:
 
 def _count(days: "_Days | None", values, xp, plan: "_DensePlan | None | bool" = True) -> DayCounts:
     """One feature's counts: dense (bins per day and value, a few days at a time) where the
-    values are decimals whose day of bins fits in :data:`MAX_DENSE_BINS`, else one sort.
-    ``plan``: the feature's :func:`_dense_plan` when known (True: find it here)."""
+    values are short decimals and the bins are worth it (:func:`_worth_it`), else sorted (day
+    by day on NumPy).  ``plan``: the feature's plan when known, None to sort (True: find it)."""
     if days is None:
         return DayCounts.empty()
     values = xp.asarray(values, dtype=xp.float32)
