@@ -50,7 +50,7 @@ for analysis in spec["analyses"]:
                 "analysis": analysis["name"], "chunk": res[("chunk", "chunk", "key")].astype(str).to_numpy(),
                 "column": c, "method": m, "value": res[(c, m, "value")].to_numpy(dtype="float64"),
                 "upper_threshold": res[(c, m, "upper_threshold")].to_numpy(dtype="float64"),
-                "alert": res[(c, m, "alert")].to_numpy(dtype=bool)}))
+                "alert": res[(c, m, "alert")].eq(True).to_numpy(dtype=bool)}))  # a missing alert is none
 t_calc = time.perf_counter() - t0
 pd.concat(rows, ignore_index=True).to_parquet(spec["out"])
 print(json.dumps({"fit_s": t_fit, "calculate_s": t_calc, "nannyml": nml.__version__}))
