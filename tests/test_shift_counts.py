@@ -85,7 +85,7 @@ def test_chunks_counted_apart_merge_into_the_counts_of_all_rows(seed, n, ndays, 
     assert whole.n == n
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), pieces=st.integers(1, 3), ndays=st.integers(1, 35),
        threads=st.integers(2, 4), ordered=st.booleans())
 def test_count_days_in_threads_equals_one_thread(seed, pieces, ndays, threads, ordered):
