@@ -43,3 +43,11 @@ EVIDENTLY_VENV ?= $(HOME)/.cache/rapidseval/venv-evidently
 bench-evidently-env:
 	test -x $(EVIDENTLY_VENV)/bin/python || $(PYTHON) -m venv $(EVIDENTLY_VENV)
 	$(EVIDENTLY_VENV)/bin/python -m pip install -q "evidently==0.7.23" "pandas>=2.3,<2.4" pyarrow
+
+# NannyML 0.13.1 for benchmarks/bench_power.py, in its own environment (it imports statsmodels
+# without declaring it, so that comes too)
+NANNYML_VENV ?= $(HOME)/.cache/rapidseval/venv-nannyml
+.PHONY: bench-nannyml-env
+bench-nannyml-env:
+	test -x $(NANNYML_VENV)/bin/python || $(PYTHON) -m venv $(NANNYML_VENV)
+	$(NANNYML_VENV)/bin/python -m pip install -q "nannyml==0.13.1" statsmodels pyarrow

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ._calculator import SHIFT_COLUMNS, ShiftCalculator, _window_keys
-from ._counts import US_PER_DAY, DayCounts, day_value_counts
+from ._counts import US_PER_DAY, DayCounts, count_days
 from ._explain import empty_explanation, explain
 
 __all__ = ["ShiftReduce", "ShiftAccumulator"]
@@ -32,7 +32,8 @@ class ShiftReduce:
         if len(frame) == 0:
             return {f: DayCounts.empty() for f in self.features}
         day = backend.time_us(frame[self.time_column]) // US_PER_DAY
-        return {f: day_value_counts(day, backend.asarray(frame[f]), xp) for f in self.features}
+        # the day arithmetic (and, for rows out of day order, their day order) once for all features
+        return count_days(day, {f: backend.asarray(frame[f]) for f in self.features}, xp)
 
 
 @dataclass
