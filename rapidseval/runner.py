@@ -185,7 +185,7 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
 # ---------------------------------------------------------------------------------------
 def _feature_spec(spec: JobSpec) -> FeatureSpec:
     f = spec.features
-    return FeatureSpec(tuple(f.features), f.target, tuple(f.drop_rules), f.fill_value)
+    return FeatureSpec(tuple(f.features), f.target, f.rule_names(), f.fill_value, rule_params=f.rule_params())
 
 
 def _roles(spec: JobSpec, month: str, model=None) -> str:
