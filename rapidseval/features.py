@@ -162,16 +162,16 @@ DROP_RULES: dict[str, DropRule] = {
     "duration_above_max": DropRule(
         ("pickup_datetime", "dropoff_datetime"), "trip longer than max_hours",
         {"max_hours": RuleParam(10.0, 0.01, 24.0 * 31, "longest plausible trip, hours")}),
-    "speed_above_max": DropRule(
-        ("trip_distance", "pickup_datetime", "dropoff_datetime"),
-        "average speed (trip_distance over trip time) above max_mph",
-        {"max_mph": RuleParam(100.0, 1.0, 1e6, "fastest plausible average speed, miles per hour")}),
     "distance_above_max": DropRule(
         ("trip_distance",), "trip_distance above max_miles (or below 0)",
         {"max_miles": RuleParam(250.0, 0.1, 1e6, "longest plausible trip, miles")}),
     "fare_above_max": DropRule(
         ("fare_amount",), "fare_amount above max_fare",
         {"max_fare": RuleParam(1000.0, 1.0, 1e7, "highest plausible fare, dollars")}),
+    "speed_above_max": DropRule(
+        ("trip_distance", "pickup_datetime", "dropoff_datetime"),
+        "average speed (trip_distance over trip time) above max_mph",
+        {"max_mph": RuleParam(100.0, 1.0, 1e6, "fastest plausible average speed, miles per hour")}),
     "feature_not_finite": DropRule(
         (), "a feature is +/-inf or beyond float32 range (the model's input type)", always=True),
 }
