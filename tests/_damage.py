@@ -56,6 +56,17 @@ def overwrite_bytes(path: Path, edits: Sequence[tuple[str, float, int]]) -> None
     path.write_bytes(bytes(data))
 
 
+def damage_column(path: Path, column: str, op: str = "flip", n: int = 5_000) -> None:
+    """Overwrite ``n`` bytes in the middle of ``column``'s first column chunk (its data pages)."""
+    meta = pq.ParquetFile(path).metadata
+    i = meta.schema.to_arrow_schema().get_field_index(column)
+    chunk = meta.row_group(0).column(i)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    size, middle = path.stat().st_size, start + chunk.total_compressed_size // 2
+    n = min(n, chunk.total_compressed_size // 2)
+    overwrite_bytes(path, [(op, (middle - n // 2) / size, n)])
+
+
 def zero_middle(path: Path, n: int = 5_000) -> None:
     """Zero ``n`` bytes in the middle of the file (the issue's damaged month)."""
     size = path.stat().st_size
