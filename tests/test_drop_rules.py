@@ -195,3 +195,23 @@ def test_real_sample_loses_a_small_fraction():
                     "fare_above_max")
     assert sum(stats.dropped[r] for r in plausibility) <= 0.02 * stats.rows_read
     assert stats.rows_read == stats.rows_used + sum(stats.dropped.values())
+
+
+@pytest.mark.gpu
+def test_rules_and_guards_identical_on_gpu():
+    """Every rule (duplicates, guards, float32 overflow) counts the same rows on cuDF/CuPy."""
+    pytest.importorskip("cudf")
+    from rapidseval.backend import gpu_available
+
+    ok, why = gpu_available()
+    if not ok:
+        pytest.skip(why)
+    frame = _trips(trip_distance=(4, 1e39), fare_amount=(7, 429490.2), dropoff_datetime=(2, pd.NaT))
+    frame.loc[6, "dropoff_datetime"] = pd.Timestamp("9999-12-31")
+    frame = pd.concat([frame, frame.iloc[[1, 3]]], ignore_index=True)
+    gpu = get_backend("gpu")
+    for spec in (FeatureSpec(), FeatureSpec(drop_rules=())):
+        cpu_frame, cpu_stats = prepare(frame, spec, month="2020-03", backend=CPU)
+        gpu_frame, gpu_stats = prepare(gpu.xdf.from_pandas(frame), spec, month="2020-03", backend=gpu)
+        assert gpu_stats.to_dict() == cpu_stats.to_dict()
+        pd.testing.assert_frame_equal(cpu_frame, gpu_frame.to_pandas(), check_exact=True)
