@@ -183,7 +183,13 @@ class DataSpec(_Section):
 
     @model_validator(mode="after")
     def _order(self):
-        month_range(self.start, self.end)
+        months = month_range(self.start, self.end)
+        if isinstance(self.source, list):
+            twice = sorted({u for u in self.source if self.source.count(u) > 1})
+            if twice:
+                where = {u: [m for m, v in zip(months, self.source) if v == u] for u in twice}
+                raise ValueError("lists " + "; ".join(f"{u} more than once (for {', '.join(where[u]) or 'no month'})"
+                                                      for u in twice) + ": give each month its own input, in month order")
         return self
 
     @property

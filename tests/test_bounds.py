@@ -4,6 +4,7 @@ leaves out or that look misplaced; duplicate inputs refused; time zones converte
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -209,8 +210,17 @@ def test_empty_and_all_dropped_months_warn(clean, tmp_path):
                                                                       "replay": None, "shift": None}))
     line = next(w for w in res.manifest["warnings"] if w.startswith(f"{DAMAGED}: all"))
     assert f"all {len(table):,} rows were dropped (fare_not_positive {len(table):,})" in line
-    summary = rapidseval.report.summarize(rapidseval.report.load_run(res.run_dir))
-    assert summary["warnings"] == res.manifest["warnings"]
+    from rich.console import Console
+
+    from rapidseval.report import load_run, print_summary, summarize, write_report
+
+    run = load_run(res.run_dir)
+    assert summarize(run)["warnings"] == res.manifest["warnings"]
+    console = Console(record=True, width=200)
+    print_summary(run, console)
+    assert f"warning: {line}" in console.export_text()
+    page = write_report(res.run_dir).read_text()
+    assert "id='warnings'" in page and html.escape(line) in page
 
 
 def test_inputs_out_of_order_warn_and_duplicates_are_refused(clean, tmp_path):
@@ -225,8 +235,13 @@ def test_inputs_out_of_order_warn_and_duplicates_are_refused(clean, tmp_path):
     assert sum("in month order" in w for w in warnings) == 2
     assert sum("every pickup falls outside" in w for w in warnings) == 2
     twice = [str(month_file(clean, TRAIN))] * 2
-    with pytest.raises(SpecError, match=f"data.source: {TRAIN} and {DAMAGED} both read .*yellow_tripdata_{TRAIN}"):
+    with pytest.raises(SpecError, match=f"data: lists .*yellow_tripdata_{TRAIN}.parquet more than once "
+                                        f"\\(for {TRAIN}, {DAMAGED}\\)"):
         rapidseval.run(job(clean, tmp_path / "run", data={"source": twice, "start": TRAIN, "end": DAMAGED}))
+    # the same file under two spellings is caught once the URIs are resolved
+    spelled = [str(month_file(clean, TRAIN)), f"{clean}/./{month_file(clean, TRAIN).name}"]
+    with pytest.raises(SpecError, match=f"data.source: {TRAIN} and {DAMAGED} both read .*yellow_tripdata_{TRAIN}"):
+        rapidseval.run(job(clean, tmp_path / "run", data={"source": spelled, "start": TRAIN, "end": DAMAGED}))
     copy = tmp_path / "copy.parquet"
     shutil.copy(month_file(clean, TRAIN), copy)
     with pytest.raises(DataError, match=f"copy.parquet \\({DAMAGED}\\) is a copy of the {TRAIN} input"):
