@@ -6,7 +6,12 @@ Training and every evaluation path call it, so there is no train/serve skew.
 
 Rows are dropped only by the named rules in :data:`DROP_RULES`; each row is
 charged to the first rule it fails and every rule's count is returned, so a
-run can account for every row it read.  Missing feature values are filled
+run can account for every row it read.  Some rules take parameters (the
+plausibility bounds: speed, duration, distance, fare).  Three are guards that
+apply whatever the job lists: ``missing_timestamp``, ``outside_period`` (event
+times inside the month, plus the longest trip after it) and
+``feature_not_finite``, so that no input value can size a table downstream or
+reach the model as an infinity.  Missing feature values are filled
 (the study's ``-1``) and counted per feature.
 
 Everything is computed with the backend's array module on int64 microsecond
@@ -111,9 +116,10 @@ TARGETS: dict[str, tuple[tuple[str, ...], str]] = {
     "high_tip": (("tip_amount", "fare_amount"), "tip_amount / fare_amount > 0.2"),
 }
 
-#: a rule's numeric parameter: default, allowed range (inclusive) and meaning
 @dataclass(frozen=True)
 class RuleParam:
+    """A rule's numeric parameter: its default, the range a job may set (inclusive), its meaning."""
+
     default: float
     low: float
     high: float
