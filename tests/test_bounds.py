@@ -30,6 +30,7 @@ from rapidseval.runner import resolve_inputs
 from _damage import DAMAGED, PERIOD_WINDOWS, ROWS, TRAIN, damage_column, job, month_file, rewrite, zero_middle
 
 HERE = Path(__file__).parent
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc/self/status are Linux's")
 LIMIT = 2 * 1024**3  # address space of the child (issue 15: 2 GB)
 # an address-space limit counts reservations, not use: keep the allocators from reserving
 # arenas per thread (glibc) and big regions up front (jemalloc), so the limit measures the job
@@ -120,6 +121,8 @@ def _check_accounted(case: str, manifest: dict, replay: pd.DataFrame) -> None:
 
 
 # the CLI in a child under the limit (each about 10 s: interpreter, imports, kernels) ...
+@linux_only
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["dropoff_9999", "zeroed_zstd", "flipped_dropoffs"])
 def test_damaged_month_ends_in_a_counted_drop_or_one_line_error_within_2gb(clean, tmp_path, case):
     data = _damaged_data(clean, tmp_path / "data", case)
@@ -149,6 +152,8 @@ def test_damaged_month_in_process(clean, tmp_path, case):
         _check_accounted(case, res.manifest, res.replay)
 
 
+@linux_only
+@pytest.mark.slow
 def test_corruption_property_under_2gb(clean, tmp_path):
     """Hypothesis zeroes, flips and sets byte ranges and plants extreme values in a small
     Parquet month (tests/_corrupt_worker.py): every run ends in a one-line error or an
@@ -178,6 +183,7 @@ def test_period_guard_keeps_a_year_2200_dropoff_out_of_every_table(clean, tmp_pa
     assert res.manifest["replay_summary"]["rows_outside_windows"] == 0
 
 
+@linux_only
 def test_validate_sees_footer_values_beyond_the_period(clean, tmp_path):
     data = _variant(clean, tmp_path / "data", values=_dropoff("2200-01-01") + [("trip_distance", 3, 1e39)])
     warnings: list[str] = []
