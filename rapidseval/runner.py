@@ -545,20 +545,23 @@ def _attribution_table(spec, shift, replay, monthly) -> pd.DataFrame:
     return attribute(None, None)
 
 
-def month_warnings(stats: dict[str, PartStats]) -> list[str]:
+def month_warnings(stats: dict[str, PartStats], already: list[str] | tuple[str, ...] = ()) -> list[str]:
     """One line per month the results leave out or that looks misplaced: empty, every row
-    dropped, or most pickups outside the month (an input listed under the wrong month)."""
+    dropped, or most pickups outside the month (an input listed under the wrong month);
+    none that repeats what ``already`` (the inputs' warnings) says of the month."""
     out = []
     for month, s in stats.items():
+        said = " ".join(w for w in already if w.startswith(f"{month}: "))
         dropped = {k: v for k, v in s.dropped.items() if v}
         by_rule = ", ".join(f"{k} {v:,}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
         if s.rows_read == 0:
-            out.append(f"{month}: the input has no rows; the month's metrics and shift comparison are left out")
+            if "has no rows" not in said:
+                out.append(f"{month}: the input has no rows; the month's metrics and shift comparison are left out")
         elif s.rows_used == 0:
             out.append(f"{month}: all {s.rows_read:,} rows were dropped ({by_rule}); "
                        "the month's metrics and shift comparison are left out")
         misplaced = s.dropped.get("pickup_outside_month", 0) + s.dropped.get("outside_period", 0)
-        if s.rows_read and misplaced > s.rows_read / 2:
+        if s.rows_read and misplaced > s.rows_read / 2 and "every pickup falls outside" not in said:
             out.append(f"{month}: {misplaced:,} of {s.rows_read:,} rows have pickups outside {month}: "
                        "is the input listed under the right month (data.source in month order)?")
     return out
@@ -604,7 +607,7 @@ def _manifest(spec, be, inputs, stats, timings, warnings=()) -> dict[str, Any]:
         ],
         "wall_clock_zone": WALL_CLOCK_ZONE,
         "drop_rules": fspec.active_rules(),
-        "warnings": list(dict.fromkeys([*warnings, *month_warnings(stats)])),
+        "warnings": list(dict.fromkeys([*warnings, *month_warnings(stats, list(warnings))])),
         "rows": {"total": totals.to_dict(), "by_month": rows},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }

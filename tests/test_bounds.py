@@ -207,7 +207,8 @@ def test_empty_and_all_dropped_months_warn(clean, tmp_path):
     pq.write_table(table.slice(0, 0), month_file(data, DAMAGED))
     res = rapidseval.run(job(data, tmp_path / "empty", evaluation={"train": [TRAIN], "test": [DAMAGED], "score": [],
                                                                     "replay": None, "shift": None}))
-    assert any(w.startswith(f"{DAMAGED}: ") and "no rows" in w for w in res.manifest["warnings"])
+    assert [w for w in res.manifest["warnings"] if w.startswith(f"{DAMAGED}: ")] == [  # said once, before the run
+        f"{DAMAGED}: {month_file(data, DAMAGED)} has no rows; the month's metrics and shift comparison will be left out"]
     # every fare zero: every row dropped
     fares = pa.array(np.zeros(len(table)), pa.float64())
     pq.write_table(table.set_column(table.schema.get_field_index("fare_amount"), "fare_amount", fares),
@@ -257,17 +258,18 @@ def test_inputs_out_of_order_warn_and_duplicates_are_refused(clean, tmp_path):
 
 def test_misplaced_rows_warn_after_the_run(clean, tmp_path):
     """A month whose rows mostly fall outside it (a file of another month under a name
-    that does not say so) is named in the warnings."""
+    that does not say so, and no footer to tell) is named in the warnings after the run."""
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(month_file(clean, TRAIN), data / "a.parquet")
-    shutil.copy(month_file(clean, TRAIN), data / "b.parquet")
-    table = pq.read_table(data / "b.parquet")  # January's rows again, a different file
-    pq.write_table(table.slice(1), data / "b.parquet")
-    res = rapidseval.run(job(data, tmp_path / "run", data={"source": [str(data / "a.parquet"), str(data / "b.parquet")],
+    table = pq.read_table(month_file(clean, TRAIN)).to_pandas()  # January's rows, as CSV
+    table.iloc[1:].to_csv(data / "b.csv", index=False, date_format="%Y-%m-%d %H:%M:%S")
+    res = rapidseval.run(job(data, tmp_path / "run", data={"source": [str(data / "a.parquet"), str(data / "b.csv")],
                                                            "start": TRAIN, "end": DAMAGED},
                              evaluation={"train": [TRAIN], "test": [DAMAGED], "score": [], "replay": None, "shift": None}))
-    assert any(w.startswith(f"{DAMAGED}: ") and "listed under the right month" in w for w in res.manifest["warnings"])
+    mine = [w for w in res.manifest["warnings"] if w.startswith(f"{DAMAGED}: ")]
+    assert len(mine) == 2, mine  # every row dropped, and why that is likely
+    assert f"rows have pickups outside {DAMAGED}: is the input listed under the right month" in mine[1]
 
 
 def test_tz_aware_timestamps_become_new_york_wall_clock(clean, tmp_path):
