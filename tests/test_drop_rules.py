@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.ensemble import RandomForestClassifier
 
 from rapidseval import SpecError, get_backend
@@ -63,6 +65,24 @@ def test_exact_duplicates_are_counted_and_the_first_kept():
     trips = _trips()
     frame, stats = _prepare(pd.concat([trips, trips.iloc[[2, 2, 5]]], ignore_index=True))
     assert stats.dropped["duplicate_row"] == 3 and stats.rows_used == 10 == len(frame)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(rows=st.lists(st.tuples(st.sampled_from([0.0, -0.0, 1.5, float("nan"), 2.0]), st.sampled_from([0, 1, 2]),
+                               st.sampled_from([None, "2020-03-02 08:00", "2020-03-02 08:10"])),
+                     min_size=1, max_size=30))
+def test_duplicates_are_those_pandas_finds(rows):
+    """The hashed search agrees with ``DataFrame.duplicated(keep="first")`` on the columns read
+    (NaN equal to NaN, -0.0 to 0.0, missing times equal)."""
+    from rapidseval.features import _duplicate_rows
+
+    frame = pd.DataFrame(rows, columns=["fare", "zone", "time"])
+    frame["time"] = pd.to_datetime(frame["time"]).astype("datetime64[us]")
+    valid = frame["time"].notna().to_numpy()
+    cols = {"fare": frame["fare"].to_numpy(), "zone": frame["zone"].to_numpy(dtype="float64"), "time_valid": valid,
+            "time_us": np.where(valid, frame["time"].to_numpy().view("int64"), 0)}
+    expected = frame.duplicated(keep="first").to_numpy()
+    assert (_duplicate_rows(cols, len(frame), xp=np, backend=CPU) == expected).all()
 
 
 def test_parameters_move_the_bounds():
