@@ -287,12 +287,14 @@ def _duplicate_rows(cols: dict[str, Any], n: int, *, xp, backend):
         h ^= bits
         h *= mix
         h ^= h >> xp.uint64(29)
-    sh = xp.sort(h)
-    repeats = sh[1:][sh[1:] == sh[:-1]]
+    key = (h >> xp.uint64(32)).astype(xp.uint32)  # 32 bits sort faster; collisions only add candidates
+    sk = xp.sort(key)
+    repeats = xp.unique(sk[1:][sk[1:] == sk[:-1]])
     out = xp.zeros(n, dtype=bool)
-    if not int(repeats.shape[0]):  # the usual case: no two rows alike
+    if not int(repeats.shape[0]):  # no two rows alike
         return out
-    rows = xp.nonzero(xp.isin(h, repeats))[0]  # candidates in row order, so "first" keeps the earliest
+    at = xp.minimum(xp.searchsorted(repeats, key), int(repeats.shape[0]) - 1)
+    rows = xp.nonzero(repeats[at] == key)[0]  # candidates in row order, so "first" keeps the earliest
     import pandas as pd
 
     subset = pd.DataFrame({k: backend.to_host(v[rows]) for k, v in sorted(cols.items())})
