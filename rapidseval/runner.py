@@ -158,14 +158,16 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
 
 
 def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None = None,
-                   warnings: list[str] | None = None):
+                   warnings: list[str] | None = None, notes: list[str] | None = None):
     """month -> (InputInfo, [Part], schema era) for ``months``.
 
     Raises :class:`SpecError` when two months resolve to the same input and
     :class:`DataError` when two months' files are byte-for-byte copies (same size
-    and footer).  What the inputs' metadata shows that a run will drop or leave
-    out (an empty file, a file named for another month, values beyond the
-    period or float32) is appended to ``warnings``, one line each.
+    and footer).  What the inputs' names and footers show, one line each: a month a
+    run will leave out or that looks misplaced (an empty file, a file named for
+    another month, no pickup inside the month) is appended to ``warnings``; values
+    the rules will drop and count (times beyond the period, numbers beyond
+    float32) to ``notes``, which ``validate`` prints.
     """
     from .data.readers import plan_parts
     from .data.schema import check_columns, map_columns
@@ -173,6 +175,7 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
 
     reporter = reporter or Reporter()
     warnings = [] if warnings is None else warnings
+    notes = [] if notes is None else notes
     fspec = _feature_spec(spec)
     need = required_columns(fspec)
     source = spec.data.source
@@ -198,7 +201,9 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
         # fail in the first second, not after training, when a month cannot give what the job needs
         mapping = map_columns(info.columns, path=info.uri, month=month)
         check_columns(mapping, need, path=info.uri, month=month)
-        warnings.extend(_input_warnings(info, month, mapping, fspec))
+        said = _input_warnings(info, month, mapping, fspec)
+        warnings.extend(said["warnings"])
+        notes.extend(said["notes"])
         parts = plan_parts(info, target_rows=spec.data.partition_rows, storage_options=spec.data.storage_options or None)
         out[month] = (info, parts, mapping.era)
     return out
@@ -207,11 +212,13 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
 _MONTH_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_]?(0[1-9]|1[0-2])(?!\d)")
 
 
-def _input_warnings(info, month: str, mapping, fspec: FeatureSpec) -> list[str]:
-    """What an input's name and footer show before any row is read: an empty file, a file
-    named for another month, event times beyond the period, values beyond float32."""
+def _input_warnings(info, month: str, mapping, fspec: FeatureSpec) -> dict[str, list[str]]:
+    """What an input's name and footer show before any row is read: ``warnings`` (an empty
+    file, a file named for another month, no pickup in the month) and ``notes`` (event
+    times beyond the period, values beyond float32: rows the rules will drop and count)."""
     where = f"{month}: {redact_uri(info.uri)}"
-    out = []
+    out: list[str] = []
+    notes: list[str] = []
     if info.rows == 0 or info.bytes == 0:
         out.append(f"{where} has no rows; the month's metrics and shift comparison will be left out")
     named = {f"{y}-{m}" for y, m in _MONTH_IN_NAME.findall(os.path.basename(info.uri.rstrip("/")))}
@@ -235,14 +242,14 @@ def _input_warnings(info, month: str, mapping, fspec: FeatureSpec) -> list[str]:
         out.append(f"{where}: every pickup falls outside {month} (footer statistics), so every row will be dropped: "
                    "is the input listed under the right month?")
     elif beyond:
-        out.append(f"{where}: {'; '.join(beyond)} (footer statistics); rows outside {ts(lo)} .. {ts(period_end)} "
-                   "will be dropped (outside_period, pickup_outside_month)")
+        notes.append(f"{where}: {'; '.join(beyond)} (footer statistics); rows outside {ts(lo)} .. {ts(period_end)} "
+                     "will be dropped (outside_period, pickup_outside_month)")
     f32 = float(np.finfo(np.float32).max)
     wide = [f"{c} reaches {max(abs(a), abs(b)):.3g}" for c, (a, b) in ranges.items()
             if c in required_columns(fspec) and not c.endswith("_datetime") and max(abs(a), abs(b)) > f32]
     if wide:
-        out.append(f"{where}: {', '.join(wide)} (footer statistics), beyond float32: those rows will be dropped")
-    return out
+        notes.append(f"{where}: {', '.join(wide)} (footer statistics), beyond float32: those rows will be dropped")
+    return {"warnings": out, "notes": notes}
 
 
 # ---------------------------------------------------------------------------------------
