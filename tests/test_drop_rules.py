@@ -3,6 +3,8 @@ and never reaches a table or the model; rules carry parameters in the job spec."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,9 +17,7 @@ from rapidseval.data.readers import read_month
 from rapidseval.data.synthetic import generate
 from rapidseval.features import DROP_RULES, STUDY_DROP_RULES, FeatureSpec, prepare, required_columns
 from rapidseval.jobs import load_job
-from rapidseval.shift import DayCounts, ShiftCalculator, ShiftReduce
-
-from pathlib import Path
+from rapidseval.shift import ShiftCalculator, ShiftReduce
 
 CPU = get_backend("cpu")
 DATA = Path(__file__).parent / "data"
