@@ -116,9 +116,15 @@ def validate(
     try:
         spec = load_job(job, list(set_))
         months = [m for m in spec.data.months if m in set(spec.evaluated_months()) | set(spec.shift_months())]
-        for month, (info, parts, era) in resolve_inputs(spec, months).items():  # maps and checks every schema
+        warnings: list[str] = []
+        notes: list[str] = []
+        for month, (info, parts, era) in resolve_inputs(spec, months, warnings=warnings, notes=notes).items():  # maps and checks every schema
             typer.echo(f"ok {month}: {info.uri} ({info.format}, era {era}, "
                        f"{info.rows if info.rows is not None else '?'} rows, {len(parts)} parts)")
+        for line in warnings:
+            typer.echo(f"warning: {line}")
+        for line in notes:
+            typer.echo(f"note: {line}")
     except RapidsEvalError as exc:
         _fail(exc)
     typer.echo(f"job {spec.name} is valid")

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
-from .features import DROP_RULES, FEATURE_KINDS, FEATURES, STUDY_FEATURES, TARGETS
+from .features import DEFAULT_DROP_RULES, DROP_RULES, FEATURE_KINDS, FEATURES, STUDY_FEATURES, TARGETS
 from .months import check_month, month_range
 
 __all__ = ["JobSpec", "load_job", "apply_overrides", "spec_hash"]
@@ -56,6 +56,75 @@ def _no_secrets(options: dict[str, Any]) -> dict[str, Any]:
 def _check_month(value: str, where: str = "month") -> str:
     check_month(value, where)
     return value
+
+
+def _rule_params(name: str, given: Any) -> dict[str, float]:
+    rule = DROP_RULES[name]
+    if given is None or given is True:
+        given = {}
+    if not isinstance(given, dict):
+        raise ValueError(f"drop rule {name}: give true, false or a mapping of its parameters, got {given!r}")
+    if given and not rule.params:
+        raise ValueError(f"drop rule {name} takes no parameters")
+    unknown = [k for k in given if k not in rule.params]
+    if unknown:
+        raise ValueError(f"drop rule {name}: unknown parameter(s) {', '.join(map(str, unknown))}; "
+                         f"choose from {', '.join(rule.params)}")
+    out = rule.defaults()
+    for key, value in given.items():
+        p = rule.params[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"drop rule {name}: {key} must be a number, got {value!r}")
+        if not p.low <= value <= p.high:
+            raise ValueError(f"drop rule {name}: {key} must be within [{p.low:g}, {p.high:g}] ({p.doc}), got {value!r}")
+        out[key] = float(value)
+    return out
+
+
+def _normalise_drop_rules(value: Any) -> list[Any]:
+    """Every accepted form of ``features.drop_rules`` -> the list form, in precedence order,
+    guards included, each rule with parameters as ``{name: {parameter: value}}`` (all given).
+
+    * a list of names (the original form), where an item may also be ``{name: {param: value}}``:
+      exactly these rules (and the guards);
+    * a mapping ``name -> true | false | {param: value}``: the default rules, changed only
+      where named.
+    """
+    chosen: dict[str, Any] = {}
+    if isinstance(value, dict):
+        chosen = {name: None for name in DEFAULT_DROP_RULES}
+        for name, setting in value.items():
+            if name not in DROP_RULES:
+                raise ValueError(f"unknown drop rule {name!r}; choose from {', '.join(DROP_RULES)}")
+            if setting is False:
+                if DROP_RULES[name].always:
+                    raise ValueError(f"drop rule {name} is a guard that bounds the run and cannot be switched off"
+                                     + (f"; set its {', '.join(DROP_RULES[name].params)} instead" if DROP_RULES[name].params else ""))
+                chosen.pop(name, None)
+            else:
+                chosen[name] = setting
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            if isinstance(item, str):
+                name, setting = item, None
+            elif isinstance(item, dict) and len(item) == 1:
+                name, setting = next(iter(item.items()))
+            else:
+                raise ValueError(f"drop_rules: each item is a rule name or {{name: {{parameter: value}}}}, got {item!r}")
+            if name not in DROP_RULES:
+                raise ValueError(f"unknown drop rule {name!r}; choose from {', '.join(DROP_RULES)}")
+            if name in chosen:
+                raise ValueError(f"drop rule {name} is listed twice")
+            chosen[name] = setting
+    else:
+        raise ValueError("drop_rules: a list of rule names or a mapping name -> true | false | {parameter: value}")
+    out: list[Any] = []
+    for name, rule in DROP_RULES.items():  # precedence order; guards always
+        if name not in chosen and not rule.always:
+            continue
+        params = _rule_params(name, chosen.get(name))
+        out.append({name: params} if params else name)
+    return out
 
 
 class _Section(BaseModel):
@@ -114,7 +183,13 @@ class DataSpec(_Section):
 
     @model_validator(mode="after")
     def _order(self):
-        month_range(self.start, self.end)
+        months = month_range(self.start, self.end)
+        if isinstance(self.source, list):
+            twice = sorted({u for u in self.source if self.source.count(u) > 1})
+            if twice:
+                where = {u: [m for m, v in zip(months, self.source) if v == u] for u in twice}
+                raise ValueError("lists " + "; ".join(f"{u} more than once (for {', '.join(where[u]) or 'no month'})"
+                                                      for u in twice) + ": give each month its own input, in month order")
         return self
 
     @property
@@ -125,7 +200,12 @@ class DataSpec(_Section):
 class FeaturesSpec(_Section):
     target: str = "high_tip"
     features: list[str] = Field(default_factory=lambda: list(STUDY_FEATURES))
-    drop_rules: list[str] = Field(default_factory=lambda: list(DROP_RULES))
+    drop_rules: list[str | dict[str, dict[str, float]]] = Field(
+        default_factory=lambda: _normalise_drop_rules(list(DEFAULT_DROP_RULES)),
+        description="rules that drop (and count) rows: a list of names, where an item may be "
+                    "{name: {parameter: value}}; or a mapping name -> true | false | {parameter: value} "
+                    "that changes only the rules it names",
+    )
     fill_value: float = -1.0
     kinds: dict[str, str] = Field(
         default_factory=dict,
@@ -151,13 +231,18 @@ class FeaturesSpec(_Section):
             raise ValueError("features are listed twice")
         return v
 
-    @field_validator("drop_rules")
+    @field_validator("drop_rules", mode="before")
     @classmethod
-    def _rules(cls, v: list[str]) -> list[str]:
-        bad = [r for r in v if r not in DROP_RULES]
-        if bad:
-            raise ValueError(f"unknown drop rule(s) {', '.join(bad)}; choose from {', '.join(DROP_RULES)}")
-        return v
+    def _rules(cls, v):
+        return _normalise_drop_rules(v)
+
+    def rule_names(self) -> tuple[str, ...]:
+        """The rules applied, in precedence order (guards included)."""
+        return tuple(next(iter(r)) if isinstance(r, dict) else r for r in self.drop_rules)
+
+    def rule_params(self) -> dict[str, dict[str, float]]:
+        """Rule name -> parameters, for the rules that have any."""
+        return {k: dict(p) for r in self.drop_rules if isinstance(r, dict) for k, p in r.items()}
 
     @field_validator("kinds")
     @classmethod

@@ -41,6 +41,7 @@ from .metrics import COUNT_COLUMNS, add_metrics, confusion_codes
 from .months import month_bounds
 
 __all__ = [
+    "MAX_WINDOWS",
     "WINDOWS",
     "Window",
     "parse_window",
@@ -54,11 +55,14 @@ __all__ = [
     "merge_window_counts",
     "replay_table",
     "window_key_range",
+    "period_window_keys",
 ]
 
 _US_PER_H = 3_600_000_000
 _US_PER_DAY = 24 * _US_PER_H
 _EPS = np.finfo(np.float64).eps  # scikit-learn's log_loss clipping for float64
+#: most windows one replay table holds (a year of hourly windows is 8,784)
+MAX_WINDOWS = 1_000_000
 
 #: window unit -> description (a window is ``[k]unit``, e.g. ``6h``, ``D``, ``2W``, ``M``)
 WINDOWS = {"h": "hour", "D": "day", "W": "week starting Monday", "M": "calendar month"}
@@ -165,6 +169,17 @@ def window_key_range(month: str, window: str | Window) -> tuple[int, int]:
     lo, end = month_bounds(month)
     both = np.array([lo, end - np.timedelta64(1, "us")]).view("int64")
     keys = w.keys(both)
+    return int(keys[0]), int(keys[1])
+
+
+def period_window_keys(first_month: str, last_month: str, window: str | Window, *,
+                       spill_hours: float = 0.0) -> tuple[int, int]:
+    """First and last window keys of a replayed period: its months, extended by
+    ``spill_hours`` (the longest trip, whose dropoff may fall after the last month)."""
+    w = parse_window(window)
+    lo, end = month_bounds(first_month, last_month)
+    last = end + np.timedelta64(int(spill_hours * _US_PER_H), "us") - np.timedelta64(1, "us")
+    keys = w.keys(np.array([lo, last]).astype("datetime64[us]").view("int64"))
     return int(keys[0]), int(keys[1])
 
 
@@ -500,7 +515,10 @@ def replay_frame(s: ScoreSummary, *, fill_from: int | None = None, fill_to: int 
     Parameters
     ----------
     s : merged summary of the replayed rows.
-    fill_from, fill_to : window keys; every window in between appears (n = 0, NaN metrics).
+    fill_from, fill_to : window keys of the period; exactly the windows in between appear
+        (n = 0, NaN metrics where empty), whatever times the rows carry; rows outside them
+        are counted in ``table.attrs["rows_outside_windows"]``.  Without them the windows
+        span the rows' first to last hour (at most :data:`MAX_WINDOWS`).
     trailing : the ``trailing_*`` columns pool the last ``trailing`` windows.
     label_delay_hours : labels arrive this long after the event; ``known_*`` columns are
         what a monitor had at each window's end (an event at ``t`` is labelled by the end
@@ -511,16 +529,24 @@ def replay_frame(s: ScoreSummary, *, fill_from: int | None = None, fill_to: int 
     """
     w = parse_window(s.window)
     hour_keys = s.hours
-    wk_of_hour = w.keys(hour_keys * _US_PER_H) if len(hour_keys) else np.zeros(0, "int64")
-    present = np.unique(wk_of_hour)
-    lo = int(present.min()) if len(present) else fill_from
-    hi = int(present.max()) if len(present) else fill_to
-    if fill_from is not None:
-        lo = min(lo, fill_from) if lo is not None else fill_from
-    if fill_to is not None:
-        hi = max(hi, fill_to) if hi is not None else fill_to
-    if lo is None:
-        return pd.DataFrame()
+    outside = 0
+    if fill_from is not None and fill_to is not None:
+        # the windows come from the period, never from the data: a row dated 2200 (or
+        # garbage) cannot size the table; rows outside the period's windows are counted
+        lo, hi = int(fill_from), int(fill_to)
+        wk_of_hour = w.keys(hour_keys * _US_PER_H) if len(hour_keys) else np.zeros(0, "int64")
+        out_of_range = (wk_of_hour < lo) | (wk_of_hour > hi)
+        outside = int(s.counts[out_of_range].sum())
+    else:
+        if not len(hour_keys):
+            return pd.DataFrame()
+        wk_of_hour = w.keys(hour_keys[[0, -1]] * _US_PER_H)
+        lo, hi = int(wk_of_hour[0]), int(wk_of_hour[-1])
+        if hi - lo + 1 > MAX_WINDOWS:
+            raise ValueError(f"the rows span {hi - lo + 1:,} {w.label} windows (more than {MAX_WINDOWS:,}); "
+                             "give fill_from and fill_to, the period's window keys")
+    if hi - lo + 1 > MAX_WINDOWS:
+        raise ValueError(f"the period spans {hi - lo + 1:,} {w.label} windows (more than {MAX_WINDOWS:,}); use a longer window")
     keys = np.arange(lo, hi + 1, dtype="int64")
     start, end = w.bounds(keys)
     start_h = start.view("int64") // _US_PER_H
@@ -606,6 +632,7 @@ def replay_frame(s: ScoreSummary, *, fill_from: int | None = None, fill_to: int 
     out["known_cumulative_f1"] = kc["f1"].to_numpy()
     out["known_trailing_f1"] = kt["f1"].to_numpy()
     out["labels_complete_at"] = end + np.timedelta64(label_delay_hours, "h")
+    out.attrs["rows_outside_windows"] = outside
     return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import pandas as pd
 from . import lineage
 from .backend import get_backend
 from .cluster import open_executor
-from .errors import RapidsEvalError, SpecError
+from .errors import DataError, RapidsEvalError, SpecError
 from .features import FeatureSpec, PartStats, prepare, required_columns
 from .jobs import JobSpec, load_job, spec_hash
 from .data.sources import redact_uri
@@ -40,7 +41,8 @@ from .replay import (
     pooled_metrics,
     replay_frame,
     summarize_scores,
-    window_key_range,
+    parse_window,
+    period_window_keys,
 )
 from .shift import ShiftAccumulator, ShiftReduce, alarms, attribute
 
@@ -156,29 +158,99 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
     return str(target / "yellow_tripdata_{month}.parquet")
 
 
-def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None = None):
-    """month -> (InputInfo, [Part]) for ``months``."""
+def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None = None,
+                   warnings: list[str] | None = None, notes: list[str] | None = None):
+    """month -> (InputInfo, [Part], schema era) for ``months``.
+
+    Raises :class:`SpecError` when two months resolve to the same input and
+    :class:`DataError` when two months' files are byte-for-byte copies (same size
+    and footer).  What the inputs' names and footers show, one line each: a month a
+    run will leave out or that looks misplaced (an empty file, a file named for
+    another month, no pickup inside the month) is appended to ``warnings``; values
+    the rules will drop and count (times beyond the period, numbers beyond
+    float32) to ``notes``, which ``validate`` prints.
+    """
     from .data.readers import plan_parts
     from .data.schema import check_columns, map_columns
     from .data.sources import inspect_input, resolve_uris
 
     reporter = reporter or Reporter()
-    need = required_columns(_feature_spec(spec))
+    warnings = [] if warnings is None else warnings
+    notes = [] if notes is None else notes
+    fspec = _feature_spec(spec)
+    need = required_columns(fspec)
     source = spec.data.source
     if source == "synthetic":
         source = _synthetic_source(spec, reporter)
     uris = resolve_uris(source, spec.data.months)
+    seen: dict[str, str] = {}
+    for month, uri in uris.items():
+        if uri in seen:
+            raise SpecError(f"data.source: {seen[uri]} and {month} both read {redact_uri(uri)}; "
+                            "give each month its own input, in month order")
+        seen[uri] = month
     out = {}
+    fingerprints: dict[str, str] = {}
     for month in months:
         info = inspect_input(uris[month], month, spec.data.storage_options or None, cache_dir=spec.data.cache_dir)
+        if info.bytes and info.fingerprint in fingerprints:
+            raise DataError(f"{redact_uri(info.uri)} ({month}) is a copy of the {fingerprints[info.fingerprint]} input "
+                            "(same size and footer): is a month listed twice?")
+        fingerprints[info.fingerprint] = month
         if spec.data.format != "auto" and info.format != spec.data.format:
             raise SpecError(f"{info.uri} ({month}): data.format is {spec.data.format} but the file is {info.format}")
         # fail in the first second, not after training, when a month cannot give what the job needs
         mapping = map_columns(info.columns, path=info.uri, month=month)
         check_columns(mapping, need, path=info.uri, month=month)
+        said = _input_warnings(info, month, mapping, fspec)
+        warnings.extend(said["warnings"])
+        notes.extend(said["notes"])
         parts = plan_parts(info, target_rows=spec.data.partition_rows, storage_options=spec.data.storage_options or None)
         out[month] = (info, parts, mapping.era)
     return out
+
+
+_MONTH_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_]?(0[1-9]|1[0-2])(?!\d)")
+
+
+def _input_warnings(info, month: str, mapping, fspec: FeatureSpec) -> dict[str, list[str]]:
+    """What an input's name and footer show before any row is read: ``warnings`` (an empty
+    file, a file named for another month, no pickup in the month) and ``notes`` (event
+    times beyond the period, values beyond float32: rows the rules will drop and count)."""
+    where = f"{month}: {redact_uri(info.uri)}"
+    out: list[str] = []
+    notes: list[str] = []
+    if info.rows == 0 or info.bytes == 0:
+        out.append(f"{where} has no rows; the month's metrics and shift comparison will be left out")
+    named = {f"{y}-{m}" for y, m in _MONTH_IN_NAME.findall(os.path.basename(info.uri.rstrip("/")))}
+    if len(named) == 1 and month not in named:
+        out.append(f"{where} is named for {named.pop()}: are data.source's inputs in month order?")
+    ranges = {canon: info.ranges[src] for canon, src in mapping.source_of.items() if src in info.ranges}
+    rules = fspec.active_rules()
+    lo, hi = (int(b.astype("int64")) for b in month_bounds(month))
+    period_end = hi + int(rules["outside_period"]["max_trip_hours"] * 3_600_000_000)
+
+    def ts(us: int) -> str:
+        return str(np.datetime64(int(us), "us").astype("datetime64[s]")).replace("T", " ")
+
+    beyond = []
+    for col in ("pickup_datetime", "dropoff_datetime"):
+        if col in ranges:
+            a, b = ranges[col]
+            if a < lo or b > period_end:
+                beyond.append(f"{col} spans {ts(a)} .. {ts(b)}")
+    if "pickup_datetime" in ranges and (ranges["pickup_datetime"][1] < lo or ranges["pickup_datetime"][0] >= hi):
+        out.append(f"{where}: every pickup falls outside {month} (footer statistics), so every row will be dropped: "
+                   "is the input listed under the right month?")
+    elif beyond:
+        notes.append(f"{where}: {'; '.join(beyond)} (footer statistics); rows outside {ts(lo)} .. {ts(period_end)} "
+                     "will be dropped (outside_period, pickup_outside_month)")
+    f32 = float(np.finfo(np.float32).max)
+    wide = [f"{c} reaches {max(abs(a), abs(b)):.3g}" for c, (a, b) in ranges.items()
+            if c in required_columns(fspec) and not c.endswith("_datetime") and max(abs(a), abs(b)) > f32]
+    if wide:
+        notes.append(f"{where}: {', '.join(wide)} (footer statistics), beyond float32: those rows will be dropped")
+    return {"warnings": out, "notes": notes}
 
 
 # ---------------------------------------------------------------------------------------
@@ -186,7 +258,7 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
 # ---------------------------------------------------------------------------------------
 def _feature_spec(spec: JobSpec) -> FeatureSpec:
     f = spec.features
-    return FeatureSpec(tuple(f.features), f.target, tuple(f.drop_rules), f.fill_value)
+    return FeatureSpec(tuple(f.features), f.target, f.rule_names(), f.fill_value, rule_params=f.rule_params())
 
 
 def _roles(spec: JobSpec, month: str, model=None) -> str:
@@ -248,7 +320,8 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     time_column = ev.replay.time_column if ev.replay is not None else "dropoff_datetime"
 
     t0 = time.perf_counter()
-    inputs = resolve_inputs(spec, months, reporter)
+    warnings: list[str] = []
+    inputs = resolve_inputs(spec, months, reporter, warnings)
     timings["resolve_inputs"] = time.perf_counter() - t0
 
     with open_executor(spec.cluster, be) as ex:
@@ -357,7 +430,9 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     timings["assemble"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
-    manifest = _manifest(spec, be, inputs, stats, timings)
+    manifest = _manifest(spec, be, inputs, stats, timings, warnings)
+    for line in manifest["warnings"]:
+        reporter.log(f"warning: {line}")
     manifest["cluster_started"] = cluster_started  # what ran (e.g. one worker per GPU), beside what was asked
     manifest["models"] = [{"name": m.name, "kind": m.kind, **info} for m, info in zip(model_specs, fit_info)]
     if replay_summary:
@@ -390,22 +465,29 @@ def _replay_table(spec, model_specs, thresholds, summaries) -> tuple[pd.DataFram
     rp = spec.evaluation.replay
     if rp is None:
         return pd.DataFrame(), {}
-    lo = window_key_range(rp.months[0], rp.window)[0]
-    hi = max(window_key_range(m, rp.window)[1] for m in rp.months)
+    # windows from the period (and the longest trip the guard lets spill past it), never from the data
+    spill = _feature_spec(spec).active_rules()["outside_period"]["max_trip_hours"]
+    lo, hi = period_window_keys(rp.months[0], rp.months[-1], rp.window, spill_hours=spill)
+    last_in_period = period_window_keys(rp.months[0], rp.months[-1], rp.window)[1]
     period_start, period_end = month_bounds(rp.months[0], rp.months[-1])
     delay = parse_delay_hours(rp.label_delay)
     tables = []
+    outside = 0
     for i, ms in enumerate(model_specs):
         stream = merge_summaries([summaries[m][i] for m in rp.months])
         train = merge_summaries([summaries[m][i] for m in spec.train_months(ms)])
+        # spill-over windows after the period appear only as far as rows reach them
+        spilled = parse_window(rp.window).keys(stream.hours[-1:] * 3_600_000_000) if len(stream.hours) else []
+        fill_to = min(hi, max([last_in_period, *map(int, spilled)]))
         table = replay_frame(
-            stream, fill_from=lo, fill_to=hi, trailing=rp.trailing, label_delay_hours=delay,
+            stream, fill_from=lo, fill_to=fill_to, trailing=rp.trailing, label_delay_hours=delay,
             bands=rp.bands is not None, level=rp.bands.level if rp.bands else 0.95,
             replicates=rp.bands.replicates if rp.bands else 0, seed=spec.seed * 1000 + i, train=train,
             timezone=rp.timezone,
         )
         # windows outside the replayed months hold rows of those months whose event time
         # spilled over (a trip ending after midnight on the last day): kept, but flagged
+        outside = max(outside, int(table.attrs.get("rows_outside_windows", 0)))
         start = table["window_start"].to_numpy()
         table.insert(0, "model", ms.name)
         table.insert(1, "window", rp.window)
@@ -422,7 +504,8 @@ def _replay_table(spec, model_specs, thresholds, summaries) -> tuple[pd.DataFram
     metric = rp.floor_metric
     eligible = out["in_period"] & (out["n"] >= rp.min_window_rows)
     out["below_floor"] = eligible & (out[metric] < rp.floor) if rp.floor is not None else False
-    summary: dict[str, Any] = {"metric": metric, "floor": rp.floor, "min_window_rows": rp.min_window_rows, "models": {}}
+    summary: dict[str, Any] = {"metric": metric, "floor": rp.floor, "min_window_rows": rp.min_window_rows,
+                               "rows_outside_windows": outside, "models": {}}
     for name, t in out[eligible].groupby("model", sort=False):
         worst = t.nsmallest(3, metric)
         below = t[t["below_floor"]]
@@ -473,13 +556,38 @@ def _attribution_table(spec, shift, replay, monthly) -> pd.DataFrame:
     return attribute(None, None)
 
 
-def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
+def month_warnings(stats: dict[str, PartStats], already: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """One line per month the results leave out or that looks misplaced: empty, every row
+    dropped, or most pickups outside the month (an input listed under the wrong month);
+    none that repeats what ``already`` (the inputs' warnings) says of the month."""
+    out = []
+    for month, s in stats.items():
+        said = " ".join(w for w in already if w.startswith(f"{month}: "))
+        dropped = {k: v for k, v in s.dropped.items() if v}
+        by_rule = ", ".join(f"{k} {v:,}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
+        if s.rows_read == 0:
+            if "has no rows" not in said:
+                out.append(f"{month}: the input has no rows; the month's metrics and shift comparison are left out")
+        elif s.rows_used == 0:
+            out.append(f"{month}: all {s.rows_read:,} rows were dropped ({by_rule}); "
+                       "the month's metrics and shift comparison are left out")
+        misplaced = s.dropped.get("pickup_outside_month", 0) + s.dropped.get("outside_period", 0)
+        if s.rows_read and misplaced > s.rows_read / 2 and "every pickup falls outside" not in said:
+            out.append(f"{month}: {misplaced:,} of {s.rows_read:,} rows have pickups outside {month}: "
+                       "is the input listed under the right month (data.source in month order)?")
+    return out
+
+
+def _manifest(spec, be, inputs, stats, timings, warnings=()) -> dict[str, Any]:
+    from .data.schema import WALL_CLOCK_ZONE
+
     rows = {
         m: {"uri": redact_uri(inputs[m][0].uri), **stats[m].to_dict()} for m in stats
     }
     totals = PartStats()
     for s in stats.values():
         totals = totals.merge(s)
+    fspec = _feature_spec(spec)
     return {
         "rapidseval_manifest": 1,
         "complete": True,
@@ -503,9 +611,14 @@ def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
                 "fingerprint": info.fingerprint,
                 "schema_era": era,
                 "parts": len(parts),
+                **({"timestamps": f"time zone {', '.join(sorted(set(info.time_zones.values())))} "
+                                  f"converted to {WALL_CLOCK_ZONE} wall-clock time"} if info.time_zones else {}),
             }
             for m, (info, parts, era) in inputs.items()
         ],
+        "wall_clock_zone": WALL_CLOCK_ZONE,
+        "drop_rules": fspec.active_rules(),
+        "warnings": list(dict.fromkeys([*warnings, *month_warnings(stats, list(warnings))])),
         "rows": {"total": totals.to_dict(), "by_month": rows},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }

@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from rapidseval import SchemaError, get_backend
-from rapidseval.features import DROP_RULES, STUDY_FEATURES, FeatureSpec, prepare
+from rapidseval.features import DROP_RULES, STUDY_DROP_RULES, STUDY_FEATURES, FeatureSpec, prepare
+
+STUDY_RULES = FeatureSpec(drop_rules=STUDY_DROP_RULES)  # the study's cleaning (and the guards)
 
 
 def _frame():
@@ -47,22 +49,24 @@ def _frame():
 
 
 def test_every_row_is_kept_or_charged_to_one_rule():
-    frame, stats = prepare(_frame(), FeatureSpec(), month="2020-03", backend=get_backend("cpu"))
+    frame, stats = prepare(_frame(), STUDY_RULES, month="2020-03", backend=get_backend("cpu"))
     assert stats.rows_read == 10 and stats.rows_used == 4 == len(frame)
     assert stats.dropped == {
         "missing_timestamp": 1,
         "pickup_outside_month": 1,
+        "outside_period": 0,
         "fare_not_positive": 1,
         "missing_label": 1,
         "non_finite_value": 1,
         "dropoff_before_pickup": 1,
+        "feature_not_finite": 0,
     }
     assert stats.rows_read == stats.rows_used + sum(stats.dropped.values())
     assert stats.filled["passenger_count"] == 1 and stats.filled["RatecodeID"] == 1
 
 
 def test_study_features_and_target():
-    frame, stats = prepare(_frame(), FeatureSpec(), month="2020-03", backend=get_backend("cpu"))
+    frame, stats = prepare(_frame(), STUDY_RULES, month="2020-03", backend=get_backend("cpu"))
     assert list(frame.columns[:11]) == list(STUDY_FEATURES)
     assert all(frame[f].dtype == np.float32 for f in STUDY_FEATURES)
     first = frame.iloc[0]
@@ -89,7 +93,7 @@ def test_features_match_pandas_dt_accessors_on_random_times():
         "passenger_count": 1.0, "trip_distance": 1.0, "rate_code_id": 1.0,
         "pickup_location_id": 1.0, "dropoff_location_id": 1.0, "fare_amount": 5.0, "tip_amount": 1.0,
     })
-    frame, _ = prepare(df, FeatureSpec(), month="2020-03", backend=get_backend("cpu"))
+    frame, _ = prepare(df, STUDY_RULES, month="2020-03", backend=get_backend("cpu"))  # keeps 0 s and fast trips
     assert (frame.pickup_weekday.to_numpy() == pick.dt.day_of_week.to_numpy()).all()
     assert (frame.pickup_hour.to_numpy() == pick.dt.hour.to_numpy()).all()
     assert (frame.pickup_minute.to_numpy() == pick.dt.minute.to_numpy()).all()
@@ -97,11 +101,13 @@ def test_features_match_pandas_dt_accessors_on_random_times():
     assert (frame.trip_time.to_numpy() == tt.to_numpy()).all()
 
 
-def test_rules_can_be_switched_off():
+def test_rules_can_be_switched_off_but_not_the_guards():
     spec = FeatureSpec(drop_rules=("fare_not_positive",))
     frame, stats = prepare(_frame().dropna(subset=["pickup_datetime"]), spec, month="2020-03", backend=get_backend("cpu"))
-    assert stats.dropped == {"fare_not_positive": 1}
-    assert stats.rows_used == 8
+    # the guards stay: the pickup of 2020-02-29 is outside the period, the inf distance
+    # would reach the model as an inf feature
+    assert stats.dropped == {"missing_timestamp": 0, "outside_period": 1, "fare_not_positive": 1, "feature_not_finite": 1}
+    assert stats.rows_used == 6
 
 
 def test_missing_column_names_file_month_and_feature():

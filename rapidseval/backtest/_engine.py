@@ -381,7 +381,8 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     make_model(be, spec.model.kind, spec.model.params, spec.seed)  # bad params fail before any read
 
     t0 = time.perf_counter()
-    inputs = resolve_inputs(spec, months, reporter)
+    warnings: list[str] = []
+    inputs = resolve_inputs(spec, months, reporter, warnings)
     timings["resolve_inputs"] = time.perf_counter() - t0
     work = _work_dir(spec)
     cache_root = str(Path(bt.cache_dir).expanduser().resolve())
@@ -516,7 +517,9 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     timings["total"] = time.perf_counter() - t_start
 
     stats = {m: entries[m].stats for m in months}
-    manifest = _manifest(spec, be, inputs, stats, timings)
+    manifest = _manifest(spec, be, inputs, stats, timings, warnings)
+    for line in manifest["warnings"]:
+        reporter.log(f"warning: {line}")
     manifest["cluster_started"] = cluster_started
     manifest["backtest"] = {
         **stats_counter,

@@ -42,6 +42,7 @@ __all__ = [
     "FLAG_VALUES",
     "PAYMENT_TYPE_CODES",
     "VENDOR_CODES",
+    "WALL_CLOCK_ZONE",
     "ColumnMapping",
     "Era",
     "canonical_arrow_schema",
@@ -166,6 +167,10 @@ _VALUE_CODES: dict[str, dict[str, float]] = {
 }
 
 #: canonical columns parsed from strings in CSV (and accepted as strings in Parquet)
+#: the wall clock of canonical timestamps: TLC files are naive New York times; tz-aware
+#: timestamps (e.g. UTC in a re-export) are converted to it
+WALL_CLOCK_ZONE = "America/New_York"
+
 TIMESTAMP_COLUMNS: tuple[str, ...] = tuple(c for c, t in CANONICAL_SCHEMA.items() if t.startswith("timestamp"))
 #: canonical columns whose source may hold words rather than numbers
 TEXT_CODED_COLUMNS: tuple[str, ...] = (*_VALUE_CODES, "store_and_fwd_flag")
@@ -453,8 +458,8 @@ def _to_timestamp(arr, where: str):
     if pa.types.is_null(t):
         return pc.cast(arr, us)
     if pa.types.is_timestamp(t):
-        if t.tz is not None:
-            arr = pc.local_timestamp(arr)  # wall-clock time in the stored zone
+        if t.tz is not None:  # an instant -> New York wall-clock time, the TLC's (and the windows') clock
+            arr = pc.local_timestamp(pc.cast(arr, pa.timestamp(t.unit, WALL_CLOCK_ZONE)))
         return arr if arr.type == us else pc.cast(arr, us, safe=False)
     if pa.types.is_date(t):
         return pc.cast(arr, us)
@@ -502,7 +507,9 @@ def to_canonical(
     Codes become float64 (missing as NaN), payment-type and vendor words become
     TLC codes, string timestamps are parsed (``%Y-%m-%d %H:%M:%S``, fractional
     seconds and ISO ``T`` accepted) and every timestamp becomes tz-naive
-    ``timestamp[us]`` wall-clock time.
+    ``timestamp[us]`` wall-clock time: naive ones are kept as they are (TLC files
+    are New York wall-clock times), tz-aware ones are converted to
+    :data:`WALL_CLOCK_ZONE` first.
 
     Raises
     ------

@@ -24,7 +24,7 @@ import os
 import re
 import struct
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -420,6 +420,12 @@ class InputInfo:
     cache_dir : str or None
         The local cache an http(s) input was inspected through (parts planned
         from this input read from it too).
+    ranges : dict
+        Source column -> (min, max) over the whole file from the Parquet footer's
+        statistics, for numeric columns (as float) and timestamps (int64 microseconds,
+        wall clock); columns without statistics in every row group are left out.
+    time_zones : dict
+        Source column -> time zone of tz-aware timestamp columns (Parquet).
     """
 
     uri: str
@@ -431,6 +437,8 @@ class InputInfo:
     columns: tuple[str, ...]
     row_groups: tuple[int, ...]
     cache_dir: str | None = None
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict, hash=False, compare=False)
+    time_zones: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record (URI redacted)."""
@@ -492,6 +500,50 @@ def parquet_footer(f, size: int, *, where: str) -> tuple[bytes, pq.FileMetaData]
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{where}: corrupt Parquet footer ({_scrub(str(exc))})") from exc
     return footer, meta
+
+
+_US_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
+
+
+def _footer_ranges(meta: pq.FileMetaData) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+    """(source column -> (min, max) from every row group's statistics, column -> time zone).
+
+    Only flat numeric and timestamp columns; a column is left out of the ranges when
+    any row group lacks its statistics.  Nothing here is trusted for results: the
+    ranges only let ``validate`` say early what a run will drop.
+    """
+    try:
+        schema = meta.schema.to_arrow_schema()
+    except Exception:  # noqa: BLE001 - an unusual footer only costs the early warnings
+        return {}, {}
+    zones = {f.name: str(f.type.tz) for f in schema if pa.types.is_timestamp(f.type) and f.type.tz}
+    ranges: dict[str, tuple[float, float]] = {}
+    if meta.num_row_groups == 0 or meta.num_columns != len(schema):
+        return ranges, zones
+    for i, f in enumerate(schema):
+        t = f.type
+        if pa.types.is_timestamp(t):
+            scale = _US_PER_UNIT.get(t.unit)
+        elif pa.types.is_floating(t) or pa.types.is_integer(t):
+            scale = 0
+        else:
+            continue
+        lo = hi = None
+        for g in range(meta.num_row_groups):
+            st = meta.row_group(g).column(i).statistics
+            if st is None or not st.has_min_max or not isinstance(st.min_raw, (int, float)):
+                lo = None
+                break
+            a, b = st.min_raw, st.max_raw
+            if scale:  # timestamp: raw int64 in its unit -> microseconds
+                a, b = int(a) * scale, int(b) * scale
+            elif scale is None:  # nanoseconds
+                a, b = int(a) // 1000, int(b) // 1000
+            lo = a if lo is None else min(lo, a)
+            hi = b if hi is None else max(hi, b)
+        if lo is not None:
+            ranges[f.name] = (lo, hi)
+    return ranges, zones
 
 
 def open_kwargs(fs: fsspec.AbstractFileSystem, size: int) -> dict[str, Any]:
@@ -570,6 +622,7 @@ def inspect_input(
                 return InputInfo(uri, month, kind, 0, rows, _fingerprint(b"\0" * 8), (), (), cache_dir)
             if kind == "parquet":
                 footer, meta = parquet_footer(f, size, where=where)
+                ranges, zones = _footer_ranges(meta)
                 return InputInfo(
                     uri=uri,
                     month=month,
@@ -580,6 +633,8 @@ def inspect_input(
                     columns=tuple(meta.schema.to_arrow_schema().names),
                     row_groups=tuple(int(meta.row_group(i).num_rows) for i in range(meta.num_row_groups)),
                     cache_dir=cache_dir,
+                    ranges=ranges,
+                    time_zones=zones,
                 )
             head = f.read(min(size, _CSV_SAMPLE))
             if size > _CSV_SAMPLE:

@@ -260,6 +260,10 @@ def render_html(run: RunTables) -> str:
     ]
     if not run.complete:
         parts.append("<p class='banner' id='incomplete'>This run did not finish: the tables below are partial.</p>")
+    warnings = [str(w) for w in run.manifest.get("warnings") or []]
+    if warnings:
+        parts.append("<div class='banner' id='warnings'><strong>Warnings</strong><ul>"
+                     + "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul></div>")
     parts.append("<nav>" + "".join(f"<a href='#{k}'>{_esc(t.split(':')[0])}</a>" for k, t in present) + "</nav></header>")
     for key, heading in present:
         parts.append(f"<section id='{key}'><h2>{_esc(heading)}</h2>")

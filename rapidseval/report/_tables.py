@@ -185,6 +185,7 @@ def summarize(run: RunTables) -> dict[str, Any]:
         "kind": run.kind,
         "complete": run.complete,
         "backend": man.get("backend"),
+        "warnings": list(man.get("warnings") or []),
     }
     mt = run["monthly"]
     if not mt.empty:

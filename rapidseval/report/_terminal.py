@@ -55,6 +55,8 @@ def print_summary(run: RunTables, console) -> None:
     )
     if not run.complete:
         console.print("[bold red]this run did not finish: its tables are partial[/]")
+    for line in man.get("warnings") or []:
+        console.print(f"warning: {line}", style="bold yellow", highlight=False, markup=False)
 
     mt = run["monthly"]
     if not mt.empty and "f1" in mt.columns:
