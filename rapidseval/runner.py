@@ -27,7 +27,7 @@ from .backend import get_backend
 from .cluster import open_executor
 from .errors import RapidsEvalError, SpecError
 from .features import FeatureSpec, PartStats, prepare, required_columns
-from .jobs import JobSpec, load_job, spec_hash
+from .jobs import JobSpec, check_overrides_type, load_job, spec_hash
 from .data.sources import redact_uri
 from .metrics import COUNT_COLUMNS, add_metrics, learn_threshold
 from .months import month_bounds
@@ -214,7 +214,17 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         Any other job field by dotted path, validated like the file.
     reporter : Reporter, optional
         Progress display; silent by default.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (e.g. ``overrides`` as one string).
+    RapidsEvalError
+        Anything the job, its inputs or its output directory make impossible;
+        the output directory is checked and locked before any work starts.
     """
+    _check_types(backend=backend, scheduler=scheduler, out=out, reporter=reporter)
+    check_overrides_type(overrides)
     extra: dict[str, Any] = {}
     if isinstance(overrides, dict):
         extra.update(overrides)
@@ -228,10 +238,31 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     ov: Any = extra if not isinstance(overrides, (list, tuple)) else list(overrides) + [f"{k}={json.dumps(v)}" for k, v in extra.items()]
     spec = load_job(job, ov or None)
     reporter = reporter or Reporter()
-    if spec.backtest is not None:
-        from .backtest import run_backtest
+    from .rundir import claim_run_dir
 
-        return run_backtest(spec, reporter=reporter)
+    with claim_run_dir(spec, reporter):  # refused or locked before any work; released when written
+        if spec.backtest is not None:
+            from .backtest import run_backtest
+
+            return run_backtest(spec, reporter=reporter)
+        return _run_evaluation(spec, reporter)
+
+
+def _check_types(**args) -> None:
+    """TypeError for API arguments of the wrong type (a silent no-op would run the wrong job)."""
+    for name in ("backend", "scheduler"):
+        if args[name] is not None and not isinstance(args[name], str):
+            raise TypeError(f"{name} must be a str or None, got {type(args[name]).__name__}")
+    out = args["out"]
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a path (str or os.PathLike) or None, got {type(out).__name__}")
+    reporter = args["reporter"]
+    if reporter is not None and not isinstance(reporter, Reporter):
+        raise TypeError(f"reporter must be a rapidseval.progress.Reporter or None, got {type(reporter).__name__}")
+
+
+def _run_evaluation(spec: JobSpec, reporter: Reporter) -> RunResult:
+    """The evaluation job (train, replay, shift) of a validated ``spec``; its run directory claimed."""
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
@@ -504,6 +535,9 @@ def _manifest(spec, be, inputs, stats, timings) -> dict[str, Any]:
         ],
         "rows": {"total": totals.to_dict(), "by_month": rows},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        # models whose training months overlap or follow their evaluation months (allowed by
+        # evaluation.allow_overlap): model -> {train_months, eval_months}; empty when none
+        "train_eval_overlap": spec.train_eval_overlap(),
     }
 
 
