@@ -25,7 +25,7 @@ import pandas as pd
 from . import lineage
 from .backend import get_backend
 from .cluster import open_executor
-from .errors import RapidsEvalError, SpecError
+from .errors import DataError, RapidsEvalError, SpecError
 from .features import FeatureSpec, PartStats, prepare, required_columns
 from .jobs import JobSpec, check_overrides_type, load_job, spec_hash
 from .data.sources import redact_uri
@@ -155,9 +155,26 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
     return str(target / "yellow_tripdata_{month}.parquet")
 
 
-def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None = None):
-    """month -> (InputInfo, [Part]) for ``months``."""
-    from .data.readers import plan_parts
+def input_months(spec: JobSpec) -> list[str]:
+    """The months a run of ``spec`` reads, in data order (what ``validate`` checks too)."""
+    if spec.backtest is not None:
+        from .backtest._split import month_index
+
+        folds = spec.backtest.splitter().folds(spec.data.months)
+        first = min(month_index(f.train_start) for f in folds)
+        return [m for m in spec.data.months if month_index(m) >= first]
+    wanted = set(spec.evaluated_months()) | set(spec.shift_months())
+    return [m for m in spec.data.months if m in wanted]
+
+
+def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None = None,
+                   warnings: list[str] | None = None):
+    """month -> (InputInfo, [Part], schema era) for ``months``, after the up-front checks that
+    ``run`` and ``validate`` share: every input found, its columns mapped, and a sample of its
+    first rows converted to the canonical types (so text in a fare column or a garbled CSV
+    fails here, not after training).  Months without rows are listed in ``warnings``; training
+    months that all lack rows are an error."""
+    from .data.readers import plan_parts, read_sample
     from .data.schema import check_columns, map_columns
     from .data.sources import inspect_input, resolve_uris
 
@@ -168,6 +185,7 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
         source = _synthetic_source(spec, reporter)
     uris = resolve_uris(source, spec.data.months)
     out = {}
+    empty: list[str] = []
     for month in months:
         info = inspect_input(uris[month], month, spec.data.storage_options or None, cache_dir=spec.data.cache_dir)
         if spec.data.format != "auto" and info.format != spec.data.format:
@@ -176,7 +194,21 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
         mapping = map_columns(info.columns, path=info.uri, month=month)
         check_columns(mapping, need, path=info.uri, month=month)
         parts = plan_parts(info, target_rows=spec.data.partition_rows, storage_options=spec.data.storage_options or None)
+        sample = read_sample(parts[0], need)
+        if info.rows == 0 or (info.rows is None and sample.num_rows == 0):
+            empty.append(month)
         out[month] = (info, parts, mapping.era)
+    for month in empty:
+        line = f"{month}: {redact_uri(out[month][0].uri)} holds no rows"
+        if warnings is not None:
+            warnings.append(line)
+        reporter.log(f"warning: {line}")
+    if spec.backtest is None:
+        for m in spec.model_specs():
+            train = spec.train_months(m)
+            if train and all(t in empty for t in train):
+                raise DataError(f"model {m.name}: its training month(s) {', '.join(train)} hold no rows "
+                                f"({', '.join(redact_uri(out[t][0].uri) for t in train)})")
     return out
 
 
@@ -271,8 +303,7 @@ def _run_evaluation(spec: JobSpec, reporter: Reporter) -> RunResult:
     fspec = _feature_spec(spec)
     ev = spec.evaluation
     eval_months = spec.evaluated_months()
-    shift_months = spec.shift_months()
-    months = [m for m in spec.data.months if m in set(eval_months) | set(shift_months)]
+    months = input_months(spec)
     rp = ev.replay
     window = rp.window if rp is not None else "D"
     time_column = ev.replay.time_column if ev.replay is not None else "dropoff_datetime"
