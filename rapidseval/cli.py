@@ -40,6 +40,10 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(redact(text).replace("\n", "; ").split())
 
 
+def _quiet_unraisable(unraisable) -> None:
+    """After an interrupt: errors of clean-up callbacks (atexit) are left unreported."""
+
+
 class _ErrorBoundary(TyperGroup):
     """The group: ``--debug`` accepted anywhere; any exception -> one line and status 2."""
 
@@ -59,6 +63,8 @@ class _ErrorBoundary(TyperGroup):
         except KeyboardInterrupt:
             if debug:
                 traceback.print_exc()
+            else:  # a cluster interrupted while starting fails again in Dask's atexit close: keep that quiet too
+                sys.unraisablehook = _quiet_unraisable
             click.echo("interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # the one boundary: no raw traceback reaches a user

@@ -38,6 +38,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -171,6 +173,27 @@ def _size(text: str) -> float | int | str:
 
 
 @contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Ignore SIGINT while local worker processes start, so that they inherit "ignored".
+
+    A Ctrl-C goes to the whole process group: without this, each worker
+    process is interrupted half-way through its imports and prints its own
+    traceback.  With it, only this process takes a Ctrl-C, raises
+    KeyboardInterrupt and tears the cluster down.  The cost: a Ctrl-C during
+    the few seconds the workers start is not seen (press it again once
+    they run).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def _connect(cluster_spec) -> Iterator[Executor]:
     from distributed import Client
 
@@ -228,18 +251,19 @@ def open_executor(cluster_spec, backend) -> Iterator[Executor]:
             n_workers=cluster_spec.n_workers,
             threads_per_worker=cluster_spec.threads_per_worker,
             processes=True,
-            memory_limit=cluster_spec.memory_limit,
+            memory_limit=_size(cluster_spec.memory_limit),
         )
     else:  # LocalCUDACluster: one worker per visible GPU (CUDA_VISIBLE_DEVICES)
-        kwargs.update(threads_per_worker=cluster_spec.threads_per_worker, memory_limit=cluster_spec.memory_limit)
+        kwargs.update(threads_per_worker=cluster_spec.threads_per_worker, memory_limit=_size(cluster_spec.memory_limit))
         if cluster_spec.rmm_pool_size is not None:
             kwargs["rmm_pool_size"] = _size(cluster_spec.rmm_pool_size)
         if cluster_spec.device_memory_limit is not None:
             kwargs["device_memory_limit"] = _size(cluster_spec.device_memory_limit)
     os.environ.setdefault("RAPIDS_NO_INITIALIZE", "1")
     with contextlib.ExitStack() as stack:
-        cluster = stack.enter_context(backend.cluster_factory(**kwargs))
-        client = stack.enter_context(Client(cluster, set_as_default=False))
+        with _workers_ignore_sigint():
+            cluster = stack.enter_context(backend.cluster_factory(**kwargs))
+            client = stack.enter_context(Client(cluster, set_as_default=False))
         n = len(cluster.workers)
         if backend.name == "gpu":
             what = f"LocalCUDACluster: {n} workers (one per GPU)"

@@ -75,6 +75,15 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``line L, column C: problem`` of a YAML error (its whole text when it has no position)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
+
+
 def _yaml_load(text: str) -> Any:
     """Parse ``text`` with :class:`_StrictLoader`."""
     return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
@@ -980,7 +989,7 @@ def load_job(job: str | Path | dict[str, Any] | JobSpec, overrides=None) -> JobS
         try:
             raw = _yaml_load(text)
         except yaml.YAMLError as exc:
-            raise SpecError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+            raise SpecError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from exc
         if raw is None:
             raise SpecError(f"{path}: the job file is empty; a job needs at least its sections "
                             "(see jobs/smoke.yaml for a complete example)")
