@@ -1,0 +1,469 @@
+"""Bad input and hostile conditions: each case ends in one line on stderr with exit status 2
+(or a counted warning), no traceback, and no file of the user's lost.
+
+The catalogue runs the CLI in-process (Click's runner); a few cases go through the real
+console script; the output lock is tried by two real processes; a YAML "billion laughs"
+must fail within seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import rapidseval
+from rapidseval.cli import app
+from rapidseval.data.synthetic import generate
+from rapidseval.rundir import COMPLETE_MARKER
+
+EXE = Path(sys.executable).with_name("rapidseval")
+MONTHS = ("2020-01", "2020-02", "2020-03")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tlc")
+    generate(out, MONTHS[0], MONTHS[-1], 2_000, scenario="none", seed=3)
+    return out
+
+
+def _job(source: str, out: str, **extra) -> dict:
+    job = {
+        "name": "bad", "seed": 1, "backend": "cpu",
+        "data": {"source": source, "start": MONTHS[0], "end": MONTHS[-1], "partition_rows": 10_000},
+        "model": {"params": {"n_estimators": 3, "max_depth": 3}},
+        "evaluation": {"train": ["2020-01"], "test": ["2020-02"], "score": ["2020-03"],
+                       "replay": {"months": ["2020-03"]}, "shift": {"reference": "2020-01", "compare": ["2020-02"]}},
+        "cluster": {"kind": "threads", "n_workers": 1},
+        "output": {"dir": out, "report": False},
+    }
+    for key, value in extra.items():
+        node = job
+        *path, last = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return job
+
+
+def _write_job(path: Path, job: dict) -> Path:
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def genuine_run(data, tmp_path_factory) -> Path:
+    """A run directory rapidseval wrote (copied by the cases that damage one)."""
+    out = tmp_path_factory.mktemp("genuine") / "run"
+    rapidseval.run(_job(str(data / "yellow_tripdata_{month}.parquet"), str(out)))
+    return out
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ---------------------------------------------------------------------------------------
+# the catalogue: set-up -> command line, expected status, message fragment
+# ---------------------------------------------------------------------------------------
+def _std(tmp: Path, data: Path, **extra) -> Path:
+    return _write_job(tmp / "job.yaml", _job(str(data / "yellow_tripdata_{month}.parquet"), str(tmp / "out"), **extra))
+
+
+def case_foreign_dir_with_a_manifest(tmp, data, genuine):
+    d = tmp / "mine"
+    d.mkdir()
+    (d / "notes.txt").write_text("my thesis")
+    (d / "manifest.json").write_text("{}")
+    # the data do not exist: the output is refused first, before any work
+    job = _write_job(tmp / "job.yaml", _job(str(tmp / "nowhere_{month}.parquet"), str(d)))
+    return ["run", str(job), "--quiet"], 2, "not a run directory rapidseval wrote: it holds manifest.json, notes.txt"
+
+
+def case_run_dir_with_a_user_file_added(tmp, data, genuine):
+    d = tmp / "run"
+    shutil.copytree(genuine, d)
+    (d / "my_notes.txt").write_text("mine")
+    return ["run", str(_std(tmp, data)), "--out", str(d), "--quiet"], 2, "did not write: my_notes.txt"
+
+
+def case_run_dir_with_a_changed_table(tmp, data, genuine):
+    d = tmp / "run"
+    shutil.copytree(genuine, d)
+    pd.DataFrame({"mine": [1]}).to_parquet(d / "monthly.parquet")
+    return ["run", str(_std(tmp, data)), "--out", str(d), "--quiet"], 2, "monthly.parquet was changed after"
+
+
+def case_run_dir_with_a_foreign_marker(tmp, data, genuine):
+    d = tmp / "run"
+    d.mkdir()
+    (d / "data.csv").write_text("a,b\n1,2\n")
+    (d / COMPLETE_MARKER).write_text(json.dumps({"files": {}}))
+    return ["run", str(_std(tmp, data)), "--out", str(d), "--quiet"], 2, f"its {COMPLETE_MARKER} is not one rapidseval wrote"
+
+
+def case_out_is_a_file(tmp, data, genuine):
+    (tmp / "afile").write_text("mine")
+    return ["run", str(_std(tmp, data)), "--out", str(tmp / "afile"), "--quiet"], 2, "it is a file, not a directory"
+
+
+def case_out_under_a_file(tmp, data, genuine):
+    (tmp / "afile").write_text("mine")
+    return ["run", str(_std(tmp, data)), "--out", str(tmp / "afile" / "run"), "--quiet"], 2, "afile is a file, not a directory"
+
+
+def case_out_in_a_read_only_parent(tmp, data, genuine):
+    if os.geteuid() == 0:  # root writes anywhere a mode allows: /proc/1 refuses even root
+        return ["run", str(_std(tmp, data)), "--out", "/proc/1/run", "--quiet"], 2, "cannot write in /proc/1"
+    ro = tmp / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    return ["run", str(_std(tmp, data)), "--out", str(ro / "run"), "--quiet"], 2, f"cannot write in {ro}"
+
+
+def case_yaml_alias_bomb(tmp, data, genuine):
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"{chr(97 + i)}: &{chr(97 + i)} [{','.join(['*' + chr(96 + i)] * 9)}]" for i in range(1, 9)]
+    (tmp / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    return ["validate", str(tmp / "bomb.yaml")], 2, "line 1, column 4: YAML anchors (&a) are not allowed"
+
+
+def case_yaml_alias(tmp, data, genuine):
+    (tmp / "alias.yaml").write_text("name: x\nseed: *x\n")
+    return ["validate", str(tmp / "alias.yaml")], 2, "YAML aliases (*x) are not allowed"
+
+
+def case_duplicate_key(tmp, data, genuine):
+    (tmp / "dup.yaml").write_text("name: a\nseed: 1\nname: b\n")
+    return ["validate", str(tmp / "dup.yaml")], 2, "line 3, column 1: duplicate key 'name' (first on line 1)"
+
+
+def case_empty_job_file(tmp, data, genuine):
+    (tmp / "empty.yaml").write_text("# nothing\n")
+    return ["validate", str(tmp / "empty.yaml")], 2, "the job file is empty"
+
+
+def case_job_file_missing(tmp, data, genuine):
+    return ["validate", str(tmp / "nope.yaml")], 2, "nope.yaml: no such job file"
+
+
+def case_job_file_is_binary(tmp, data, genuine):
+    (tmp / "job.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    return ["run", str(tmp / "job.yaml")], 2, "not a text file (UTF-8)"
+
+
+def _set(value, fragment):
+    def case(tmp, data, genuine):
+        return ["validate", str(_std(tmp, data)), "--set", value], 2, fragment
+    case.__name__ = f"case_set_{value}"
+    return case
+
+
+SET_CASES = [
+    _set("data.end=9999-12", "data: 2020-01..9999-12 spans 95,760 months; a job spans at most 600"),
+    _set("evaluation.replay.window=100000000D", "evaluation.replay.window: window '100000000D' is longer than a year"),
+    _set("evaluation.replay.label_delay=100000D", "evaluation.replay.label_delay: label_delay '100000D' is longer"),
+    _set("cluster.memory_limit=banana", "cluster.memory_limit: memory_limit 'banana' is not a size"),
+    _set("cluster.memory_limit=10", "cluster.memory_limit: memory_limit 10 is 10 bytes; give between 1 MiB and 1 PiB"),
+    _set("evaluation.shift.bins=100000000", "evaluation.shift.bins: Input should be less than or equal to 1000"),
+    _set("model.params.n_estimators=100000000", "model.params: n_estimators=100000000 is outside [1, 10000]"),
+    _set("data.synthetic.rows_per_month=1000000000000", "data.synthetic.rows_per_month"),
+    _set("data.partition_rows=1e30", "data.partition_rows"),
+    _set("cluster.n_workers=100000", "cluster.n_workers"),
+    _set("seed=-1", "seed: Input should be greater than or equal to 0"),
+    _set("evaluation.shift.k_std=.inf", "evaluation.shift.k_std"),
+    _set("=5", "--set =5: the key '' is empty"),
+    _set("model..kind=x", "the key 'model..kind' is empty or has an empty part"),
+    _set("evaluation.train=[2020-03]", "time leakage: model random_forest trains on 2020-03"),
+    _set("evaluation.train=[2020-02]", "not before the month(s) it is evaluated on (2020-02)"),
+]
+
+
+def case_report_missing_path(tmp, data, genuine):
+    return ["report", str(tmp / "gone")], 2, "gone: no such run directory"
+
+
+def case_report_on_a_file(tmp, data, genuine):
+    (tmp / "afile").write_text("mine")
+    return ["report", str(tmp / "afile")], 2, "afile: not a directory"
+
+
+def case_report_marker_with_traversal(tmp, data, genuine):
+    d = tmp / "run"
+    shutil.copytree(genuine, d)
+    marker = json.loads((d / COMPLETE_MARKER).read_text())
+    marker["files"]["../victim.txt"] = {"bytes": 4, "sha256": "0" * 64}
+    (d / COMPLETE_MARKER).write_text(json.dumps(marker))
+    (tmp / "victim.txt").write_text("mine")
+    return ["report", str(d)], 2, "lists '../victim.txt', which is not a plain file name inside the run directory"
+
+
+def case_report_marker_lists_no_files(tmp, data, genuine):
+    d = tmp / "run"
+    shutil.copytree(genuine, d)
+    marker = json.loads((d / COMPLETE_MARKER).read_text())
+    marker["files"] = {}
+    (d / COMPLETE_MARKER).write_text(json.dumps(marker))
+    return ["report", str(d)], 2, "does not list manifest.json (it lists no files)"
+
+
+def case_generate_out_is_a_file(tmp, data, genuine):
+    (tmp / "afile").write_text("mine")
+    return (["generate", "--out", str(tmp / "afile"), "--start", "2020-01", "--end", "2020-01", "--rows-per-month", "10"],
+            2, "afile is a file, not a directory")
+
+
+def case_generate_over_user_trip_files(tmp, data, genuine):
+    d = tmp / "real"
+    d.mkdir()
+    (d / "yellow_tripdata_2020-01.parquet").write_bytes(b"the real thing")
+    return (["generate", "--out", str(d), "--start", "2020-01", "--end", "2020-01", "--rows-per-month", "10"],
+            2, "already holds yellow_tripdata_2020-01.parquet, not made by rapidseval generate")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--start", "2020-13"], "--start must look like YYYY-MM"),
+    (["--end", "2019-01"], "--end 2019-01 is before --start 2020-01"),
+    (["--rows-per-month", "0"], "--rows-per-month must be between 1 and"),
+    (["--format", "xls"], "--format 'xls' is unknown; choose one of parquet, csv"),
+    (["--scenario", "meteor"], "--scenario 'meteor' is unknown; choose one of"),
+    (["--scenario-month", "2021-01"], "--scenario-month 2021-01 is outside --start 2020-01 .. --end 2020-01"),
+])
+def test_generate_errors_name_the_options(tmp_path, argv, fragment):
+    base = {"--out": str(tmp_path / "g"), "--start": "2020-01", "--end": "2020-01", "--rows-per-month": "10"}
+    base.update(dict(zip(argv[::2], argv[1::2])))
+    res = CliRunner().invoke(app, ["generate", *[x for kv in base.items() for x in kv]])
+    assert res.exit_code == 2 and fragment in res.stderr, res.output
+    assert "rows_per_month" not in res.stderr and "fmt" not in res.stderr  # no internal names
+    assert not (tmp_path / "g").exists()
+
+
+def _month_dir(tmp: Path, data: Path) -> Path:
+    d = tmp / "months"
+    shutil.copytree(data, d)
+    return d
+
+
+def case_validate_sees_text_in_a_fare_column(tmp, data, genuine):
+    d = _month_dir(tmp, data)
+    path = d / "yellow_tripdata_2020-03.parquet"
+    table = pq.read_table(path)
+    fare = pc.cast(table["fare_amount"], pa.string())
+    fare = pa.chunked_array([pa.array(["twelve dollars"] + fare.to_pylist()[1:])])
+    pq.write_table(table.set_column(table.schema.get_field_index("fare_amount"), "fare_amount", fare), path)
+    job = _write_job(tmp / "job.yaml", _job(str(d / "yellow_tripdata_{month}.parquet"), str(tmp / "out")))
+    return ["validate", str(job)], 2, "yellow_tripdata_2020-03.parquet (2020-03): column fare_amount: cannot convert"
+
+
+def case_validate_sees_a_garbled_csv(tmp, data, genuine):
+    d = tmp / "csv"
+    d.mkdir()
+    for m in MONTHS:
+        pq.read_table(data / f"yellow_tripdata_{m}.parquet").to_pandas().to_csv(d / f"yellow_tripdata_{m}.csv", index=False)
+    path = d / "yellow_tripdata_2020-02.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:5] + ["\x00\x07garbage;;;", *lines[5:]]) + "\n")
+    job = _write_job(tmp / "job.yaml", _job(str(d / "yellow_tripdata_{month}.csv"), str(tmp / "out")))
+    return ["validate", str(job)], 2, "yellow_tripdata_2020-02.csv (2020-02): cannot parse CSV"
+
+
+def case_validate_sees_empty_training_month(tmp, data, genuine):
+    d = _month_dir(tmp, data)
+    path = d / "yellow_tripdata_2020-01.parquet"
+    pq.write_table(pq.read_table(path).slice(0, 0), path)
+    job = _write_job(tmp / "job.yaml", _job(str(d / "yellow_tripdata_{month}.parquet"), str(tmp / "out")))
+    return ["validate", str(job)], 2, "model random_forest: its training month(s) 2020-01 hold no rows"
+
+
+CASES = [
+    case_foreign_dir_with_a_manifest, case_run_dir_with_a_user_file_added, case_run_dir_with_a_changed_table,
+    case_run_dir_with_a_foreign_marker, case_out_is_a_file, case_out_under_a_file, case_out_in_a_read_only_parent,
+    case_yaml_alias_bomb, case_yaml_alias, case_duplicate_key, case_empty_job_file, case_job_file_missing,
+    case_job_file_is_binary, *SET_CASES, case_report_missing_path, case_report_on_a_file,
+    case_report_marker_with_traversal, case_report_marker_lists_no_files, case_generate_out_is_a_file,
+    case_generate_over_user_trip_files, case_validate_sees_text_in_a_fare_column, case_validate_sees_a_garbled_csv,
+    case_validate_sees_empty_training_month,
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__.removeprefix("case_") for c in CASES])
+def test_bad_input_ends_in_one_line(case, tmp_path, data, genuine_run):
+    argv, status, fragment = case(tmp_path, data, genuine_run)
+    before = _snapshot(tmp_path)
+    t0 = time.perf_counter()
+    res = CliRunner().invoke(app, argv)
+    seconds = time.perf_counter() - t0
+    assert res.exit_code == status, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in res.output
+    after = _snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before  # no file of the user's lost or changed
+    assert not [p for p in tmp_path.rglob(".*partial-*")]
+    assert seconds < 30
+
+
+def test_an_empty_month_outside_training_is_a_warning(tmp_path, data):
+    d = _month_dir(tmp_path, data)
+    path = d / "yellow_tripdata_2020-03.parquet"
+    pq.write_table(pq.read_table(path).slice(0, 0), path)
+    job = _write_job(tmp_path / "job.yaml", _job(str(d / "yellow_tripdata_{month}.parquet"), str(tmp_path / "out")))
+    res = CliRunner().invoke(app, ["validate", str(job)])
+    assert res.exit_code == 0, res.output
+    assert "warning: 2020-03:" in res.stdout and "holds no rows" in res.stdout and "is valid" in res.stdout
+
+
+def test_the_yaml_bomb_fails_fast_through_the_console_script(tmp_path):
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"{chr(97 + i)}: &{chr(97 + i)} [{','.join(['*' + chr(96 + i)] * 9)}]" for i in range(1, 9)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    for command in ("validate", "run"):
+        t0 = time.perf_counter()
+        out = subprocess.run([str(EXE), command, str(tmp_path / "bomb.yaml")], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and "YAML anchors" in out.stderr, out.stderr
+        assert time.perf_counter() - t0 < 30
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch):
+    import rapidseval.jobs
+
+    def boom(*args, **kwargs):
+        raise ZeroDivisionError("division by zero (simulated)")
+
+    monkeypatch.setattr(rapidseval.jobs, "load_job", boom)
+    (tmp_path / "job.yaml").write_text("name: x\n")
+    res = CliRunner().invoke(app, ["validate", str(tmp_path / "job.yaml")])
+    assert res.exit_code == 2
+    assert res.stderr.splitlines()[0] == "error: ZeroDivisionError: division by zero (simulated)"
+    assert "--debug" in res.stderr and "Traceback" not in res.stderr
+    for argv in (["--debug", "validate", str(tmp_path / "job.yaml")], ["validate", str(tmp_path / "job.yaml"), "--debug"]):
+        res = CliRunner().invoke(app, argv)
+        assert res.exit_code == 2 and "Traceback" in res.stderr and "ZeroDivisionError" in res.stderr
+
+
+def test_version():
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == f"rapidseval {rapidseval.__version__}"
+
+
+# ---------------------------------------------------------------------------------------
+# the Python API checks its argument types
+# ---------------------------------------------------------------------------------------
+def test_api_argument_types_are_checked(data, tmp_path):
+    job = _job(str(data / "yellow_tripdata_{month}.parquet"), str(tmp_path / "out"))
+    with pytest.raises(TypeError, match=r"overrides must be a mapping .* got str; wrap one in a list"):
+        rapidseval.run(job, overrides="model.params.n_estimators=5")
+    with pytest.raises(TypeError, match="out must be a path"):
+        rapidseval.run(job, out=5)
+    with pytest.raises(TypeError, match="job must be a path to a YAML file, a mapping or a JobSpec"):
+        rapidseval.load_job(42)
+    with pytest.raises(TypeError, match="overrides"):
+        rapidseval.load_job(job, [("model.kind", "x")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_leakage_is_allowed_only_when_declared_and_the_manifest_records_it(data, tmp_path):
+    job = _job(str(data / "yellow_tripdata_{month}.parquet"), str(tmp_path / "out"),
+               **{"evaluation.train": ["2020-01", "2020-02"], "evaluation.allow_overlap": True,
+                  "evaluation.shift": None, "evaluation.replay": None})
+    res = rapidseval.run(job)
+    assert res.manifest["train_eval_overlap"] == {
+        "random_forest": {"train_months": ["2020-02"], "eval_months": ["2020-02"]}}
+    assert json.loads((res.run_dir / "manifest.json").read_text())["job"]["evaluation"]["allow_overlap"] is True
+    clean = rapidseval.load_job(_job("x_{month}.parquet", "o"))
+    assert clean.train_eval_overlap() == {}
+
+
+# ---------------------------------------------------------------------------------------
+# two writers, a killed writer's leftovers
+# ---------------------------------------------------------------------------------------
+HOLDER = """
+import sys, time
+from rapidseval.jobs import load_job
+from rapidseval.rundir import claim_run_dir
+spec = load_job({"name": "held", "output": {"dir": sys.argv[1]}})
+with claim_run_dir(spec):
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_writer_fails_fast_and_a_killed_writer_leaves_nothing_behind(data, tmp_path):
+    out = tmp_path / "held"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(rapidseval.__file__).parent.parent),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        job = _write_job(tmp_path / "job.yaml", _job(str(data / "yellow_tripdata_{month}.parquet"), str(out)))
+        t0 = time.perf_counter()
+        second = subprocess.run([str(EXE), "run", str(job), "--quiet"], capture_output=True, text=True, timeout=120, env=env)
+        assert second.returncode == 2, second.stderr
+        assert f"is being written by another rapidseval run (pid {holder.pid} on" in second.stderr
+        assert second.stderr.count("\n") == 1 and time.perf_counter() - t0 < 60
+        # the holder dies without a word (SIGKILL): its lock file stays, its partial directory too
+        dead = tmp_path / f".held.partial-{holder.pid}-0123abcd"
+        dead.mkdir()
+        (dead / "monthly.parquet").write_bytes(b"half")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert (tmp_path / ".held.lock").exists()
+    alive = tmp_path / f".held.partial-{os.getpid()}-0123abcd"  # a live process's: not touched
+    alive.mkdir()
+    mine = tmp_path / ".held.partial-notes"  # not rapidseval's naming: not touched
+    mine.mkdir()
+    res = CliRunner().invoke(app, ["run", str(job), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert not dead.exists() and alive.exists() and mine.exists()
+    assert not (tmp_path / ".held.lock").exists()  # released
+    assert (out / COMPLETE_MARKER).exists()
+    res = CliRunner().invoke(app, ["run", str(job), "--quiet"])  # its own run directory: replaced
+    assert res.exit_code == 0, res.output
+
+
+def test_interrupt_is_one_line(data, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group) once a local cluster runs: one line, status 130.
+
+    Worker processes start with SIGINT ignored (see rapidseval.cluster), so they print nothing."""
+    job = _write_job(tmp_path / "job.yaml", _job(str(data / "yellow_tripdata_{month}.parquet"), str(tmp_path / "out"),
+                                                 **{"cluster.kind": "local", "cluster.n_workers": 1}))
+    proc = subprocess.Popen([str(EXE), "run", str(job)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    with proc.stderr:
+        err = []
+        for line in proc.stderr:
+            err.append(line)
+            if line.startswith("cluster:"):
+                os.killpg(proc.pid, signal.SIGINT)
+                break
+        rest = proc.stderr.read()
+        try:
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    stderr = "".join(err) + rest
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode == 130, stderr  # the signal lands while it reads, trains or scores (seconds)
+    assert stderr.rstrip().splitlines()[-1] == "interrupted"
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
