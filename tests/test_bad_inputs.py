@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 import rapidseval
 from rapidseval.cli import app
 from rapidseval.data.synthetic import generate
+from rapidseval.progress import Reporter
 from rapidseval.rundir import COMPLETE_MARKER
 
 EXE = Path(sys.executable).with_name("rapidseval")
@@ -467,3 +468,80 @@ def test_interrupt_is_one_line(data, tmp_path):
     assert proc.returncode == 130, stderr  # the signal lands while it reads, trains or scores (seconds)
     assert stderr.rstrip().splitlines()[-1] == "interrupted"
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+# ---------------------------------------------------------------------------------------
+# a backtest's work area: a model damaged after it was written is fitted again
+# ---------------------------------------------------------------------------------------
+class _StopAfterFolds(Reporter):
+    """Raises (like a killed driver) after ``after`` folds, leaving the work area behind."""
+
+    def __init__(self, after: int):
+        self.after, self.done, self.in_folds, self.lines = after, 0, False, []
+
+    def stage(self, name, total=None, **kwargs):
+        import contextlib
+
+        @contextlib.contextmanager
+        def stage():
+            self.in_folds = name.startswith("folds")
+            try:
+                yield self
+            finally:
+                self.in_folds = False
+
+        return stage()
+
+    def advance(self, n=1, **kwargs):
+        if self.in_folds:
+            self.done += n
+            if self.done >= self.after:
+                raise KeyboardInterrupt
+
+    def log(self, message):
+        self.lines.append(message)
+
+
+def _backtest_job(data, out, cache):
+    return {
+        "name": "bt", "seed": 2, "backend": "cpu",
+        "data": {"source": str(data / "yellow_tripdata_{month}.parquet"), "start": MONTHS[0], "end": MONTHS[-1]},
+        "model": {"params": {"n_estimators": 3, "max_depth": 3}},
+        "cluster": {"kind": "threads", "n_workers": 1},
+        "output": {"dir": str(out), "report": False},
+        "backtest": {"train_months": 1, "horizon": 1, "cache_dir": str(cache), "policies": [{"kind": "static"}],
+                     "metric": "accuracy"},
+    }
+
+
+def test_a_damaged_model_in_the_work_area_is_fitted_again(data, tmp_path):
+    job = _backtest_job(data, tmp_path / "bt", tmp_path / "cache")
+    with pytest.raises(KeyboardInterrupt):
+        rapidseval.run(job, reporter=_StopAfterFolds(after=1))
+    models = sorted((tmp_path / ".bt.work" / "models").glob("*.pkl"))
+    assert models and not (tmp_path / "bt").exists()
+    models[0].write_bytes(models[0].read_bytes()[:20])  # truncated after rapidseval wrote it
+    reporter = _StopAfterFolds(after=10**6)
+    res = rapidseval.run(job, reporter=reporter)
+    assert res.manifest["backtest"]["folds_reused"] == len(models) - 1
+    assert any("damaged since written; fitting them again" in line for line in reporter.lines), reporter.lines
+    assert not (tmp_path / ".bt.work").exists()
+
+
+def test_a_model_that_cannot_be_loaded_is_named_with_the_way_out(tmp_path):
+    from rapidseval.backtest._engine import _load_model
+    from rapidseval.errors import DataError
+
+    path = tmp_path / "work" / "models" / "m.pkl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x80\x05\x95")
+    with pytest.raises(DataError, match=rf"{path}: cannot load this backtest model .* delete {tmp_path / 'work'}"):
+        _load_model(str(path))
+
+
+def test_quiet_backtest_prints_the_policies_metrics(data, tmp_path):
+    job = _write_job(tmp_path / "job.yaml", _backtest_job(data, tmp_path / "bt", tmp_path / "cache"))
+    res = CliRunner().invoke(app, ["run", str(job), "--quiet"])
+    assert res.exit_code == 0, res.output
+    line = res.stdout.strip()
+    assert line.startswith(str(tmp_path / "bt") + " static:mean_accuracy=0.") and ",worst_accuracy=0." in line, line
