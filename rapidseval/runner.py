@@ -89,8 +89,12 @@ def _score(part, fspec: FeatureSpec, backend_name: str, models):
     """Read, featurise and score one part: (backend, frame, stats, [P(y=1) per model])."""
     be = get_backend(backend_name)
     frame, stats = _load_features(part, fspec, backend_name)
-    probas = [predict_positive_proba(m, frame[list(fspec.features)], be) if len(frame) else be.xp.zeros(0)
-              for m in models]
+    try:
+        probas = [predict_positive_proba(m, frame[list(fspec.features)], be) if len(frame) else be.xp.zeros(0)
+                  for m in models]
+    except ValueError as exc:  # e.g. a feature beyond float32 ("Input X contains infinity")
+        raise DataError(f"{redact_uri(part.uri)} ({part.month}): cannot score its rows: {exc} "
+                        "(a feature value beyond what the model takes, e.g. a distance of 1e39?)") from exc
     return be, frame, stats, probas
 
 
@@ -340,7 +344,13 @@ def _run_evaluation(spec: JobSpec, reporter: Reporter) -> RunResult:
             for i in idx:
                 t0 = time.perf_counter()
                 with reporter.stage(f"train {model_specs[i].name} ({len(train):,} rows)", total=1) as st:
-                    fit(models[i], train[list(fspec.features)], train[fspec.target], be)
+                    try:
+                        fit(models[i], train[list(fspec.features)], train[fspec.target], be)
+                    except DataError:
+                        raise
+                    except ValueError as exc:
+                        raise DataError(f"cannot train {model_specs[i].name} on {', '.join(train_months)}: {exc} "
+                                        "(a feature value beyond what the model takes, e.g. a distance of 1e39?)") from exc
                     st.advance()
                 seconds = time.perf_counter() - t0
                 timings["train"] += seconds
