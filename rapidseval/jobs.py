@@ -881,11 +881,11 @@ class JobSpec(_Section):
 def _format_errors(exc: ValidationError, origin: str) -> str:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(job)"
+        where = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
-        lines.append(f"{origin}: {where}: {msg}")
+        lines.append(f"{origin}: {where}: {msg}" if where else f"{origin}: {msg}")  # a whole-job check names its fields
     return "\n".join(lines)
 
 

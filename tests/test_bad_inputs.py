@@ -545,3 +545,36 @@ def test_quiet_backtest_prints_the_policies_metrics(data, tmp_path):
     assert res.exit_code == 0, res.output
     line = res.stdout.strip()
     assert line.startswith(str(tmp_path / "bt") + " static:mean_accuracy=0.") and ",worst_accuracy=0." in line, line
+
+
+# ---------------------------------------------------------------------------------------
+# s3:// outputs: checked before any work; an interrupted upload is still known as rapidseval's
+# ---------------------------------------------------------------------------------------
+def test_s3_output_of_someone_else_is_refused_before_any_work(tmp_path, s3_bucket, s3_endpoint):
+    bucket, client = s3_bucket
+    client.put_object(Bucket=bucket, Key="theirs/notes.txt", Body=b"keep me")
+    job = _job(str(tmp_path / "nowhere_{month}.parquet"), f"s3://{bucket}/theirs",
+               **{"output.storage_options": {"endpoint_url": s3_endpoint}})
+    with pytest.raises(rapidseval.RapidsEvalError, match=r"not a run directory rapidseval wrote: it holds notes.txt"):
+        rapidseval.run(job)  # the inputs do not exist: the output was refused first
+    assert client.get_object(Bucket=bucket, Key="theirs/notes.txt")["Body"].read() == b"keep me"
+
+
+def test_s3_interrupted_upload_is_replaced_and_reads_as_incomplete(data, tmp_path, s3_bucket, s3_endpoint):
+    from rapidseval.rundir import IncompleteRunDir, check_complete
+
+    bucket, client = s3_bucket
+    writing = {"rapidseval_run": 1, "complete": False, "files": {"monthly.parquet": {}, "manifest.json": {}}}
+    client.put_object(Bucket=bucket, Key=f"run/{COMPLETE_MARKER}", Body=json.dumps(writing).encode())
+    client.put_object(Bucket=bucket, Key="run/monthly.parquet", Body=b"half")
+    local = tmp_path / "copy"
+    local.mkdir()
+    (local / COMPLETE_MARKER).write_text(json.dumps(writing))
+    (local / "monthly.parquet").write_bytes(b"half")
+    with pytest.raises(IncompleteRunDir, match="says a write was under way"):
+        check_complete(local)
+    res = rapidseval.run(_job(str(data / "yellow_tripdata_{month}.parquet"), f"s3://{bucket}/run",
+                              **{"output.storage_options": {"endpoint_url": s3_endpoint}}))
+    marker = json.loads(client.get_object(Bucket=bucket, Key=f"run/{COMPLETE_MARKER}")["Body"].read())
+    assert marker["complete"] is True and "monthly.parquet" in marker["files"]
+    assert res.monthly["month"].tolist() == list(MONTHS)
