@@ -578,3 +578,21 @@ def test_s3_interrupted_upload_is_replaced_and_reads_as_incomplete(data, tmp_pat
     marker = json.loads(client.get_object(Bucket=bucket, Key=f"run/{COMPLETE_MARKER}")["Body"].read())
     assert marker["complete"] is True and "monthly.parquet" in marker["files"]
     assert res.monthly["month"].tolist() == list(MONTHS)
+
+
+def test_validation_is_linear_in_the_months_and_the_period_is_bounded():
+    from rapidseval.jobs import MAX_PERIOD_MONTHS
+    from rapidseval.months import month_range
+
+    months = month_range("1975-01", "2024-12")
+    assert len(months) == MAX_PERIOD_MONTHS
+    job = {"data": {"source": "x_{month}.parquet", "start": months[0], "end": months[-1]},
+           "evaluation": {"train": months[:1], "test": months[1:2], "score": months[2:], "replay": None,
+                          "shift": {"reference": months[0], "compare": months[1:]}}}
+    t0 = time.perf_counter()
+    spec = rapidseval.load_job(job)
+    assert len(spec.evaluated_months()) == MAX_PERIOD_MONTHS
+    assert time.perf_counter() - t0 < 5  # was quadratic: --set data.end=9999-12 did not return in 120 s
+    job["data"]["end"] = "2025-01"
+    with pytest.raises(rapidseval.SpecError, match="spans 601 months; a job spans at most 600"):
+        rapidseval.load_job(job)
