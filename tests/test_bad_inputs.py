@@ -596,3 +596,23 @@ def test_validation_is_linear_in_the_months_and_the_period_is_bounded():
     job["data"]["end"] = "2025-01"
     with pytest.raises(rapidseval.SpecError, match="spans 601 months; a job spans at most 600"):
         rapidseval.load_job(job)
+
+
+def test_piped_policy_table_keeps_whole_headers_in_80_columns(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from _report_runs import write_run
+    from rapidseval.report import load_run, print_summary
+
+    run = load_run(write_run(tmp_path, "backtest"))
+    policies = run["policies"].rename(columns={"mean_f1": "mean_accuracy", "worst_f1": "worst_accuracy"})
+    run.tables["policies"] = policies.assign(metric="accuracy", mean_f1=0.5, worst_month="2020-03")
+    buffer = io.StringIO()
+    print_summary(run, Console(file=buffer, width=80))
+    text = buffer.getvalue()
+    table = text[text.index("retraining policies"):text.index("every column in policies.parquet")]
+    assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80, table
+    for word in ("accuracy", "worst", "month", "retrains", "on_alarm"):
+        assert word in table, table
