@@ -45,6 +45,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -351,7 +352,8 @@ class _Lock:
         self.fd = None
 
 
-_HELD: dict[str, "RunDirClaim"] = {}
+#: claims held, by (target, thread): a nested claim in the same thread (run -> write_run_dir) reuses it
+_HELD: dict[tuple[str, int], "RunDirClaim"] = {}
 
 
 class RunDirClaim:
@@ -411,7 +413,8 @@ def claim_run_dir(spec, reporter=None) -> Iterator[RunDirClaim]:
         Another live rapidseval process holds the directory's lock.
     """
     target = resolve_run_dir(spec.output.dir, spec.name)
-    held = _HELD.get(target)
+    key = (target, threading.get_ident())
+    held = _HELD.get(key)
     if held is not None:  # nested (run -> write_run_dir): the outer claim covers it
         held.check(spec)
         yield held
@@ -421,14 +424,14 @@ def claim_run_dir(spec, reporter=None) -> Iterator[RunDirClaim]:
         _prepare_parent(claim.path)
     claim.check(spec)
     claim._lock.acquire()
-    _HELD[target] = claim
+    _HELD[key] = claim
     try:
         claim.check(spec)  # again, now that no other rapidseval run can change it
         if claim.path is not None:
             _clean_debris(claim.path, reporter)
         yield claim
     finally:
-        _HELD.pop(target, None)
+        _HELD.pop(key, None)
         claim._lock.release()
 
 
@@ -546,8 +549,8 @@ def check_complete(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise IncompleteRunDir(f"{d} is an incomplete run directory: its {COMPLETE_MARKER} says a write was under way; {hint}")
     if "manifest.json" not in files:
         raise IncompleteRunDir(f"{d}: its {COMPLETE_MARKER} does not list manifest.json (it lists "
-                               f"{', '.join(sorted(files)) or 'no files'}); it was not written by rapidseval as it is "
-                               f"now — {hint}")
+                               f"{', '.join(sorted(files)) or 'no files'}): the marker was changed after rapidseval "
+                               "wrote it, so its tables cannot be trusted; re-run the job")
     for name in files:
         if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
             raise IncompleteRunDir(f"{d}: its {COMPLETE_MARKER} lists {name!r}, which is not a plain file name "

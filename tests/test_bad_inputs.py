@@ -616,3 +616,29 @@ def test_piped_policy_table_keeps_whole_headers_in_80_columns(tmp_path):
     assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80, table
     for word in ("accuracy", "worst", "month", "retrains", "on_alarm"):
         assert word in table, table
+
+
+def test_two_threads_of_one_process_do_not_share_a_claim(tmp_path):
+    import threading
+
+    from rapidseval.jobs import load_job
+    from rapidseval.rundir import RunDirLocked, claim_run_dir
+
+    spec = load_job({"name": "t", "output": {"dir": str(tmp_path / "t")}})
+    errors = []
+    with claim_run_dir(spec):
+        def other():
+            try:
+                with claim_run_dir(spec):
+                    pass
+            except RunDirLocked as exc:
+                errors.append(str(exc))
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        with claim_run_dir(spec):  # nested in the same thread: the outer claim covers it
+            pass
+    assert len(errors) == 1 and f"(pid {os.getpid()} on" in errors[0]
+    with claim_run_dir(spec):  # released
+        pass
