@@ -70,9 +70,9 @@ class _ErrorBoundary(TyperGroup):
         except Exception as exc:  # the one boundary: no raw traceback reaches a user
             if debug:
                 traceback.print_exc()
-            click.echo(f"error: {_one_line(exc)}", err=True)
-            if not isinstance(exc, (RapidsEvalError, TypeError)) and not debug:
-                click.echo("(an unexpected error: rerun with --debug for the traceback)", err=True)
+            unexpected = not isinstance(exc, (RapidsEvalError, TypeError)) and not debug
+            click.echo(f"error: {_one_line(exc)}" + (" (unexpected: --debug shows the traceback)" if unexpected else ""),
+                       err=True)
             ctx.exit(EXIT_ERROR)
 
 
