@@ -207,12 +207,15 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
         if warnings is not None:
             warnings.append(line)
         reporter.log(f"warning: {line}")
-    if spec.backtest is None:
-        for m in spec.model_specs():
-            train = spec.train_months(m)
-            if train and all(t in empty for t in train):
-                raise DataError(f"model {m.name}: its training month(s) {', '.join(train)} hold no rows "
-                                f"({', '.join(redact_uri(out[t][0].uri) for t in train)})")
+    if spec.backtest is None:  # what cannot work without rows fails now, not after training
+        needs = {f"model {m.name}: its training month(s)": spec.train_months(m) for m in spec.model_specs()}
+        needs.update({f"model {m.name}: its threshold month(s)": spec.threshold_months(m) for m in spec.model_specs()})
+        if spec.evaluation.shift is not None:
+            needs["evaluation.shift.reference"] = [spec.evaluation.shift.reference]
+        for what, needed in needs.items():
+            if needed and all(m in empty for m in needed) and all(m in out for m in needed):
+                raise DataError(f"{what} {', '.join(needed)} hold no rows "
+                                f"({', '.join(redact_uri(out[m][0].uri) for m in needed)})")
     return out
 
 

@@ -174,7 +174,17 @@ def _set(value, fragment):
     return case
 
 
-SET_CASES = [
+SET_def case_validate_sees_an_empty_shift_reference(tmp, data, genuine):
+    d = _month_dir(tmp, data)
+    path = d / "yellow_tripdata_2020-02.parquet"
+    pq.write_table(pq.read_table(path).slice(0, 0), path)
+    job = _write_job(tmp / "job.yaml", _job(str(d / "yellow_tripdata_{month}.parquet"), str(tmp / "out"),
+                                            **{"evaluation.shift.reference": "2020-02",
+                                               "evaluation.shift.compare": ["2020-03"]}))
+    return ["validate", str(job)], 2, "evaluation.shift.reference 2020-02 hold no rows"
+
+
+CASES = [
     _set("data.end=9999-12", "data: 2020-01..9999-12 spans 95,760 months; a job spans at most 600"),
     _set("evaluation.replay.window=100000000D", "evaluation.replay.window: window '100000000D' is longer than a year"),
     _set("evaluation.replay.label_delay=100000D", "evaluation.replay.label_delay: label_delay '100000D' is longer"),
@@ -297,7 +307,7 @@ CASES = [
     case_job_file_is_binary, *SET_CASES, case_report_missing_path, case_report_on_a_file,
     case_report_marker_with_traversal, case_report_marker_lists_no_files, case_generate_out_is_a_file,
     case_generate_over_user_trip_files, case_validate_sees_text_in_a_fare_column, case_validate_sees_a_garbled_csv,
-    case_validate_sees_empty_training_month,
+    case_validate_sees_empty_training_month, case_validate_sees_an_empty_shift_reference,
 ]
 
 
