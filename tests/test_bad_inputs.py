@@ -174,17 +174,7 @@ def _set(value, fragment):
     return case
 
 
-SET_def case_validate_sees_an_empty_shift_reference(tmp, data, genuine):
-    d = _month_dir(tmp, data)
-    path = d / "yellow_tripdata_2020-02.parquet"
-    pq.write_table(pq.read_table(path).slice(0, 0), path)
-    job = _write_job(tmp / "job.yaml", _job(str(d / "yellow_tripdata_{month}.parquet"), str(tmp / "out"),
-                                            **{"evaluation.shift.reference": "2020-02",
-                                               "evaluation.shift.compare": ["2020-03"]}))
-    return ["validate", str(job)], 2, "evaluation.shift.reference 2020-02 hold no rows"
-
-
-CASES = [
+SET_CASES = [
     _set("data.end=9999-12", "data: 2020-01..9999-12 spans 95,760 months; a job spans at most 600"),
     _set("evaluation.replay.window=100000000D", "evaluation.replay.window: window '100000000D' is longer than a year"),
     _set("evaluation.replay.label_delay=100000D", "evaluation.replay.label_delay: label_delay '100000D' is longer"),
@@ -298,6 +288,16 @@ def case_validate_sees_empty_training_month(tmp, data, genuine):
     pq.write_table(pq.read_table(path).slice(0, 0), path)
     job = _write_job(tmp / "job.yaml", _job(str(d / "yellow_tripdata_{month}.parquet"), str(tmp / "out")))
     return ["validate", str(job)], 2, "model random_forest: its training month(s) 2020-01 hold no rows"
+
+
+def case_validate_sees_an_empty_shift_reference(tmp, data, genuine):
+    d = _month_dir(tmp, data)
+    path = d / "yellow_tripdata_2020-02.parquet"
+    pq.write_table(pq.read_table(path).slice(0, 0), path)
+    job = _write_job(tmp / "job.yaml", _job(str(d / "yellow_tripdata_{month}.parquet"), str(tmp / "out"),
+                                            **{"evaluation.shift.reference": "2020-02",
+                                               "evaluation.shift.compare": ["2020-03"]}))
+    return ["validate", str(job)], 2, "evaluation.shift.reference 2020-02 hold no rows"
 
 
 CASES = [
