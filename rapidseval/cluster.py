@@ -174,15 +174,7 @@ def _size(text: str) -> float | int | str:
 
 @contextlib.contextmanager
 def _workers_ignore_sigint() -> Iterator[None]:
-    """Ignore SIGINT while local worker processes start, so that they inherit "ignored".
-
-    A Ctrl-C goes to the whole process group: without this, each worker
-    process is interrupted half-way through its imports and prints its own
-    traceback.  With it, only this process takes a Ctrl-C, raises
-    KeyboardInterrupt and tears the cluster down.  The cost: a Ctrl-C during
-    the few seconds the workers start is not seen (press it again once
-    they run).
-    """
+    """Ignore SIGINT in this process while the block runs: processes it starts inherit "ignored"."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -191,6 +183,65 @@ def _workers_ignore_sigint() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _spawned_workers(before: set[int]) -> int:
+    """Worker processes (multiprocessing spawn children) started since ``before`` (their PIDs)."""
+    import psutil
+
+    count = 0
+    for child in psutil.Process().children():
+        if child.pid in before:
+            continue
+        try:
+            if any("spawn_main" in part for part in child.cmdline()):
+                count += 1
+        except psutil.Error:
+            continue
+    return count
+
+
+def _start_local_cluster(factory: Callable[..., Any], kwargs: dict[str, Any], workers: int | None):
+    """Start a local cluster so that a Ctrl-C stops only this process, which tears the cluster down.
+
+    A Ctrl-C goes to the whole process group: a worker process interrupted half-way through
+    its imports prints its own traceback.  So this process ignores SIGINT while the workers
+    are forked (they inherit "ignored" for their lifetime), and takes it again as soon as the
+    ``workers`` expected processes exist, while they still import and connect: the cluster
+    is built in a helper thread and the main thread waits, interruptibly.  An interrupt then
+    waits for the start to end, closes the cluster and raises KeyboardInterrupt.  With
+    ``workers`` None (how many is not known up front: one per GPU) SIGINT stays ignored for
+    the whole start.
+    """
+    import psutil
+
+    outcome: dict[str, Any] = {}
+
+    def build():
+        try:
+            outcome["cluster"] = factory(**kwargs)
+        except BaseException as exc:  # handed to the main thread
+            outcome["error"] = exc
+
+    before = {p.pid for p in psutil.Process().children()}
+    thread = threading.Thread(target=build, name="rapidseval-cluster-start", daemon=True)
+    with _workers_ignore_sigint():
+        thread.start()
+        while thread.is_alive() and (workers is None or _spawned_workers(before) < workers):
+            thread.join(0.02)
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        with _workers_ignore_sigint():
+            thread.join()
+            if "cluster" in outcome:
+                with contextlib.suppress(Exception):
+                    outcome["cluster"].close()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["cluster"]
 
 
 @contextlib.contextmanager
@@ -261,9 +312,9 @@ def open_executor(cluster_spec, backend) -> Iterator[Executor]:
             kwargs["device_memory_limit"] = _size(cluster_spec.device_memory_limit)
     os.environ.setdefault("RAPIDS_NO_INITIALIZE", "1")
     with contextlib.ExitStack() as stack:
-        with _workers_ignore_sigint():
-            cluster = stack.enter_context(backend.cluster_factory(**kwargs))
-            client = stack.enter_context(Client(cluster, set_as_default=False))
+        expected = cluster_spec.n_workers if backend.name == "cpu" else None
+        cluster = stack.enter_context(_start_local_cluster(backend.cluster_factory, kwargs, expected))
+        client = stack.enter_context(Client(cluster, set_as_default=False))
         n = len(cluster.workers)
         if backend.name == "gpu":
             what = f"LocalCUDACluster: {n} workers (one per GPU)"
