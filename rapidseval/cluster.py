@@ -215,6 +215,9 @@ def _start_local_cluster(factory: Callable[..., Any], kwargs: dict[str, Any], wo
     """
     import psutil
 
+    if workers is None or threading.current_thread() is not threading.main_thread():
+        with _workers_ignore_sigint():
+            return factory(**kwargs)
     outcome: dict[str, Any] = {}
 
     def build():
@@ -227,7 +230,7 @@ def _start_local_cluster(factory: Callable[..., Any], kwargs: dict[str, Any], wo
     thread = threading.Thread(target=build, name="rapidseval-cluster-start", daemon=True)
     with _workers_ignore_sigint():
         thread.start()
-        while thread.is_alive() and (workers is None or _spawned_workers(before) < workers):
+        while thread.is_alive() and _spawned_workers(before) < workers:
             thread.join(0.02)
     try:
         while thread.is_alive():
