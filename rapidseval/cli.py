@@ -1,23 +1,106 @@
-"""The ``rapidseval`` command line: generate | run | validate | report | bench."""
+"""The ``rapidseval`` command line: generate | run | validate | report | bench.
+
+One error boundary (:class:`_ErrorBoundary`, the command group) turns every
+exception a command lets out into one line on stderr, ``error: ...``, and exit
+status 2; ``--debug`` (anywhere on the command line, or ``RAPIDSEVAL_DEBUG=1``)
+prints the traceback instead.  An interrupt (Ctrl-C, SIGINT) ends with one
+line, ``interrupted``, and exit status 130 (128 + SIGINT, the shell's
+convention).  Usage errors (a missing option) stay Click's: usage, a message,
+status 2.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import List, Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from .errors import RapidsEvalError
 
+#: exit status of every error; an interrupt exits with 130
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+_DEBUG = "rapidseval.debug"
+
+
+def _one_line(exc: BaseException) -> str:
+    from .lineage import redact
+
+    text = str(exc) if isinstance(exc, (RapidsEvalError, TypeError)) and str(exc) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.strerror:  # e.g. PermissionError: name the file, say why
+        names = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        text = f"{names}: {exc.strerror}" if names else exc.strerror
+    return " ".join(redact(text).replace("\n", "; ").split())
+
+
+def _quiet_unraisable(unraisable) -> None:
+    """After an interrupt: errors of clean-up callbacks (atexit) are left unreported."""
+
+
+class _ErrorBoundary(TyperGroup):
+    """The group: ``--debug`` accepted anywhere; any exception -> one line and status 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        head, sep, tail = (args[:args.index("--")], ["--"], args[args.index("--") + 1:]) if "--" in args else (args, [], [])
+        if "--debug" in head:
+            ctx.meta[_DEBUG] = True
+            head = [a for a in head if a != "--debug"]
+        return super().parse_args(ctx, head + sep + tail)
+
+    def invoke(self, ctx: click.Context):
+        debug = ctx.meta.get(_DEBUG) or os.environ.get("RAPIDSEVAL_DEBUG", "") not in ("", "0")
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            if debug:
+                traceback.print_exc()
+            else:  # a cluster interrupted while starting fails again in Dask's atexit close: keep that quiet too
+                sys.unraisablehook = _quiet_unraisable
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # the one boundary: no raw traceback reaches a user
+            if debug:
+                traceback.print_exc()
+            unexpected = not isinstance(exc, (RapidsEvalError, TypeError)) and not debug
+            click.echo(f"error: {_one_line(exc)}" + (" (unexpected: --debug shows the traceback)" if unexpected else ""),
+                       err=True)
+            ctx.exit(EXIT_ERROR)
+
+
 app = typer.Typer(
     name="rapidseval",
+    cls=_ErrorBoundary,
     help="Replay ML models over months of tabular data: windowed metrics, shift statistics, backtests.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"rapidseval {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+    debug: bool = typer.Option(False, "--debug", help="on an error, print the traceback (also after a command, "
+                               "or RAPIDSEVAL_DEBUG=1)"),
+) -> None:
+    """Replay ML models over months of tabular data: windowed metrics, shift statistics, backtests."""
 
 
 def _console():
@@ -27,10 +110,8 @@ def _console():
 
 
 def _fail(exc: Exception) -> None:
-    from .lineage import redact
-
-    typer.echo(f"error: {redact(str(exc))}", err=True)
-    raise typer.Exit(code=2)
+    typer.echo(f"error: {_one_line(exc)}", err=True)
+    raise typer.Exit(code=EXIT_ERROR)
 
 
 @app.command()
@@ -49,6 +130,8 @@ def generate(
 
     from .data.synthetic import generate as _generate
 
+    _check_generate_args(out, start=start, end=end, rows_per_month=rows_per_month, scenario=scenario, fmt=fmt,
+                         seed=seed, scenario_month=scenario_month)
     try:
         with Progress(console=_console(), transient=True) as progress:
             tasks: dict[str, int] = {}
@@ -65,6 +148,50 @@ def generate(
     total = sum(res.rows.values())
     typer.echo(f"wrote {len(res.files)} files, {total:,} rows to {res.out_dir} in {res.seconds:.1f} s "
                f"({total / max(res.seconds, 1e-9) / 1e6:.2f}M rows/s)")
+
+
+def _check_generate_args(out: Path, *, start, end, rows_per_month, scenario, fmt, seed, scenario_month) -> None:
+    """The generator's checks, in the option names a user typed; and ``--out`` never overwrites
+    files rapidseval did not make (a directory without ground_truth.json keeps its trip files)."""
+    from .data.synthetic import FORMATS, SCENARIOS
+    from .jobs import MAX_PERIOD_MONTHS, MAX_ROWS, MAX_SEED, month_index
+    from .errors import SpecError
+    from .months import check_month
+
+    for option, value in (("--start", start), ("--end", end), ("--scenario-month", scenario_month)):
+        if value is not None:
+            check_month(value, option)
+    if month_index(end) < month_index(start):
+        raise SpecError(f"--end {end} is before --start {start}")
+    if month_index(end) - month_index(start) + 1 > MAX_PERIOD_MONTHS:
+        raise SpecError(f"--start {start} --end {end} spans more than {MAX_PERIOD_MONTHS} months")
+    if scenario_month is not None and not month_index(start) <= month_index(scenario_month) <= month_index(end):
+        raise SpecError(f"--scenario-month {scenario_month} is outside --start {start} .. --end {end}")
+    if not 1 <= rows_per_month <= MAX_ROWS:
+        raise SpecError(f"--rows-per-month must be between 1 and {MAX_ROWS:,}, got {rows_per_month}")
+    if not 0 <= seed <= MAX_SEED:
+        raise SpecError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
+    if scenario not in SCENARIOS:
+        raise SpecError(f"--scenario {scenario!r} is unknown; choose one of {', '.join(SCENARIOS)}")
+    if fmt not in FORMATS:
+        raise SpecError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
+    for p in [out, *out.absolute().parents]:
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise RapidsEvalError(f"--out {out}: {p} is a file, not a directory")
+            break
+    if out.is_dir() and not (out / "ground_truth.json").exists():
+        names = [f"yellow_tripdata_{m}.{fmt}" for m in _months(start, end)]
+        clash = [n for n in names if (out / n).exists()]
+        if clash:
+            raise RapidsEvalError(f"--out {out} already holds {', '.join(clash[:3])}{', ...' if len(clash) > 3 else ''}, "
+                                  "not made by rapidseval generate (no ground_truth.json); choose another --out")
+
+
+def _months(start: str, end: str) -> list[str]:
+    from .months import month_range
+
+    return month_range(start, end)
 
 
 def _print_summary(result, console) -> None:
@@ -88,20 +215,31 @@ def run(
     from .progress import default_reporter
     from .runner import run as _run
 
-    try:
-        result = _run(job, backend=backend, scheduler=scheduler, out=out, overrides=list(set_),
-                      reporter=default_reporter(quiet or as_json))
-    except RapidsEvalError as exc:
-        _fail(exc)
+    result = _run(job, backend=backend, scheduler=scheduler, out=out, overrides=list(set_),
+                  reporter=default_reporter(quiet or as_json))
     if as_json:
         from .report import load_run, summarize
 
         typer.echo(json.dumps(summarize(load_run(result.run_dir)), indent=2))
     elif quiet:
-        typer.echo(f"{result.run_dir} " + " ".join(f"{r.month}:{r.f1:.4f}" for r in result.monthly.itertuples())
-                   + (f" report {result.report_path}" if result.report_path.exists() else ""))
+        typer.echo(_quiet_line(result))
     else:
         _print_summary(result, _console())
+
+
+def _quiet_line(result) -> str:
+    """``RUN_DIR month:F1 ... [report PATH]``; a backtest: ``RUN_DIR policy:mean_<metric>=v,worst_<metric>=v ...``."""
+    items = []
+    policies = result.policies if result.policies is not None else None
+    if policies is not None and not policies.empty:
+        metric = str(policies["metric"].iloc[0]) if "metric" in policies.columns else "f1"
+        for rec in policies.to_dict("records"):
+            values = [f"{k}={rec[k]:.4f}" for k in (f"mean_{metric}", f"worst_{metric}") if rec.get(k) is not None]
+            values += [f"retrains={int(rec['retrains'])}"] if rec.get("retrains") is not None else []
+            items.append(f"{rec['policy']}:{','.join(values)}")
+    elif result.monthly is not None and not result.monthly.empty:
+        items = [f"{r.month}:{r.f1:.4f}" for r in result.monthly.itertuples()]
+    return " ".join([str(result.run_dir), *items]) + (f" report {result.report_path}" if result.report_path.exists() else "")
 
 
 @app.command()
@@ -109,24 +247,26 @@ def validate(
     job: Path = typer.Argument(..., help="job spec (YAML)"),
     set_: List[str] = typer.Option([], "--set", help="override any job field: key.path=value"),
 ) -> None:
-    """Check the spec and every input's schema, without training."""
+    """Check the spec, the output directory and every input's schema and types (as a run does first), without training."""
     from .jobs import load_job
-    from .runner import resolve_inputs
+    from .rundir import RunDirClaim, resolve_run_dir
+    from .runner import input_months, resolve_inputs
 
-    try:
-        spec = load_job(job, list(set_))
-        months = [m for m in spec.data.months if m in set(spec.evaluated_months()) | set(spec.shift_months())]
-        warnings: list[str] = []
-        notes: list[str] = []
-        for month, (info, parts, era) in resolve_inputs(spec, months, warnings=warnings, notes=notes).items():  # maps and checks every schema
-            typer.echo(f"ok {month}: {info.uri} ({info.format}, era {era}, "
-                       f"{info.rows if info.rows is not None else '?'} rows, {len(parts)} parts)")
-        for line in warnings:
-            typer.echo(f"warning: {line}")
-        for line in notes:
-            typer.echo(f"note: {line}")
-    except RapidsEvalError as exc:
-        _fail(exc)
+    spec = load_job(job, list(set_))
+    RunDirClaim(resolve_run_dir(spec.output.dir, spec.name)).check(spec)  # refused now, not after the run
+    warnings: list[str] = []
+    notes: list[str] = []
+    inputs = resolve_inputs(spec, input_months(spec), warnings=warnings, notes=notes)  # the run's up-front checks
+    for month, (info, parts, era) in inputs.items():
+        typer.echo(f"ok {month}: {info.uri} ({info.format}, era {era}, "
+                   f"{info.rows if info.rows is not None else '?'} rows, {len(parts)} parts)")
+    for name, leak in spec.train_eval_overlap().items():
+        typer.echo(f"note: model {name} trains on {', '.join(leak['train_months'])}, overlapping or after its "
+                   f"evaluation months {', '.join(leak['eval_months'])} (evaluation.allow_overlap: true)")
+    for line in warnings:
+        typer.echo(f"warning: {line}")
+    for line in notes:
+        typer.echo(f"note: {line}")
     typer.echo(f"job {spec.name} is valid")
 
 
@@ -134,16 +274,13 @@ def validate(
 def report(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
     """Rebuild report.html from a run directory's tables."""
     from .report import write_report
-    from .rundir import IncompleteRunDir, check_complete
+    from .rundir import check_complete
 
-    try:
-        check_complete(run_dir)  # an interrupted run's tables are not reported as if they were results
-    except IncompleteRunDir as exc:
-        _fail(exc)
+    check_complete(run_dir)  # an interrupted or tampered run's tables are not reported as if they were results
     try:
         path = write_report(run_dir)
     except (OSError, ValueError, KeyError) as exc:
-        _fail(RapidsEvalError(f"{run_dir}: cannot rebuild the report: {exc}"))
+        raise RapidsEvalError(f"{run_dir}: cannot rebuild the report: {_one_line(exc)}") from exc
     typer.echo(f"report: {path}")
 
 

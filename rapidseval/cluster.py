@@ -38,6 +38,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -171,6 +173,81 @@ def _size(text: str) -> float | int | str:
 
 
 @contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Ignore SIGINT in this process while the block runs: processes it starts inherit "ignored"."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _spawned_workers(before: set[int]) -> int:
+    """Worker processes (multiprocessing spawn children) started since ``before`` (their PIDs)."""
+    import psutil
+
+    count = 0
+    for child in psutil.Process().children():
+        if child.pid in before:
+            continue
+        try:
+            if any("spawn_main" in part for part in child.cmdline()):
+                count += 1
+        except psutil.Error:
+            continue
+    return count
+
+
+def _start_local_cluster(factory: Callable[..., Any], kwargs: dict[str, Any], workers: int | None):
+    """Start a local cluster so that a Ctrl-C stops only this process, which tears the cluster down.
+
+    A Ctrl-C goes to the whole process group: a worker process interrupted half-way through
+    its imports prints its own traceback.  So this process ignores SIGINT while the workers
+    are forked (they inherit "ignored" for their lifetime), and takes it again as soon as the
+    ``workers`` expected processes exist, while they still import and connect: the cluster
+    is built in a helper thread and the main thread waits, interruptibly.  An interrupt then
+    waits for the start to end, closes the cluster and raises KeyboardInterrupt.  With
+    ``workers`` None (how many is not known up front: one per GPU) SIGINT stays ignored for
+    the whole start.
+    """
+    import psutil
+
+    if workers is None or threading.current_thread() is not threading.main_thread():
+        with _workers_ignore_sigint():
+            return factory(**kwargs)
+    outcome: dict[str, Any] = {}
+
+    def build():
+        try:
+            outcome["cluster"] = factory(**kwargs)
+        except BaseException as exc:  # handed to the main thread
+            outcome["error"] = exc
+
+    before = {p.pid for p in psutil.Process().children()}
+    thread = threading.Thread(target=build, name="rapidseval-cluster-start", daemon=True)
+    with _workers_ignore_sigint():
+        thread.start()
+        while thread.is_alive() and _spawned_workers(before) < workers:
+            thread.join(0.02)
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        with _workers_ignore_sigint():
+            thread.join()
+            if "cluster" in outcome:
+                with contextlib.suppress(Exception):
+                    outcome["cluster"].close()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["cluster"]
+
+
+@contextlib.contextmanager
 def _connect(cluster_spec) -> Iterator[Executor]:
     from distributed import Client
 
@@ -228,17 +305,18 @@ def open_executor(cluster_spec, backend) -> Iterator[Executor]:
             n_workers=cluster_spec.n_workers,
             threads_per_worker=cluster_spec.threads_per_worker,
             processes=True,
-            memory_limit=cluster_spec.memory_limit,
+            memory_limit=_size(cluster_spec.memory_limit),
         )
     else:  # LocalCUDACluster: one worker per visible GPU (CUDA_VISIBLE_DEVICES)
-        kwargs.update(threads_per_worker=cluster_spec.threads_per_worker, memory_limit=cluster_spec.memory_limit)
+        kwargs.update(threads_per_worker=cluster_spec.threads_per_worker, memory_limit=_size(cluster_spec.memory_limit))
         if cluster_spec.rmm_pool_size is not None:
             kwargs["rmm_pool_size"] = _size(cluster_spec.rmm_pool_size)
         if cluster_spec.device_memory_limit is not None:
             kwargs["device_memory_limit"] = _size(cluster_spec.device_memory_limit)
     os.environ.setdefault("RAPIDS_NO_INITIALIZE", "1")
     with contextlib.ExitStack() as stack:
-        cluster = stack.enter_context(backend.cluster_factory(**kwargs))
+        expected = cluster_spec.n_workers if backend.name == "cpu" else None
+        cluster = stack.enter_context(_start_local_cluster(backend.cluster_factory, kwargs, expected))
         client = stack.enter_context(Client(cluster, set_as_default=False))
         n = len(cluster.workers)
         if backend.name == "gpu":

@@ -1,10 +1,12 @@
 """Job specification: YAML -> validated pydantic model.
 
-A job file is data: it is read with ``yaml.safe_load``, every section forbids
-unknown fields, and every error names the field (by its dotted path) and,
-where the choices come from a registry, lists them.  ``--set a.b=c``
-overrides are applied to the raw mapping before validation, so they are
-validated exactly like the file.
+A job file is data: it is read with a strict ``yaml.SafeLoader`` (no
+aliases or anchors, so no "billion laughs"; no duplicate keys; at most
+:data:`MAX_JOB_BYTES`), every section forbids unknown fields, every number
+is bounded, and every error names the field (by its dotted path) and, where
+the choices come from a registry, lists them.  ``--set a.b=c`` overrides are
+applied to the raw mapping before validation, so they are validated exactly
+like the file.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +25,68 @@ from .errors import SpecError
 from .features import DEFAULT_DROP_RULES, DROP_RULES, FEATURE_KINDS, FEATURES, STUDY_FEATURES, TARGETS
 from .months import check_month, month_range
 
-__all__ = ["JobSpec", "load_job", "apply_overrides", "spec_hash"]
+
+def month_index(month: str) -> int:
+    """Months since year 0 of a checked ``YYYY-MM``."""
+    year, mon = check_month(month)
+    return year * 12 + mon - 1
+
+__all__ = ["JobSpec", "load_job", "apply_overrides", "spec_hash", "check_overrides_type", "MAX_PERIOD_MONTHS", "MAX_JOB_BYTES"]
+
+#: longest data period a job may span (50 years): resources are bounded by the period
+MAX_PERIOD_MONTHS = 600
+#: largest job file read (job files are a few KiB)
+MAX_JOB_BYTES = 1 << 20
+#: most rows a synthetic month or a partition may ask for
+MAX_ROWS = 100_000_000
+#: largest seed (scikit-learn's random_state and NumPy's legacy seeding take 32 bits)
+MAX_SEED = 2**32 - 1
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without aliases (billion laughs) and without duplicate keys."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{event.anchor}) are not allowed in a job file; write the value out",
+                event.start_mark)
+        event = self.peek_event()
+        if getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML anchors (&{event.anchor}) are not allowed in a job file; write the value out",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: let SafeLoader say so
+                break
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {first}); each key may appear once",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``line L, column C: problem`` of a YAML error (its whole text when it has no position)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
+
+
+def _yaml_load(text: str) -> Any:
+    """Parse ``text`` with :class:`_StrictLoader`."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 def _shift_statistics() -> tuple[str, ...]:
     from .shift import STATISTICS
@@ -35,7 +99,7 @@ SHIFT_STATISTICS = _shift_statistics()
 
 def _unique_sorted(months: list[str], where: str) -> list[str]:
     if len(set(months)) != len(months):
-        dup = sorted({m for m in months if months.count(m) > 1})
+        dup = sorted(m for m, n in Counter(months).items() if n > 1)
         raise ValueError(f"{where} lists {', '.join(dup)} more than once")
     if months != sorted(months):
         raise ValueError(f"{where} must be in calendar order, got {', '.join(months)}")
@@ -128,15 +192,16 @@ def _normalise_drop_rules(value: Any) -> list[Any]:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no NaN or infinity in any number of a job (a threshold of nan compares false everywhere)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SyntheticSpec(_Section):
     """How ``data.source: synthetic`` makes its months (cached by these values)."""
 
-    rows_per_month: int = Field(200_000, ge=1)
+    rows_per_month: int = Field(200_000, ge=1, le=MAX_ROWS)
     scenario: str = "march2020"
-    seed: int = 2020
+    seed: int = Field(2020, ge=0, le=MAX_SEED)
     scenario_month: str | None = None
     cache_dir: str = ".rapidseval/synthetic"
 
@@ -160,7 +225,8 @@ class DataSpec(_Section):
     format: Literal["auto", "parquet", "csv"] = "auto"
     storage_options: dict[str, Any] = Field(default_factory=dict)
     cache_dir: str | None = Field(None, description="local cache for http(s) inputs, so a re-run downloads nothing")
-    partition_rows: int = Field(2_000_000, ge=10_000, description="target rows per partition (Parquet row groups are grouped)")
+    partition_rows: int = Field(2_000_000, ge=10_000, le=MAX_ROWS,
+                                description="target rows per partition (Parquet row groups are grouped)")
     synthetic: SyntheticSpec = SyntheticSpec()
 
     @field_validator("start", "end")
@@ -183,6 +249,12 @@ class DataSpec(_Section):
 
     @model_validator(mode="after")
     def _order(self):
+        first, last = (month_index(m) for m in (self.start, self.end))
+        if last < first:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        if last - first + 1 > MAX_PERIOD_MONTHS:
+            raise ValueError(f"{self.start}..{self.end} spans {last - first + 1:,} months; a job spans at most "
+                             f"{MAX_PERIOD_MONTHS} (split a longer history into several jobs)")
         months = month_range(self.start, self.end)
         if isinstance(self.source, list):
             twice = sorted({u for u in self.source if self.source.count(u) > 1})
@@ -292,6 +364,23 @@ class ThresholdSpec(_Section):
         return self
 
 
+#: bounds of the numeric model params that size the work (trees, depth, iterations, bins)
+MODEL_PARAM_BOUNDS: dict[str, tuple[float, float]] = {
+    "n_estimators": (1, 10_000),
+    "max_depth": (1, 1_000),
+    "max_iter": (1, 1_000_000),
+    "n_bins": (2, 1_024),
+    "max_leaves": (-1, 1 << 20),
+    "max_features": (0, 1_000),
+    "min_samples_leaf": (0, MAX_ROWS),
+    "min_samples_split": (0, MAX_ROWS),
+    "max_samples": (0, MAX_ROWS),
+    "n_jobs": (-1, 1_024),
+    "n_streams": (1, 64),
+    "C": (0, 1e12),
+}
+
+
 class ModelSpec(_Section):
     name: str | None = Field(None, description="label in the results (default: the kind)")
     kind: str = "random_forest"
@@ -308,6 +397,19 @@ class ModelSpec(_Section):
 
         if v not in MODELS:
             raise ValueError(f"unknown model kind {v!r}; choose one of {', '.join(MODELS)}")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name, value in v.items():
+            if name not in MODEL_PARAM_BOUNDS or value is None:
+                continue
+            low, high = MODEL_PARAM_BOUNDS[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue  # a named choice ('sqrt', 'balanced'): the estimator checks it
+            if not low <= value <= high:
+                raise ValueError(f"{name}={value!r} is outside [{low:g}, {high:g}]")
         return v
 
     @field_validator("threshold")
@@ -339,33 +441,42 @@ class BandSpec(_Section):
     replicates: int = Field(1000, ge=50, le=20_000, description="bootstrap replicates (count metrics)")
 
 
+#: longest replay window per unit: a year
+_MAX_WINDOW_UNITS = {"h": 366 * 24, "D": 366, "W": 53, "M": 12}
+
+
 class ReplaySpec(_Section):
     months: list[str] = Field(default_factory=lambda: ["2020-03"])
     window: str = Field("D", description="[k]unit, unit one of h, D, W (weeks from Monday), M; e.g. 6h, D, W, M")
     time_column: Literal["dropoff_datetime", "pickup_datetime"] = "dropoff_datetime"
     timezone: str = Field("America/New_York", description="the data's wall clock (for real window lengths on DST days)")
-    trailing: int = Field(7, ge=1, description="trailing_* columns pool the last N windows")
+    trailing: int = Field(7, ge=1, le=10_000, description="trailing_* columns pool the last N windows")
     label_delay: str = Field("0h", description="labels arrive this long after the event (e.g. 7D, 36h); known_* columns")
     auc: Literal["binned", "exact"] = Field("binned", description="ROC AUC from score bins, or exact from all distinct scores")
     score_bins: int = Field(1000, ge=10, le=100_000)
     bands: BandSpec | None = BandSpec()
     floor: float | None = Field(None, ge=0, le=1, description="the summary names the first window whose floor_metric is below")
     floor_metric: Literal["f1", "precision", "recall", "accuracy", "roc_auc"] = "f1"
-    min_window_rows: int = Field(100, ge=1, description="windows with fewer rows are not named worst or below the floor")
+    min_window_rows: int = Field(100, ge=1, le=MAX_ROWS,
+                                 description="windows with fewer rows are not named worst or below the floor")
 
     @field_validator("window")
     @classmethod
     def _window(cls, v: str) -> str:
         from .replay import parse_window
 
-        return parse_window(v).label
+        window = parse_window(v)
+        if window.k > _MAX_WINDOW_UNITS[window.unit]:
+            raise ValueError(f"window {v!r} is longer than a year; at most {_MAX_WINDOW_UNITS[window.unit]}{window.unit}")
+        return window.label
 
     @field_validator("label_delay")
     @classmethod
     def _delay(cls, v) -> str:
         from .replay import parse_delay_hours
 
-        parse_delay_hours(v)
+        if parse_delay_hours(v) > 366 * 24:
+            raise ValueError(f"label_delay {v!r} is longer than a year (366D)")
         return str(v)
 
     @field_validator("timezone")
@@ -401,10 +512,10 @@ class ShiftSpec(_Section):
     per_feature: dict[str, list[str]] = Field(default_factory=dict, description="feature -> statistics, overrides")
     calendar: Literal["weekday", "none"] = Field("weekday", description="reweight the reference to each window's weekday mix")
     alarm: Literal["std", "quantile"] = Field("std", description="threshold from the reference null: mean + k_std*std, or a quantile")
-    k_std: float = Field(3.0, gt=0)
+    k_std: float = Field(3.0, gt=0, le=1000)
     quantile: float = Field(0.99, gt=0, lt=1)
     min_effect: dict[str, float] = Field(default_factory=dict, description="statistic -> minimum value to alarm")
-    bins: int = Field(10, ge=2, description="reference-quantile bins of psi / jensen_shannon")
+    bins: int = Field(10, ge=2, le=1000, description="reference-quantile bins of psi / jensen_shannon")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level shown beside (p < alpha), for contrast")
 
     @field_validator("statistics")
@@ -466,6 +577,9 @@ class EvaluationSpec(_Section):
     score: list[str] = Field(default_factory=lambda: ["2020-03", "2020-04", "2020-05", "2020-06"])
     replay: ReplaySpec | None = ReplaySpec()
     shift: ShiftSpec | None = ShiftSpec()
+    allow_overlap: bool = Field(
+        False, description="let a model's training months overlap or follow the months it is evaluated on "
+                           "(test, score, replay); recorded in the manifest as train_eval_overlap")
 
     @field_validator("train", "test", "score")
     @classmethod
@@ -481,6 +595,31 @@ class EvaluationSpec(_Section):
 
 
 CLUSTER_KINDS = ("local", "local-cuda", "scheduler", "threads")
+
+
+def _memory_size(v, field: str, *, allow_auto: bool) -> str:
+    """A memory size as Dask reads it: ``'auto'``, bytes (``'4GB'``, ``4e9``) or a fraction ``(0, 1]``."""
+    from dask.utils import parse_bytes
+
+    text = str(v).strip() if isinstance(v, (str, int, float)) and not isinstance(v, bool) else None
+    if text is None:
+        raise ValueError(f"{field} must be a size such as '4GB' or a fraction such as '0.5', got {v!r}")
+    if allow_auto and text == "auto":
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None and 0 < number <= 1:
+        return text
+    try:
+        size = parse_bytes(text)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{field} {v!r} is not a size ('4GB', '512MiB', bytes) or a fraction in (0, 1]"
+                         + (" or 'auto'" if allow_auto else "")) from exc
+    if not 1 << 20 <= size <= 1 << 50:
+        raise ValueError(f"{field} {v!r} is {size:,} bytes; give between 1 MiB and 1 PiB")
+    return text
 
 
 class TLSSpec(_Section):
@@ -514,14 +653,25 @@ class ClusterSpec(_Section):
     """
 
     kind: Literal[CLUSTER_KINDS] = "local"
-    n_workers: int = Field(2, ge=1, description="local on CPU: worker processes (on GPUs: one worker per visible GPU)")
-    threads_per_worker: int = Field(1, ge=1)
-    memory_limit: str = "auto"
+    n_workers: int = Field(2, ge=1, le=1024,
+                           description="local on CPU: worker processes (on GPUs: one worker per visible GPU)")
+    threads_per_worker: int = Field(1, ge=1, le=1024)
+    memory_limit: str = Field("auto", description="per worker: 'auto', bytes ('4GB', 4e9) or a fraction of the RAM ('0.5')")
     address: str | None = Field(None, description="scheduler address: tcp://host:8786 or tls://host:8786")
-    timeout: float = Field(30.0, gt=0, description="seconds to wait for a scheduler (and its first worker)")
+    timeout: float = Field(30.0, gt=0, le=86_400, description="seconds to wait for a scheduler (and its first worker)")
     tls: TLSSpec | None = None
     rmm_pool_size: str | None = Field(None, description="local-cuda: RMM pool per GPU (e.g. '24GB' or '0.9')")
     device_memory_limit: str | None = Field("0.8", description="local-cuda: spill device memory to host above this (bytes, '20GB' or a fraction)")
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _memory_limit(cls, v):
+        return _memory_size(v, "memory_limit", allow_auto=True)
+
+    @field_validator("rmm_pool_size", "device_memory_limit", mode="before")
+    @classmethod
+    def _device_memory(cls, v, info):
+        return None if v is None else _memory_size(v, info.field_name, allow_auto=False)
 
     @field_validator("address")
     @classmethod
@@ -643,20 +793,22 @@ class BacktestSpec(_Section):
 
     origins: list[str] | None = Field(None, description="explicit origins (first evaluation month of each fold)")
     first_origin: str | None = Field(None, description="first generated origin (default: earliest with enough history)")
-    every: int = Field(1, ge=1, description="months between generated origins (retraining decision points)")
-    train_months: int | None = Field(12, ge=1, description="sliding training window in months; null: expanding")
-    gap: int = Field(0, ge=0, description="months left out between training end and origin")
-    horizon: int = Field(3, ge=1, description="months each origin's model is scored for the staleness matrix")
+    every: int = Field(1, ge=1, le=MAX_PERIOD_MONTHS, description="months between generated origins (retraining decision points)")
+    train_months: int | None = Field(12, ge=1, le=MAX_PERIOD_MONTHS,
+                                     description="sliding training window in months; null: expanding")
+    gap: int = Field(0, ge=0, le=MAX_PERIOD_MONTHS, description="months left out between training end and origin")
+    horizon: int = Field(3, ge=1, le=MAX_PERIOD_MONTHS, description="months each origin's model is scored for the staleness matrix")
     policies: list[PolicySpec] = Field(default_factory=lambda: [
         PolicySpec(kind="static"), PolicySpec(kind="periodic", params={"every": 3}), PolicySpec(kind="drift_triggered"),
     ])
     metric: Literal["f1", "accuracy", "precision", "recall"] = Field(
         "f1", description="the metric the floor applies to (months below it are counted; drift_triggered retrains)")
     floor: float = Field(0.6, ge=0, le=1, description="floor of the metric")
-    label_delay: int = Field(0, ge=0, description="months after a month ends before its labels are known")
+    label_delay: int = Field(0, ge=0, le=MAX_PERIOD_MONTHS, description="months after a month ends before its labels are known")
     drift: DriftSpec = DriftSpec()
     daily: bool = Field(False, description="also write per-day metrics per policy (backtest_daily.parquet)")
-    max_train_rows: int | None = Field(None, ge=1000, description="sample training months down to this many rows (seeded)")
+    max_train_rows: int | None = Field(None, ge=1000, le=10 * MAX_ROWS,
+                                       description="sample training months down to this many rows (seeded)")
     cache_dir: str = Field(".rapidseval/features", description="per-month feature cache (Parquet)")
 
     @field_validator("origins")
@@ -680,7 +832,7 @@ class BacktestSpec(_Section):
         if not v:
             raise ValueError("at least one policy is needed")
         labels = [p.label for p in v]
-        dup = sorted({x for x in labels if labels.count(x) > 1})
+        dup = sorted(x for x, n in Counter(labels).items() if n > 1)
         if dup:
             raise ValueError(f"policy name(s) {', '.join(dup)} used twice; give each a distinct name")
         return v
@@ -696,7 +848,7 @@ class JobSpec(_Section):
     """A whole job. See ``jobs/*.yaml`` for examples."""
 
     name: str = "job"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     backend: Literal["auto", "cpu", "gpu"] = "auto"
     data: DataSpec = DataSpec()
     features: FeaturesSpec = FeaturesSpec()
@@ -739,7 +891,38 @@ class JobSpec(_Section):
                 raise ValueError(
                     f"{where}: month(s) {', '.join(outside)} outside data months {self.data.start}..{self.data.end}"
                 )
+        leaks = self.train_eval_overlap()
+        if leaks and not ev.allow_overlap:
+            name, leak = next(iter(leaks.items()))
+            where = "model" if self.models is None else f"models.{[m.name for m in self.model_specs()].index(name)}"
+            raise ValueError(
+                f"{where}.train: time leakage: model {name} trains on {', '.join(leak['train_months'])}, "
+                f"not before the month(s) it is evaluated on ({', '.join(leak['eval_months'])}); train on earlier "
+                "months, or set evaluation.allow_overlap: true to accept (the manifest then records it)")
         return self
+
+    def eval_months(self) -> list[str]:
+        """Months the models are judged on: evaluation.test, score and replay months, in data order."""
+        ev = self.evaluation
+        wanted = set(ev.test) | set(ev.score) | set(ev.replay.months if ev.replay is not None else ())
+        return [m for m in self.data.months if m in wanted] if wanted else []
+
+    def train_eval_overlap(self) -> dict[str, dict[str, list[str]]]:
+        """Per model name, its training months that overlap or follow the first evaluation month
+        (and the evaluation months they leak into); empty when every model trains strictly before."""
+        if self.backtest is not None:
+            return {}
+        evals = self.eval_months()
+        if not evals:
+            return {}
+        first = month_index(evals[0])
+        out = {}
+        for m in self.model_specs():
+            late = [t for t in self.train_months(m) if month_index(t) >= first]
+            if late:
+                last = max(month_index(t) for t in late)
+                out[m.name] = {"train_months": late, "eval_months": [e for e in evals if month_index(e) <= last]}
+        return out
 
     def _backtest_months(self):
         if "evaluation" in self.model_fields_set:
@@ -782,7 +965,7 @@ class JobSpec(_Section):
             if not self.models:
                 raise ValueError("models: at least one model is needed")
             names = [m.name or m.kind for m in self.models]
-            dup = sorted({n for n in names if names.count(n) > 1})
+            dup = sorted(x for x, k in Counter(names).items() if k > 1)
             if dup:
                 raise ValueError(f"models: names must differ ({', '.join(dup)} repeated; set name:)")
         for i, m in enumerate(self.model_specs()):
@@ -827,23 +1010,33 @@ class JobSpec(_Section):
 def _format_errors(exc: ValidationError, origin: str) -> str:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(job)"
+        where = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
-        lines.append(f"{origin}: {where}: {msg}")
+        lines.append(f"{origin}: {where}: {msg}" if where else f"{origin}: {msg}")  # a whole-job check names its fields
     return "\n".join(lines)
 
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return _yaml_load(text)
     except yaml.YAMLError:
         return text
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
-    """Apply ``{"a.b": value}`` or ``["a.b=value", ...]`` to a raw job mapping (a copy)."""
+    """Apply ``{"a.b": value}`` or ``["a.b=value", ...]`` to a raw job mapping (a copy).
+
+    Raises
+    ------
+    TypeError
+        ``overrides`` is neither a mapping nor a list of strings (a single
+        ``"a.b=value"`` string must be wrapped in a list).
+    SpecError
+        An item without ``=``, an empty key or key part.
+    """
+    check_overrides_type(overrides)
     out = json.loads(json.dumps(raw or {}))
     if not overrides:
         return out
@@ -858,6 +1051,9 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str] |
         pairs = list(overrides.items())
     for key, value in pairs:
         parts = key.split(".")
+        if not key or any(not p.strip() for p in parts):
+            raise SpecError(f"--set {key}={value!r}: the key {key!r} is empty or has an empty part; "
+                            "name a job field by its dotted path (e.g. model.params.n_estimators=50)")
         node = out
         for p in parts[:-1]:
             nxt = node.get(p)
@@ -870,8 +1066,34 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str] |
     return out
 
 
+def check_overrides_type(overrides) -> None:
+    """TypeError unless ``overrides`` is None, a mapping of dotted paths, or a list of ``"a.b=value"`` strings."""
+    if overrides is None or isinstance(overrides, dict):
+        if overrides and not all(isinstance(k, str) for k in overrides):
+            raise TypeError("overrides: every key must be a dotted field path (str), e.g. {'model.params.n_estimators': 50}")
+        return
+    if isinstance(overrides, (list, tuple)) and all(isinstance(item, str) for item in overrides):
+        return
+    hint = (f"; wrap one in a list: [{overrides!r}]" if isinstance(overrides, str) else "")
+    raise TypeError("overrides must be a mapping {'a.b': value} or a list of 'a.b=value' strings, "
+                    f"got {type(overrides).__name__}{hint}")
+
+
 def load_job(job: str | Path | dict[str, Any] | JobSpec, overrides=None) -> JobSpec:
-    """Load and validate a job from a YAML path, a mapping or a JobSpec."""
+    """Load and validate a job from a YAML path, a mapping or a JobSpec.
+
+    Raises
+    ------
+    TypeError
+        ``job`` or ``overrides`` of a type that cannot be a job or overrides.
+    SpecError
+        The file cannot be read, is empty, is not strict YAML (aliases,
+        duplicate keys), or the job is invalid; the message names the file,
+        line or field.
+    """
+    check_overrides_type(overrides)
+    if not isinstance(job, (str, Path, dict, JobSpec)) and not hasattr(job, "__fspath__"):
+        raise TypeError(f"job must be a path to a YAML file, a mapping or a JobSpec, got {type(job).__name__}")
     if isinstance(job, JobSpec):
         if not overrides:
             return job
@@ -882,13 +1104,24 @@ def load_job(job: str | Path | dict[str, Any] | JobSpec, overrides=None) -> JobS
         path = Path(job)
         origin = str(path)
         try:
-            raw = yaml.safe_load(path.read_text())
+            if not path.exists():
+                raise SpecError(f"{path}: no such job file")
+            if path.is_dir():
+                raise SpecError(f"{path}: is a directory, not a job file (YAML)")
+            if path.stat().st_size > MAX_JOB_BYTES:
+                raise SpecError(f"{path}: {path.stat().st_size:,} bytes; a job file is at most {MAX_JOB_BYTES:,} bytes")
+            text = path.read_text()
         except OSError as exc:
             raise SpecError(f"{path}: cannot read job file: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"{path}: not a text file (UTF-8): {exc.reason} at byte {exc.start}") from exc
+        try:
+            raw = _yaml_load(text)
         except yaml.YAMLError as exc:
-            raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+            raise SpecError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from exc
         if raw is None:
-            raw = {}
+            raise SpecError(f"{path}: the job file is empty; a job needs at least its sections "
+                            "(see jobs/smoke.yaml for a complete example)")
         if not isinstance(raw, dict):
             raise SpecError(f"{path}: a job file must be a mapping of sections, got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides)

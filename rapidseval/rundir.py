@@ -16,20 +16,39 @@ Paths are checked before anything is written: ``output.dir`` may use only the
 ``{name}`` placeholder, the filled path must stay inside the part of the
 template before the placeholder, and table names are plain file names, so no
 job field can make rapidseval write outside the directory it names.
+
+rapidseval never removes what it did not write.  Before any work starts,
+:func:`claim_run_dir` checks the target: it may not exist yet, be empty, or be
+a run directory rapidseval wrote (its :data:`COMPLETE_MARKER` in rapidseval's
+format, every file it lists unchanged, nothing else in it but ``report.html``);
+anything else is refused, naming what is in the way.  The claim holds an
+exclusive lock (``.NAME.lock`` beside a local run directory, an advisory
+``flock`` the kernel drops when the process dies): a second run writing the
+same directory fails at once, naming the holder's PID; a lock file left by a
+killed run is simply taken over.  Holding the lock, it removes the
+``.NAME.partial-PID-*`` and ``.NAME.old-PID-*`` directories that a killed
+run left behind (that exact naming, and only when that PID is no longer
+running).  ``s3://`` outputs are checked the same way; their lock is a file
+in the local temporary directory, so it covers runs on one machine only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import posixpath
 import re
 import shutil
+import socket
 import tempfile
+import threading
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
@@ -40,7 +59,9 @@ __all__ = [
     "COMPLETE_MARKER",
     "DIR_PLACEHOLDERS",
     "IncompleteRunDir",
+    "RunDirLocked",
     "check_complete",
+    "claim_run_dir",
     "check_dir_template",
     "resolve_run_dir",
     "safe_file_name",
@@ -58,6 +79,14 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 
 class IncompleteRunDir(RapidsEvalError):
     """A run directory that is missing its completion marker or some of its files."""
+
+
+class RunDirLocked(RapidsEvalError):
+    """Another live rapidseval process is writing the same run directory."""
+
+
+#: files a run directory may hold besides those its marker lists (written after the marker by ``report``)
+_UNLISTED_OWN = ("report.html",)
 
 
 # ---------------------------------------------------------------------------------------
@@ -159,19 +188,258 @@ def _write_local(tmp: Path, manifest: Mapping[str, Any], tables: Mapping[str, pd
     lineage.write_json_atomic(tmp / COMPLETE_MARKER, marker)
 
 
-def _refuse_foreign(run_dir: Path) -> None:
-    if run_dir.exists() and (
-        not run_dir.is_dir()
-        or (any(run_dir.iterdir()) and not ((run_dir / "manifest.json").exists() or (run_dir / COMPLETE_MARKER).exists()))
-    ):
-        raise RapidsEvalError(
-            f"{run_dir} exists and is not a run directory (no manifest.json); "
-            "choose another --out or remove it yourself — rapidseval only replaces its own run directories"
-        )
+def _marker_problem(marker_text: str | None, names: set[str]) -> str | None:
+    """Why a directory holding ``names`` (and ``marker_text``, its marker's content) is not a
+    rapidseval run directory; None when it is one (or empty)."""
+    names = names - {COMPLETE_MARKER}
+    if marker_text is None:
+        if not names:
+            return None
+        shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+        return f"it holds {shown} but no {COMPLETE_MARKER} of a rapidseval run"
+    try:
+        marker = json.loads(marker_text)
+        files = marker["files"]
+        complete = marker.get("complete")
+        ours = (marker.get("rapidseval_run") == 1 and complete in (True, False) and isinstance(files, dict)
+                and all(isinstance(v, dict) and (complete is False or ("sha256" in v and "bytes" in v))
+                        for v in files.values()))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        ours = False
+    if not ours:
+        return f"its {COMPLETE_MARKER} is not one rapidseval wrote"
+    foreign = sorted(names - set(files) - set(_UNLISTED_OWN))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        return f"it holds file(s) rapidseval did not write: {shown}"
+    return None
+
+
+def _local_problem(run_dir: Path) -> str | None:
+    """Why rapidseval may not replace ``run_dir``; None when it may (absent, empty or its own)."""
+    if not run_dir.exists() and not run_dir.is_symlink():
+        return None
+    if run_dir.is_symlink() or not run_dir.is_dir():
+        return "it is a file, not a directory" if not run_dir.is_symlink() else "it is a symbolic link"
+    try:
+        names = {p.name for p in run_dir.iterdir()}
+        marker_path = run_dir / COMPLETE_MARKER
+        marker_text = marker_path.read_text() if marker_path.is_file() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"it cannot be read ({getattr(exc, 'strerror', None) or exc})"
+    problem = _marker_problem(marker_text, names)
+    if problem is None and marker_text is not None and json.loads(marker_text)["complete"] is True:
+        for name, meta in json.loads(marker_text)["files"].items():
+            f = run_dir / name
+            if not _SAFE_NAME.fullmatch(name) or ".." in name or not f.is_file():
+                return f"its {COMPLETE_MARKER} lists {name!r}, which is not one of its files"
+            if f.stat().st_size != meta.get("bytes") or _sha256(f) != meta.get("sha256"):
+                return f"{name} was changed after rapidseval wrote it"
+        for name in _UNLISTED_OWN:
+            if (run_dir / name).exists() and not (run_dir / name).is_file():
+                return f"{name} is not a file"
+    return problem
+
+
+def _refusal(target: str, problem: str) -> RapidsEvalError:
+    return RapidsEvalError(
+        f"output directory {target} exists and is not a run directory rapidseval wrote: {problem}; choose another --out "
+        "(or output.dir), or move it away yourself — rapidseval only replaces an empty directory or a run "
+        "directory it wrote"
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _debris_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(name)}\.(?:partial|old)-(\d+)-[0-9a-f]{{8}}")
+
+
+def _clean_debris(run_dir: Path, reporter=None) -> list[str]:
+    """Remove ``.NAME.partial-PID-xxxxxxxx`` / ``.NAME.old-PID-xxxxxxxx`` directories beside
+    ``run_dir`` whose PID is no longer running (what a killed run left); return their names."""
+    pattern = _debris_pattern(run_dir.name)
+    removed = []
+    try:
+        siblings = list(run_dir.parent.iterdir())
+    except OSError:
+        return removed
+    for p in siblings:
+        m = pattern.fullmatch(p.name)
+        if m and int(m[1]) != os.getpid() and not _pid_alive(int(m[1])) and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p.name)
+    if removed and reporter is not None:
+        reporter.log(f"removed {len(removed)} directory(ies) a killed run left beside {run_dir}: {', '.join(sorted(removed))}")
+    return removed
+
+
+def _prepare_parent(run_dir: Path) -> None:
+    """Create ``run_dir``'s parent, or say in one line why it cannot be."""
+    parent = run_dir.parent
+    for p in [parent, *parent.parents]:
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise RapidsEvalError(f"output directory {run_dir}: {p} is a file, not a directory")
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RapidsEvalError(f"output directory {run_dir}: cannot create {parent}: "
+                              f"{exc.strerror or exc}") from exc
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RapidsEvalError(f"output directory {run_dir}: cannot write in {parent} (permission denied or read-only)")
+
+
+class _Lock:
+    """An exclusive, non-blocking ``flock`` on ``path`` holding the owner's PID and host."""
+
+    def __init__(self, path: Path, what: str):
+        self.path, self.what, self.fd = path, what, None
+
+    def acquire(self) -> None:
+        for _ in range(10):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            except OSError as exc:
+                raise RapidsEvalError(f"{self.what}: cannot create the lock file {self.path}: "
+                                      f"{exc.strerror or exc}") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = self._holder(fd)
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise RapidsEvalError(f"{self.what}: cannot lock {self.path}: {exc.strerror or exc}") from exc
+                raise RunDirLocked(
+                    f"{self.what} is being written by another rapidseval run ({holder}); wait for it to "
+                    "finish or choose another --out") from None
+            try:  # the file we locked must still be the one at the path (a releaser may have unlinked it)
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.fd = fd
+                info = {"pid": os.getpid(), "host": socket.gethostname(), "started_utc": lineage.utc_now()}
+                os.ftruncate(fd, 0)
+                os.write(fd, json.dumps(info).encode())
+                return
+            os.close(fd)
+        raise RunDirLocked(f"{self.what}: the lock {self.path} keeps changing hands; try again")
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        try:
+            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            return f"pid {int(info['pid'])} on {info.get('host', '?')}, since {info.get('started_utc', '?')}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "pid unknown"
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = None
+
+
+#: claims held, by (target, thread): a nested claim in the same thread (run -> write_run_dir) reuses it
+_HELD: dict[tuple[str, int], "RunDirClaim"] = {}
+
+
+class RunDirClaim:
+    """The right to (re)write one run directory: checked, locked, debris cleared.
+
+    Made by :func:`claim_run_dir`; :func:`write_run_dir` uses the claim this
+    process holds for its target (or takes one for the write alone).
+    """
+
+    def __init__(self, target: str):
+        self.target = target
+        self.is_s3 = _is_s3(target)
+        self.path = None if self.is_s3 else Path(target)
+        if self.is_s3:
+            lock_path = Path(tempfile.gettempdir()) / f"rapidseval-{hashlib.sha256(target.encode()).hexdigest()[:16]}.lock"
+        else:
+            lock_path = self.path.parent / f".{self.path.name}.lock"
+        self._lock = _Lock(lock_path, f"output directory {target}")
+
+    def check(self, spec=None) -> None:
+        """Refuse a target rapidseval may not replace (raises RapidsEvalError naming what is in the way)."""
+        if self.is_s3:
+            problem = _s3_problem(self.target, spec)
+        else:
+            problem = _local_problem(self.path)
+        if problem is not None:
+            raise _refusal(self.target, problem)
+
+
+def _s3_problem(uri: str, spec) -> str | None:
+    from .data.sources import open_fs, source_error
+
+    opts = (spec.output.storage_options or None) if spec is not None else None
+    fs, root = open_fs(uri, opts, month="output")
+    try:
+        if not fs.exists(root):
+            return None
+        names = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False, refresh=True)}
+        marker = fs.cat_file(f"{root}/{COMPLETE_MARKER}").decode("utf-8", "replace") if COMPLETE_MARKER in names else None
+    except Exception as exc:
+        raise source_error(exc, uri, "output", "inspect") from exc
+    finally:
+        fs.invalidate_cache(root)
+    return _marker_problem(marker, names)
+
+
+@contextlib.contextmanager
+def claim_run_dir(spec, reporter=None) -> Iterator[RunDirClaim]:
+    """Check ``spec``'s run directory and hold its lock for the ``with`` block (call it before any work).
+
+    Raises
+    ------
+    RapidsEvalError
+        The target exists and is not empty, nor a run directory rapidseval
+        wrote; its parent is a file or cannot be written.
+    RunDirLocked
+        Another live rapidseval process holds the directory's lock.
+    """
+    target = resolve_run_dir(spec.output.dir, spec.name)
+    key = (target, threading.get_ident())
+    held = _HELD.get(key)
+    if held is not None:  # nested (run -> write_run_dir): the outer claim covers it
+        held.check(spec)
+        yield held
+        return
+    claim = RunDirClaim(target)
+    if claim.path is not None:
+        _prepare_parent(claim.path)
+    claim.check(spec)
+    claim._lock.acquire()
+    _HELD[key] = claim
+    try:
+        claim.check(spec)  # again, now that no other rapidseval run can change it
+        if claim.path is not None:
+            _clean_debris(claim.path, reporter)
+        yield claim
+    finally:
+        _HELD.pop(key, None)
+        claim._lock.release()
 
 
 def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], reporter=None):
     """Write a run directory for ``spec`` (its ``output`` section); return where it is.
+
+    The directory is claimed first (see :func:`claim_run_dir`): only an absent or
+    empty directory, or one rapidseval wrote, is replaced.
 
     Parameters
     ----------
@@ -189,23 +457,22 @@ def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.Dat
     """
     for name in tables:
         safe_file_name(f"{name}.parquet")
-    target = resolve_run_dir(spec.output.dir, spec.name)
-    if _is_s3(target):
-        return _write_s3(target, spec, manifest, tables, reporter)
-    run_dir = Path(target)
-    _refuse_foreign(run_dir)
-    tmp = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
-        _write_local(tmp, manifest, tables, spec.output.report)
-        if run_dir.exists():
-            old = run_dir.parent / f".{run_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            os.replace(run_dir, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, run_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return run_dir
+    with claim_run_dir(spec, reporter) as claim:
+        if claim.is_s3:
+            return _write_s3(claim.target, spec, manifest, tables, reporter)
+        run_dir = claim.path
+        tmp = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            _write_local(tmp, manifest, tables, spec.output.report)
+            if run_dir.exists():
+                old = run_dir.parent / f".{run_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                os.replace(run_dir, old)
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, run_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return run_dir
 
 
 def _write_s3(uri: str, spec, manifest, tables, reporter):
@@ -221,13 +488,11 @@ def _write_s3(uri: str, spec, manifest, tables, reporter):
         names = sorted(p.name for p in local.iterdir() if p.name != COMPLETE_MARKER)
         try:
             existing = [posixpath.basename(p) for p in fs.ls(root, detail=False, refresh=True)] if fs.exists(root) else []
-            if existing and "manifest.json" not in existing and COMPLETE_MARKER not in existing:
-                raise RapidsEvalError(
-                    f"{uri} holds objects but is not a run directory (no manifest.json); "
-                    "choose another output.dir — rapidseval only replaces its own run directories"
-                )
-            if COMPLETE_MARKER in existing:  # from now until the new marker lands, the prefix is incomplete
-                fs.rm_file(f"{root}/{COMPLETE_MARKER}")
+            # from now until the new marker lands the prefix is incomplete, and says so: a marker
+            # listing every name this write may leave, so an interrupted write is still known as ours
+            writing = {"rapidseval_run": 1, "complete": False, "created_utc": lineage.utc_now(),
+                       "files": {n: {} for n in sorted(set(existing) | set(names)) if n != COMPLETE_MARKER}}
+            fs.pipe_file(f"{root}/{COMPLETE_MARKER}", json.dumps(writing).encode())
             for stale in set(existing) - set(names) - {COMPLETE_MARKER}:
                 if not fs.isdir(f"{root}/{stale}"):
                     fs.rm_file(f"{root}/{stale}")
@@ -259,8 +524,10 @@ def check_complete(run_dir: str | os.PathLike) -> dict[str, Any]:
     """
     d = Path(run_dir)
     hint = "the run was interrupted or is still writing; re-run the job to get trustworthy tables"
+    if not d.exists():
+        raise IncompleteRunDir(f"{d}: no such run directory")
     if not d.is_dir():
-        raise IncompleteRunDir(f"{d}: not a directory")
+        raise IncompleteRunDir(f"{d}: not a directory (a run directory holds manifest.json, the tables and {COMPLETE_MARKER})")
     if ".partial-" in d.name:
         raise IncompleteRunDir(f"{d} is an incomplete run directory (a partial write in progress or abandoned); {hint}")
     marker_path = d / COMPLETE_MARKER
@@ -274,12 +541,26 @@ def check_complete(run_dir: str | os.PathLike) -> dict[str, Any]:
     try:
         marker = json.loads(marker_path.read_text())
         files = marker["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not a mapping")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IncompleteRunDir(f"{d}: unreadable {COMPLETE_MARKER} ({exc}); {hint}") from exc
+    if marker.get("complete") is not True:
+        raise IncompleteRunDir(f"{d} is an incomplete run directory: its {COMPLETE_MARKER} says a write was under way; {hint}")
+    if "manifest.json" not in files:
+        raise IncompleteRunDir(f"{d}: its {COMPLETE_MARKER} does not list manifest.json (it lists "
+                               f"{', '.join(sorted(files)) or 'no files'}): the marker was changed after rapidseval "
+                               "wrote it, so its tables cannot be trusted; re-run the job")
+    for name in files:
+        if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
+            raise IncompleteRunDir(f"{d}: its {COMPLETE_MARKER} lists {name!r}, which is not a plain file name "
+                                   "inside the run directory (path traversal refused); the marker was tampered with")
     problems = []
     for name, meta in files.items():
-        f = d / safe_file_name(name, "file name")
-        if not f.exists():
+        f = d / name
+        if not isinstance(meta, dict):
+            problems.append(f"{name} has no size and hash in {COMPLETE_MARKER}")
+        elif not f.is_file():
             problems.append(f"{name} missing")
         elif f.stat().st_size != meta.get("bytes") or _sha256(f) != meta.get("sha256"):
             problems.append(f"{name} differs from what was written")

@@ -28,7 +28,7 @@ from .backend import get_backend
 from .cluster import open_executor
 from .errors import DataError, RapidsEvalError, SpecError
 from .features import FeatureSpec, PartStats, prepare, required_columns
-from .jobs import JobSpec, load_job, spec_hash
+from .jobs import JobSpec, check_overrides_type, load_job, spec_hash
 from .data.sources import redact_uri
 from .metrics import COUNT_COLUMNS, add_metrics, learn_threshold
 from .months import month_bounds
@@ -92,8 +92,12 @@ def _score(part, fspec: FeatureSpec, backend_name: str, models):
     """Read, featurise and score one part: (backend, frame, stats, [P(y=1) per model])."""
     be = get_backend(backend_name)
     frame, stats = _load_features(part, fspec, backend_name)
-    probas = [predict_positive_proba(m, frame[list(fspec.features)], be) if len(frame) else be.xp.zeros(0)
-              for m in models]
+    try:
+        probas = [predict_positive_proba(m, frame[list(fspec.features)], be) if len(frame) else be.xp.zeros(0)
+                  for m in models]
+    except ValueError as exc:  # e.g. a feature beyond float32 ("Input X contains infinity")
+        raise DataError(f"{redact_uri(part.uri)} ({part.month}): cannot score its rows: {exc} "
+                        "(a feature value beyond what the model takes, e.g. a distance of 1e39?)") from exc
     return be, frame, stats, probas
 
 
@@ -158,9 +162,24 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
     return str(target / "yellow_tripdata_{month}.parquet")
 
 
+def input_months(spec: JobSpec) -> list[str]:
+    """The months a run of ``spec`` reads, in data order (what ``validate`` checks too)."""
+    if spec.backtest is not None:
+        from .backtest._split import month_index
+
+        folds = spec.backtest.splitter().folds(spec.data.months)
+        first = min(month_index(f.train_start) for f in folds)
+        return [m for m in spec.data.months if month_index(m) >= first]
+    wanted = set(spec.evaluated_months()) | set(spec.shift_months())
+    return [m for m in spec.data.months if m in wanted]
+
+
 def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None = None,
                    warnings: list[str] | None = None, notes: list[str] | None = None):
-    """month -> (InputInfo, [Part], schema era) for ``months``.
+    """month -> (InputInfo, [Part], schema era) for ``months``, after the up-front checks that
+    ``run`` and ``validate`` share: every input found, its columns mapped, and a sample of its
+    first rows converted to the canonical types (so text in a fare column or a garbled CSV
+    fails here, not after training); training months that all lack rows are an error.
 
     Raises :class:`SpecError` when two months resolve to the same input and
     :class:`DataError` when two months' files are byte-for-byte copies (same size
@@ -170,7 +189,7 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
     the rules will drop and count (times beyond the period, numbers beyond
     float32) to ``notes``, which ``validate`` prints.
     """
-    from .data.readers import plan_parts
+    from .data.readers import plan_parts, read_sample
     from .data.schema import check_columns, map_columns
     from .data.sources import inspect_input, resolve_uris
 
@@ -191,6 +210,7 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
         seen[uri] = month
     out = {}
     fingerprints: dict[str, str] = {}
+    empty: list[str] = []
     for month in months:
         info = inspect_input(uris[month], month, spec.data.storage_options or None, cache_dir=spec.data.cache_dir)
         if info.bytes and info.fingerprint in fingerprints:
@@ -206,7 +226,22 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
         warnings.extend(said["warnings"])
         notes.extend(said["notes"])
         parts = plan_parts(info, target_rows=spec.data.partition_rows, storage_options=spec.data.storage_options or None)
+        sample = read_sample(parts[0], need)
+        if info.rows == 0 or (info.rows is None and sample.num_rows == 0):
+            empty.append(month)
+            if not info.rows == 0 and not info.bytes == 0:  # the footer did not tell (_input_warnings did not say it)
+                warnings.append(f"{month}: {redact_uri(info.uri)} has no rows; the month's metrics and shift "
+                                "comparison will be left out")
         out[month] = (info, parts, mapping.era)
+    if spec.backtest is None:  # what cannot work without rows fails now, not after training
+        needs = {f"model {m.name}: its training month(s)": spec.train_months(m) for m in spec.model_specs()}
+        needs.update({f"model {m.name}: its threshold month(s)": spec.threshold_months(m) for m in spec.model_specs()})
+        if spec.evaluation.shift is not None:
+            needs["evaluation.shift.reference"] = [spec.evaluation.shift.reference]
+        for what, needed in needs.items():
+            if needed and all(m in empty for m in needed) and all(m in out for m in needed):
+                raise DataError(f"{what} {', '.join(needed)} hold no rows "
+                                f"({', '.join(redact_uri(out[m][0].uri) for m in needed)})")
     return out
 
 
@@ -287,7 +322,17 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
         Any other job field by dotted path, validated like the file.
     reporter : Reporter, optional
         Progress display; silent by default.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (e.g. ``overrides`` as one string).
+    RapidsEvalError
+        Anything the job, its inputs or its output directory make impossible;
+        the output directory is checked and locked before any work starts.
     """
+    _check_types(backend=backend, scheduler=scheduler, out=out, reporter=reporter)
+    check_overrides_type(overrides)
     extra: dict[str, Any] = {}
     if isinstance(overrides, dict):
         extra.update(overrides)
@@ -301,10 +346,31 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     ov: Any = extra if not isinstance(overrides, (list, tuple)) else list(overrides) + [f"{k}={json.dumps(v)}" for k, v in extra.items()]
     spec = load_job(job, ov or None)
     reporter = reporter or Reporter()
-    if spec.backtest is not None:
-        from .backtest import run_backtest
+    from .rundir import claim_run_dir
 
-        return run_backtest(spec, reporter=reporter)
+    with claim_run_dir(spec, reporter):  # refused or locked before any work; released when written
+        if spec.backtest is not None:
+            from .backtest import run_backtest
+
+            return run_backtest(spec, reporter=reporter)
+        return _run_evaluation(spec, reporter)
+
+
+def _check_types(**args) -> None:
+    """TypeError for API arguments of the wrong type (a silent no-op would run the wrong job)."""
+    for name in ("backend", "scheduler"):
+        if args[name] is not None and not isinstance(args[name], str):
+            raise TypeError(f"{name} must be a str or None, got {type(args[name]).__name__}")
+    out = args["out"]
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a path (str or os.PathLike) or None, got {type(out).__name__}")
+    reporter = args["reporter"]
+    if reporter is not None and not isinstance(reporter, Reporter):
+        raise TypeError(f"reporter must be a rapidseval.progress.Reporter or None, got {type(reporter).__name__}")
+
+
+def _run_evaluation(spec: JobSpec, reporter: Reporter) -> RunResult:
+    """The evaluation job (train, replay, shift) of a validated ``spec``; its run directory claimed."""
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
@@ -313,8 +379,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     fspec = _feature_spec(spec)
     ev = spec.evaluation
     eval_months = spec.evaluated_months()
-    shift_months = spec.shift_months()
-    months = [m for m in spec.data.months if m in set(eval_months) | set(shift_months)]
+    months = input_months(spec)
     rp = ev.replay
     window = rp.window if rp is not None else "D"
     time_column = ev.replay.time_column if ev.replay is not None else "dropoff_datetime"
@@ -352,7 +417,13 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
             for i in idx:
                 t0 = time.perf_counter()
                 with reporter.stage(f"train {model_specs[i].name} ({len(train):,} rows)", total=1) as st:
-                    fit(models[i], train[list(fspec.features)], train[fspec.target], be)
+                    try:
+                        fit(models[i], train[list(fspec.features)], train[fspec.target], be)
+                    except DataError:
+                        raise
+                    except ValueError as exc:
+                        raise DataError(f"cannot train {model_specs[i].name} on {', '.join(train_months)}: {exc} "
+                                        "(a feature value beyond what the model takes, e.g. a distance of 1e39?)") from exc
                     st.advance()
                 seconds = time.perf_counter() - t0
                 timings["train"] += seconds
@@ -621,6 +692,9 @@ def _manifest(spec, be, inputs, stats, timings, warnings=()) -> dict[str, Any]:
         "warnings": list(dict.fromkeys([*warnings, *month_warnings(stats, list(warnings))])),
         "rows": {"total": totals.to_dict(), "by_month": rows},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        # models whose training months overlap or follow their evaluation months (allowed by
+        # evaluation.allow_overlap): model -> {train_months, eval_months}; empty when none
+        "train_eval_overlap": spec.train_eval_overlap(),
     }
 
 

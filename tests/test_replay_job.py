@@ -45,6 +45,7 @@ def _job(months_dir, out, **replay):
             "replay": {"months": ["2020-03"], "window": "D", "auc": "exact", "label_delay": "2D", "trailing": 3,
                        "floor": 0.6, "min_window_rows": 50, **replay},
             "shift": None,
+            "allow_overlap": True,  # the candidate trains on the test month February
         },
         "cluster": {"kind": "threads", "n_workers": 2},
         "output": {"dir": str(out), "report": False},

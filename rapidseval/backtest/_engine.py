@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..backend import get_backend
-from ..errors import RapidsEvalError, SpecError
+from ..errors import DataError, RapidsEvalError, SpecError
 from ..feature_cache import CachedMonth, build_month, read_day_counts, read_month_features, write_atomic
 from ..metrics import COUNT_COLUMNS, add_metrics
 from ..models import make_model
@@ -168,8 +168,42 @@ def _score(model, entry: CachedMonth, fspec, be, threshold: float, work: str, mo
 
 @functools.lru_cache(maxsize=2)
 def _load_model(path: str):
+    """A fold's model from the work area (rapidseval wrote it; a damaged one is named, with the way out)."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError, TypeError) as exc:
+        work = Path(path).parent.parent
+        raise DataError(
+            f"{path}: cannot load this backtest model ({type(exc).__name__}: {exc}); the file is in rapidseval's "
+            f"work area, damaged after it was written: delete {work} (only rapidseval's resumable state) and "
+            "re-run the job to refit its folds") from exc
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        return pickle.load(f)
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fold_done(work: Path, key: str) -> dict[str, Any] | None:
+    """The record of a fold the work area holds intact, or None (absent, or its model damaged:
+    then it is fitted again, since rapidseval wrote it and can write it again)."""
+    marker, model = work / "folds" / f"{key}.json", work / "models" / f"{key}.pkl"
+    if not (marker.exists() and model.exists()):
+        return None
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    if "model_sha256" in record and (model.stat().st_size != record.get("model_bytes")
+                                     or _file_sha256(model) != record["model_sha256"]):
+        return None
+    return record
 
 
 def _fold_task(plan: _ModelPlan, entries: dict[str, CachedMonth], fspec, backend_name: str, model_cfg: dict[str, Any],
@@ -200,7 +234,8 @@ def _fold_task(plan: _ModelPlan, entries: dict[str, CachedMonth], fspec, backend
     rows = int(len(train))
     del train
     model_path = Path(work) / "models" / f"{plan.key}.pkl"
-    write_atomic(model_path, lambda p: p.write_bytes(pickle.dumps(model, protocol=5)))
+    blob = pickle.dumps(model, protocol=5)
+    write_atomic(model_path, lambda p: p.write_bytes(blob))
     reference = None
     if drift is not None:
         t1 = time.perf_counter()
@@ -210,7 +245,8 @@ def _fold_task(plan: _ModelPlan, entries: dict[str, CachedMonth], fspec, backend
               for m in fold.eval}
     record = {"key": plan.key, "origin": fold.origin, "train": list(fold.train), "eval": list(fold.eval),
               "train_rows": rows, "train_seconds": seconds, "backend": be.name,
-              "drift_reference_seconds": drift_seconds if drift is not None else None}
+              "drift_reference_seconds": drift_seconds if drift is not None else None,
+              "model_bytes": len(blob), "model_sha256": hashlib.sha256(blob).hexdigest()}
     write_atomic(Path(work) / "folds" / f"{plan.key}.json", lambda p: p.write_text(json.dumps(record)))
     return {"record": record, "scores": scores}
 
@@ -409,12 +445,17 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
         records: dict[str, dict[str, Any]] = {}
         scores: dict[tuple[str, str], pd.DataFrame] = {}  # (model key, month) -> daily counts
         todo = []
+        damaged = []
         for plan in plans:
-            marker = work / "folds" / f"{plan.key}.json"
-            if marker.exists() and (work / "models" / f"{plan.key}.pkl").exists():
-                records[plan.key] = json.loads(marker.read_text())
+            record = _fold_done(work, plan.key)
+            if record is not None:
+                records[plan.key] = record
             else:
                 todo.append(plan)
+                if (work / "folds" / f"{plan.key}.json").exists():
+                    damaged.append(plan.fold.origin)
+        if damaged:
+            reporter.log(f"work area {work}: fold(s) {', '.join(damaged)} damaged since written; fitting them again")
         stats_counter["folds_reused"] = len(plans) - len(todo)
         if records:
             reporter.log(f"resuming: {len(records)} of {len(plans)} folds already done in {work}")

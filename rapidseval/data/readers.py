@@ -44,7 +44,7 @@ from .sources import (
     source_error,
 )
 
-__all__ = ["Part", "plan_parts", "read_month", "read_part"]
+__all__ = ["Part", "plan_parts", "read_month", "read_part", "read_sample"]
 
 _CSV_BLOCK = 16 << 20
 _CSV_COLUMN = re.compile(r"CSV column #(\d+)")
@@ -289,6 +289,93 @@ def _read_csv(fs, path: str, part: Part, columns, shown: str) -> pa.Table:
                     col = f" column {canon}" + (f" (source {src!r})" if src != canon else "")
                 detail = " ".join(msg.split())[:300]
                 raise DataError(f"{where}:{col} cannot parse CSV: {detail}") from exc
+    except (DataError, SchemaError, SourceError, SpecError):
+        raise
+    except Exception as exc:
+        raise source_error(exc, part.uri, part.month) from exc
+    return to_canonical(table, mapping, columns, path=shown, month=part.month)
+
+
+# ---------------------------------------------------------------------------------------
+# samples (the up-front type check of run and validate)
+# ---------------------------------------------------------------------------------------
+def read_sample(part: Part, columns: Sequence[str] | Mapping[str, Sequence[str]], *, max_rows: int = 2_000,
+                max_bytes: int = 1 << 20) -> pa.Table:
+    """The first rows of ``part`` in canonical types, through the same mapping and conversions as
+    :func:`read_part`: at most ``max_rows`` rows of its first Parquet row group, or the complete
+    lines of a CSV's first ``max_bytes``.  What it cannot convert (text in a fare column, a
+    garbled CSV, an unparsable timestamp) fails here, before any training, with the message
+    :func:`read_part` would give.
+
+    Raises
+    ------
+    SourceError, SchemaError, DataError
+        As :func:`read_part`.
+    """
+    import io
+
+    names = list(columns)
+    canonical_arrow_schema(names)
+    columns = {c: list(columns[c]) for c in names} if isinstance(columns, Mapping) else names
+    fs, path = open_fs(part.uri, part.storage_options, cache_dir=part.cache_dir, month=part.month)
+    shown = redact_uri(part.uri)
+    where = f"{shown} ({part.month})"
+    try:
+        size = int(fs.size(path))
+        if size == 0:
+            return empty_canonical_table(columns)
+        if part.fmt == "parquet":
+            with fs.open(path, "rb", **open_kwargs(fs, size)) as f:
+                try:
+                    pf = pq.ParquetFile(f)
+                    mapping = map_columns(pf.schema_arrow.names, path=shown, month=part.month)
+                    check_columns(mapping, columns, path=shown, month=part.month)
+                    wanted = mapping.source_names(columns)
+                    groups = list(part.row_groups) if part.row_groups is not None else list(range(pf.num_row_groups))
+                    batch = next(pf.iter_batches(batch_size=max_rows, row_groups=groups[:1], columns=wanted), None) \
+                        if groups else None
+                except (DataError, SchemaError):
+                    raise
+                except Exception as exc:
+                    if _is_decode_error(exc):
+                        raise DataError(f"{where}: cannot decode Parquet data, corrupt or truncated? ({_short(exc)})") from exc
+                    raise
+            table = (pa.Table.from_batches([batch]) if batch is not None
+                     else pf.schema_arrow.empty_table().select(wanted))
+            return to_canonical(table, mapping, columns, path=shown, month=part.month)
+        with fs.open(path, "rb", compression="infer", **open_kwargs(fs, size)) as f:
+            head = f.read(max_bytes + 1)
+        if len(head) > max_bytes:
+            head = head[:max_bytes]
+            head = head[: head.rfind(b"\n") + 1] if b"\n" in head else head
+        buffer = io.BytesIO(head)
+        header = read_csv_header(buffer)
+        if not header:
+            return empty_canonical_table(columns)
+        mapping = map_columns(header, path=shown, month=part.month)
+        check_columns(mapping, columns, path=shown, month=part.month)
+        names = list(header)
+        fields = _peek_fields(buffer)
+        if fields is None:
+            return empty_canonical_table(columns)
+        names += [f"__extra_{i}" for i in range(max(fields - len(names), 0))]
+        try:
+            table = pacsv.read_csv(
+                buffer,
+                read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=mapping.source_names(columns), column_types=_csv_types(mapping, columns),
+                    strings_can_be_null=True, quoted_strings_can_be_null=True),
+            )
+        except pa.ArrowInvalid as exc:
+            msg = str(exc)
+            m = _CSV_COLUMN.search(msg)
+            col = ""
+            if m and int(m[1]) < len(names):
+                src = names[int(m[1])]
+                canon = next((c for c in columns if mapping.source_of[c] == src), src)
+                col = f" column {canon}" + (f" (source {src!r})" if src != canon else "")
+            raise DataError(f"{where}:{col} cannot parse CSV: {' '.join(msg.split())[:300]}") from exc
     except (DataError, SchemaError, SourceError, SpecError):
         raise
     except Exception as exc:

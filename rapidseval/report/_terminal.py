@@ -15,6 +15,11 @@ __all__ = ["print_summary"]
 MAX_MONTH_ROWS = 24
 
 
+#: headers of the policy table (any other column: its name with spaces)
+_POLICY_HEADERS = {"worst_month": "worst month", "mean_f1": "mean f1", "months_below_floor": "months below floor",
+                   "train_seconds": "train s"}
+
+
 def _f(v: Any, fmt: str = ".4f") -> str:
     if v is None or (isinstance(v, float) and pd.isna(v)):
         return "–"
@@ -41,6 +46,7 @@ def _ts(value: Any) -> str:
 
 def print_summary(run: RunTables, console) -> None:
     """Print the run's summary: headline, metrics per month, replay, shift, policies, rows, timings, paths."""
+    from rich import box
     from rich.table import Table
 
     man = run.manifest
@@ -123,13 +129,21 @@ def print_summary(run: RunTables, console) -> None:
         keep = ["policy", f"mean_{metric}", f"worst_{metric}", "worst_month", "mean_f1", "months_below_floor",
                 "retrains", "train_seconds"]
         cols = [c for c in dict.fromkeys(keep) if c in ps.columns] or list(ps.columns)
-        t = Table(title="retraining policies", title_justify="left")
-        for c in cols:
-            t.add_column(str(c), justify="left" if c in ("policy", "worst_month") else "right")
-        for rec in ps[cols].to_dict("records"):
-            t.add_row(*[str(v) if k in ("policy", "worst_month") else
-                        _f(v, ".1f" if "seconds" in k else ".4f" if isinstance(v, float) else "")
-                        for k, v in rec.items()])
+        # no vertical rules: the columns fit 80 (a pipe) with whole headers
+        t = Table(title="retraining policies", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        rows = [[str(v) if k in ("policy", "worst_month") else
+                 _f(v, ".1f" if "seconds" in k else ".4f" if isinstance(v, float) else "")
+                 for k, v in rec.items()] for rec in ps[cols].to_dict("records")]
+        for j, c in enumerate(cols):
+            # headers as words that wrap, never cut (a piped 80-column summary showed "mean_a…"):
+            # each column exactly as wide as its longest header word or value
+            header = _POLICY_HEADERS.get(str(c), str(c).replace("_", " "))
+            if c in (f"mean_{metric}", f"worst_{metric}"):
+                header = f"{str(c).split('_')[0]} {metric}"
+            width = max([len(w) for w in header.split()] + [len(r[j]) for r in rows])
+            t.add_column(header, justify="left" if c in ("policy", "worst_month") else "right", width=width)
+        for r in rows:
+            t.add_row(*r)
         t.caption = "every column in policies.parquet and the report"
         console.print(t)
 
