@@ -34,18 +34,26 @@ from ._counts import DayCounts, _to_host as _host, unique_inverse
 from ._grid import GRID_STATISTICS, Grid, grid_value
 from ._ks import MAX_EXACT_N, ks_pvalues
 from ._stats import STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ref_info
+from ._verdict import NullFit, from_score, scores
 from ._windows import BATCH_STATISTICS, Batch, Walk, batch_values, collapse, walk, walk_values, walked
 
 __all__ = ["ShiftCalculator", "ShiftResult", "FREQUENCIES", "ALARM_METHODS", "CALENDARS", "alarms",
-           "SHIFT_COLUMNS", "check_statistics"]
+           "SHIFT_COLUMNS", "WINDOW_COLUMNS", "check_statistics", "window_verdicts"]
 
 FREQUENCIES = {"D": "day", "W": "week starting Monday", "M": "calendar month"}
-ALARM_METHODS = {"std": "mean + k_std * std of the null", "quantile": "a quantile of the null"}
+ALARM_METHODS = {"family": "a window alarms at most at window_alarm_rate when nothing changed (fitted null, Bonferroni over its tests)",
+                 "std": "score above mean + k_std * std of the null (per test, not family-calibrated)",
+                 "quantile": "score above a quantile of the null (per test, not family-calibrated)"}
 CALENDARS = {"weekday": "reference reweighted to the window's weekday mix", "none": "reference as is"}
 
 SHIFT_COLUMNS = ["reference", "window", "window_start", "window_end", "feature", "statistic", "value",
                  "p_value", "p_method", "threshold", "alarm", "p_below_alpha", "null_mean", "null_std",
-                 "n_null", "n_reference", "n_window"]
+                 "n_null", "n_reference", "n_window", "score", "score_threshold", "p_null", "exceedance",
+                 "window_alarm"]
+
+#: the per-window verdicts (:func:`window_verdicts`)
+WINDOW_COLUMNS = ["reference", "window", "window_start", "window_end", "window_alarm", "n_tests", "n_alarms",
+                  "min_p_null", "top_feature", "top_statistic", "top_exceedance"]
 
 _US_PER_DAY = 86_400_000_000
 
@@ -157,11 +165,18 @@ class ShiftCalculator:
         Overrides for single features.
     frequency : {"D", "W", "M"}
     calendar : {"weekday", "none"}
-    alarm : {"std", "quantile"}
+    alarm : {"family", "std", "quantile"}
+        ``"family"`` (default): a window alarms when any of its tests' calibrated p-values
+        is at most ``window_alarm_rate / T`` (``T`` tests: features x statistics), so a
+        window without shift alarms at most at that rate (see :mod:`._verdict`).
+        ``"std"`` / ``"quantile"``: each test on its own, its score above ``mean + k_std *
+        std`` or a quantile of the null (not calibrated as a family).
+    window_alarm_rate : float
+        ``alarm="family"``: the target share of windows without shift that alarm.
     k_std : float
-        ``alarm="std"``: threshold = mean + k_std * std of the null.
+        ``alarm="std"``: threshold = mean + k_std * std of the null scores.
     quantile : float
-        ``alarm="quantile"``: threshold = this quantile of the null.
+        ``alarm="quantile"``: threshold = this quantile of the null scores.
     min_effect : mapping statistic -> float, optional
         Alarm only when the value is also at least this large.
     bins : int
@@ -188,7 +203,8 @@ class ShiftCalculator:
     """
 
     def __init__(self, features=None, *, statistics=None, per_feature=None, frequency: str = "M",
-                 calendar: str = "weekday", alarm: str = "std", k_std: float = 3.0, quantile: float = 0.99,
+                 calendar: str = "weekday", alarm: str = "family", window_alarm_rate: float = 0.01,
+                 k_std: float = 3.0, quantile: float = 0.99,
                  min_effect: Mapping[str, float] | None = None, bins: int = 10, fill_value: float = -1.0,
                  alpha: float = 0.05, max_categories: int = 64, exact_p: bool = True, xp=None,
                  threads: int | None = None):
@@ -198,6 +214,7 @@ class ShiftCalculator:
         self.frequency = frequency
         self.calendar = calendar
         self.alarm = alarm
+        self.window_alarm_rate = window_alarm_rate
         self.k_std = k_std
         self.quantile = quantile
         self.min_effect = dict(min_effect or {})
@@ -218,6 +235,8 @@ class ShiftCalculator:
         for name in self.min_effect:
             if name not in STATISTICS:
                 raise SpecError(f"min_effect names unknown statistic {name!r}; choose from {', '.join(STATISTICS)}")
+        if not 0 < self.window_alarm_rate < 1:
+            raise SpecError(f"shift window_alarm_rate must be in (0, 1), got {self.window_alarm_rate}")
         if not 0 < self.quantile < 1:
             raise SpecError(f"shift quantile must be in (0, 1), got {self.quantile}")
         if self.bins < 2:
@@ -312,53 +331,65 @@ class ShiftCalculator:
         return self._ref_cache[key]
 
     def _block_len(self) -> int:
-        """Days per calibration block: the evaluation frequency's size, at most half the
-        reference (monthly windows: four whole weeks, or the largest whole-weeks half of a
-        short reference, e.g. 14 days of a one-month reference)."""
-        n = len(self.days_)
-        if self.frequency == "D":
-            return 1
-        if self.frequency == "W":
-            return min(7, max(1, n // 2))
-        half = n // 2
-        return min(28, half // 7 * 7) if half >= 7 else max(1, half)
+        """Days per calibration block: one.  Scores are standardised by sample size
+        (:func:`~._verdict.scores`), so the days' null applies to weeks and months too, and a
+        one-month reference gives ~30 nearly independent blocks (whole-week or month blocks
+        would give 4 or none)."""
+        return 1
 
     def _block_step(self, L: int) -> int:
-        """Days between block starts: every day, or every week where that still gives at
-        least 20 blocks (a long reference: weekday mix constant, ~50 blocks a year, not ~340)."""
-        return 7 if L % 7 == 0 and (len(self.days_) - L) // 7 + 1 >= 20 else 1
+        return 1
 
     def _calibrate(self) -> pd.DataFrame:
-        """Null distribution of every (feature, statistic): each reference block of the
-        evaluation frequency against the reference minus that block, reweighted to the
-        block's weekday mix.  Both sides are counts on the reference's value grid, kept by
-        weekday and updated a day at a time as the block slides (:mod:`._grid`)."""
+        """Null distribution of every (feature, statistic): each reference day against the
+        reference minus that day, reweighted to the day's weekday (its calendar make-up).
+        Both sides are counts on the reference's value grid, kept by weekday and updated a
+        day at a time as the block slides (:mod:`._grid`).  Values are standardised by
+        sample size (``score``) and fitted (:class:`~._verdict.NullFit`); the table keeps the
+        raw values' mean and std beside the scores' fit and threshold."""
         L = self._block_len()
         days = self.days_
         step = self._block_step(L)
         starts = [i for i in range(0, len(days) - L + 1, step) if days[i + L - 1] - days[i] == L - 1]
         mixes = [(i, self._mix(np.bincount(_weekday(days[i:i + L]), minlength=7), np.arange(i, i + L))) for i in starts]
         day_wd = _weekday(days)
-        cols: dict[str, list] = {k: [] for k in ("feature", "statistic", "null_mean", "null_std", "n_null", "threshold")}
         threads = self._threads() if self.xp is np else 1
         with ThreadPoolExecutor(max_workers=threads) if threads > 1 else _Serial() as pool:
             nulls = list(pool.map(lambda r: self._null_values(r, L, mixes, day_wd), self.refs_.values()))
+        rows = []
         for (f, r), values in zip(self.refs_.items(), nulls):
+            n_ref, n_win = np.asarray(values["_n_ref"], dtype="float64"), np.asarray(values["_n_win"], dtype="float64")
             for s in r.stats:
                 v = np.asarray(values[s], dtype="float64")
-                v = v[np.isfinite(v)]
-                mean = float(v.mean()) if len(v) else np.nan
-                std = float(v.std(ddof=1)) if len(v) > 1 else np.nan
-                if self.alarm == "std":
-                    thr = mean + self.k_std * std
-                else:
-                    thr = float(np.quantile(v, self.quantile)) if len(v) else np.nan
-                thr = max(thr, self.min_effect.get(s, -np.inf)) if np.isfinite(thr) else thr
-                for k, x in zip(cols, (f, s, mean, std, len(v), thr)):
-                    cols[k].append(x)
-        out = pd.DataFrame(cols)
-        out.insert(5, "block_days", L)
-        return out
+                z = scores(s, v, n_ref, n_win)
+                keep = np.isfinite(v)
+                v = v[keep]
+                rows.append({"feature": f, "statistic": s,
+                             "null_mean": float(v.mean()) if len(v) else np.nan,
+                             "null_std": float(v.std(ddof=1)) if len(v) > 1 else np.nan,
+                             "n_null": len(v), "block_days": L, "fit": NullFit.of(z[keep]), "z": z[keep],
+                             "block_n_ref": float(n_ref[keep].mean()) if keep.any() else np.nan,
+                             "block_n_win": float(n_win[keep].mean()) if keep.any() else np.nan})
+        n_tests = sum(row["fit"].ok for row in rows)
+        self.fits_: dict[tuple[str, str], NullFit] = {}
+        alpha = self.window_alarm_rate / max(n_tests, 1)
+        for row in rows:
+            fit, z = row.pop("fit"), row.pop("z")
+            self.fits_[(row["feature"], row["statistic"])] = fit
+            if self.alarm == "family":
+                zt = fit.threshold(alpha)
+            elif self.alarm == "std":
+                zt = fit.mean + self.k_std * fit.std if fit.ok else np.inf
+            else:
+                zt = float(np.quantile(z[np.isfinite(z)], self.quantile)) if fit.ok else np.inf
+            row.update(score_mean=fit.mean, score_std=fit.std, score_threshold=zt,
+                       alpha_test=alpha if self.alarm == "family" else np.nan, n_tests=n_tests)
+            # the threshold a typical reference day faced, in the statistic's own units
+            thr = float(from_score(row["statistic"], zt, row["block_n_ref"], row["block_n_win"]))
+            row["threshold"] = max(thr, self.min_effect.get(row["statistic"], -np.inf)) if np.isfinite(thr) else thr
+        cols = ["feature", "statistic", "null_mean", "null_std", "n_null", "block_days", "threshold", "score_mean",
+                "score_std", "score_threshold", "alpha_test", "n_tests", "block_n_ref", "block_n_win"]
+        return pd.DataFrame(rows, columns=cols)
 
     def _null_values(self, r: _FeatureRef, L: int, mixes, day_wd) -> dict[str, list]:
         xp = self.xp
@@ -383,7 +414,7 @@ class ShiftCalculator:
                 block[day_wd[d]] -= c
                 W[...] -= c
 
-        values: dict[str, list] = {s: [] for s in r.stats}
+        values: dict[str, list] = {s: [] for s in (*r.stats, "_n_ref", "_n_win")}
         for i, a in mixes:
             if i >= have[1]:
                 block[...] = 0
@@ -411,6 +442,8 @@ class ShiftCalculator:
                 s1, s2 = float(per_wd @ a), float(per_wd @ (a * a))
                 n_eff = s1 * s1 / s2 if s2 > 0 else 0.0
             dists = None
+            values["_n_ref"].append(n_eff)
+            values["_n_win"].append(float(W.sum()))
             for s in r.stats:
                 if s in GRID_STATISTICS:
                     values[s].append(grid_value(s, grid, R, W, n_eff, weighted=weighted))
@@ -464,8 +497,10 @@ class ShiftCalculator:
             p, approx = ks_pvalues(cols["value"][idx], cols["ks_en"][idx], exact_tail=self.exact_p)
             p_value[idx] = p
             method[idx[approx]] = "smirnov_approx"
-        value, thr = cols["value"], cols["threshold"]
+        value = cols["value"]
         floor = np.asarray([self.min_effect.get(s, -np.inf) for s in cols["statistic"]], dtype="float64")
+        verdict = self._verdicts(cols)
+        thr = np.where(np.isfinite(verdict["threshold"]), np.maximum(verdict["threshold"], floor), verdict["threshold"])
         start = pd.DatetimeIndex(cols["window_start"])
         table = pd.DataFrame({
             "reference": self.label_,
@@ -473,12 +508,42 @@ class ShiftCalculator:
             "window_start": start, "window_end": pd.DatetimeIndex(cols["window_end"]),
             "feature": cols["feature"], "statistic": cols["statistic"], "value": value, "p_value": p_value,
             "p_method": method, "threshold": thr,
-            "alarm": np.isfinite(thr) & (value > thr) & (value >= floor),
+            "alarm": verdict["alarm"] & (value >= floor),
             "p_below_alpha": p_value < self.alpha,
             "null_mean": cols["null_mean"], "null_std": cols["null_std"], "n_null": cols["n_null"],
             "n_reference": cols["n_reference"], "n_window": cols["n_window"],
+            "score": verdict["score"], "score_threshold": verdict["score_threshold"], "p_null": verdict["p_null"],
+            "exceedance": verdict["exceedance"],
         }, columns=SHIFT_COLUMNS)
+        table["window_alarm"] = table.groupby("window_start", sort=False)["alarm"].transform("any").astype(bool)
         return ShiftResult(table, self.null_)
+
+    def _verdicts(self, cols) -> dict[str, np.ndarray]:
+        """Every row's score, its threshold (as a score and in the statistic's units for the
+        row's sizes), calibrated p-value, exceedance and test-level alarm."""
+        n = len(cols["value"])
+        out = {k: np.full(n, np.nan) for k in ("score", "score_threshold", "threshold", "p_null", "exceedance")}
+        out["alarm"] = np.zeros(n, bool)
+        if n == 0:
+            return out
+        feats, stats_ = cols["feature"], cols["statistic"]
+        keys = pd.MultiIndex.from_arrays([feats, stats_])
+        codes, uniq = pd.factorize(keys)
+        alpha = self.window_alarm_rate / max(int(self.null_["n_tests"].iloc[0]) if len(self.null_) else 1, 1)
+        for c, (f, s) in enumerate(uniq):
+            idx = np.flatnonzero(codes == c)
+            fit = self.fits_[(f, s)]
+            zt = float(self.null_.loc[(self.null_["feature"] == f) & (self.null_["statistic"] == s),
+                                      "score_threshold"].iloc[0])
+            n_ref, n_win = cols["n_reference"][idx], cols["n_window"][idx]
+            z = scores(s, cols["value"][idx], n_ref, n_win)
+            out["score"][idx] = z
+            out["score_threshold"][idx] = zt
+            out["threshold"][idx] = from_score(s, zt, n_ref, n_win)
+            out["p_null"][idx] = fit.p_value(z, alpha) if self.alarm == "family" else np.nan
+            out["exceedance"][idx] = fit.exceedance(z, zt)
+            out["alarm"][idx] = np.isfinite(zt) & np.isfinite(z) & (z > zt)
+        return out
 
     def _prepare_feature(self, f: str, r: _FeatureRef, c: DayCounts) -> "_Pending":
         """One feature's windows: their distinct values and counts (a window's entries are
@@ -600,6 +665,28 @@ def alarms(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["window", "feature", "statistic"])[cols].reset_index(drop=True)
 
 
+def window_verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per window of a shift table: whether it alarms (any of its tests), how many
+    tests it holds and how many alarm, its smallest calibrated p-value, and its most
+    exceeded test (the largest ``exceedance``: null standard deviations above threshold)."""
+    if table is None or table.empty or "window_alarm" not in table:
+        return pd.DataFrame(columns=WINDOW_COLUMNS)
+    t = table.reset_index(drop=True)
+    ex = pd.to_numeric(t["exceedance"], errors="coerce").fillna(-np.inf)
+    top = t.loc[ex.groupby([t["reference"], t["window_start"]], sort=True).idxmax()]
+    g = t.groupby(["reference", "window_start"], sort=True)
+    out = pd.DataFrame({
+        "window": g["window"].first(), "window_end": g["window_end"].first(),
+        "window_alarm": g["alarm"].any().astype(bool),
+        "n_tests": g["value"].size().astype("int64"), "n_alarms": g["alarm"].sum().astype("int64"),
+        "min_p_null": g["p_null"].min(),
+    }).reset_index()
+    out["top_feature"] = top["feature"].to_numpy()
+    out["top_statistic"] = top["statistic"].to_numpy()
+    out["top_exceedance"] = top["exceedance"].to_numpy()
+    return out[WINDOW_COLUMNS]
+
+
 @dataclass
 class ShiftResult:
     """The tidy shift table (one row per window x feature x statistic) and the null it was judged by."""
@@ -612,3 +699,7 @@ class ShiftResult:
 
     def alarms(self) -> pd.DataFrame:
         return alarms(self.table)
+
+    def windows(self) -> pd.DataFrame:
+        """One verdict per window (:func:`window_verdicts`)."""
+        return window_verdicts(self.table)
