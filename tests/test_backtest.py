@@ -149,18 +149,27 @@ def _month_counts(rng, first_day, days, shift=0.0, per_day=3_000):
 
 
 def test_drift_signal_is_the_calibrated_alarm():
-    """The signal is the shift engine's alarm: the month's KS above the threshold learned from
-    the training months (blocks against the rest), naming the most shifted feature."""
+    """The signal is the shift engine's window-level alarm: the month's KS above the threshold
+    learned from the training months (each day against the rest, scores standardised by size,
+    family-calibrated), naming the most shifted feature."""
+    from rapidseval.shift._verdict import from_score
+
     rng = np.random.default_rng(0)
     train = [_month_counts(rng, 18262, 31), _month_counts(rng, 18293, 29)]  # Jan, Feb 2020
     calc = fit_reference(train, ShiftCalculator(["x", "same"], statistics=["ks"], frequency="M"))
     null = calc.null_.set_index("feature")
-    assert int(null.loc["x", "block_days"]) == 28 and int(null.loc["x", "n_null"]) == 60 - 28 + 1
+    assert int(null.loc["x", "block_days"]) == 1 and int(null.loc["x", "n_null"]) == 60
     quiet = drift_signal(calc, _month_counts(rng, 18322, 31), month="2020-03")
     assert not quiet.alarm and quiet.value < quiet.threshold
-    shifted = drift_signal(calc, _month_counts(rng, 18322, 31, shift=0.05), month="2020-03")
+    march = _month_counts(rng, 18322, 31, shift=0.05)
+    shifted = drift_signal(calc, march, month="2020-03")
     assert shifted.alarm and shifted.feature == "x" and shifted.statistic == "ks"
-    assert shifted.threshold == pytest.approx(null.loc["x", "threshold"], rel=1e-12)
+    # the threshold is the null's score threshold in KS units for the month's size against the
+    # reference's (its Kish size: reweighted to March's weekday mix)
+    row = calc.calculate(march).table.set_index("feature").loc["x"]
+    assert row["n_window"] == 31 * 3_000 and 0.9 * 60 * 3_000 < row["n_reference"] <= 60 * 3_000
+    want = from_score("ks", null.loc["x", "score_threshold"], row["n_reference"], row["n_window"])
+    assert shifted.threshold == pytest.approx(float(want), rel=1e-12)
     assert shifted.value > shifted.threshold and set(shifted.values) == {"x", "same"}
 
 

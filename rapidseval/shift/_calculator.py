@@ -34,8 +34,9 @@ from ._counts import DayCounts, _to_host as _host, unique_inverse
 from ._grid import GRID_STATISTICS, Grid, grid_value
 from ._ks import MAX_EXACT_N, ks_pvalues
 from ._stats import STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ref_info
-from ._verdict import NullFit, from_score, scores
-from ._windows import BATCH_STATISTICS, Batch, Walk, batch_values, collapse, walk, walk_values, walked
+from ._verdict import NullFit, from_score, pooled_spread, scores
+from ._windows import (BATCH_STATISTICS, Batch, Walk, batch_values, clipped_wasserstein, collapse, walk, walk_values,
+                       walked)
 
 __all__ = ["ShiftCalculator", "ShiftResult", "FREQUENCIES", "ALARM_METHODS", "CALENDARS", "alarms",
            "SHIFT_COLUMNS", "WINDOW_COLUMNS", "check_statistics", "window_verdicts"]
@@ -371,6 +372,9 @@ class ShiftCalculator:
                              "block_n_ref": float(n_ref[keep].mean()) if keep.any() else np.nan,
                              "block_n_win": float(n_win[keep].mean()) if keep.any() else np.nan})
         n_tests = sum(row["fit"].ok for row in rows)
+        pooled = pooled_spread({(row["feature"], row["statistic"]): row["fit"] for row in rows})
+        for row in rows:
+            row["fit"] = pooled[(row["feature"], row["statistic"])]
         self.fits_: dict[tuple[str, str], NullFit] = {}
         alpha = self.window_alarm_rate / max(n_tests, 1)
         for row in rows:
@@ -601,6 +605,8 @@ class ShiftCalculator:
                     m_ = float(ref.total) if ref.exact else ref.n_eff
                     pf.ks_en[wsel[~exact], k] = np.maximum(1.0, np.round(m_ * n[~exact] / (m_ + n[~exact])))
                     todo = np.flatnonzero(exact)  # scipy's exact p-value: needs the samples
+            elif s == "wasserstein_clipped":
+                pf.value[wsel, k] = clipped_wasserstein(ref, r.info, pf.x, pf.cnt, pf.ws, pf.we, wsel)
             elif s in BATCH_STATISTICS:
                 if batch is None:
                     take = np.concatenate([np.arange(pf.ws[w], pf.we[w]) for w in wsel])

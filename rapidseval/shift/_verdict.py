@@ -16,7 +16,9 @@ alarms are decided"):
    (:class:`NullFit`); the distance of its upper quantile above the mean is widened
    by ``t_{N-1}(a) / z(a) * sqrt(1 + 1/N)``, the Student-t prediction factor for
    parameters estimated from ``N`` blocks, so that a threshold learned from ~30 blocks
-   is not too low as often as it is too high.
+   is not too low as often as it is too high.  A test's spread (coefficient of variation)
+   is at least the median of the same statistic's over the features (:func:`pooled_spread`):
+   ~30 blocks sometimes understate one feature's spread by half, and its threshold with it.
 3. **Control the family.**  A window holds ``T`` tests (features x statistics).  Each
    test alarms when its calibrated p-value is at most ``rate / T`` (Bonferroni); the
    window alarms when any test does.  That is Holm's first step, so the window's
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["SCALINGS", "scaling_of", "scores", "from_score", "NullFit", "prediction_factor"]
+__all__ = ["SCALINGS", "scaling_of", "scores", "from_score", "NullFit", "prediction_factor", "pooled_spread"]
 
 #: statistic -> how its null value shrinks with the sizes compared (see the module doc)
 SCALINGS: dict[str, str] = {
@@ -131,9 +133,26 @@ class NullFit:
         back = self.mean + (z - self.mean) / f
         return np.where(z <= self.mean, 1.0, _st.gamma.sf(back, k, scale=theta))
 
+    def with_spread_at_least(self, cv: float) -> "NullFit":
+        """This fit with its coefficient of variation (std / mean) raised to ``cv`` if below."""
+        if not self.ok or not np.isfinite(cv) or self.std >= cv * self.mean:
+            return self
+        return NullFit(self.mean, cv * self.mean, self.n)
+
     def exceedance(self, z, threshold: float) -> np.ndarray:
         """Null standard deviations by which ``z`` exceeds ``threshold`` (> 0: alarm)."""
         z = np.asarray(z, dtype="float64")
         if not np.isfinite(threshold):
             return np.full(z.shape, -np.inf)
         return (z - threshold) / self.std
+
+
+def pooled_spread(fits: dict[tuple[str, str], "NullFit"]) -> dict[tuple[str, str], "NullFit"]:
+    """Each (feature, statistic) fit with its coefficient of variation raised to at least the
+    median over the features of the same statistic (a floor, never a cut)."""
+    by_stat: dict[str, list[float]] = {}
+    for (_, s), fit in fits.items():
+        if fit.ok:
+            by_stat.setdefault(s, []).append(fit.std / fit.mean)
+    floor = {s: float(np.median(v)) for s, v in by_stat.items()}
+    return {key: fit.with_spread_at_least(floor.get(key[1], np.nan)) for key, fit in fits.items()}
