@@ -53,9 +53,24 @@ def test_null_fit_threshold_and_p_value_agree():
     assert fit.exceedance(probe[1:2], thr)[0] > 0
 
 
+def test_sampling_shape_scaled_by_overdispersion():
+    """The null's shape is sampling's; the blocks stretch it by sqrt(phi) when they vary more
+    than sampling (phi > 1), never shrink it (phi < 1: stratified or smoother than random)."""
+    rng = np.random.default_rng(8)
+    sampling = stats.kstwobign.rvs(size=200, random_state=rng)
+    for scale, stretched in ((2.0, True), (0.5, False)):
+        blocks = scale * stats.kstwobign.rvs(size=31, random_state=rng)
+        fit = NullFit.of_sampling(blocks, sampling)
+        phi = np.mean(blocks ** 2) / np.mean(sampling ** 2)
+        c = np.sqrt(phi) if stretched else 1.0
+        assert fit.overdispersion == pytest.approx(phi, rel=1e-12)
+        assert fit.mean == pytest.approx(c * sampling.mean(), rel=1e-12)
+        assert fit.std == pytest.approx(c * sampling.std(ddof=1), rel=1e-12) and fit.n == 31
+
+
 def test_a_constant_null_calibrates_nothing():
     """A null without variation (a feature the day fixes, such as its weekday) gives no threshold."""
-    fit = NullFit.of(np.zeros(30))
+    fit = NullFit.of_sampling(np.zeros(30), np.linspace(0.1, 2.0, 200))
     assert not fit.ok and fit.threshold(0.001) == np.inf and np.isnan(fit.p_value(np.ones(2), 0.001)).all()
 
 
@@ -139,10 +154,10 @@ def test_window_alarm_is_any_test_alarm_and_thresholds_follow_the_size(freq):
 
 
 def test_quiet_windows_of_every_size_alarm_rarely():
-    """Independent draws, same process: with 1% per window and 20 seeds x (29 daily + 5 weekly
+    """Independent draws, same process: with 1% per window and 8 seeds x (29 daily + 5 weekly
     + 1 monthly) windows, at most 3% alarm at any frequency."""
     per = {"D": [0, 0], "W": [0, 0], "M": [0, 0]}
-    for seed in range(20):
+    for seed in range(8):
         rng = np.random.default_rng(100 + seed)
         ref, cur = _days(rng, 18262, 31, per_day=500), _days(rng, 18293, 29, per_day=500)
         for freq in per:

@@ -623,11 +623,15 @@ def _ground_truth(spec, watched):
 
     A month's state under a change is ``none``, ``all`` (every day after its start) or
     ``part`` (the change starts inside it); the trigger is true when the month's state differs
-    from a training month's, or either is ``part``.
+    from a training month's, or either is ``part``.  Beside the scenario's changes
+    (``ground_truth.json``), the generator's calendar changes one thing in every scenario:
+    the share of rows with missing codes (none before mid-2019, then a yearly level,
+    :func:`~rapidseval.data.synthetic.missing_code_rate`); a month whose share differs from a
+    training month's differs in those features.
     """
     if spec.data.source != "synthetic":
         return None
-    from ..data.synthetic import SCENARIOS
+    from ..data.synthetic import MISSING_CODE_FEATURES, SCENARIOS, missing_code_rate
 
     syn = spec.data.synthetic
     changes = [c for c in SCENARIOS[syn.scenario].changes(spec.data.months, syn.scenario_month)
@@ -638,7 +642,11 @@ def _ground_truth(spec, watched):
             return "none"
         return "part" if change["from"][:7] == month and change["from"][8:10] != "01" else "all"
 
+    codes_watched = bool(set(MISSING_CODE_FEATURES) & set(watched))
+
     def truth(train, month):
+        if codes_watched and any(round(missing_code_rate(t), 9) != round(missing_code_rate(month), 9) for t in train):
+            return True
         for c in changes:
             s = state(c, month)
             if any(state(c, t) != s or s == "part" or state(c, t) == "part" for t in train):

@@ -22,6 +22,8 @@ matter at millions of rows:
 from __future__ import annotations
 
 import os
+import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -34,7 +36,7 @@ from ._counts import DayCounts, _to_host as _host, unique_inverse
 from ._grid import GRID_STATISTICS, Grid, grid_value
 from ._ks import MAX_EXACT_N, ks_pvalues
 from ._stats import STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ref_info
-from ._verdict import NullFit, from_score, pooled_spread, scores
+from ._verdict import SAMPLING_DRAWS, NullFit, from_score, scores
 from ._windows import (BATCH_STATISTICS, Batch, Walk, batch_values, clipped_wasserstein, collapse, walk, walk_values,
                        walked)
 
@@ -357,8 +359,15 @@ class ShiftCalculator:
         threads = self._threads() if self.xp is np else 1
         with ThreadPoolExecutor(max_workers=threads) if threads > 1 else _Serial() as pool:
             nulls = list(pool.map(lambda r: self._null_values(r, L, mixes, day_wd), self.refs_.values()))
+        sizes = []
+        for values in nulls:
+            n_ref, n_win = np.asarray(values["_n_ref"], dtype="float64"), np.asarray(values["_n_win"], dtype="float64")
+            sizes.append((int(np.rint(np.median(n_ref))) if len(n_ref) else 0,
+                          int(np.rint(np.median(n_win))) if len(n_win) else 0))
+        with ThreadPoolExecutor(max_workers=self._threads()) if self._threads() > 1 else _Serial() as pool:
+            sampling = list(pool.map(lambda a: self._sampling_null(a[0], *a[1]), zip(self.refs_.values(), sizes)))
         rows = []
-        for (f, r), values in zip(self.refs_.items(), nulls):
+        for (f, r), values, drawn, (m_ref, m_win) in zip(self.refs_.items(), nulls, sampling, sizes):
             n_ref, n_win = np.asarray(values["_n_ref"], dtype="float64"), np.asarray(values["_n_win"], dtype="float64")
             for s in r.stats:
                 v = np.asarray(values[s], dtype="float64")
@@ -368,32 +377,53 @@ class ShiftCalculator:
                 rows.append({"feature": f, "statistic": s,
                              "null_mean": float(v.mean()) if len(v) else np.nan,
                              "null_std": float(v.std(ddof=1)) if len(v) > 1 else np.nan,
-                             "n_null": len(v), "block_days": L, "fit": NullFit.of(z[keep]), "z": z[keep],
+                             "n_null": len(v), "block_days": L, "z": z[keep],
+                             "fit": NullFit.of_sampling(z[keep], scores(s, drawn[s], m_ref, m_win)),
                              "block_n_ref": float(n_ref[keep].mean()) if keep.any() else np.nan,
                              "block_n_win": float(n_win[keep].mean()) if keep.any() else np.nan})
         n_tests = sum(row["fit"].ok for row in rows)
-        pooled = pooled_spread({(row["feature"], row["statistic"]): row["fit"] for row in rows})
-        for row in rows:
-            row["fit"] = pooled[(row["feature"], row["statistic"])]
-        self.fits_: dict[tuple[str, str], NullFit] = {}
+        self.verdict_: dict[tuple[str, str], tuple[NullFit, float]] = {}
         alpha = self.window_alarm_rate / max(n_tests, 1)
+        self.alpha_test_ = alpha
         for row in rows:
             fit, z = row.pop("fit"), row.pop("z")
-            self.fits_[(row["feature"], row["statistic"])] = fit
             if self.alarm == "family":
                 zt = fit.threshold(alpha)
             elif self.alarm == "std":
                 zt = fit.mean + self.k_std * fit.std if fit.ok else np.inf
             else:
                 zt = float(np.quantile(z[np.isfinite(z)], self.quantile)) if fit.ok else np.inf
-            row.update(score_mean=fit.mean, score_std=fit.std, score_threshold=zt,
+            self.verdict_[(row["feature"], row["statistic"])] = (fit, zt)
+            row.update(score_mean=fit.mean, score_std=fit.std, overdispersion=fit.overdispersion, score_threshold=zt,
                        alpha_test=alpha if self.alarm == "family" else np.nan, n_tests=n_tests)
             # the threshold a typical reference day faced, in the statistic's own units
             thr = float(from_score(row["statistic"], zt, row["block_n_ref"], row["block_n_win"]))
             row["threshold"] = max(thr, self.min_effect.get(row["statistic"], -np.inf)) if np.isfinite(thr) else thr
         cols = ["feature", "statistic", "null_mean", "null_std", "n_null", "block_days", "threshold", "score_mean",
-                "score_std", "score_threshold", "alpha_test", "n_tests", "block_n_ref", "block_n_win"]
+                "score_std", "overdispersion", "score_threshold", "alpha_test", "n_tests", "block_n_ref", "block_n_win"]
         return pd.DataFrame(rows, columns=cols)
+
+    def _sampling_null(self, r: _FeatureRef, n_ref: int, n_win: int) -> dict[str, np.ndarray]:
+        """Each statistic under pure sampling: ``SAMPLING_DRAWS`` pairs of multinomial draws
+        of a block's and a rest's typical sizes from the whole reference, on its value grid
+        (host arrays; a fixed seed per feature, so a fit is reproducible)."""
+        out = {s: np.full(SAMPLING_DRAWS, np.nan) for s in r.stats}
+        if n_ref < 1 or n_win < 1:
+            return out
+        rng = np.random.default_rng([20_141, zlib.crc32(r.info.feature.encode())])
+        p = r.full.weights / float(r.full.total)
+        grid = Grid.build(r.values, r.info, np)
+        for b in range(SAMPLING_DRAWS):
+            R = rng.multinomial(n_ref, p).astype("float64")
+            W = rng.multinomial(n_win, p).astype("float64")
+            for s in r.stats:
+                if s in GRID_STATISTICS:
+                    out[s][b] = grid_value(s, grid, R, W, float(n_ref))
+                else:
+                    nz = np.flatnonzero(W)
+                    out[s][b] = STATISTICS[s].value_of(Dist(r.values, R.astype("int64")),
+                                                       Dist(r.values[nz], W[nz].astype("int64")), r.info)
+        return out
 
     def _null_values(self, r: _FeatureRef, L: int, mixes, day_wd) -> dict[str, list]:
         xp = self.xp
@@ -485,6 +515,7 @@ class ShiftCalculator:
                       for pf in pending for wsel, comp, size in pf.tasks]
             groups.sort(key=lambda t: -t[0])  # largest first: the threads finish together
             list(pool.map(lambda a: self._compare_group(*a[1:]), groups))
+        self.verdict_seconds_ = 0.0
         parts = [self._columns(pf, null) for pf in pending]
         if parts:
             cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -493,7 +524,8 @@ class ShiftCalculator:
                 ("window_start", "datetime64[us]"), ("window_end", "datetime64[us]"), ("feature", object),
                 ("statistic", object), ("value", "float64"), ("p_value", "float64"), ("p_method", object),
                 ("threshold", "float64"), ("null_mean", "float64"), ("null_std", "float64"), ("n_null", "int64"),
-                ("n_reference", "int64"), ("n_window", "int64"), ("ks_en", "float64"))}
+                ("n_reference", "int64"), ("n_window", "int64"), ("ks_en", "float64"), ("score", "float64"),
+                ("score_threshold", "float64"), ("p_null", "float64"), ("exceedance", "float64"), ("valarm", bool))}
         p_value, method = cols["p_value"], cols["p_method"]
         ks = np.isfinite(cols["ks_en"])
         if ks.any():
@@ -503,7 +535,7 @@ class ShiftCalculator:
             method[idx[approx]] = "smirnov_approx"
         value = cols["value"]
         floor = np.asarray([self.min_effect.get(s, -np.inf) for s in cols["statistic"]], dtype="float64")
-        verdict = self._verdicts(cols)
+        verdict = cols
         thr = np.where(np.isfinite(verdict["threshold"]), np.maximum(verdict["threshold"], floor), verdict["threshold"])
         start = pd.DatetimeIndex(cols["window_start"])
         table = pd.DataFrame({
@@ -512,42 +544,38 @@ class ShiftCalculator:
             "window_start": start, "window_end": pd.DatetimeIndex(cols["window_end"]),
             "feature": cols["feature"], "statistic": cols["statistic"], "value": value, "p_value": p_value,
             "p_method": method, "threshold": thr,
-            "alarm": verdict["alarm"] & (value >= floor),
+            "alarm": verdict["valarm"] & (value >= floor),
             "p_below_alpha": p_value < self.alpha,
             "null_mean": cols["null_mean"], "null_std": cols["null_std"], "n_null": cols["n_null"],
             "n_reference": cols["n_reference"], "n_window": cols["n_window"],
             "score": verdict["score"], "score_threshold": verdict["score_threshold"], "p_null": verdict["p_null"],
             "exceedance": verdict["exceedance"],
         }, columns=SHIFT_COLUMNS)
-        table["window_alarm"] = table.groupby("window_start", sort=False)["alarm"].transform("any").astype(bool)
+        t_verdict = time.perf_counter()
+        _, win = np.unique(cols["window_start"], return_inverse=True)
+        alarmed = np.bincount(win.ravel(), weights=table["alarm"].to_numpy(), minlength=int(win.max()) + 1 if len(win) else 0)
+        table["window_alarm"] = alarmed[win.ravel()] > 0
+        self.verdict_seconds_ += time.perf_counter() - t_verdict  # the window-level rule's share of calculate
         return ShiftResult(table, self.null_)
 
-    def _verdicts(self, cols) -> dict[str, np.ndarray]:
-        """Every row's score, its threshold (as a score and in the statistic's units for the
-        row's sizes), calibrated p-value, exceedance and test-level alarm."""
-        n = len(cols["value"])
-        out = {k: np.full(n, np.nan) for k in ("score", "score_threshold", "threshold", "p_null", "exceedance")}
-        out["alarm"] = np.zeros(n, bool)
-        if n == 0:
-            return out
-        feats, stats_ = cols["feature"], cols["statistic"]
-        keys = pd.MultiIndex.from_arrays([feats, stats_])
-        codes, uniq = pd.factorize(keys)
-        alpha = self.window_alarm_rate / max(int(self.null_["n_tests"].iloc[0]) if len(self.null_) else 1, 1)
-        for c, (f, s) in enumerate(uniq):
-            idx = np.flatnonzero(codes == c)
-            fit = self.fits_[(f, s)]
-            zt = float(self.null_.loc[(self.null_["feature"] == f) & (self.null_["statistic"] == s),
-                                      "score_threshold"].iloc[0])
-            n_ref, n_win = cols["n_reference"][idx], cols["n_window"][idx]
-            z = scores(s, cols["value"][idx], n_ref, n_win)
-            out["score"][idx] = z
-            out["score_threshold"][idx] = zt
-            out["threshold"][idx] = from_score(s, zt, n_ref, n_win)
-            out["p_null"][idx] = fit.p_value(z, alpha) if self.alarm == "family" else np.nan
-            out["exceedance"][idx] = fit.exceedance(z, zt)
-            out["alarm"][idx] = np.isfinite(zt) & np.isfinite(z) & (z > zt)
-        return out
+    def _verdicts(self, f: str, stats_, value: np.ndarray, n_ref: np.ndarray, n_win: np.ndarray) -> dict[str, np.ndarray]:
+        """A feature's rows (``value``: windows x statistics): score, its threshold (as a score
+        and in the statistic's units for the window's sizes), calibrated p-value, exceedance
+        and test-level alarm, each windows x statistics."""
+        nw, ns = value.shape
+        out = {k: np.full((nw, ns), np.nan) for k in ("score", "score_threshold", "threshold", "p_null", "exceedance")}
+        out["valarm"] = np.zeros((nw, ns), bool)
+        for k, s in enumerate(stats_):
+            fit, zt = self.verdict_[(f, s)]
+            z = scores(s, value[:, k], n_ref, n_win)
+            out["score"][:, k] = z
+            out["score_threshold"][:, k] = zt
+            out["threshold"][:, k] = from_score(s, zt, n_ref, n_win)
+            if self.alarm == "family":
+                out["p_null"][:, k] = fit.p_value(z, self.alpha_test_)
+            out["exceedance"][:, k] = fit.exceedance(z, zt)
+            out["valarm"][:, k] = np.isfinite(zt) & np.isfinite(z) & (z > zt)
+        return {k: v.ravel() for k, v in out.items()}
 
     def _prepare_feature(self, f: str, r: _FeatureRef, c: DayCounts) -> "_Pending":
         """One feature's windows: their distinct values and counts (a window's entries are
@@ -630,11 +658,14 @@ class ShiftCalculator:
         nl = np.asarray([null[(f, s)] for s in stats_], dtype="float64").reshape(ns, 4)
         rep = lambda a: np.repeat(a, ns)  # noqa: E731 - per window -> per row
         tile = lambda a: np.tile(a, nw)  # noqa: E731 - per statistic -> per row
-        return {
+        t0 = time.perf_counter()
+        verdict = self._verdicts(f, stats_, pf.value, pf.n_ref, pf.walk.n)
+        self.verdict_seconds_ += time.perf_counter() - t0
+        return {**verdict,
             "window_start": rep(pf.wstart), "window_end": rep(pf.wend),
             "feature": np.full(nw * ns, f, dtype=object), "statistic": tile(np.asarray(stats_, dtype=object)),
             "value": pf.value.ravel(), "p_value": pf.p_value.ravel(), "p_method": pf.method.ravel(),
-            "threshold": tile(nl[:, 0]), "null_mean": tile(nl[:, 1]), "null_std": tile(nl[:, 2]),
+            "null_mean": tile(nl[:, 1]), "null_std": tile(nl[:, 2]),
             "n_null": tile(nl[:, 3]).astype("int64"), "n_reference": rep(pf.n_ref), "n_window": rep(pf.walk.n),
             "ks_en": pf.ks_en.ravel(),
         }

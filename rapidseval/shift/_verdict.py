@@ -11,14 +11,15 @@ alarms are decided"):
    that scaling away (:func:`scores`), so a null learned on one-day reference
    blocks applies to a week or a month: the variance both of sampling and of
    independent day-to-day effects scales the same way with the number of days.
-2. **Fit the null.**  The scores of the reference's leave-one-out day blocks are
-   fitted with a gamma distribution by their mean and standard deviation
-   (:class:`NullFit`); the distance of its upper quantile above the mean is widened
-   by ``t_{N-1}(a) / z(a) * sqrt(1 + 1/N)``, the Student-t prediction factor for
-   parameters estimated from ``N`` blocks, so that a threshold learned from ~30 blocks
-   is not too low as often as it is too high.  A test's spread (coefficient of variation)
-   is at least the median of the same statistic's over the features (:func:`pooled_spread`):
-   ~30 blocks sometimes understate one feature's spread by half, and its threshold with it.
+2. **Fit the null.**  ~30 day blocks cannot tell a 1-in-4000 tail.  Its *shape* comes
+   from sampling: ``SAMPLING_DRAWS`` pairs of multinomial draws from the reference (a
+   block's and a rest's sizes) give each statistic's null under pure sampling, fitted
+   with a gamma by its moments.  Its *scale* comes from the reference's leave-one-out day
+   blocks: their mean square score over the draws' is the overdispersion ``phi`` (days
+   differ by more than sampling: weather, events), and the gamma is stretched by
+   ``sqrt(max(phi, 1))`` (:class:`NullFit`).  The distance of the upper quantile above
+   the mean is widened by ``t_{N-1}(a) / z(a) * sqrt(1 + 1/N)``, the Student-t
+   prediction factor for a scale estimated from ``N`` blocks.
 3. **Control the family.**  A window holds ``T`` tests (features x statistics).  Each
    test alarms when its calibrated p-value is at most ``rate / T`` (Bonferroni); the
    window alarms when any test does.  That is Holm's first step, so the window's
@@ -32,7 +33,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["SCALINGS", "scaling_of", "scores", "from_score", "NullFit", "prediction_factor", "pooled_spread"]
+__all__ = ["SCALINGS", "scaling_of", "scores", "from_score", "NullFit", "prediction_factor", "SAMPLING_DRAWS"]
+
+#: multinomial draws from the reference that give each statistic's sampling null (its shape)
+SAMPLING_DRAWS = 200
 
 #: statistic -> how its null value shrinks with the sizes compared (see the module doc)
 SCALINGS: dict[str, str] = {
@@ -96,17 +100,38 @@ def prediction_factor(n: int, alpha: float) -> float:
 
 @dataclass(frozen=True)
 class NullFit:
-    """A gamma fitted to null scores by their moments, widened for estimation (module doc)."""
+    """A gamma with this mean and standard deviation, widened for estimation from ``n`` blocks
+    (module doc); ``overdispersion``: the blocks' mean square score over sampling's."""
 
     mean: float
     std: float
     n: int
+    overdispersion: float = float("nan")
 
     @classmethod
     def of(cls, z: np.ndarray) -> "NullFit":
+        """The moments of the null scores ``z`` themselves."""
         z = np.asarray(z, dtype="float64")
         z = z[np.isfinite(z)]
         return cls(float(z.mean()) if len(z) else np.nan, float(z.std(ddof=1)) if len(z) > 1 else np.nan, len(z))
+
+    @classmethod
+    def of_sampling(cls, blocks: np.ndarray, sampling: np.ndarray) -> "NullFit":
+        """The shape of sampling's null (``sampling``: scores of multinomial draws from the
+        reference), scaled by the blocks' overdispersion ``phi = mean(z_b^2) / mean(z_s^2)``
+        when above 1 (days vary more than sampling alone makes them: weather, events, ...).
+        The blocks must vary (see :attr:`ok`); ``n`` is their number."""
+        z = np.asarray(blocks, dtype="float64")
+        z = z[np.isfinite(z)]
+        zs = np.asarray(sampling, dtype="float64")
+        zs = zs[np.isfinite(zs)]
+        if len(z) < 3 or not np.std(z) > 0:  # too few blocks, or all alike: not ok
+            return cls.of(z)
+        if len(zs) < 3 or not np.std(zs) > 0:  # no sampling shape: the blocks' own moments
+            return cls.of(z)
+        phi = float(np.mean(z * z) / np.mean(zs * zs))
+        c = np.sqrt(max(phi, 1.0))
+        return cls(float(c * zs.mean()), float(c * zs.std(ddof=1)), len(z), phi)
 
     @property
     def ok(self) -> bool:
@@ -133,26 +158,9 @@ class NullFit:
         back = self.mean + (z - self.mean) / f
         return np.where(z <= self.mean, 1.0, _st.gamma.sf(back, k, scale=theta))
 
-    def with_spread_at_least(self, cv: float) -> "NullFit":
-        """This fit with its coefficient of variation (std / mean) raised to ``cv`` if below."""
-        if not self.ok or not np.isfinite(cv) or self.std >= cv * self.mean:
-            return self
-        return NullFit(self.mean, cv * self.mean, self.n)
-
     def exceedance(self, z, threshold: float) -> np.ndarray:
         """Null standard deviations by which ``z`` exceeds ``threshold`` (> 0: alarm)."""
         z = np.asarray(z, dtype="float64")
         if not np.isfinite(threshold):
             return np.full(z.shape, -np.inf)
         return (z - threshold) / self.std
-
-
-def pooled_spread(fits: dict[tuple[str, str], "NullFit"]) -> dict[tuple[str, str], "NullFit"]:
-    """Each (feature, statistic) fit with its coefficient of variation raised to at least the
-    median over the features of the same statistic (a floor, never a cut)."""
-    by_stat: dict[str, list[float]] = {}
-    for (_, s), fit in fits.items():
-        if fit.ok:
-            by_stat.setdefault(s, []).append(fit.std / fit.mean)
-    floor = {s: float(np.median(v)) for s, v in by_stat.items()}
-    return {key: fit.with_spread_at_least(floor.get(key[1], np.nan)) for key, fit in fits.items()}
