@@ -487,9 +487,10 @@ class PolicySpec(_Section):
 
 
 class DriftSpec(_Section):
-    """The drift signal of drift-triggered policies: the shift engine's calibrated alarms of
-    the month just seen against the model's training months (thresholds learned from
-    month-sized blocks of the training months against the rest, weekday-aware)."""
+    """The drift signal of drift-triggered policies: the shift engine's window-level alarm of
+    each month seen against the model's training months (one window per month; thresholds
+    learned from each training day against the rest, weekday-aware, standardised by size,
+    and calibrated as a family: a month without change triggers at most at window_alarm_rate)."""
 
     statistics: list[str] = Field(default_factory=lambda: ["ks"],
                                   description="shift statistics watched (each applied to the features of its kinds)")

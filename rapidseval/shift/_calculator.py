@@ -3,14 +3,15 @@
 NannyML's shape (fit -> calculate -> result table) with two differences that
 matter at millions of rows:
 
-* **Thresholds come from the reference itself, leaving the sub-window out.**
-  The reference is cut into sub-windows of the evaluation frequency (one day
-  for daily windows, seven days for weekly ones, four weeks for monthly ones;
-  at most half the reference, so 14 days for monthly windows over a one-month
-  reference), starting every day (every week on references long enough for
-  20 such blocks); every block is compared with the reference *minus that
-  block* (its counts subtracted) and the values form a null distribution.  Alarm when a window's value exceeds ``mean + k * std`` of it
-  (or a quantile) and an optional minimum effect size.
+* **Thresholds come from the reference itself, leaving each day out, and hold for
+  the window as a family.**  Every reference day is compared with the reference
+  *minus that day* (its counts subtracted), reweighted to the day's weekday; the
+  values, standardised by sample size, calibrate a null whose shape comes from
+  sampling (multinomial draws from the reference) and whose scale from those days
+  (:mod:`._verdict`).  A window of T tests (features x statistics) alarms when one of
+  them passes its threshold at level ``window_alarm_rate / T`` (Bonferroni; Holm's
+  first step), so a window without shift alarms at most at ``window_alarm_rate``.
+  An optional minimum effect per statistic applies on top.
 * **Calendar composition is compared like with like** (``calendar="weekday"``):
   for each window, the reference's days are reweighted so that the reference
   has the window's weekday mix (January 2020 has five Fridays, February four;
