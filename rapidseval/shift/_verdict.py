@@ -29,8 +29,10 @@ alarms are decided"):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+from scipy import special as _sp
 from scipy import stats as _st
 
 __all__ = ["SCALINGS", "scaling_of", "scores", "from_score", "NullFit", "prediction_factor", "SAMPLING_DRAWS"]
@@ -89,6 +91,7 @@ def from_score(statistic: str, score, n_ref, n_win) -> np.ndarray:
     return z * z
 
 
+@lru_cache(maxsize=256)
 def prediction_factor(n: int, alpha: float) -> float:
     """``t_{n-1}.isf(alpha) / norm.isf(alpha) * sqrt(1 + 1/n)``: how much further than the
     fitted quantile a threshold from ``n`` null values goes (a normal prediction bound's
@@ -156,7 +159,7 @@ class NullFit:
         k, theta = (self.mean / self.std) ** 2, self.std ** 2 / self.mean
         f = prediction_factor(self.n, alpha)
         back = self.mean + (z - self.mean) / f
-        return np.where(z <= self.mean, 1.0, _st.gamma.sf(back, k, scale=theta))
+        return np.where(z <= self.mean, 1.0, _sp.gammaincc(k, np.maximum(back, 0.0) / theta))  # gamma.sf
 
     def exceedance(self, z, threshold: float) -> np.ndarray:
         """Null standard deviations by which ``z`` exceeds ``threshold`` (> 0: alarm)."""
