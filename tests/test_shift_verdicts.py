@@ -195,3 +195,21 @@ def test_default_statistics_of_categories_are_not_ordered():
     assert "ks" not in DEFAULT_STATISTICS["categorical"]
     assert "wasserstein_clipped" in DEFAULT_STATISTICS["continuous"]
     assert "wasserstein_norm" not in DEFAULT_STATISTICS["continuous"]
+
+
+def test_sampling_grid_keeps_bins_fill_clip_range_and_tails():
+    """The sampling null's coarser grid (about 4096 groups) keeps every quantile bin's weight,
+    the fill value alone, the clip range's ends and the 256 smallest and largest values."""
+    from rapidseval.shift._calculator import SAMPLING_GRID, _coarse_grid
+
+    rng = np.random.default_rng(9)
+    x = np.concatenate([rng.lognormal(1, 1, 200_000).round(3), -np.ones(3_000)])
+    d = Dist.from_sample(x)
+    info = ref_info("trip_speed", d, fill_value=-1.0, bins=10, max_categories=64)
+    v, w = _coarse_grid(d.values, d.weights, info)
+    assert len(d.values) > SAMPLING_GRID >= len(v) - 600 and w.sum() == d.weights.sum()
+    bins = lambda values, weights: np.bincount(np.searchsorted(info.edges, values, side="right"),  # noqa: E731
+                                               weights=weights, minlength=len(info.edges) + 1)
+    assert np.array_equal(bins(v, w), bins(d.values, d.weights))
+    assert v[0] == -1.0 and w[0] == 3_000 and {info.clip_lo, info.clip_hi} <= set(v)
+    assert np.array_equal(v[:256], d.values[:256]) and np.array_equal(v[-256:], d.values[-256:])
