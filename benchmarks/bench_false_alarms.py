@@ -66,14 +66,19 @@ def quiet(rows: int, seeds: list[int], rate: float) -> tuple[pd.DataFrame, pd.Da
                 t = calc.calculate(counts[m]).table
                 compare_s += time.perf_counter() - t0
                 verdict_s += calc.verdict_seconds_
-                tables.append(t.assign(seed=seed, freq=freq, rows=rows))
+                tables.append(t.assign(seed=seed, freq=freq, rows=rows, alpha_test=calc.alpha_test_))
     t = pd.concat(tables, ignore_index=True)
     # weekly windows cut by a month end are compared in both months: each part is a window
     win = t.groupby(["rows", "freq", "seed", "window_start", "window"])["window_alarm"].any().reset_index()
     windows = (win.groupby(["rows", "freq"])["window_alarm"].agg(windows="size", alarmed="sum").reset_index()
                .assign(share=lambda d: d["alarmed"] / d["windows"]))
-    tests = (t.groupby(["rows", "freq", "feature", "statistic"])["alarm"].agg(windows="size", alarmed="sum")
-             .reset_index().assign(share=lambda d: d["alarmed"] / d["windows"]))
+    g = t.groupby(["rows", "freq", "feature", "statistic"])
+    tests = (g["alarm"].agg(windows="size", alarmed="sum").reset_index()
+             .assign(share=lambda d: d["alarmed"] / d["windows"],
+                     # calibrated p-values of quiet windows: about uniform if the null is right
+                     p_null_below_05=g["p_null"].apply(lambda p: float((p.dropna() < 0.05).mean())).to_numpy(),
+                     p_null_below_01=g["p_null"].apply(lambda p: float((p.dropna() < 0.01).mean())).to_numpy(),
+                     nominal=g["alpha_test"].first().to_numpy()))
     return windows, tests, compare_s, verdict_s
 
 
@@ -118,6 +123,9 @@ def main(argv=None) -> None:
         worst = tests.sort_values("share", ascending=False).groupby("freq").head(3)
         print("most alarming (feature, statistic) per frequency:")
         print(worst.to_string(index=False))
+        calibrated = tests.dropna(subset=["p_null_below_05"]).groupby("freq")[["p_null_below_05", "p_null_below_01"]]
+        print("calibrated p-values of quiet windows, share below 0.05 / 0.01 (mean over tests):")
+        print(calibrated.mean().to_string())
         all_w.append(windows)
         all_t.append(tests)
         if args.scenarios:

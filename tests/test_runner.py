@@ -45,7 +45,7 @@ def _job(source, out, **extra):
             "replay": {"months": ["2020-03"], "window": "D"},
             # KS on every feature, as the study ran it (the categorical defaults have none)
             "shift": {"reference": "2020-01", "compare": ["2020-02", "2020-03"], "calendar": "none",
-                      "per_feature": {f: ["ks", "tvd", "psi", "missing_rate"] for f in
+                      "per_feature": {f: ["ks", "cramers_v", "tvd", "missing_rate"] for f in
                                       ("pickup_weekday", "work_hours", "PULocationID", "DOLocationID", "RatecodeID")}},
         },
         "cluster": {"kind": "threads", "n_workers": 2},

@@ -365,10 +365,13 @@ class ShiftCalculator:
             n_ref, n_win = np.asarray(values["_n_ref"], dtype="float64"), np.asarray(values["_n_win"], dtype="float64")
             sizes.append((int(np.rint(np.median(n_ref))) if len(n_ref) else 0,
                           int(np.rint(np.median(n_win))) if len(n_win) else 0))
+        windows = [self._window_sizes(r) for r in self.refs_.values()]
         with ThreadPoolExecutor(max_workers=self._threads()) if self._threads() > 1 else _Serial() as pool:
-            sampling = list(pool.map(lambda a: self._sampling_null(a[0], *a[1]), zip(self.refs_.values(), sizes)))
+            sampling = list(pool.map(lambda a: (self._sampling_null(a[0], *a[1]), self._sampling_null(a[0], *a[2])),
+                                     zip(self.refs_.values(), sizes, windows)))
         rows = []
-        for (f, r), values, drawn, (m_ref, m_win) in zip(self.refs_.items(), nulls, sampling, sizes):
+        for (f, r), values, (drawn, drawn_w), (m_ref, m_win), (w_ref, w_win) in zip(
+                self.refs_.items(), nulls, sampling, sizes, windows):
             n_ref, n_win = np.asarray(values["_n_ref"], dtype="float64"), np.asarray(values["_n_win"], dtype="float64")
             for s in r.stats:
                 v = np.asarray(values[s], dtype="float64")
@@ -379,7 +382,8 @@ class ShiftCalculator:
                              "null_mean": float(v.mean()) if len(v) else np.nan,
                              "null_std": float(v.std(ddof=1)) if len(v) > 1 else np.nan,
                              "n_null": len(v), "block_days": L, "z": z[keep],
-                             "fit": NullFit.of_sampling(z[keep], scores(s, drawn[s], m_ref, m_win)),
+                             "fit": NullFit.of_sampling(z[keep], scores(s, drawn[s], m_ref, m_win),
+                                                        scores(s, drawn_w[s], w_ref, w_win)),
                              "block_n_ref": float(n_ref[keep].mean()) if keep.any() else np.nan,
                              "block_n_win": float(n_win[keep].mean()) if keep.any() else np.nan})
         n_tests = sum(row["fit"].ok for row in rows)
@@ -403,6 +407,16 @@ class ShiftCalculator:
         cols = ["feature", "statistic", "null_mean", "null_std", "n_null", "block_days", "threshold", "score_mean",
                 "score_std", "overdispersion", "score_threshold", "alpha_test", "n_tests", "block_n_ref", "block_n_win"]
         return pd.DataFrame(rows, columns=cols)
+
+    def _window_sizes(self, r: _FeatureRef) -> tuple[int, int]:
+        """A typical compared window's size and its reference's, for the sampling null's shape:
+        a day, a week or a month of the reference's mean rows per day, against the reference
+        (for days, with ``calendar="weekday"``: its days of one weekday)."""
+        total = float(r.full.total)
+        per_day = total / max(len(self.days_), 1)
+        days = {"D": 1, "W": 7, "M": 30}[self.frequency]
+        n_ref = total / 7 if self.frequency == "D" and self.calendar == "weekday" else total
+        return int(round(n_ref)), max(1, int(round(per_day * days)))
 
     def _sampling_null(self, r: _FeatureRef, n_ref: int, n_win: int) -> dict[str, np.ndarray]:
         """Each statistic under pure sampling: ``SAMPLING_DRAWS`` pairs of multinomial draws

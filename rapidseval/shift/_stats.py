@@ -52,13 +52,9 @@ FEATURE_KINDS: dict[str, str] = {
 }
 
 #: statistics computed for a feature of each kind unless the job says otherwise.  No KS on
-#: categories (their order is arbitrary; the study's job lists it explicitly).  No chi-square,
-#: Cramer's V or Jensen-Shannon on categories either: over hundreds of zone codes, most rare
-#: in a day, their null does not scale with the window's size (README, shift section), so a
-#: day-calibrated threshold does not hold for weeks and months; PSI's floor and TVD's bound
-#: keep rare categories from dominating.
+#: categories: their order is arbitrary (the study's job lists it explicitly).
 DEFAULT_STATISTICS: dict[str, tuple[str, ...]] = {
-    "categorical": ("tvd", "psi", "missing_rate"),
+    "categorical": ("cramers_v", "tvd", "missing_rate"),
     "integer": ("ks", "jensen_shannon", "psi", "missing_rate"),
     "continuous": ("ks", "wasserstein_clipped", "psi", "missing_rate", "out_of_range"),
 }

@@ -12,12 +12,13 @@ alarms are decided"):
    blocks applies to a week or a month: the variance both of sampling and of
    independent day-to-day effects scales the same way with the number of days.
 2. **Fit the null.**  ~30 day blocks cannot tell a 1-in-4000 tail.  Its *shape* comes
-   from sampling: ``SAMPLING_DRAWS`` pairs of multinomial draws from the reference (a
-   block's and a rest's sizes) give each statistic's null under pure sampling, fitted
-   with a gamma by its moments.  Its *scale* comes from the reference's leave-one-out day
-   blocks: their mean square score over the draws' is the overdispersion ``phi`` (days
-   differ by more than sampling: weather, events), and the gamma is stretched by
-   ``sqrt(max(phi, 1))`` (:class:`NullFit`).  The distance of the upper quantile above
+   from sampling: ``SAMPLING_DRAWS`` pairs of multinomial draws from the reference at a
+   compared window's size and its reference's give each statistic's null under pure
+   sampling, fitted with a gamma by its moments (drawn at the window's sizes, so sparse
+   categories are as sparse as in the window).  Its *scale* comes from the reference's
+   leave-one-out day blocks: their mean square score over that of draws at the blocks'
+   sizes is the overdispersion ``phi`` (days differ by more than sampling: weather,
+   events), and the gamma is stretched by ``sqrt(max(phi, 1))`` (:class:`NullFit`).  The distance of the upper quantile above
    the mean is widened by ``t_{N-1}(a) / z(a) * sqrt(1 + 1/N)``, the Student-t
    prediction factor for a scale estimated from ``N`` blocks.
 3. **Control the family.**  A window holds ``T`` tests (features x statistics).  Each
@@ -119,22 +120,27 @@ class NullFit:
         return cls(float(z.mean()) if len(z) else np.nan, float(z.std(ddof=1)) if len(z) > 1 else np.nan, len(z))
 
     @classmethod
-    def of_sampling(cls, blocks: np.ndarray, sampling: np.ndarray) -> "NullFit":
-        """The shape of sampling's null (``sampling``: scores of multinomial draws from the
-        reference), scaled by the blocks' overdispersion ``phi = mean(z_b^2) / mean(z_s^2)``
-        when above 1 (days vary more than sampling alone makes them: weather, events, ...).
-        The blocks must vary (see :attr:`ok`); ``n`` is their number."""
+    def of_sampling(cls, blocks: np.ndarray, sampling: np.ndarray, window_sampling: np.ndarray | None = None
+                    ) -> "NullFit":
+        """The shape of sampling's null at a compared window's sizes (``window_sampling``:
+        scores of multinomial draws from the reference; default ``sampling``), scaled by the
+        blocks' overdispersion ``phi = mean(z_b^2) / mean(z_s^2)`` against draws at the
+        blocks' own sizes (``sampling``) when above 1 (days vary more than sampling alone
+        makes them: weather, events, ...).  The blocks must vary (see :attr:`ok`); ``n`` is
+        their number."""
         z = np.asarray(blocks, dtype="float64")
         z = z[np.isfinite(z)]
         zs = np.asarray(sampling, dtype="float64")
         zs = zs[np.isfinite(zs)]
+        zw = zs if window_sampling is None else np.asarray(window_sampling, dtype="float64")
+        zw = zw[np.isfinite(zw)]
         if len(z) < 3 or not np.std(z) > 0:  # too few blocks, or all alike: not ok
             return cls.of(z)
-        if len(zs) < 3 or not np.std(zs) > 0:  # no sampling shape: the blocks' own moments
-            return cls.of(z)
+        if len(zs) < 3 or not np.mean(zs * zs) > 0 or len(zw) < 3 or not np.std(zw) > 0:
+            return cls.of(z)  # no sampling shape: the blocks' own moments
         phi = float(np.mean(z * z) / np.mean(zs * zs))
         c = np.sqrt(max(phi, 1.0))
-        return cls(float(c * zs.mean()), float(c * zs.std(ddof=1)), len(z), phi)
+        return cls(float(c * zw.mean()), float(c * zw.std(ddof=1)), len(z), phi)
 
     @property
     def ok(self) -> bool:
