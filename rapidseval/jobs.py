@@ -511,7 +511,11 @@ class ShiftSpec(_Section):
     statistics: list[str] | None = Field(None, description="statistics for every feature (default: by feature kind)")
     per_feature: dict[str, list[str]] = Field(default_factory=dict, description="feature -> statistics, overrides")
     calendar: Literal["weekday", "none"] = Field("weekday", description="reweight the reference to each window's weekday mix")
-    alarm: Literal["std", "quantile"] = Field("std", description="threshold from the reference null: mean + k_std*std, or a quantile")
+    alarm: Literal["family", "std", "quantile"] = Field(
+        "family", description="family: a quiet window alarms at most at window_alarm_rate (all features x statistics "
+                              "together); std / quantile: each test on its own, mean + k_std*std or a quantile of the null")
+    window_alarm_rate: float = Field(0.01, gt=0, lt=1, description="alarm: family: target share of windows without shift "
+                                                                   "that alarm (each test's level: this / tests per window)")
     k_std: float = Field(3.0, gt=0, le=1000)
     quantile: float = Field(0.99, gt=0, lt=1)
     min_effect: dict[str, float] = Field(default_factory=dict, description="statistic -> minimum value to alarm")
@@ -566,7 +570,8 @@ class ShiftSpec(_Section):
         from .shift import ShiftCalculator
 
         return ShiftCalculator(features, statistics=self.statistics, per_feature=self.per_feature, kinds=kinds,
-                               frequency=self.window, calendar=self.calendar, alarm=self.alarm, k_std=self.k_std,
+                               frequency=self.window, calendar=self.calendar, alarm=self.alarm,
+                               window_alarm_rate=self.window_alarm_rate, k_std=self.k_std,
                                quantile=self.quantile, min_effect=self.min_effect, bins=self.bins,
                                fill_value=fill_value, alpha=self.alpha, xp=xp)
 
@@ -743,14 +748,19 @@ class PolicySpec(_Section):
 
 
 class DriftSpec(_Section):
-    """The drift signal of drift-triggered policies: the shift engine's calibrated alarms of
-    the month just seen against the model's training months (thresholds learned from
-    month-sized blocks of the training months against the rest, weekday-aware)."""
+    """The drift signal of drift-triggered policies: the shift engine's window-level alarm of
+    each month seen against the model's training months (one window per month; thresholds
+    learned from each training day against the rest, weekday-aware, standardised by size,
+    and calibrated as a family: a month without change triggers at most at window_alarm_rate)."""
 
     statistics: list[str] = Field(default_factory=lambda: ["ks"],
                                   description="shift statistics watched (each applied to the features of its kinds)")
-    alarm: Literal["std", "quantile"] = Field("std", description="threshold: mean + k_std * std, or a quantile, of the null")
-    k_std: float = Field(3.0, gt=0)
+    alarm: Literal["family", "std", "quantile"] = Field(
+        "family", description="family: a month without shift triggers at most at window_alarm_rate (all watched "
+                              "features x statistics together); std / quantile: per test, mean + k_std*std or a quantile")
+    window_alarm_rate: float = Field(0.01, gt=0, lt=1, description="alarm: family: target share of unchanged months "
+                                                                   "that trigger")
+    k_std: float = Field(3.0, gt=0, le=1000)
     quantile: float = Field(0.99, gt=0, lt=1)
     min_effect: dict[str, float] = Field(default_factory=dict,
                                          description="alarm only when the statistic is also at least this (e.g. {ks: 0.02})")
@@ -784,7 +794,8 @@ class DriftSpec(_Section):
         from .shift import ShiftCalculator
 
         return ShiftCalculator(features, statistics=self.statistics, kinds=kinds, frequency="M", alarm=self.alarm,
-                               k_std=self.k_std, quantile=self.quantile, min_effect=self.min_effect,
+                               window_alarm_rate=self.window_alarm_rate, k_std=self.k_std, quantile=self.quantile,
+                               min_effect=self.min_effect,
                                fill_value=fill_value, xp=xp, threads=threads)
 
 

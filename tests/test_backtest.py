@@ -149,18 +149,27 @@ def _month_counts(rng, first_day, days, shift=0.0, per_day=3_000):
 
 
 def test_drift_signal_is_the_calibrated_alarm():
-    """The signal is the shift engine's alarm: the month's KS above the threshold learned from
-    the training months (blocks against the rest), naming the most shifted feature."""
+    """The signal is the shift engine's window-level alarm: the month's KS above the threshold
+    learned from the training months (each day against the rest, scores standardised by size,
+    family-calibrated), naming the most shifted feature."""
+    from rapidseval.shift._verdict import from_score
+
     rng = np.random.default_rng(0)
     train = [_month_counts(rng, 18262, 31), _month_counts(rng, 18293, 29)]  # Jan, Feb 2020
     calc = fit_reference(train, ShiftCalculator(["x", "same"], statistics=["ks"], frequency="M"))
     null = calc.null_.set_index("feature")
-    assert int(null.loc["x", "block_days"]) == 28 and int(null.loc["x", "n_null"]) == 60 - 28 + 1
+    assert int(null.loc["x", "block_days"]) == 1 and int(null.loc["x", "n_null"]) == 60
     quiet = drift_signal(calc, _month_counts(rng, 18322, 31), month="2020-03")
     assert not quiet.alarm and quiet.value < quiet.threshold
-    shifted = drift_signal(calc, _month_counts(rng, 18322, 31, shift=0.05), month="2020-03")
+    march = _month_counts(rng, 18322, 31, shift=0.05)
+    shifted = drift_signal(calc, march, month="2020-03")
     assert shifted.alarm and shifted.feature == "x" and shifted.statistic == "ks"
-    assert shifted.threshold == pytest.approx(null.loc["x", "threshold"], rel=1e-12)
+    # the threshold is the null's score threshold in KS units for the month's size against the
+    # reference's (its Kish size: reweighted to March's weekday mix)
+    row = calc.calculate(march).table.set_index("feature").loc["x"]
+    assert row["n_window"] == 31 * 3_000 and 0.9 * 60 * 3_000 < row["n_reference"] <= 60 * 3_000
+    want = from_score("ks", null.loc["x", "score_threshold"], row["n_reference"], row["n_window"])
+    assert shifted.threshold == pytest.approx(float(want), rel=1e-12)
     assert shifted.value > shifted.threshold and set(shifted.values) == {"x", "same"}
 
 
@@ -262,6 +271,21 @@ def test_static_model_decays(result):
     static = _policy(result, "static")
     assert _mean(static, AFTER) < _mean(static, BEFORE) - 0.04
     assert static["retrained"].sum() == 1
+
+
+def test_drift_retrains_name_their_trigger_month(result):
+    """Each drift retrain names the month whose signal triggered it; on data read from files
+    there is no ground truth to judge it by (null), and the policy table says so (NA)."""
+    drift = _policy(result, "drift_triggered")
+    by_drift = drift[drift["retrain_reason"].str.startswith("drift:")]
+    assert len(by_drift)
+    for month, row in by_drift.iterrows():
+        assert row["retrain_reason"].endswith(f"in {row['trigger_month']}") and row["trigger_month"] < month
+    assert (drift.loc[~drift.index.isin(by_drift.index), "trigger_month"] == "").all()
+    assert drift["trigger_true"].isna().all() and str(drift["trigger_true"].dtype) == "boolean"
+    pol = result.policies.set_index("policy")
+    assert pol.loc["drift_triggered", "drift_retrains"] == len(by_drift)
+    assert pd.isna(pol.loc["drift_triggered", "false_drift_retrains"])
 
 
 def test_periodic_retrains_on_schedule_and_recovers(result):
@@ -466,15 +490,18 @@ def test_drift_spec_errors_name_the_field_and_choices():
 
 def test_calibrated_drift_does_not_retrain_without_a_shift(tmp_path):
     """On a history with no injected shift, the calibrated drift signal leaves the model alone
-    (bound: at most one drift retrain in ten decisions; alarms at mean + 3 std of the null
-    are rare for every feature, so one chance alarm is allowed)."""
-    from rapidseval.data.synthetic import generate
+    (bound: at most one drift retrain in ten decisions; a month without change triggers at
+    most at window_alarm_rate, so one chance alarm is allowed).  2020, not 2019: the
+    generator's missing codes start in 2019-07 (``missing_code_rate``), a real change the
+    window-level rule rightly flags."""
+    from rapidseval.data.synthetic import generate, missing_code_rate
 
+    assert len({missing_code_rate(m) for m in month_range("2020-01", "2020-12")}) == 1
     hist = tmp_path / "quiet"
-    generate(hist, "2019-01", "2019-12", ROWS, scenario="none", seed=21)
+    generate(hist, "2020-01", "2020-12", ROWS, scenario="none", seed=21)
     job = _job(hist, tmp_path / "run", tmp_path / "cache", train_months=2, horizon=1, daily=False,
                policies=[{"kind": "drift_triggered", "params": {"use_floor": False}}])
-    job["data"].update(start="2019-01", end="2019-12")
+    job["data"].update(start="2020-01", end="2020-12")
     t = _policy(rapidseval.run(job), "drift_triggered")
     drift_retrains = [m for m, r in zip(t.index, t["retrain_reason"]) if str(r).startswith("drift:")]
     assert len(t) == 10 and len(drift_retrains) <= 1, drift_retrains
@@ -500,3 +527,22 @@ def test_drift_checks_every_month_between_origins(tmp_path):
     # distances in km: trip_distance and the speed derived from it
     assert reasons["2019-07"].startswith(("drift: trip_distance ", "drift: trip_speed ")), reasons
     assert reasons["2019-07"].endswith("in 2019-05"), reasons  # not only the month before the origin
+
+
+def test_drift_triggers_are_judged_against_the_generators_ground_truth():
+    """Generated data: a trigger is true when the scenario or the generator's calendar (missing
+    codes from 2019-07) changes a watched feature between the training months and the month
+    that triggered; other sources have no ground truth."""
+    from rapidseval.backtest._engine import _ground_truth
+
+    job = Path(__file__).resolve().parent.parent / "jobs" / "backtest_synthetic.yaml"
+    spec = load_job(job)
+    feats = tuple(spec.features.features)
+    truth = _ground_truth(spec, feats)
+    assert truth(("2019-12", "2020-01", "2020-02"), "2020-03")  # the change starts on the 14th
+    assert truth(("2020-03", "2020-04", "2020-05"), "2020-06")  # March's first half is pre-change
+    assert not truth(("2020-04", "2020-05", "2020-06"), "2020-07")
+    assert not truth(("2019-10", "2019-11", "2019-12"), "2020-01")
+    assert truth(("2019-04", "2019-05", "2019-06"), "2019-07")  # missing codes start
+    assert not _ground_truth(spec, ("trip_distance",))(("2019-04", "2019-05", "2019-06"), "2019-07")
+    assert _ground_truth(load_job(job, ["data.source=/tmp/x_{month}.parquet"]), feats) is None

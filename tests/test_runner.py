@@ -43,7 +43,10 @@ def _job(source, out, **extra):
         "evaluation": {
             "train": ["2020-01"], "test": ["2020-02"], "score": ["2020-03"],
             "replay": {"months": ["2020-03"], "window": "D"},
-            "shift": {"reference": "2020-01", "compare": ["2020-02", "2020-03"], "calendar": "none"},
+            # KS on every feature, as the study ran it (the categorical defaults have none)
+            "shift": {"reference": "2020-01", "compare": ["2020-02", "2020-03"], "calendar": "none",
+                      "per_feature": {f: ["ks", "cramers_v", "tvd", "missing_rate"] for f in
+                                      ("pickup_weekday", "work_hours", "PULocationID", "DOLocationID", "RatecodeID")}},
         },
         "cluster": {"kind": "threads", "n_workers": 2},
         "output": {"dir": str(out)},

@@ -225,7 +225,7 @@ def test_calculate_equals_per_window_dist_forms(seed, freq, calendar, per_day, w
         return out
 
     feats = ["trip_distance", "pickup_hour", "PULocationID"]
-    stats_all = {"trip_distance": ["ks", "wasserstein", "wasserstein_norm", "psi", "jensen_shannon", "missing_rate",
+    stats_all = {"trip_distance": ["ks", "wasserstein", "wasserstein_norm", "wasserstein_clipped", "psi", "jensen_shannon", "missing_rate",
                                    "out_of_range"],
                  "pickup_hour": ["ks", "psi", "jensen_shannon", "chi2", "cramers_v", "tvd", "missing_rate"],
                  "PULocationID": ["ks", "chi2", "cramers_v", "tvd", "psi", "missing_rate"]}

@@ -3,10 +3,11 @@
 A fold's model was trained on some months; its reference is their per-day value
 counts.  :func:`fit_reference` fits a :class:`rapidseval.shift.ShiftCalculator`
 on them, which learns every (feature, statistic) threshold from the reference
-itself (month-sized blocks of it against the rest, weekday-aware).
-:func:`drift_signal` compares one month with it: the month drifted when any
-watched feature's statistic exceeds its threshold (and the job's minimum
-effect).  A fixed effect-size threshold would alarm on every month at millions
+itself (each training day against the rest, weekday-aware, scores standardised
+by sample size).  :func:`drift_signal` compares one month with it: the month
+drifted when the window-level rule says so (any watched feature x statistic
+above its family-calibrated threshold, and the job's minimum effect), so
+months without change trigger at most at ``window_alarm_rate``.  A fixed effect-size threshold would alarm on every month at millions
 of rows, or on none at thousands; a calibrated one adapts to both.
 """
 
@@ -24,8 +25,10 @@ __all__ = ["DriftSignal", "drift_signal", "fit_reference"]
 
 @dataclass(frozen=True)
 class DriftSignal:
-    """Whether ``month`` drifted from the reference, and its most shifted (feature, statistic)
-    (the largest ``value / threshold``)."""
+    """Whether ``month`` (one window) drifted from the reference: the shift engine's window-level
+    alarm (any watched feature x statistic above its family-calibrated threshold), and its most
+    shifted (feature, statistic): the largest ``exceedance`` (null standard deviations above
+    the threshold)."""
 
     month: str
     alarm: bool
@@ -50,10 +53,9 @@ def drift_signal(calculator: ShiftCalculator, current: Mapping[str, DayCounts], 
     table = table[np.isfinite(table["value"]) & np.isfinite(table["threshold"])]
     if table.empty:
         return DriftSignal(month, False, None, "", float("nan"), float("nan"), {})
-    ratio = table["value"] / table["threshold"].where(table["threshold"] > 0, np.nan)
     alarmed = table[table["alarm"]]
     pick = alarmed if not alarmed.empty else table
-    top = pick.loc[ratio.loc[pick.index].fillna(np.inf).idxmax()]
+    top = pick.loc[pick["exceedance"].fillna(-np.inf).idxmax()]
     values = {f: float(v) for f, v in zip(table.loc[table["statistic"] == top["statistic"], "feature"],
                                            table.loc[table["statistic"] == top["statistic"], "value"])}
     return DriftSignal(month, bool(not alarmed.empty), str(top["feature"]), str(top["statistic"]), float(top["value"]),

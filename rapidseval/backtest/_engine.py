@@ -59,10 +59,11 @@ _DAY_TIME_COLUMN = "pickup_datetime"
 _METRICS = ("n", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "accuracy", "positive_rate")
 
 BACKTEST_COLUMNS = ("policy", "origin", "train_start", "train_end", "eval_month", "model_age_months", *_METRICS,
-                    "below_floor", "retrained", "retrain_reason", "train_seconds")
+                    "below_floor", "retrained", "retrain_reason", "train_seconds", "trigger_month", "trigger_true")
 STALENESS_COLUMNS = ("origin", "train_start", "train_end", "eval_month", "model_age_months", *_METRICS)
 POLICY_COLUMNS = ("policy", "kind", "months", "mean_f1", "worst_f1", "worst_month", "mean_accuracy", "worst_accuracy",
-                  "metric", "floor", "months_below_floor", "retrains", "train_seconds")
+                  "metric", "floor", "months_below_floor", "retrains", "train_seconds", "drift_retrains",
+                  "true_drift_retrains", "false_drift_retrains")
 
 
 @dataclass(frozen=True)
@@ -294,10 +295,11 @@ def _metrics_row(counts: pd.DataFrame) -> dict[str, Any]:
 class _Walk:
     """Replays one policy over the origins, from known scores; collects what it lacks."""
 
-    def __init__(self, label, kind, decide, plans, spans, bt, metrics, drift):
+    def __init__(self, label, kind, decide, plans, spans, bt, metrics, drift, truth=None):
         self.label, self.kind, self.decide = label, kind, decide
         self.plans, self.spans, self.bt = plans, spans, bt
         self.metrics, self.drift = metrics, drift
+        self.truth = truth  # (train months, signal month) -> bool: the generator changed something
 
     def _drift_since(self, cur, previous: str, origin: str) -> DriftSignal:
         """The drift signal of every month seen since the previous decision (``previous`` ..
@@ -319,6 +321,7 @@ class _Walk:
         current: int | None = None
         for i, plan in enumerate(self.plans):
             origin = plan.fold.origin
+            trigger, truth = "", None
             if current is None:
                 reason = "initial"
             else:
@@ -341,9 +344,13 @@ class _Walk:
                 )
                 try:
                     reason = self.decide(ctx)
+                    # the month whose drift signal triggered (a drift reason: the signal it read)
+                    trigger = ctx.drift().month if reason is not None and str(reason).startswith("drift") else ""
                 except NeedScores as need:
                     return None, missing | need.pairs
             if reason is not None:
+                if current is not None and trigger and self.truth is not None:
+                    truth = self.truth(self.plans[current].fold.train, trigger)
                 current = i
             cur = self.plans[current]
             for j, month in enumerate(self.spans[i]):
@@ -357,6 +364,8 @@ class _Walk:
                     "train_end": cur.fold.train_end, "eval_month": month,
                     "model_age_months": months_between(cur.fold.train_end, month),
                     "retrained": retrained, "retrain_reason": reason if retrained else "",
+                    "trigger_month": trigger if retrained and reason != "initial" else "",
+                    "trigger_true": truth if retrained and reason != "initial" else None,
                     "_key": cur.key,
                 })
         return (rows if not missing else None), missing
@@ -500,7 +509,9 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
             return signals[(plan.key, month)]
 
         spans = _spans(plans)
-        walks = [_Walk(p.label, p.kind, d, plans, spans, bt, metrics, drift) for p, d in zip(bt.policies, decisions)]
+        truth = _ground_truth(spec, watched)
+        walks = [_Walk(p.label, p.kind, d, plans, spans, bt, metrics, drift, truth)
+                 for p, d in zip(bt.policies, decisions)]
         by_key = {p.key: p for p in plans}
         last = month_index(months[-1])
         # the staleness grid: every fold on its horizon (a resumed fold may lack a newer horizon's months)
@@ -547,7 +558,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     t0 = time.perf_counter()
     backtest, daily = _backtest_tables(bt, walks, results, records, metrics, load)
     staleness = _staleness_table(plans, metrics)
-    policies = _policy_table(bt, backtest)
+    policies = _policy_table(bt, backtest, truth is not None)
     models = pd.DataFrame([
         {"origin": by_key[k].fold.origin, "train_start": by_key[k].fold.train_start,
          "train_end": by_key[k].fold.train_end, "train_months": len(by_key[k].fold.train),
@@ -603,6 +614,7 @@ def _backtest_tables(bt, walks, results, records, metrics, load):
                 daily_rows.append(d)
     backtest = pd.DataFrame(rows)
     backtest = backtest[list(BACKTEST_COLUMNS)]
+    backtest["trigger_true"] = backtest["trigger_true"].astype("boolean")
     for c in ("n", "tp", "fp", "fn", "tn", "model_age_months"):
         backtest[c] = backtest[c].astype("int64")
     daily = pd.concat(daily_rows, ignore_index=True) if daily_rows else pd.DataFrame()
@@ -623,10 +635,11 @@ def _staleness_table(plans, metrics) -> pd.DataFrame:
     return table
 
 
-def _policy_table(bt, backtest: pd.DataFrame) -> pd.DataFrame:
+def _policy_table(bt, backtest: pd.DataFrame, truth_known: bool = False) -> pd.DataFrame:
     rows = []
     for p in bt.policies:
         t = backtest[backtest["policy"] == p.label]
+        known = truth_known
         scored = t[t["n"] > 0]
         worst = scored.loc[scored["f1"].idxmin()] if len(scored) else None
         rows.append({
@@ -640,5 +653,51 @@ def _policy_table(bt, backtest: pd.DataFrame) -> pd.DataFrame:
             "months_below_floor": int(t["below_floor"].sum()),
             "retrains": int(t["retrained"].sum()),
             "train_seconds": float(t["train_seconds"].sum()),
+            "drift_retrains": int((t["trigger_month"] != "").sum()),
+            "true_drift_retrains": int(t["trigger_true"].fillna(False).sum()) if known else pd.NA,
+            "false_drift_retrains": int((~t["trigger_true"].fillna(True)).sum()) if known else pd.NA,
         })
-    return pd.DataFrame(rows, columns=list(POLICY_COLUMNS))
+    out = pd.DataFrame(rows, columns=list(POLICY_COLUMNS))
+    for c in ("true_drift_retrains", "false_drift_retrains"):
+        out[c] = out[c].astype("Int64")
+    return out
+
+
+def _ground_truth(spec, watched):
+    """``truth(train_months, month) -> bool`` for generated data (None otherwise): whether the
+    generator's ground truth changes something in a watched feature between the model's
+    training months and ``month``, the month whose drift signal triggered a retrain.
+
+    A month's state under a change is ``none``, ``all`` (every day after its start) or
+    ``part`` (the change starts inside it); the trigger is true when the month's state differs
+    from a training month's, or either is ``part``.  Beside the scenario's changes
+    (``ground_truth.json``), the generator's calendar changes one thing in every scenario:
+    the share of rows with missing codes (none before mid-2019, then a yearly level,
+    :func:`~rapidseval.data.synthetic.missing_code_rate`); a month whose share differs from a
+    training month's differs in those features.
+    """
+    if spec.data.source != "synthetic":
+        return None
+    from ..data.synthetic import MISSING_CODE_FEATURES, SCENARIOS, missing_code_rate
+
+    syn = spec.data.synthetic
+    changes = [c for c in SCENARIOS[syn.scenario].changes(spec.data.months, syn.scenario_month)
+               if set(c.get("features") or ()) & set(watched)]
+
+    def state(change, month):
+        if month not in change["months"]:
+            return "none"
+        return "part" if change["from"][:7] == month and change["from"][8:10] != "01" else "all"
+
+    codes_watched = bool(set(MISSING_CODE_FEATURES) & set(watched))
+
+    def truth(train, month):
+        if codes_watched and any(round(missing_code_rate(t), 9) != round(missing_code_rate(month), 9) for t in train):
+            return True
+        for c in changes:
+            s = state(c, month)
+            if any(state(c, t) != s or s == "part" or state(c, t) == "part" for t in train):
+                return True
+        return False
+
+    return truth

@@ -41,6 +41,8 @@ __all__ = [
     "Scenario",
     "generate",
     "load_calibration",
+    "missing_code_rate",
+    "MISSING_CODE_FEATURES",
 ]
 
 #: Rows per generation block (the unit of seeding; independent of chunk_rows).
@@ -98,6 +100,20 @@ def _yearly(anchors: list[list[Any]], index: int) -> float:
     """Anchored trend read at July of the month's year: constant within a calendar year."""
     xs = [_month_index(m) for m, _ in anchors]
     return float(np.interp(index - index % 12 + 6, xs, [v for _, v in anchors]))
+
+
+def missing_code_rate(month: str) -> float:
+    """Share of a month's rows whose codes (vendor, passenger count, rate code, ...) are
+    missing: none before the calibration's ``codes.missing_from`` (mid-2019, as in the real
+    files), then a yearly level.  A change of every scenario, ``none`` included, that
+    ``ground_truth.json`` does not list (it is the calendar, not the story)."""
+    codes = load_calibration()["codes"]
+    index = _month_index(month)
+    return _yearly(codes["missing_rate"], index) if index >= _month_index(codes["missing_from"]) else 0.0
+
+
+#: features the missing codes show in (:func:`missing_code_rate`)
+MISSING_CODE_FEATURES = ("passenger_count", "RatecodeID")
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -491,7 +507,6 @@ def _plan_month(model: _Model, index: int, rows_per_month: int, seed: int,
     else:
         congestion = float(tariff["congestion_surcharge"])
     tolls = [v for m, v in tariff["tolls"] if _month_index(m) <= index] or [tariff["tolls"][0][1]]
-    codes = cal["codes"]
     eff = scenario.effects(name, changes)
     return _MonthPlan(
         name=name, index=index, n=n,
@@ -504,8 +519,7 @@ def _plan_month(model: _Model, index: int, rows_per_month: int, seed: int,
         airport_fee=index >= _month_index(tariff["airport_fee_from"]),
         toll=float(tolls[-1]),
         card_offset=_yearly(cal["payment"]["year_offset"], index),
-        missing_rate=(_yearly(codes["missing_rate"], index)
-                      if index >= _month_index(codes["missing_from"]) else 0.0),
+        missing_rate=missing_code_rate(name),
     )
 
 

@@ -189,10 +189,15 @@ def _section_shift(run: RunTables, plots) -> list[str]:
     if s.empty:
         return out
     cols = ("reference", "window", "window_start", "feature", "statistic", "value", "p_value", "threshold", "alarm",
-            "n_reference", "n_window")
+            "exceedance", "n_reference", "n_window")
     if "alarm" in s.columns:
         alarms = s[s["alarm"].fillna(False).astype(bool)]
-        out.append(f"<h3>Alarms ({len(alarms):,} of {len(s):,} comparisons)</h3>" + _table(_cols(alarms, cols), source="shift.parquet"))
+        windows = ""
+        if "window_alarm" in s.columns and "window_start" in s.columns:
+            per = s.groupby([s["reference"] if "reference" in s.columns else 0, "window_start"])["window_alarm"].any()
+            windows = f"{int(per.sum()):,} of {len(per):,} windows alarm; "
+        out.append(f"<h3>Alarms ({windows}{len(alarms):,} of {len(s):,} comparisons)</h3>"
+                   + _table(_cols(alarms, cols), source="shift.parquet"))
     att = [p for p in plots if p.id == "attribution"]
     if att:
         out.append("<h3>Attribution</h3>" + _figure(att[0]) + _table(run["attribution"], source="attribution.parquet"))

@@ -145,8 +145,14 @@ def shift_summary(run: RunTables, top: int = 6) -> dict[str, Any]:
     key = s.assign(_a=s["alarm"].fillna(False).astype(bool) if "alarm" in s.columns else False,
                    _r=pd.to_numeric(s["value"], errors="coerce") / pd.to_numeric(s["threshold"], errors="coerce").where(lambda t: t > 0)
                    if "threshold" in s.columns else pd.to_numeric(s["value"], errors="coerce"))
+    if "exceedance" in s.columns:  # null standard deviations above the threshold: comparable across statistics
+        key["_r"] = pd.to_numeric(s["exceedance"], errors="coerce")
     head = key.sort_values(["_a", "_r"], ascending=[False, False], na_position="last").head(top)[cols]
-    return {"comparisons": int(len(s)), "alarms": alarms, "top": _records(head)}
+    out = {"comparisons": int(len(s)), "alarms": alarms, "top": _records(head)}
+    if "window_alarm" in s.columns and "window_start" in s.columns:
+        per = s.groupby([s["reference"] if "reference" in s.columns else 0, "window_start"])["window_alarm"].any()
+        out.update(windows=int(len(per)), window_alarms=int(per.sum()))
+    return out
 
 
 def explain_lines(run: RunTables) -> pd.DataFrame:

@@ -94,8 +94,10 @@ def print_summary(run: RunTables, console) -> None:
 
     sh = shift_summary(run)
     if sh:
-        t = Table(title=f"most shifted features ({_n(sh['alarms'], 'alarm')} in {_n(sh['comparisons'], 'comparison')})",
-                  title_justify="left")
+        windows = (f"{sh['window_alarms']} of {_n(sh['windows'], 'window')} alarm; "
+                   if sh.get("windows") is not None else "")
+        t = Table(title=f"most shifted features ({windows}{_n(sh['alarms'], 'alarm')} in "
+                        f"{_n(sh['comparisons'], 'comparison')})", title_justify="left")
         cols = [c for c in ("window", "feature", "statistic", "value", "p_value", "alarm") if sh["top"] and c in sh["top"][0]]
         for c in cols:
             t.add_column(c, justify="right" if c in ("value", "p_value") else "left")
@@ -146,6 +148,12 @@ def print_summary(run: RunTables, console) -> None:
             t.add_row(*r)
         t.caption = "every column in policies.parquet and the report"
         console.print(t)
+        if "false_drift_retrains" in ps.columns:  # generated data: triggers judged by the ground truth
+            for rec in ps[ps["drift_retrains"] > 0].to_dict("records"):
+                if pd.notna(rec["false_drift_retrains"]):
+                    console.print(f"{rec['policy']}: {_n(int(rec['drift_retrains']), 'drift retrain')}, "
+                                  f"{int(rec['true_drift_retrains'])} true and {int(rec['false_drift_retrains'])} false "
+                                  "against the generator's ground truth", highlight=False)
 
     rows = ((man.get("rows") or {}).get("total")) or {}
     if rows:

@@ -10,8 +10,10 @@
 * :data:`STATISTICS` — statistics by name (KS, Wasserstein, Jensen-Shannon, PSI,
   chi-square, Cramér's V, total variation, missing and out-of-range rates).
 * :class:`ShiftCalculator` — ``fit`` on a reference (counted once; thresholds
-  learned from leave-one-out reference sub-windows, weekday-matched), then
-  ``calculate`` on any windows; :func:`alarms` lists the alarms of a table.
+  learned from leave-one-out reference days, weekday-matched, on size-standardised
+  scores, calibrated so that a window without shift alarms at most at
+  ``window_alarm_rate``), then ``calculate`` on any windows; :func:`alarms` lists
+  the alarms of a table, :func:`window_verdicts` one verdict per window.
 * :func:`explain` — what moved in each alarmed (window, feature), with an effect
   size (category shares, percentiles, out-of-range share); :func:`alarmed_pairs`
   decides which pairs are alarmed.
@@ -21,8 +23,8 @@
 from __future__ import annotations
 
 from ._attribution import attribute, metric_windows
-from ._calculator import (ALARM_METHODS, CALENDARS, FREQUENCIES, SHIFT_COLUMNS, ShiftCalculator, ShiftResult,
-                          alarms, check_statistics)
+from ._calculator import (ALARM_METHODS, CALENDARS, FREQUENCIES, SHIFT_COLUMNS, WINDOW_COLUMNS, ShiftCalculator,
+                          ShiftResult, alarms, check_statistics, window_verdicts)
 from ._counts import DayCounts, count_days, day_value_counts
 from ._explain import EXPLAIN_COLUMNS, alarmed_pairs, explain, explanation_lines
 from ._ks import (MAX_EXACT_N, _scipy_ks, ks_2samp, ks_from_counts, ks_pvalue, ks_pvalues, kstwo_sf, merge_counts,
@@ -37,5 +39,6 @@ __all__ = [
     "DayCounts", "day_value_counts", "count_days", "Dist", "STATISTICS", "KINDS", "DEFAULT_STATISTICS", "PSI_EPS",
     "default_statistics", "feature_kind", "chi2_test", "contingency",
     "ShiftCalculator", "ShiftResult", "alarms", "check_statistics", "FREQUENCIES", "CALENDARS", "ALARM_METHODS",
-    "SHIFT_COLUMNS", "EXPLAIN_COLUMNS", "alarmed_pairs", "explain", "explanation_lines", "ShiftAccumulator", "ShiftReduce", "attribute", "metric_windows",
+    "SHIFT_COLUMNS", "WINDOW_COLUMNS", "window_verdicts", "EXPLAIN_COLUMNS", "alarmed_pairs", "explain",
+    "explanation_lines", "ShiftAccumulator", "ShiftReduce", "attribute", "metric_windows",
 ]

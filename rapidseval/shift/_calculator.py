@@ -3,14 +3,15 @@
 NannyML's shape (fit -> calculate -> result table) with two differences that
 matter at millions of rows:
 
-* **Thresholds come from the reference itself, leaving the sub-window out.**
-  The reference is cut into sub-windows of the evaluation frequency (one day
-  for daily windows, seven days for weekly ones, four weeks for monthly ones;
-  at most half the reference, so 14 days for monthly windows over a one-month
-  reference), starting every day (every week on references long enough for
-  20 such blocks); every block is compared with the reference *minus that
-  block* (its counts subtracted) and the values form a null distribution.  Alarm when a window's value exceeds ``mean + k * std`` of it
-  (or a quantile) and an optional minimum effect size.
+* **Thresholds come from the reference itself, leaving each day out, and hold for
+  the window as a family.**  Every reference day is compared with the reference
+  *minus that day* (its counts subtracted), reweighted to the day's weekday; the
+  values, standardised by sample size, calibrate a null whose shape comes from
+  sampling (multinomial draws from the reference) and whose scale from those days
+  (:mod:`._verdict`).  A window of T tests (features x statistics) alarms when one of
+  them passes its threshold at level ``window_alarm_rate / T`` (Bonferroni; Holm's
+  first step), so a window without shift alarms at most at ``window_alarm_rate``.
+  An optional minimum effect per statistic applies on top.
 * **Calendar composition is compared like with like** (``calendar="weekday"``):
   for each window, the reference's days are reweighted so that the reference
   has the window's weekday mix (January 2020 has five Fridays, February four;
@@ -22,6 +23,8 @@ matter at millions of rows:
 from __future__ import annotations
 
 import os
+import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -33,19 +36,28 @@ from ..errors import SpecError
 from ._counts import DayCounts, _to_host as _host, unique_inverse
 from ._grid import GRID_STATISTICS, Grid, grid_value
 from ._ks import MAX_EXACT_N, ks_pvalues
-from ._stats import DEFAULT_STATISTICS, STATISTICS, Dist, RefInfo, feature_kind, ref_info
-from ._windows import BATCH_STATISTICS, Batch, Walk, batch_values, collapse, walk, walk_values, walked
+from ._stats import DEFAULT_STATISTICS, STATISTICS, Dist, RefInfo, default_statistics, feature_kind, ref_info
+from ._verdict import SAMPLING_DRAWS, NullFit, from_score, scores
+from ._windows import (BATCH_STATISTICS, Batch, Walk, batch_values, clipped_wasserstein, collapse, walk, walk_values,
+                       walked)
 
 __all__ = ["ShiftCalculator", "ShiftResult", "FREQUENCIES", "ALARM_METHODS", "CALENDARS", "alarms",
-           "SHIFT_COLUMNS", "check_statistics"]
+           "SHIFT_COLUMNS", "WINDOW_COLUMNS", "check_statistics", "window_verdicts"]
 
 FREQUENCIES = {"D": "day", "W": "week starting Monday", "M": "calendar month"}
-ALARM_METHODS = {"std": "mean + k_std * std of the null", "quantile": "a quantile of the null"}
+ALARM_METHODS = {"family": "a window alarms at most at window_alarm_rate when nothing changed (fitted null, Bonferroni over its tests)",
+                 "std": "score above mean + k_std * std of the null (per test, not family-calibrated)",
+                 "quantile": "score above a quantile of the null (per test, not family-calibrated)"}
 CALENDARS = {"weekday": "reference reweighted to the window's weekday mix", "none": "reference as is"}
 
 SHIFT_COLUMNS = ["reference", "window", "window_start", "window_end", "feature", "statistic", "value",
                  "p_value", "p_method", "threshold", "alarm", "p_below_alpha", "null_mean", "null_std",
-                 "n_null", "n_reference", "n_window"]
+                 "n_null", "n_reference", "n_window", "score", "score_threshold", "p_null", "exceedance",
+                 "window_alarm"]
+
+#: the per-window verdicts (:func:`window_verdicts`)
+WINDOW_COLUMNS = ["reference", "window", "window_start", "window_end", "window_alarm", "n_tests", "n_alarms",
+                  "min_p_null", "top_feature", "top_statistic", "top_exceedance"]
 
 _US_PER_DAY = 86_400_000_000
 
@@ -162,11 +174,18 @@ class ShiftCalculator:
         (:data:`rapidseval.features.FEATURE_KINDS`), else continuous.
     frequency : {"D", "W", "M"}
     calendar : {"weekday", "none"}
-    alarm : {"std", "quantile"}
+    alarm : {"family", "std", "quantile"}
+        ``"family"`` (default): a window alarms when any of its tests' calibrated p-values
+        is at most ``window_alarm_rate / T`` (``T`` tests: features x statistics), so a
+        window without shift alarms at most at that rate (see :mod:`._verdict`).
+        ``"std"`` / ``"quantile"``: each test on its own, its score above ``mean + k_std *
+        std`` or a quantile of the null (not calibrated as a family).
+    window_alarm_rate : float
+        ``alarm="family"``: the target share of windows without shift that alarm.
     k_std : float
-        ``alarm="std"``: threshold = mean + k_std * std of the null.
+        ``alarm="std"``: threshold = mean + k_std * std of the null scores.
     quantile : float
-        ``alarm="quantile"``: threshold = this quantile of the null.
+        ``alarm="quantile"``: threshold = this quantile of the null scores.
     min_effect : mapping statistic -> float, optional
         Alarm only when the value is also at least this large.
     bins : int
@@ -193,7 +212,8 @@ class ShiftCalculator:
     """
 
     def __init__(self, features=None, *, statistics=None, per_feature=None, kinds=None, frequency: str = "M",
-                 calendar: str = "weekday", alarm: str = "std", k_std: float = 3.0, quantile: float = 0.99,
+                 calendar: str = "weekday", alarm: str = "family", window_alarm_rate: float = 0.01,
+                 k_std: float = 3.0, quantile: float = 0.99,
                  min_effect: Mapping[str, float] | None = None, bins: int = 10, fill_value: float = -1.0,
                  alpha: float = 0.05, max_categories: int = 64, exact_p: bool = True, xp=None,
                  threads: int | None = None):
@@ -204,6 +224,7 @@ class ShiftCalculator:
         self.frequency = frequency
         self.calendar = calendar
         self.alarm = alarm
+        self.window_alarm_rate = window_alarm_rate
         self.k_std = k_std
         self.quantile = quantile
         self.min_effect = dict(min_effect or {})
@@ -226,6 +247,8 @@ class ShiftCalculator:
         for name in self.min_effect:
             if name not in STATISTICS:
                 raise SpecError(f"min_effect names unknown statistic {name!r}; choose from {', '.join(STATISTICS)}")
+        if not 0 < self.window_alarm_rate < 1:
+            raise SpecError(f"shift window_alarm_rate must be in (0, 1), got {self.window_alarm_rate}")
         if not 0 < self.quantile < 1:
             raise SpecError(f"shift quantile must be in (0, 1), got {self.quantile}")
         if self.bins < 2:
@@ -326,52 +349,110 @@ class ShiftCalculator:
         return self._ref_cache[key]
 
     def _block_len(self) -> int:
-        """Days per calibration block: the evaluation frequency's size, at most half the
-        reference (monthly windows: four whole weeks, or the largest whole-weeks half of a
-        short reference, e.g. 14 days of a one-month reference)."""
-        n = len(self.days_)
-        if self.frequency == "D":
-            return 1
-        if self.frequency == "W":
-            return min(7, max(1, n // 2))
-        half = n // 2
-        return min(28, half // 7 * 7) if half >= 7 else max(1, half)
+        """Days per calibration block: one.  Scores are standardised by sample size
+        (:func:`~._verdict.scores`), so the days' null applies to weeks and months too, and a
+        one-month reference gives ~30 nearly independent blocks (whole-week or month blocks
+        would give 4 or none)."""
+        return 1
 
     def _block_step(self, L: int) -> int:
-        """Days between block starts: every day, or every week where that still gives at
-        least 20 blocks (a long reference: weekday mix constant, ~50 blocks a year, not ~340)."""
-        return 7 if L % 7 == 0 and (len(self.days_) - L) // 7 + 1 >= 20 else 1
+        return 1
 
     def _calibrate(self) -> pd.DataFrame:
-        """Null distribution of every (feature, statistic): each reference block of the
-        evaluation frequency against the reference minus that block, reweighted to the
-        block's weekday mix.  Both sides are counts on the reference's value grid, kept by
-        weekday and updated a day at a time as the block slides (:mod:`._grid`)."""
+        """Null distribution of every (feature, statistic): each reference day against the
+        reference minus that day, reweighted to the day's weekday (its calendar make-up).
+        Both sides are counts on the reference's value grid, kept by weekday and updated a
+        day at a time as the block slides (:mod:`._grid`).  Values are standardised by
+        sample size (``score``) and fitted (:class:`~._verdict.NullFit`); the table keeps the
+        raw values' mean and std beside the scores' fit and threshold."""
         L = self._block_len()
         days = self.days_
         step = self._block_step(L)
         starts = [i for i in range(0, len(days) - L + 1, step) if days[i + L - 1] - days[i] == L - 1]
         mixes = [(i, self._mix(np.bincount(_weekday(days[i:i + L]), minlength=7), np.arange(i, i + L))) for i in starts]
         day_wd = _weekday(days)
-        cols: dict[str, list] = {k: [] for k in ("feature", "statistic", "null_mean", "null_std", "n_null", "threshold")}
         threads = self._threads() if self.xp is np else 1
         with ThreadPoolExecutor(max_workers=threads) if threads > 1 else _Serial() as pool:
             nulls = list(pool.map(lambda r: self._null_values(r, L, mixes, day_wd), self.refs_.values()))
-        for (f, r), values in zip(self.refs_.items(), nulls):
+        sizes = []
+        for values in nulls:
+            n_ref, n_win = np.asarray(values["_n_ref"], dtype="float64"), np.asarray(values["_n_win"], dtype="float64")
+            sizes.append((int(np.rint(np.median(n_ref))) if len(n_ref) else 0,
+                          int(np.rint(np.median(n_win))) if len(n_win) else 0))
+        windows = [self._window_sizes(r) for r in self.refs_.values()]
+        with ThreadPoolExecutor(max_workers=self._threads()) if self._threads() > 1 else _Serial() as pool:
+            sampling = list(pool.map(lambda a: (self._sampling_null(a[0], *a[1]), self._sampling_null(a[0], *a[2])),
+                                     zip(self.refs_.values(), sizes, windows)))
+        rows = []
+        for (f, r), values, (drawn, drawn_w), (m_ref, m_win), (w_ref, w_win) in zip(
+                self.refs_.items(), nulls, sampling, sizes, windows):
+            n_ref, n_win = np.asarray(values["_n_ref"], dtype="float64"), np.asarray(values["_n_win"], dtype="float64")
             for s in r.stats:
                 v = np.asarray(values[s], dtype="float64")
-                v = v[np.isfinite(v)]
-                mean = float(v.mean()) if len(v) else np.nan
-                std = float(v.std(ddof=1)) if len(v) > 1 else np.nan
-                if self.alarm == "std":
-                    thr = mean + self.k_std * std
+                z = scores(s, v, n_ref, n_win)
+                keep = np.isfinite(v)
+                v = v[keep]
+                rows.append({"feature": f, "statistic": s,
+                             "null_mean": float(v.mean()) if len(v) else np.nan,
+                             "null_std": float(v.std(ddof=1)) if len(v) > 1 else np.nan,
+                             "n_null": len(v), "block_days": L, "z": z[keep],
+                             "fit": NullFit.of_sampling(z[keep], scores(s, drawn[s], m_ref, m_win),
+                                                        scores(s, drawn_w[s], w_ref, w_win)),
+                             "block_n_ref": float(n_ref[keep].mean()) if keep.any() else np.nan,
+                             "block_n_win": float(n_win[keep].mean()) if keep.any() else np.nan})
+        n_tests = sum(row["fit"].ok for row in rows)
+        self.verdict_: dict[tuple[str, str], tuple[NullFit, float]] = {}
+        alpha = self.window_alarm_rate / max(n_tests, 1)
+        self.alpha_test_ = alpha
+        for row in rows:
+            fit, z = row.pop("fit"), row.pop("z")
+            if self.alarm == "family":
+                zt = fit.threshold(alpha)
+            elif self.alarm == "std":
+                zt = fit.mean + self.k_std * fit.std if fit.ok else np.inf
+            else:
+                zt = float(np.quantile(z[np.isfinite(z)], self.quantile)) if fit.ok else np.inf
+            self.verdict_[(row["feature"], row["statistic"])] = (fit, zt)
+            row.update(score_mean=fit.mean, score_std=fit.std, overdispersion=fit.overdispersion, score_threshold=zt,
+                       alpha_test=alpha if self.alarm == "family" else np.nan, n_tests=n_tests)
+            # the threshold a typical reference day faced, in the statistic's own units
+            thr = float(from_score(row["statistic"], zt, row["block_n_ref"], row["block_n_win"]))
+            row["threshold"] = max(thr, self.min_effect.get(row["statistic"], -np.inf)) if np.isfinite(thr) else thr
+        cols = ["feature", "statistic", "null_mean", "null_std", "n_null", "block_days", "threshold", "score_mean",
+                "score_std", "overdispersion", "score_threshold", "alpha_test", "n_tests", "block_n_ref", "block_n_win"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def _window_sizes(self, r: _FeatureRef) -> tuple[int, int]:
+        """A typical compared window's size and its reference's, for the sampling null's shape:
+        a day, a week or a month of the reference's mean rows per day, against the reference
+        (for days, with ``calendar="weekday"``: its days of one weekday)."""
+        total = float(r.full.total)
+        per_day = total / max(len(self.days_), 1)
+        days = {"D": 1, "W": 7, "M": 30}[self.frequency]
+        n_ref = total / 7 if self.frequency == "D" and self.calendar == "weekday" else total
+        return int(round(n_ref)), max(1, int(round(per_day * days)))
+
+    def _sampling_null(self, r: _FeatureRef, n_ref: int, n_win: int) -> dict[str, np.ndarray]:
+        """Each statistic under pure sampling: ``SAMPLING_DRAWS`` pairs of multinomial draws
+        of a block's and a rest's typical sizes from the whole reference, on its value grid
+        (host arrays; a fixed seed per feature, so a fit is reproducible)."""
+        out = {s: np.full(SAMPLING_DRAWS, np.nan) for s in r.stats}
+        if n_ref < 1 or n_win < 1:
+            return out
+        rng = np.random.default_rng([20_141, zlib.crc32(r.info.feature.encode())])
+        values, weights = _coarse_grid(r.values, r.full.weights, r.info)
+        p = weights / float(weights.sum())
+        grid = Grid.build(values, r.info, np)
+        for b in range(SAMPLING_DRAWS):
+            R = rng.multinomial(n_ref, p).astype("float64")
+            W = rng.multinomial(n_win, p).astype("float64")
+            for s in r.stats:
+                if s in GRID_STATISTICS:
+                    out[s][b] = grid_value(s, grid, R, W, float(n_ref))
                 else:
-                    thr = float(np.quantile(v, self.quantile)) if len(v) else np.nan
-                thr = max(thr, self.min_effect.get(s, -np.inf)) if np.isfinite(thr) else thr
-                for k, x in zip(cols, (f, s, mean, std, len(v), thr)):
-                    cols[k].append(x)
-        out = pd.DataFrame(cols)
-        out.insert(5, "block_days", L)
+                    nz = np.flatnonzero(W)
+                    out[s][b] = STATISTICS[s].value_of(Dist(values, R.astype("int64")),
+                                                       Dist(values[nz], W[nz].astype("int64")), r.info)
         return out
 
     def _null_values(self, r: _FeatureRef, L: int, mixes, day_wd) -> dict[str, list]:
@@ -397,7 +478,7 @@ class ShiftCalculator:
                 block[day_wd[d]] -= c
                 W[...] -= c
 
-        values: dict[str, list] = {s: [] for s in r.stats}
+        values: dict[str, list] = {s: [] for s in (*r.stats, "_n_ref", "_n_win")}
         for i, a in mixes:
             if i >= have[1]:
                 block[...] = 0
@@ -425,6 +506,8 @@ class ShiftCalculator:
                 s1, s2 = float(per_wd @ a), float(per_wd @ (a * a))
                 n_eff = s1 * s1 / s2 if s2 > 0 else 0.0
             dists = None
+            values["_n_ref"].append(n_eff)
+            values["_n_win"].append(float(W.sum()))
             for s in r.stats:
                 if s in GRID_STATISTICS:
                     values[s].append(grid_value(s, grid, R, W, n_eff, weighted=weighted))
@@ -462,6 +545,7 @@ class ShiftCalculator:
                       for pf in pending for wsel, comp, size in pf.tasks]
             groups.sort(key=lambda t: -t[0])  # largest first: the threads finish together
             list(pool.map(lambda a: self._compare_group(*a[1:]), groups))
+        self.verdict_seconds_ = 0.0
         parts = [self._columns(pf, null) for pf in pending]
         if parts:
             cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -470,7 +554,8 @@ class ShiftCalculator:
                 ("window_start", "datetime64[us]"), ("window_end", "datetime64[us]"), ("feature", object),
                 ("statistic", object), ("value", "float64"), ("p_value", "float64"), ("p_method", object),
                 ("threshold", "float64"), ("null_mean", "float64"), ("null_std", "float64"), ("n_null", "int64"),
-                ("n_reference", "int64"), ("n_window", "int64"), ("ks_en", "float64"))}
+                ("n_reference", "int64"), ("n_window", "int64"), ("ks_en", "float64"), ("score", "float64"),
+                ("score_threshold", "float64"), ("p_null", "float64"), ("exceedance", "float64"), ("valarm", bool))}
         p_value, method = cols["p_value"], cols["p_method"]
         ks = np.isfinite(cols["ks_en"])
         if ks.any():
@@ -478,8 +563,10 @@ class ShiftCalculator:
             p, approx = ks_pvalues(cols["value"][idx], cols["ks_en"][idx], exact_tail=self.exact_p)
             p_value[idx] = p
             method[idx[approx]] = "smirnov_approx"
-        value, thr = cols["value"], cols["threshold"]
+        value = cols["value"]
         floor = np.asarray([self.min_effect.get(s, -np.inf) for s in cols["statistic"]], dtype="float64")
+        verdict = cols
+        thr = np.where(np.isfinite(verdict["threshold"]), np.maximum(verdict["threshold"], floor), verdict["threshold"])
         start = pd.DatetimeIndex(cols["window_start"])
         table = pd.DataFrame({
             "reference": self.label_,
@@ -487,12 +574,38 @@ class ShiftCalculator:
             "window_start": start, "window_end": pd.DatetimeIndex(cols["window_end"]),
             "feature": cols["feature"], "statistic": cols["statistic"], "value": value, "p_value": p_value,
             "p_method": method, "threshold": thr,
-            "alarm": np.isfinite(thr) & (value > thr) & (value >= floor),
+            "alarm": verdict["valarm"] & (value >= floor),
             "p_below_alpha": p_value < self.alpha,
             "null_mean": cols["null_mean"], "null_std": cols["null_std"], "n_null": cols["n_null"],
             "n_reference": cols["n_reference"], "n_window": cols["n_window"],
+            "score": verdict["score"], "score_threshold": verdict["score_threshold"], "p_null": verdict["p_null"],
+            "exceedance": verdict["exceedance"],
         }, columns=SHIFT_COLUMNS)
+        t_verdict = time.perf_counter()
+        _, win = np.unique(cols["window_start"], return_inverse=True)
+        alarmed = np.bincount(win.ravel(), weights=table["alarm"].to_numpy(), minlength=int(win.max()) + 1 if len(win) else 0)
+        table["window_alarm"] = alarmed[win.ravel()] > 0
+        self.verdict_seconds_ += time.perf_counter() - t_verdict  # the window-level rule's share of calculate
         return ShiftResult(table, self.null_)
+
+    def _verdicts(self, f: str, stats_, value: np.ndarray, n_ref: np.ndarray, n_win: np.ndarray) -> dict[str, np.ndarray]:
+        """A feature's rows (``value``: windows x statistics): score, its threshold (as a score
+        and in the statistic's units for the window's sizes), calibrated p-value, exceedance
+        and test-level alarm, each windows x statistics."""
+        nw, ns = value.shape
+        out = {k: np.full((nw, ns), np.nan) for k in ("score", "score_threshold", "threshold", "p_null", "exceedance")}
+        out["valarm"] = np.zeros((nw, ns), bool)
+        for k, s in enumerate(stats_):
+            fit, zt = self.verdict_[(f, s)]
+            z = scores(s, value[:, k], n_ref, n_win)
+            out["score"][:, k] = z
+            out["score_threshold"][:, k] = zt
+            out["threshold"][:, k] = from_score(s, zt, n_ref, n_win)
+            if self.alarm == "family":
+                out["p_null"][:, k] = fit.p_value(z, self.alpha_test_)
+            out["exceedance"][:, k] = fit.exceedance(z, zt)
+            out["valarm"][:, k] = np.isfinite(zt) & np.isfinite(z) & (z > zt)
+        return {k: v.ravel() for k, v in out.items()}
 
     def _prepare_feature(self, f: str, r: _FeatureRef, c: DayCounts) -> "_Pending":
         """One feature's windows: their distinct values and counts (a window's entries are
@@ -550,6 +663,8 @@ class ShiftCalculator:
                     m_ = float(ref.total) if ref.exact else ref.n_eff
                     pf.ks_en[wsel[~exact], k] = np.maximum(1.0, np.round(m_ * n[~exact] / (m_ + n[~exact])))
                     todo = np.flatnonzero(exact)  # scipy's exact p-value: needs the samples
+            elif s == "wasserstein_clipped":
+                pf.value[wsel, k] = clipped_wasserstein(ref, r.info, pf.x, pf.cnt, pf.ws, pf.we, wsel)
             elif s in BATCH_STATISTICS:
                 if batch is None:
                     take = np.concatenate([np.arange(pf.ws[w], pf.we[w]) for w in wsel])
@@ -573,14 +688,49 @@ class ShiftCalculator:
         nl = np.asarray([null[(f, s)] for s in stats_], dtype="float64").reshape(ns, 4)
         rep = lambda a: np.repeat(a, ns)  # noqa: E731 - per window -> per row
         tile = lambda a: np.tile(a, nw)  # noqa: E731 - per statistic -> per row
-        return {
+        t0 = time.perf_counter()
+        verdict = self._verdicts(f, stats_, pf.value, pf.n_ref, pf.walk.n)
+        self.verdict_seconds_ += time.perf_counter() - t0
+        return {**verdict,
             "window_start": rep(pf.wstart), "window_end": rep(pf.wend),
             "feature": np.full(nw * ns, f, dtype=object), "statistic": tile(np.asarray(stats_, dtype=object)),
             "value": pf.value.ravel(), "p_value": pf.p_value.ravel(), "p_method": pf.method.ravel(),
-            "threshold": tile(nl[:, 0]), "null_mean": tile(nl[:, 1]), "null_std": tile(nl[:, 2]),
+            "null_mean": tile(nl[:, 1]), "null_std": tile(nl[:, 2]),
             "n_null": tile(nl[:, 3]).astype("int64"), "n_reference": rep(pf.n_ref), "n_window": rep(pf.walk.n),
             "ks_en": pf.ks_en.ravel(),
         }
+
+
+#: the sampling null draws on at most about this many values (a continuous feature has one
+#: distinct value per few rows; multinomial draws cost one binomial per value)
+SAMPLING_GRID = 4096
+_SAMPLING_TAIL = 256
+
+
+def _coarse_grid(values: np.ndarray, weights: np.ndarray, info: RefInfo) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's values merged into about ``SAMPLING_GRID`` groups of equal weight, each
+    represented by its largest value, for the sampling null's draws; the 256 smallest and
+    largest values stay single.  Groups never straddle a quantile-bin edge, the fill value or
+    the clip range's ends, so the binned, missing and
+    clipped statistics see the same bins; KS and Wasserstein on the coarser grid are at most
+    slightly smaller, so the overdispersion estimated against them errs high (conservative)."""
+    n = len(values)
+    if n <= SAMPLING_GRID:
+        return values, np.asarray(weights, dtype="float64")
+    w = np.asarray(weights, dtype="float64")
+    before = np.cumsum(w) - w
+    group = np.minimum((before * SAMPLING_GRID / w.sum()).astype("int64"), SAMPLING_GRID - 1)
+    tails = np.arange(min(_SAMPLING_TAIL, n // 4))  # the extremes stay single values (out_of_range)
+    cuts = [np.flatnonzero(np.diff(group)) + 1, np.searchsorted(values, info.edges, side="left"), tails + 1,
+            n - 1 - tails]
+    for v in (info.fill_value, info.clip_lo, info.clip_hi):
+        i = int(np.searchsorted(values, v)) if np.isfinite(v) else -1
+        if 0 <= i < n and values[i] == v:
+            cuts.append(np.asarray([i, i + 1]) if v == info.fill_value else np.asarray([i + 1]))
+    starts = np.unique(np.concatenate([[0], *cuts]))
+    starts = starts[(starts >= 0) & (starts < n)]
+    ends = np.append(starts[1:], n)
+    return values[ends - 1], np.add.reduceat(w, starts)
 
 
 def _runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -614,6 +764,28 @@ def alarms(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["window", "feature", "statistic"])[cols].reset_index(drop=True)
 
 
+def window_verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per window of a shift table: whether it alarms (any of its tests), how many
+    tests it holds and how many alarm, its smallest calibrated p-value, and its most
+    exceeded test (the largest ``exceedance``: null standard deviations above threshold)."""
+    if table is None or table.empty or "window_alarm" not in table:
+        return pd.DataFrame(columns=WINDOW_COLUMNS)
+    t = table.reset_index(drop=True)
+    ex = pd.to_numeric(t["exceedance"], errors="coerce").fillna(-np.inf)
+    top = t.loc[ex.groupby([t["reference"], t["window_start"]], sort=True).idxmax()]
+    g = t.groupby(["reference", "window_start"], sort=True)
+    out = pd.DataFrame({
+        "window": g["window"].first(), "window_end": g["window_end"].first(),
+        "window_alarm": g["alarm"].any().astype(bool),
+        "n_tests": g["value"].size().astype("int64"), "n_alarms": g["alarm"].sum().astype("int64"),
+        "min_p_null": g["p_null"].min(),
+    }).reset_index()
+    out["top_feature"] = top["feature"].to_numpy()
+    out["top_statistic"] = top["statistic"].to_numpy()
+    out["top_exceedance"] = top["exceedance"].to_numpy()
+    return out[WINDOW_COLUMNS]
+
+
 @dataclass
 class ShiftResult:
     """The tidy shift table (one row per window x feature x statistic) and the null it was judged by."""
@@ -626,3 +798,7 @@ class ShiftResult:
 
     def alarms(self) -> pd.DataFrame:
         return alarms(self.table)
+
+    def windows(self) -> pd.DataFrame:
+        """One verdict per window (:func:`window_verdicts`)."""
+        return window_verdicts(self.table)

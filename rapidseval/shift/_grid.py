@@ -80,6 +80,21 @@ def _wasserstein_norm(g: Grid, R, W, n_eff, weighted=False) -> float:
     return _wasserstein(g, R, W, n_eff, weighted) / g.info.std if g.info.std > 0 else float("nan")
 
 
+def _wasserstein_clipped(g: Grid, R, W, n_eff, weighted=False) -> float:
+    """Wasserstein-1 of both sides clipped to [clip_lo, clip_hi] (reference values, so grid
+    points): the integral of |F_ref - F_win| over the grid's stretches inside that range."""
+    xp = g.xp
+    info = g.info
+    if not info.clip_std > 0:
+        return float("nan")
+    if len(g.values) < 2:
+        return 0.0
+    fr = xp.cumsum(R)[:-1] / R.sum()
+    fw = xp.cumsum(W)[:-1] / W.sum()
+    inside = (g.values[:-1] >= info.clip_lo) & (g.values[1:] <= info.clip_hi)
+    return float((xp.abs(fr - fw) * xp.diff(g.values) * inside).sum()) / info.clip_std
+
+
 def _proportions(g: Grid, R, W, categorical: bool):
     xp = g.xp
     if categorical:
@@ -172,7 +187,8 @@ def _out_of_range(g: Grid, R, W, n_eff, weighted=False) -> float:
 
 #: statistics with a grid form; others fall back to their Dist form
 GRID_STATISTICS: dict[str, Callable[..., float]] = {
-    "ks": _ks, "wasserstein": _wasserstein, "wasserstein_norm": _wasserstein_norm, "psi": _psi,
+    "ks": _ks, "wasserstein": _wasserstein, "wasserstein_norm": _wasserstein_norm,
+    "wasserstein_clipped": _wasserstein_clipped, "psi": _psi,
     "jensen_shannon": _js, "tvd": _tvd, "chi2": _chi2, "cramers_v": _cramers_v,
     "missing_rate": _missing_rate, "out_of_range": _out_of_range,
 }

@@ -16,7 +16,7 @@ said so in the table's ``p_method`` column).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Callable, Mapping
 
@@ -27,10 +27,14 @@ from ..errors import SpecError
 from ._ks import MAX_EXACT_N, ks_pvalue, kstwo_sf
 
 __all__ = ["Dist", "RefInfo", "Statistic", "STATISTICS", "KINDS", "DEFAULT_STATISTICS", "chi2_test", "contingency",
-           "PSI_EPS", "feature_kind", "default_statistics"]
+           "PSI_EPS", "CLIP_QUANTILES", "feature_kind", "default_statistics", "clip_dist"]
 
 #: proportions below this are raised to it before PSI's logarithm (the empty-bin rule)
 PSI_EPS = 1e-4
+
+#: the reference quantiles ``wasserstein_clipped`` clips both sides to: rows beyond them move
+#: it by at most their share times the clipped range (``out_of_range`` reports the far tail)
+CLIP_QUANTILES = (0.01, 0.99)
 
 #: the kinds a feature can be declared as (the job's ``features.kinds``): which statistics apply
 KINDS: dict[str, str] = {
@@ -39,12 +43,12 @@ KINDS: dict[str, str] = {
     "continuous": "measurements: order-based statistics, reference-quantile bins",
 }
 
-#: statistics computed for a feature of each kind unless the job says otherwise.  KS is
-#: everywhere because the study used it (and it is exact); on zone codes its order is arbitrary.
+#: statistics computed for a feature of each kind unless the job says otherwise.  No KS on
+#: categories: their order is arbitrary (the study's job lists it explicitly).
 DEFAULT_STATISTICS: dict[str, tuple[str, ...]] = {
-    "categorical": ("ks", "cramers_v", "tvd", "missing_rate"),
+    "categorical": ("cramers_v", "tvd", "missing_rate"),
     "integer": ("ks", "jensen_shannon", "psi", "missing_rate"),
-    "continuous": ("ks", "wasserstein_norm", "psi", "missing_rate", "out_of_range"),
+    "continuous": ("ks", "wasserstein_clipped", "psi", "missing_rate", "out_of_range"),
 }
 
 
@@ -121,6 +125,9 @@ class RefInfo:
     edges: np.ndarray  # interior quantile bin edges of the reference (continuous binning)
     std: float  # standard deviation of the whole reference
     categorical_bins: bool  # each value its own bin (categorical or few distinct values)
+    clip_lo: float = float("nan")  # the reference's CLIP_QUANTILES (reference values)
+    clip_hi: float = float("nan")
+    clip_std: float = float("nan")  # standard deviation of the reference clipped to [clip_lo, clip_hi]
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,6 +202,34 @@ def _wasserstein_norm(ref, win, info):
     return (w / info.std if info.std > 0 else np.nan), np.nan
 
 
+def clip_dist(d: Dist, lo: float, hi: float) -> Dist:
+    """``d`` with its values clipped to ``[lo, hi]`` (the weights of values beyond an end
+    merged onto it); a weighted distribution keeps its effective size."""
+    v = np.clip(d.values, lo, hi)
+    u, inv = np.unique(v, return_inverse=True)
+    if len(u) == len(v):
+        return Dist(u, d.weights, n_eff=None if d.exact else d.n_eff)
+    w = np.bincount(inv.ravel(), weights=d.weights, minlength=len(u))
+    return Dist(u, np.rint(w).astype("int64"), None) if d.exact else Dist(u, w, n_eff=d.n_eff)
+
+
+def clipped_reference(ref: Dist, info: RefInfo) -> Dist:
+    """The reference clipped to the feature's clip range (computed once per reference)."""
+    if "clipped" not in ref.cache:
+        ref.cache["clipped"] = clip_dist(ref, info.clip_lo, info.clip_hi)
+    return ref.cache["clipped"]
+
+
+def _wasserstein_clipped(ref, win, info):
+    """Wasserstein-1 of both sides clipped to the reference's outer quantiles (``CLIP_QUANTILES``),
+    divided by the clipped reference's std: k rows in a window of n move it by at most
+    ``k / n * (clip_hi - clip_lo) / clip_std``, however far out they lie."""
+    if not info.clip_std > 0:
+        return np.nan, np.nan
+    w, _ = _wasserstein(clipped_reference(ref, info), clip_dist(win, info.clip_lo, info.clip_hi), info)
+    return w / info.clip_std, np.nan
+
+
 def _proportions(ref: Dist, win: Dist, info: RefInfo) -> tuple[np.ndarray, np.ndarray]:
     """Reference and window proportions on common bins: one bin per value for categorical
     features, the reference's quantile bins otherwise."""
@@ -245,7 +280,7 @@ def _tvd(ref, win, info):
 
 
 def _cat(info: RefInfo) -> RefInfo:
-    return info if info.categorical_bins else RefInfo(info.feature, info.kind, info.fill_value, info.edges, info.std, True)
+    return info if info.categorical_bins else replace(info, categorical_bins=True)
 
 
 def contingency(ref: Dist, win: Dist) -> np.ndarray:
@@ -345,6 +380,10 @@ STATISTICS: dict[str, Statistic] = {s.name: s for s in (
     Statistic("ks", _ks, _ALL, "two-sample Kolmogorov-Smirnov D (scipy.stats.ks_2samp)", True, ks_statistic),
     Statistic("wasserstein", _wasserstein, _ORDERED, "Wasserstein-1 distance in the feature's units"),
     Statistic("wasserstein_norm", _wasserstein_norm, _ORDERED, "Wasserstein-1 divided by the reference's std"),
+    Statistic("wasserstein_clipped", _wasserstein_clipped, _ORDERED,
+              f"Wasserstein-1 of both sides clipped to the reference's {CLIP_QUANTILES[0]:g} and {CLIP_QUANTILES[1]:g} "
+              "quantiles, divided by the clipped reference's std (a few rows move it by at most their share "
+              "times the clipped range; out_of_range carries the tail)"),
     Statistic("jensen_shannon", _js, _ALL, "Jensen-Shannon distance, base 2 (0..1), on categories or reference-quantile bins"),
     Statistic("psi", _psi, _ALL, f"population stability index on categories or reference-quantile bins; "
               f"proportions below {PSI_EPS:g} are raised to {PSI_EPS:g}"),
@@ -367,4 +406,9 @@ def ref_info(feature: str, full: Dist, *, fill_value: float, bins: int, max_cate
     mean = float(np.sum(full.values * full.weights) / full.total)
     var = float(np.sum(full.weights * (full.values - mean) ** 2) / full.total)
     cat = kind == "categorical" or (kind == "integer" and len(full.values) <= max_categories)
-    return RefInfo(feature, kind, float(fill_value), edges, float(np.sqrt(var)), cat)
+    lo, hi = full.values[np.minimum(np.searchsorted(cdf, CLIP_QUANTILES, side="left"), len(cdf) - 1)]
+    clipped = np.clip(full.values, lo, hi)
+    cmean = float(np.sum(clipped * full.weights) / full.total)
+    cvar = float(np.sum(full.weights * (clipped - cmean) ** 2) / full.total)
+    return RefInfo(feature, kind, float(fill_value), edges, float(np.sqrt(var)), cat, float(lo), float(hi),
+                   float(np.sqrt(cvar)))

@@ -28,9 +28,10 @@ import numpy as np
 from scipy import stats as _st
 
 from ._counts import _float_key
-from ._stats import PSI_EPS, Dist, RefInfo, _h, missing_share, reference_bins, reference_range
+from ._stats import PSI_EPS, Dist, RefInfo, _h, clipped_reference, missing_share, reference_bins, reference_range
 
-__all__ = ["Batch", "BATCH_STATISTICS", "Walk", "collapse", "batch_values", "walk", "walk_values", "walked"]
+__all__ = ["Batch", "BATCH_STATISTICS", "Walk", "collapse", "batch_values", "walk", "walk_values", "walked",
+           "clipped_wasserstein"]
 
 
 def collapse(wid: np.ndarray, value: np.ndarray, count: np.ndarray):
@@ -134,6 +135,29 @@ def walk(ref: Dist, info: RefInfo, x: np.ndarray, c: np.ndarray, ws: np.ndarray,
     want_bins = not info.categorical_bins and any(s in ("psi", "jensen_shannon") for s in stats)
     ordered_windows(*_walk_ref(ref, info), x, c, ws, we, np.asarray(wsel, dtype="int64"), want_w, want_bins,
                     res.n, res.ks, res.w, res.bins, res.miss, res.fine, res.out)
+
+
+def clipped_wasserstein(ref: Dist, info: RefInfo, x: np.ndarray, c: np.ndarray, ws: np.ndarray, we: np.ndarray,
+                        wsel: np.ndarray) -> np.ndarray:
+    """``wasserstein_clipped`` of the windows ``wsel``: their entries clipped to the clip range
+    (the runs at either end merged: entries stay sorted and distinct) and walked against the
+    clipped reference (the Dist form's formula on the same two clipped distributions)."""
+    wsel = np.asarray(wsel, dtype="int64")
+    if not info.clip_std > 0:
+        return np.full(len(wsel), np.nan)
+    lens = we[wsel] - ws[wsel]
+    idx = np.repeat(ws[wsel] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
+    wid = np.repeat(np.arange(len(wsel)), lens)
+    xc = np.clip(x[idx], info.clip_lo, info.clip_hi)
+    flag = np.ones(len(xc), bool)
+    flag[1:] = (wid[1:] != wid[:-1]) | (xc[1:] != xc[:-1])
+    starts = np.flatnonzero(flag)
+    xs, cs, ids = xc[starts], np.add.reduceat(c[idx], starts), wid[starts]
+    cws = np.searchsorted(ids, np.arange(len(wsel)))
+    cwe = np.append(cws[1:], len(xs))
+    res = Walk.empty(len(wsel), len(info.edges) + 1)
+    walk(clipped_reference(ref, info), info, xs, cs.astype("int64"), cws, cwe, np.arange(len(wsel)), res, ("wasserstein",))
+    return res.w / info.clip_std
 
 
 def walk_values(name: str, ref: Dist, info: RefInfo, res: Walk, wsel: np.ndarray) -> np.ndarray:
