@@ -78,11 +78,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def window_alarmed(table: pd.DataFrame) -> pd.Series:
     """Whether each window alarmed (bool by window label), from a ``ShiftResult`` table.
 
-    The one place this benchmark says what a window alarm is: today, any per-test ``alarm``
-    among the window's rows (all features x statistics).  When the calculator gives a
-    window-level verdict of its own, point this at it.
+    The one place this benchmark says what a window alarm is: the calculator's window-level
+    verdict (``window_alarm``: the family of all features x statistics, calibrated so a quiet
+    window alarms at most at ``window_alarm_rate``).
     """
-    return table.groupby("window", sort=True)["alarm"].any()
+    return table.groupby("window", sort=True)["window_alarm"].any()
 
 
 def statistics_for(feature: str) -> list[str]:

@@ -369,3 +369,18 @@ def test_calibration_is_rederived_from_the_real_samples():
     assert fresh["zones"] == embedded["zones"]
     assert fresh["reference"] == embedded["reference"]
     assert np.allclose(fresh["payment"]["pickup_zone"], embedded["payment"]["pickup_zone"], atol=1e-3)
+
+
+def test_ground_truth_lists_the_calendar_changes_every_scenario_makes():
+    """The missing codes that start in 2019-07 (as in the real files) are a change of every
+    scenario: ground_truth.json lists them under calendar_changes, so a drift trigger in
+    2019-08 is judged against the truth, not against the scenario's story alone."""
+    from rapidseval.data.synthetic import calendar_changes, missing_code_rate
+
+    months = ["2019-05", "2019-06", "2019-07", "2019-08", "2019-09"]
+    (change,) = calendar_changes(months)
+    assert change["kind"] == "missing_codes" and change["months"] == ["2019-07", "2019-08", "2019-09"]
+    assert change["from"] == "2019-07-01T00:00:00"
+    assert change["rate_before"] == 0.0 and change["rate"] == missing_code_rate("2019-07") > 0
+    assert set(change["features"]) >= {"RatecodeID", "passenger_count"}
+    assert calendar_changes(["2020-01", "2020-02", "2020-03"]) == []

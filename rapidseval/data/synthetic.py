@@ -43,6 +43,7 @@ __all__ = [
     "load_calibration",
     "missing_code_rate",
     "MISSING_CODE_FEATURES",
+    "calendar_changes",
 ]
 
 #: Rows per generation block (the unit of seeding; independent of chunk_rows).
@@ -114,6 +115,26 @@ def missing_code_rate(month: str) -> float:
 
 #: features the missing codes show in (:func:`missing_code_rate`)
 MISSING_CODE_FEATURES = ("passenger_count", "RatecodeID")
+
+
+def calendar_changes(months: list[str]) -> list[dict[str, Any]]:
+    """The changes every scenario (``none`` included) makes over ``months``, as the calendar
+    of the real files does: each step of :func:`missing_code_rate` (``ground_truth.json``'s
+    ``calendar_changes``, beside the scenario's ``changes``), with the months at that level."""
+    out: list[dict[str, Any]] = []
+    rates = [missing_code_rate(m) for m in months]
+    for i in range(1, len(months)):
+        if round(rates[i], 9) != round(rates[i - 1], 9):
+            same = []
+            for m, r in zip(months[i:], rates[i:]):
+                if round(r, 9) != round(rates[i], 9):
+                    break
+                same.append(m)
+            out.append({"kind": "missing_codes", "months": same, "from": f"{months[i]}-01T00:00:00",
+                        "features": list(MISSING_CODE_FEATURES), "rate_before": rates[i - 1], "rate": rates[i],
+                        "how": f"from {months[i]} a share {rates[i]:.4g} of rows (was {rates[i - 1]:.4g}) have missing "
+                               "codes (passenger count, rate code, ...)"})
+    return out
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -929,6 +950,7 @@ def generate(
         "rows": rows,
         "calibration": CALIBRATION_PATH.name,
         "changes": changes,
+        "calendar_changes": calendar_changes(months),
     }
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return GenerateResult(out, files, rows, time.perf_counter() - t_start, truth)
