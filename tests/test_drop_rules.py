@@ -204,6 +204,7 @@ def test_planted_absurd_rows_are_counted_and_leave_the_shift_statistics_unchange
     clean = calc.calculate(_shift_counts(clean_frame)).to_df()
     dirty = calc.calculate(_shift_counts(dirty_frame)).to_df()
     pd.testing.assert_frame_equal(clean, dirty)
+    assert not dirty["window_alarm"].any(), dirty.loc[dirty["alarm"], ["feature", "statistic", "value", "threshold"]]
 
 
 def test_real_sample_loses_a_small_fraction():
@@ -217,7 +218,7 @@ def test_real_sample_loses_a_small_fraction():
     assert stats.rows_read == stats.rows_used + sum(stats.dropped.values())
 
 
-@pytest.mark.gpu
+@pytest.mark.rapids
 def test_rules_and_guards_identical_on_gpu():
     """Every rule (duplicates, guards, float32 overflow) counts the same rows on cuDF/CuPy."""
     pytest.importorskip("cudf")
