@@ -26,6 +26,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from _jobs import override
+
 import rapidseval
 from rapidseval.cli import app
 from rapidseval.data.synthetic import generate
@@ -53,13 +55,7 @@ def _job(source: str, out: str, **extra) -> dict:
         "cluster": {"kind": "threads", "n_workers": 1},
         "output": {"dir": out, "report": False},
     }
-    for key, value in extra.items():
-        node = job
-        *path, last = key.split(".")
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return job
+    return override(job, extra)
 
 
 def _write_job(path: Path, job: dict) -> Path:

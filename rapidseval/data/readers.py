@@ -280,15 +280,7 @@ def _read_csv(fs, path: str, part: Part, columns, shown: str) -> pa.Table:
                     ),
                 )
             except pa.ArrowInvalid as exc:
-                msg = str(exc)
-                m = _CSV_COLUMN.search(msg)
-                col = ""
-                if m and int(m[1]) < len(names):
-                    src = names[int(m[1])]
-                    canon = next((c for c in columns if mapping.source_of[c] == src), src)
-                    col = f" column {canon}" + (f" (source {src!r})" if src != canon else "")
-                detail = " ".join(msg.split())[:300]
-                raise DataError(f"{where}:{col} cannot parse CSV: {detail}") from exc
+                raise _csv_error(exc, where, names, columns, mapping) from exc
     except (DataError, SchemaError, SourceError, SpecError):
         raise
     except Exception as exc:
@@ -368,16 +360,21 @@ def read_sample(part: Part, columns: Sequence[str] | Mapping[str, Sequence[str]]
                     strings_can_be_null=True, quoted_strings_can_be_null=True),
             )
         except pa.ArrowInvalid as exc:
-            msg = str(exc)
-            m = _CSV_COLUMN.search(msg)
-            col = ""
-            if m and int(m[1]) < len(names):
-                src = names[int(m[1])]
-                canon = next((c for c in columns if mapping.source_of[c] == src), src)
-                col = f" column {canon}" + (f" (source {src!r})" if src != canon else "")
-            raise DataError(f"{where}:{col} cannot parse CSV: {' '.join(msg.split())[:300]}") from exc
+            raise _csv_error(exc, where, names, columns, mapping) from exc
     except (DataError, SchemaError, SourceError, SpecError):
         raise
     except Exception as exc:
         raise source_error(exc, part.uri, part.month) from exc
     return to_canonical(table, mapping, columns, path=shown, month=part.month)
+
+
+def _csv_error(exc: Exception, where: str, names: list[str], columns, mapping) -> DataError:
+    """A CSV that Arrow cannot parse: one line naming the file, month and (canonical) column."""
+    msg = str(exc)
+    m = _CSV_COLUMN.search(msg)
+    col = ""
+    if m and int(m[1]) < len(names):
+        src = names[int(m[1])]
+        canon = next((c for c in columns if mapping.source_of[c] == src), src)
+        col = f" column {canon}" + (f" (source {src!r})" if src != canon else "")
+    return DataError(f"{where}:{col} cannot parse CSV: {' '.join(msg.split())[:300]}")
