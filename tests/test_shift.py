@@ -162,3 +162,22 @@ def test_kstwo_sf_at_the_durbin_band_edges(n):
     ds += [(1 + eps) / n, 1.5 / n]
     want = np.array([stats.kstwo.sf(d, n) for d in ds])
     np.testing.assert_allclose(kstwo_sf(np.array(ds), float(n)), want, rtol=P_RTOL, atol=1e-300)
+
+
+def test_durbin_matrix_power_does_not_overflow_where_scipy_does():
+    """scipy scales only the squared matrix, so the running product can overflow (scipy 1.x:
+    kstwo.sf(5.84e-5, 32314) is 0.0 after a RuntimeWarning, for a KS distance far below any
+    shift).  Our product is rescaled by exact powers of two: no warning, and the value is
+    Pelz-Good's (the same distribution's other series) and its neighbours'."""
+    import warnings
+
+    from rapidseval.shift import kstwo_sf
+    from rapidseval.shift._ks import _pelz_good_sf
+
+    n, d = 32314, 5.8378784937464164e-05
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = kstwo_sf(d, n)[0]
+    assert got == pytest.approx(float(_pelz_good_sf(np.array([float(n)]), np.array([d]))[0]), abs=1e-12)
+    assert got == pytest.approx(1.0, abs=1e-12)
+    assert got == pytest.approx(stats.kstwo.sf(d * 1.001, n), abs=1e-6)  # scipy's finite neighbour

@@ -198,6 +198,12 @@ def _durbin_cdf(n: int, d: float) -> float:
         if nn % 2:
             hpwr = hpwr @ H
             expnt += hexpnt
+            # scipy scales only H; the product of up to log2(n) scaled factors can pass float64's
+            # range (seen at 200k rows/month: overflow, then inf).  Scaling by 2**128 is exact, so
+            # where scipy's product stays finite the value is the same to the last bit.
+            if np.abs(hpwr).max() > big:
+                hpwr /= big
+                expnt += 128
         H = H @ H
         hexpnt *= 2
         if abs(H[k - 1, k - 1]) > big:
