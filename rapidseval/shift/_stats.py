@@ -46,7 +46,7 @@ KINDS: dict[str, str] = {
 #: statistics computed for a feature of each kind unless the job says otherwise.  No KS on
 #: categories: their order is arbitrary (the study's job lists it explicitly).
 DEFAULT_STATISTICS: dict[str, tuple[str, ...]] = {
-    "categorical": ("cramers_v", "tvd", "missing_rate"),
+    "categorical": ("cramers_v", "psi", "tvd", "missing_rate"),
     "integer": ("ks", "jensen_shannon", "psi", "missing_rate"),
     "continuous": ("ks", "wasserstein_clipped", "psi", "missing_rate", "out_of_range"),
 }
