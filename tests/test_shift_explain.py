@@ -19,6 +19,7 @@ from rich.console import Console
 from scipy import stats
 
 from _report_runs import write_run
+from rapidseval.shift._verdict import from_score
 from rapidseval.errors import SpecError
 from rapidseval.features import FEATURE_KINDS, FEATURES
 from rapidseval.jobs import load_job
@@ -284,8 +285,26 @@ def test_noise_level_is_the_null_mean_or_the_sampling_expectation(fitted):
     for feat, measure in (("cat", "tvd"), ("x", "ks")):
         row = table[(table["feature"] == feat) & (table["statistic"] == measure)]
         got = ex.loc[ex["feature"] == feat, ["effect", "effect_noise"]].iloc[0]
-        assert got["effect_noise"] == row["null_mean"].iloc[0]  # the calculator's calibrated null
+        # the calculator's calibrated null (learned on reference days, as size-standardised
+        # scores) at this window's sizes, in the statistic's units
+        score_mean = calc.null_.set_index(["feature", "statistic"]).loc[(feat, measure), "score_mean"]
+        want = from_score(measure, score_mean, row["n_reference"].iloc[0], row["n_window"].iloc[0])
+        assert got["effect_noise"] == pytest.approx(float(want), rel=1e-12)
         assert abs(got["effect"] - row["value"].iloc[0]) <= 1e-12  # the effect is that statistic's value
+
+
+def test_noise_level_shrinks_with_the_window_like_the_statistic(fitted):
+    """The noise of a week is the day-calibrated null at a week's size: the statistics shrink
+    as 1/sqrt(rows), so a week's noise is well below a day's (it was the day's before)."""
+    _, ref, rng = fitted
+    weekly = ShiftCalculator(list(KINDS_OF), kinds=KINDS_OF, frequency="W", calendar="none").fit(_counts(ref))
+    day_of, week_of = (calc for calc in (fitted[0], weekly))
+    week0 = D0 + 49 - (D0 + 49 + 3) % 7  # a Monday: one whole week
+    day = _explained(day_of, _rows(rng, [week0], 600, moved_share=0.3, shift=3.0))
+    week = _explained(week_of, _rows(rng, range(week0, week0 + 7), 600, moved_share=0.3, shift=3.0))
+    for feat in ("cat", "x"):
+        noise = [ex.loc[ex["feature"] == feat, "effect_noise"].iloc[0] for _, ex in (day, week)]
+        assert noise[1] < 0.6 * noise[0]
 
 
 def test_sampling_expectation_of_the_total_variation_is_poissons():

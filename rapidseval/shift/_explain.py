@@ -21,8 +21,9 @@ without a shift: sampling alone gives a zone code with 260 categories a total
 variation of ~0.1 on a day of 6,000 trips.  So each effect comes with its
 ``effect_noise``, what it is on windows without a shift, and features rank
 within a window by ``effect - effect_noise`` (rank 1 = the largest excess).
-The noise level is the calculator's null mean of that statistic (the
-reference's own sub-windows of the window's length against the rest), when the
+The noise level is the calculator's null mean of that statistic at the window's
+size (the reference days' mean size-standardised score, taken back to the
+statistic's units for the window's and its reference's row counts), when the
 shift table has the statistic; otherwise it is the sampling expectation with
 ``e = n_ref n_win / (n_ref + n_win)`` rows: ``0.8687 / sqrt(e)`` for KS
 (``sqrt(pi / 2) ln 2``, its asymptotic mean), ``0.5 sum_k E|X_k - e p_k| / e``
@@ -47,6 +48,7 @@ from scipy.special import gammaln
 
 from ._counts import DayCounts
 from ._stats import Dist, ks_statistic, missing_share
+from ._verdict import from_score
 
 __all__ = ["EXPLAIN_COLUMNS", "QUANTILES", "TOP_CATEGORIES", "alarmed_pairs", "explain", "explanation_lines"]
 
@@ -104,10 +106,7 @@ def explain(calculator, counts: Mapping, table: pd.DataFrame, *, pairs: pd.DataF
     DataFrame with :data:`EXPLAIN_COLUMNS`, ranked by effect within each window.
     """
     pairs = alarmed_pairs(table) if pairs is None else pairs
-    null_mean = {}
-    if table is not None and not table.empty and "null_mean" in table.columns:
-        null_mean = {(r, pd.Timestamp(w), f, s): m for r, w, f, s, m in zip(
-            table["reference"], table["window_start"], table["feature"], table["statistic"], table["null_mean"])}
+    null_mean = _null_means(calculator, table)
     rows: list[dict] = []
     for rec in pairs.to_dict("records"):
         f = rec["feature"]
@@ -152,6 +151,31 @@ def explain(calculator, counts: Mapping, table: pd.DataFrame, *, pairs: pd.DataF
     return out[EXPLAIN_COLUMNS].reset_index(drop=True).astype({"category": "float64", "reference_value": "float64",
                                                                "window_value": "float64", "change": "float64",
                                                                "effect": "float64", "effect_noise": "float64"})
+
+
+def _null_means(calculator, table: pd.DataFrame | None) -> dict:
+    """(reference, window_start, feature, statistic) -> the statistic's mean without a shift at
+    that window's sizes: the null's mean size-standardised score (``score_mean``, learned on
+    reference days) taken back to the statistic's units for the window's and its reference's
+    row counts; where the null has no score (per-test ``alarm: std``/``quantile`` tables of
+    older calculators), the table's ``null_mean``."""
+    if table is None or table.empty:
+        return {}
+    keys = list(zip(table["reference"], (pd.Timestamp(w) for w in table["window_start"]), table["feature"],
+                    table["statistic"]))
+    null = getattr(calculator, "null_", None)
+    if null is not None and "score_mean" in null.columns and {"n_reference", "n_window"} <= set(table.columns):
+        score_mean = null.set_index(["feature", "statistic"])["score_mean"]
+        sm = score_mean.reindex(pd.MultiIndex.from_frame(table[["feature", "statistic"]])).to_numpy(float)
+        means = np.full(len(table), np.nan)
+        for stat in pd.unique(table["statistic"]):
+            at = (table["statistic"] == stat).to_numpy()
+            means[at] = from_score(stat, sm[at], table["n_reference"].to_numpy(float)[at],
+                                   table["n_window"].to_numpy(float)[at])
+        return dict(zip(keys, means))
+    if "null_mean" in table.columns:
+        return dict(zip(keys, table["null_mean"]))
+    return {}
 
 
 def chance_effect(ref: Dist, win: Dist, *, measure: str) -> float:
