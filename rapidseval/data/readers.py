@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from ..errors import DataError, SchemaError, SourceError, SpecError
 from .canonical import CANONICAL_SCHEMA
 from .schema import (
+    ColumnMapping,
     TEXT_CODED_COLUMNS,
     TIMESTAMP_COLUMNS,
     canonical_arrow_schema,
@@ -250,41 +251,53 @@ def _peek_fields(f) -> int | None:
 
 
 def _read_csv(fs, path: str, part: Part, columns, shown: str) -> pa.Table:
-    where = f"{shown} ({part.month})"
     try:
         size = int(fs.size(path))
         if size == 0:
             return empty_canonical_table(columns)
         with fs.open(path, "rb", compression="infer", **open_kwargs(fs, size)) as f:
-            header = read_csv_header(f)
-            if not header:
-                return empty_canonical_table(columns)
-            mapping = map_columns(header, path=shown, month=part.month)
-            check_columns(mapping, columns, path=shown, month=part.month)
-            names = list(header)
-            fields = _peek_fields(f)
-            if fields is None:  # a header and no rows
-                return empty_canonical_table(columns)
-            extra = fields - len(names)
-            if extra > 0:  # TLC rows with trailing empty fields beyond the header
-                names += [f"__extra_{i}" for i in range(extra)]
-            try:
-                table = pacsv.read_csv(
-                    f,
-                    read_options=pacsv.ReadOptions(column_names=names, use_threads=True, block_size=_CSV_BLOCK),
-                    convert_options=pacsv.ConvertOptions(
-                        include_columns=mapping.source_names(columns),
-                        column_types=_csv_types(mapping, columns),
-                        strings_can_be_null=True,
-                        quoted_strings_can_be_null=True,
-                    ),
-                )
-            except pa.ArrowInvalid as exc:
-                raise _csv_error(exc, where, names, columns, mapping) from exc
+            read = _read_csv_stream(f, part, columns, shown, use_threads=True, block_size=_CSV_BLOCK)
     except (DataError, SchemaError, SourceError, SpecError):
         raise
     except Exception as exc:
         raise source_error(exc, part.uri, part.month) from exc
+    return _csv_canonical(read, part, columns, shown)
+
+
+def _read_csv_stream(stream, part: Part, columns, shown: str, *, use_threads: bool,
+                     block_size: int | None = None) -> tuple[pa.Table, ColumnMapping] | None:
+    """A CSV stream (a file, or a sample's first lines) as Arrow reads it, with its column
+    mapping (None without rows): the header mapped and checked, trailing fields beyond the
+    header named, parse errors as one line naming the column (:func:`_csv_error`).  Shared by
+    :func:`read_part` and :func:`read_sample`; :func:`_csv_canonical` converts the result."""
+    header = read_csv_header(stream)
+    if not header:
+        return None
+    mapping = map_columns(header, path=shown, month=part.month)
+    check_columns(mapping, columns, path=shown, month=part.month)
+    names = list(header)
+    fields = _peek_fields(stream)
+    if fields is None:  # a header and no rows
+        return None
+    names += [f"__extra_{i}" for i in range(max(fields - len(names), 0))]  # TLC rows with trailing empty fields
+    read_options = pacsv.ReadOptions(column_names=names, use_threads=use_threads,
+                                      **({"block_size": block_size} if block_size else {}))
+    try:
+        table = pacsv.read_csv(
+            stream, read_options=read_options,
+            convert_options=pacsv.ConvertOptions(
+                include_columns=mapping.source_names(columns), column_types=_csv_types(mapping, columns),
+                strings_can_be_null=True, quoted_strings_can_be_null=True),
+        )
+    except pa.ArrowInvalid as exc:
+        raise _csv_error(exc, f"{shown} ({part.month})", names, columns, mapping) from exc
+    return table, mapping
+
+
+def _csv_canonical(read: tuple[pa.Table, ColumnMapping] | None, part: Part, columns, shown: str) -> pa.Table:
+    if read is None:
+        return empty_canonical_table(columns)
+    table, mapping = read
     return to_canonical(table, mapping, columns, path=shown, month=part.month)
 
 
@@ -340,32 +353,12 @@ def read_sample(part: Part, columns: Sequence[str] | Mapping[str, Sequence[str]]
         if len(head) > max_bytes:
             head = head[:max_bytes]
             head = head[: head.rfind(b"\n") + 1] if b"\n" in head else head
-        buffer = io.BytesIO(head)
-        header = read_csv_header(buffer)
-        if not header:
-            return empty_canonical_table(columns)
-        mapping = map_columns(header, path=shown, month=part.month)
-        check_columns(mapping, columns, path=shown, month=part.month)
-        names = list(header)
-        fields = _peek_fields(buffer)
-        if fields is None:
-            return empty_canonical_table(columns)
-        names += [f"__extra_{i}" for i in range(max(fields - len(names), 0))]
-        try:
-            table = pacsv.read_csv(
-                buffer,
-                read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
-                convert_options=pacsv.ConvertOptions(
-                    include_columns=mapping.source_names(columns), column_types=_csv_types(mapping, columns),
-                    strings_can_be_null=True, quoted_strings_can_be_null=True),
-            )
-        except pa.ArrowInvalid as exc:
-            raise _csv_error(exc, where, names, columns, mapping) from exc
+        read = _read_csv_stream(io.BytesIO(head), part, columns, shown, use_threads=False)
     except (DataError, SchemaError, SourceError, SpecError):
         raise
     except Exception as exc:
         raise source_error(exc, part.uri, part.month) from exc
-    return to_canonical(table, mapping, columns, path=shown, month=part.month)
+    return _csv_canonical(read, part, columns, shown)
 
 
 def _csv_error(exc: Exception, where: str, names: list[str], columns, mapping) -> DataError:
