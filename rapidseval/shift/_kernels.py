@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ordered_windows", "dense_day_counts"]
+__all__ = ["ordered_windows"]
 
 #: forward steps a search scans before it gallops
 _SCAN = 32
@@ -176,17 +176,3 @@ def ordered_windows(r, fr, g, edges, fill, rng_lo, rng_hi, x, c, ws, we, wsel, w
         out_miss[w] = miss
         out_fine[w] = fine
         out_out[w] = outside
-
-
-@njit(cache=True, nogil=True)
-def dense_day_counts(d, values, lo, span, out):
-    """``out[d[i] * span + values[i] - lo] += 1`` for every row, in one pass, while the
-    values are whole numbers (float32 within 2**24 of 0, in ``[lo, lo + span)``); False at
-    the first value that is not (``out`` is then incomplete)."""
-    for i in range(values.shape[0]):
-        v = values[i]
-        iv = np.int32(v)
-        if np.float32(iv) != v:
-            return False
-        out[d[i] * span + (iv - lo)] += 1
-    return True
