@@ -44,7 +44,7 @@ import pandas as pd
 import pytest
 
 import rapidseval
-from rapidseval.months import month_range
+from rapidseval.core.time import month_range
 
 ORIGINS, ROWS, TREES = (int(x) for x in os.environ.get("RAPIDSEVAL_BENCH_BACKTEST", "6,20000,20").split(","))
 FULL = (ORIGINS, ROWS, TREES) == (36, 200_000, 100)
@@ -126,7 +126,7 @@ def test_backtest_bar(benchmark, history, tmp_path):
 
 
 #: what a worker imports for its first task
-_WARM = ("import rapidseval.backtest._engine, rapidseval.feature_cache, rapidseval.data.readers, rapidseval.features, "
+_WARM = ("import rapidseval.jobs.backtest, rapidseval.io.feature_cache, rapidseval.io.readers, rapidseval.features, "
          "rapidseval.replay, rapidseval.shift, sklearn.ensemble, pyarrow.parquet")
 
 

@@ -65,8 +65,8 @@ import pandas as pd
 import pytest
 
 from rapidseval import get_backend
-from rapidseval.data.readers import plan_parts, read_part
-from rapidseval.data.sources import inspect_input
+from rapidseval.io.readers import plan_parts, read_part
+from rapidseval.io.sources import inspect_input
 from rapidseval.data.synthetic import generate
 from rapidseval.features import STUDY_DROP_RULES, FeatureSpec, prepare, required_columns
 from rapidseval.shift import STATISTICS, ShiftCalculator, count_days, feature_kind

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from rapidseval import get_backend
-from rapidseval.data.readers import plan_parts, read_part
-from rapidseval.data.sources import inspect_input
+from rapidseval.io.readers import plan_parts, read_part
+from rapidseval.io.sources import inspect_input
 from rapidseval.features import FeatureSpec, prepare, required_columns
 
 SIZES = [int(s) for s in os.environ.get("RAPIDSEVAL_BENCH_ROWS", "1000000,6400000").split(",")]

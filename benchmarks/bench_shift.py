@@ -35,8 +35,8 @@ import pytest
 from scipy import stats
 
 from rapidseval import get_backend
-from rapidseval.data.readers import plan_parts, read_part
-from rapidseval.data.sources import inspect_input
+from rapidseval.io.readers import plan_parts, read_part
+from rapidseval.io.sources import inspect_input
 from rapidseval.data.synthetic import generate
 from rapidseval.features import FeatureSpec, prepare, required_columns
 from rapidseval.shift import DayCounts, ShiftCalculator, count_days

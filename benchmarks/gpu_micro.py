@@ -45,8 +45,8 @@ def _timed(fn, rounds: int, sync) -> tuple[float, list[float]]:
 def _months(rows: int, seed: int = 3):
     """Two generated quiet months as host arrays: (day, features) each."""
     from rapidseval import get_backend
-    from rapidseval.data.readers import plan_parts, read_part
-    from rapidseval.data.sources import inspect_input
+    from rapidseval.io.readers import plan_parts, read_part
+    from rapidseval.io.sources import inspect_input
     from rapidseval.data.synthetic import generate
     from rapidseval.features import FeatureSpec, prepare, required_columns
 

@@ -134,7 +134,7 @@ def gpu_shift_bar(data: Path, repeats: int = 5, backend: str = "gpu") -> dict:
     engine (calibration on the device); one-off (both months counted, reference calibrated) and per
     further window (reference calibrated once); and ``ks_2samp`` on the raw CuPy columns."""
     from rapidseval import get_backend
-    from rapidseval.data.readers import read_month
+    from rapidseval.io.readers import read_month
     from rapidseval.features import FeatureSpec, prepare, required_columns
     from rapidseval.shift import ShiftCalculator, count_days, ks_2samp
 

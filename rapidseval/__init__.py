@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import shift
 from .backend import get_backend
-from .errors import BackendUnavailable, DataError, RapidsEvalError, SchemaError, SourceError, SpecError
+from .core.errors import BackendUnavailable, DataError, RapidsEvalError, SchemaError, SourceError, SpecError
 
 __version__ = "0.1.0"
 
@@ -32,14 +32,14 @@ def __getattr__(name: str):
     # the job layer (pydantic) loads on first use: the engines (``rapidseval.shift``, ``replay``,
     # ``features``) import without it, as on a bare GPU image (benchmarks/gpu_device.sh quick)
     if name in ("JobSpec", "load_job"):
-        from . import jobs
+        from . import spec
 
-        return getattr(jobs, name)
+        return getattr(spec, name)
     raise AttributeError(f"module 'rapidseval' has no attribute {name!r}")
 
 
 def run(job, **kwargs):
-    """Run a job; see :func:`rapidseval.runner.run`."""
-    from .runner import run as _run
+    """Run a job; see :func:`rapidseval.jobs.study.run`."""
+    from .jobs.study import run as _run
 
     return _run(job, **kwargs)

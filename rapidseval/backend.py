@@ -23,11 +23,33 @@ from typing import Any, Callable
 
 import numpy
 
-from .errors import BackendUnavailable
+from .core.arrays import array_namespace, to_host
+from .core.errors import BackendUnavailable
 
 __all__ = ["Backend", "get_backend", "gpu_available", "cupy_available", "BACKEND_NAMES"]
 
 BACKEND_NAMES = ("auto", "cpu", "gpu")
+
+
+# the GPU halves of :mod:`rapidseval.core.arrays`' dispatchers: they import cupy / cudf the first
+# time a CuPy or cuDF object is dispatched on, never before
+@array_namespace.register_lazy("cupy")
+@to_host.register_lazy("cupy")
+def _register_cupy() -> None:
+    import cupy
+
+    array_namespace.register(cupy.ndarray, lambda _obj: cupy)
+    to_host.register(cupy.ndarray, cupy.asnumpy)
+
+
+@array_namespace.register_lazy("cudf")
+@to_host.register_lazy("cudf")
+def _register_cudf() -> None:
+    import cudf
+    import cupy
+
+    array_namespace.register((cudf.Series, cudf.Index), lambda _obj: cupy)
+    to_host.register((cudf.DataFrame, cudf.Series, cudf.Index), lambda obj: obj.to_pandas())
 
 
 @dataclass(frozen=True)

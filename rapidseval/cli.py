@@ -22,7 +22,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from .errors import RapidsEvalError
+from .core.errors import RapidsEvalError
 
 #: exit status of every error; an interrupt exits with 130
 EXIT_ERROR = 2
@@ -31,7 +31,7 @@ _DEBUG = "rapidseval.debug"
 
 
 def _one_line(exc: BaseException) -> str:
-    from .lineage import redact
+    from .io.lineage import redact
 
     text = str(exc) if isinstance(exc, (RapidsEvalError, TypeError)) and str(exc) else f"{type(exc).__name__}: {exc}"
     if isinstance(exc, OSError) and exc.strerror:  # e.g. PermissionError: name the file, say why
@@ -154,9 +154,9 @@ def _check_generate_args(out: Path, *, start, end, rows_per_month, scenario, fmt
     """The generator's checks, in the option names a user typed; and ``--out`` never overwrites
     files rapidseval did not make (a directory without ground_truth.json keeps its trip files)."""
     from .data.synthetic import FORMATS, SCENARIOS
-    from .jobs import MAX_PERIOD_MONTHS, MAX_ROWS, MAX_SEED, month_index
-    from .errors import SpecError
-    from .months import check_month
+    from .spec import MAX_PERIOD_MONTHS, MAX_ROWS, MAX_SEED, month_index
+    from .core.errors import SpecError
+    from .core.time import check_month
 
     for option, value in (("--start", start), ("--end", end), ("--scenario-month", scenario_month)):
         if value is not None:
@@ -189,7 +189,7 @@ def _check_generate_args(out: Path, *, start, end, rows_per_month, scenario, fmt
 
 
 def _months(start: str, end: str) -> list[str]:
-    from .months import month_range
+    from .core.time import month_range
 
     return month_range(start, end)
 
@@ -212,8 +212,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary on stdout"),
 ) -> None:
     """Run a job: read, train, replay, shift; print a summary; write a run directory."""
-    from .progress import default_reporter
-    from .runner import run as _run
+    from .jobs.progress import default_reporter
+    from .jobs.study import run as _run
 
     result = _run(job, backend=backend, scheduler=scheduler, out=out, overrides=list(set_),
                   reporter=default_reporter(quiet or as_json))
@@ -248,9 +248,9 @@ def validate(
     set_: List[str] = typer.Option([], "--set", help="override any job field: key.path=value"),
 ) -> None:
     """Check the spec, the output directory and every input's schema and types (as a run does first), without training."""
-    from .jobs import load_job
-    from .rundir import RunDirClaim, resolve_run_dir
-    from .runner import input_months, resolve_inputs
+    from .spec import load_job
+    from .io.rundir import RunDirClaim, resolve_run_dir
+    from .jobs.study import input_months, resolve_inputs
 
     spec = load_job(job, list(set_))
     RunDirClaim(resolve_run_dir(spec.output.dir, spec.name)).check(spec)  # refused now, not after the run
@@ -274,7 +274,7 @@ def validate(
 def report(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
     """Rebuild report.html from a run directory's tables."""
     from .report import write_report
-    from .rundir import check_complete
+    from .io.rundir import check_complete
 
     check_complete(run_dir)  # an interrupted or tampered run's tables are not reported as if they were results
     try:

@@ -6,7 +6,7 @@ items where the data lives and yields results as they finish (so progress
 can be shown).  Large shared arguments (a fitted model) are broadcast once
 with :meth:`Executor.share`.
 
-Cluster kinds (``cluster.kind`` in the job, :data:`rapidseval.jobs.CLUSTER_KINDS`):
+Cluster kinds (``cluster.kind`` in the job, :data:`rapidseval.spec.CLUSTER_KINDS`):
 
 ``local``
     ``LocalCluster`` of worker processes (``n_workers`` x
@@ -44,7 +44,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from .errors import BackendUnavailable, RapidsEvalError, SpecError
+from .core.errors import BackendUnavailable, RapidsEvalError, SpecError
 
 __all__ = ["Executor", "open_executor", "security_for"]
 

@@ -1,7 +1,7 @@
 """Cleaning rules, target and features: one function for training and scoring.
 
 :func:`prepare` turns a canonical frame (pandas or cuDF, see
-:mod:`rapidseval.data.canonical`) of one month into the model's inputs.
+:mod:`rapidseval.io.canonical`) of one month into the model's inputs.
 Training and every evaluation path call it, so there is no train/serve skew.
 
 Rows are dropped only by the named rules in :data:`DROP_RULES`; each row is
@@ -26,8 +26,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import SchemaError
-from .months import month_bounds
+from .core.errors import SchemaError
+from .core.time import month_bounds
 
 __all__ = [
     "DEFAULT_DROP_RULES",

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import DataError, SpecError
+from .core.errors import DataError, SpecError
 
 __all__ = ["MODELS", "make_model", "fit", "predict_positive_proba"]
 

@@ -30,7 +30,6 @@ month, multiples) and every whole-hour label delay is exact.
 from __future__ import annotations
 
 import functools
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -38,14 +37,10 @@ import numpy as np
 import pandas as pd
 
 from .metrics import COUNT_COLUMNS, add_metrics, confusion_codes
-from .months import month_bounds
+from .core.time import US_PER_HOUR, Window, parse_window
 
 __all__ = [
     "MAX_WINDOWS",
-    "WINDOWS",
-    "Window",
-    "parse_window",
-    "parse_delay_hours",
     "ScoreSummary",
     "summarize_scores",
     "merge_summaries",
@@ -54,133 +49,14 @@ __all__ = [
     "window_counts",
     "merge_window_counts",
     "replay_table",
-    "window_key_range",
-    "period_window_keys",
 ]
 
-_US_PER_H = 3_600_000_000
-_US_PER_DAY = 24 * _US_PER_H
 _EPS = np.finfo(np.float64).eps  # scikit-learn's log_loss clipping for float64
 #: most windows one replay table holds (a year of hourly windows is 8,784)
 MAX_WINDOWS = 1_000_000
 
-#: window unit -> description (a window is ``[k]unit``, e.g. ``6h``, ``D``, ``2W``, ``M``)
-WINDOWS = {"h": "hour", "D": "day", "W": "week starting Monday", "M": "calendar month"}
-_UNIT_ALIASES = {"h": "h", "H": "h", "D": "D", "d": "D", "W": "W", "W-MON": "W", "M": "M", "MS": "M", "ME": "M"}
-
 # summary columns: confusion codes 0=tn 1=fp 2=fn 3=tp; loss sums
 _SUMS = ("log_loss", "log_loss_sq", "brier", "brier_sq", "proba")
-
-
-# ---------------------------------------------------------------------------------------
-# windows
-# ---------------------------------------------------------------------------------------
-def _months_since_epoch(days):
-    """Calendar months since 1970-01 from days since the epoch (integer ops only,
-    so it runs on CuPy too; H. Hinnant's civil_from_days)."""
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    m = mp + 3 - 12 * (mp >= 10)
-    y = yoe + era * 400 + (m <= 2)
-    return (y - 1970) * 12 + (m - 1)
-
-
-def _unit_index(t_us, unit: str):
-    if unit == "h":
-        return t_us // _US_PER_H
-    days = t_us // _US_PER_DAY
-    if unit == "D":
-        return days
-    if unit == "W":
-        return (days + 3) // 7  # 1970-01-01 is a Thursday: week 0 starts Monday 1969-12-29
-    return _months_since_epoch(days)
-
-
-def _unit_start(keys: np.ndarray, unit: str) -> np.ndarray:
-    keys = np.asarray(keys, dtype="int64")
-    if unit == "h":
-        return (keys * _US_PER_H).astype("datetime64[us]")
-    if unit == "D":
-        return (keys * _US_PER_DAY).astype("datetime64[us]")
-    if unit == "W":
-        return ((keys * 7 - 3) * _US_PER_DAY).astype("datetime64[us]")
-    return keys.astype("datetime64[M]").astype("datetime64[us]")
-
-
-@dataclass(frozen=True)
-class Window:
-    """A window length: ``k`` consecutive units (hours, days, Monday weeks, months),
-    counted from the epoch."""
-
-    unit: str
-    k: int = 1
-
-    @property
-    def label(self) -> str:
-        return self.unit if self.k == 1 else f"{self.k}{self.unit}"
-
-    def keys(self, t_us, xp=np):
-        """int64 window keys of int64 microsecond times."""
-        base = _unit_index(t_us, self.unit)
-        return base if self.k == 1 else base // self.k
-
-    def bounds(self, keys) -> tuple[np.ndarray, np.ndarray]:
-        """``(window_start, window_end)`` as datetime64[us] arrays."""
-        keys = np.asarray(keys, dtype="int64")
-        return _unit_start(keys * self.k, self.unit), _unit_start((keys + 1) * self.k, self.unit)
-
-
-def parse_window(freq: str | Window) -> Window:
-    """``"h"``, ``"6h"``, ``"D"``, ``"2D"``, ``"W"`` (``"W-MON"``), ``"M"`` (``"MS"``) -> :class:`Window`."""
-    if isinstance(freq, Window):
-        return freq
-    m = re.fullmatch(r"\s*(\d*)\s*([A-Za-z-]+)\s*", str(freq))
-    unit = _UNIT_ALIASES.get(m.group(2)) if m else None
-    k = int(m.group(1)) if m and m.group(1) else 1
-    if unit is None or k < 1:
-        raise ValueError(
-            f"unknown window {freq!r}; use [k]unit with unit one of "
-            + ", ".join(f"{u} ({d})" for u, d in WINDOWS.items())
-        )
-    return Window(unit, k)
-
-
-def parse_delay_hours(delay: str | int | float | None) -> int:
-    """A label delay (``"7D"``, ``"36h"``, ``0``) as a whole number of hours."""
-    if delay in (None, 0, "0", ""):
-        return 0
-    try:
-        td = pd.Timedelta(delay)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"label_delay {delay!r} is not a duration (e.g. 7D, 36h)") from exc
-    hours, rest = divmod(td.value, _US_PER_H * 1000)
-    if rest or hours < 0:
-        raise ValueError(f"label_delay {delay!r} must be a non-negative whole number of hours")
-    return int(hours)
-
-
-def window_key_range(month: str, window: str | Window) -> tuple[int, int]:
-    """First and last window keys covering a calendar month."""
-    w = parse_window(window)
-    lo, end = month_bounds(month)
-    both = np.array([lo, end - np.timedelta64(1, "us")]).view("int64")
-    keys = w.keys(both)
-    return int(keys[0]), int(keys[1])
-
-
-def period_window_keys(first_month: str, last_month: str, window: str | Window, *,
-                       spill_hours: float = 0.0) -> tuple[int, int]:
-    """First and last window keys of a replayed period: its months, extended by
-    ``spill_hours`` (the longest trip, whose dropoff may fall after the last month)."""
-    w = parse_window(window)
-    lo, end = month_bounds(first_month, last_month)
-    last = end + np.timedelta64(int(spill_hours * _US_PER_H), "us") - np.timedelta64(1, "us")
-    keys = w.keys(np.array([lo, last]).astype("datetime64[us]").view("int64"))
-    return int(keys[0]), int(keys[1])
 
 
 # ---------------------------------------------------------------------------------------
@@ -272,7 +148,7 @@ def _summarize(t_us, y_true, proba, threshold: float, window: Window, bins: int,
     code = confusion_codes(y, pred, xp)
     limit = max(4 * n, 1 << 20)
 
-    hour = t_us // _US_PER_H
+    hour = t_us // US_PER_HOUR
     idx, uniq, lo, groups = _group(hour, xp, limit // 4)
     counts = xp.bincount(idx * 4 + code, minlength=4 * groups).reshape(groups, 4)
     # scikit-learn's log_loss: [1-p, p] clipped to [eps, 1-eps], rows renormalised
@@ -534,13 +410,13 @@ def replay_frame(s: ScoreSummary, *, fill_from: int | None = None, fill_to: int 
         # the windows come from the period, never from the data: a row dated 2200 (or
         # garbage) cannot size the table; rows outside the period's windows are counted
         lo, hi = int(fill_from), int(fill_to)
-        wk_of_hour = w.keys(hour_keys * _US_PER_H) if len(hour_keys) else np.zeros(0, "int64")
+        wk_of_hour = w.keys(hour_keys * US_PER_HOUR) if len(hour_keys) else np.zeros(0, "int64")
         out_of_range = (wk_of_hour < lo) | (wk_of_hour > hi)
         outside = int(s.counts[out_of_range].sum())
     else:
         if not len(hour_keys):
             return pd.DataFrame()
-        wk_of_hour = w.keys(hour_keys[[0, -1]] * _US_PER_H)
+        wk_of_hour = w.keys(hour_keys[[0, -1]] * US_PER_HOUR)
         lo, hi = int(wk_of_hour[0]), int(wk_of_hour[-1])
         if hi - lo + 1 > MAX_WINDOWS:
             raise ValueError(f"the rows span {hi - lo + 1:,} {w.label} windows (more than {MAX_WINDOWS:,}); "
@@ -549,8 +425,8 @@ def replay_frame(s: ScoreSummary, *, fill_from: int | None = None, fill_to: int 
         raise ValueError(f"the period spans {hi - lo + 1:,} {w.label} windows (more than {MAX_WINDOWS:,}); use a longer window")
     keys = np.arange(lo, hi + 1, dtype="int64")
     start, end = w.bounds(keys)
-    start_h = start.view("int64") // _US_PER_H
-    end_h = end.view("int64") // _US_PER_H
+    start_h = start.view("int64") // US_PER_HOUR
+    end_h = end.view("int64") // US_PER_HOUR
 
     # prefix sums over hours make every span query (window, cumulative, trailing, known) exact
     pre_c = np.vstack([np.zeros((1, 4), "int64"), np.cumsum(s.counts, axis=0)])

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import rapidseval  # noqa: E402
-from rapidseval.errors import RapidsEvalError  # noqa: E402
+from rapidseval.core.errors import RapidsEvalError  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _damage import DAMAGED, PERIOD_WINDOWS, TRAIN, job, month_file, overwrite_bytes, rewrite  # noqa: E402

@@ -10,7 +10,7 @@ from rapidseval.backend import gpu_available
 
 def test_import_rapidseval_loads_no_gpu_library():
     code = (
-        "import sys, rapidseval, rapidseval.runner, rapidseval.cli, rapidseval.shift;"
+        "import sys, rapidseval, rapidseval.jobs.study, rapidseval.cli, rapidseval.shift;"
         "print(','.join(m for m in ('cudf','cupy','cuml','dask_cuda','dask_cudf') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

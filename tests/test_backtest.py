@@ -15,8 +15,8 @@ import pytest
 import rapidseval
 from rapidseval import SpecError, load_job
 from rapidseval.backtest import POLICIES, MonthSplitter, drift_signal, fit_reference, register_policy
-from rapidseval.months import month_range
-from rapidseval.progress import Reporter
+from rapidseval.core.time import month_range
+from rapidseval.jobs.progress import Reporter
 from rapidseval.shift import ShiftCalculator, count_days
 
 ROWS = 20_000
@@ -346,7 +346,7 @@ def test_static_and_periodic_need_no_drift_signals(result, history, cache_dir, t
 
 
 def _cached_counts(cache_dir, month, features):
-    from rapidseval.feature_cache import CachedMonth, read_day_counts
+    from rapidseval.io.feature_cache import CachedMonth, read_day_counts
     from rapidseval.features import PartStats
 
     (path,) = Path(cache_dir).glob(f"{month}-*.counts.parquet")
@@ -533,7 +533,7 @@ def test_drift_triggers_are_judged_against_the_generators_ground_truth():
     """Generated data: a trigger is true when the scenario or the generator's calendar (missing
     codes from 2019-07) changes a watched feature between the training months and the month
     that triggered; other sources have no ground truth."""
-    from rapidseval.backtest._engine import _ground_truth
+    from rapidseval.jobs.backtest import _ground_truth
 
     job = Path(__file__).resolve().parent.parent / "jobs" / "backtest_synthetic.yaml"
     spec = load_job(job)

@@ -31,8 +31,8 @@ from _jobs import override
 import rapidseval
 from rapidseval.cli import app
 from rapidseval.data.synthetic import generate
-from rapidseval.progress import Reporter
-from rapidseval.rundir import COMPLETE_MARKER
+from rapidseval.jobs.progress import Reporter
+from rapidseval.io.rundir import COMPLETE_MARKER
 
 EXE = Path(sys.executable).with_name("rapidseval")
 MONTHS = ("2020-01", "2020-02", "2020-03")
@@ -348,12 +348,12 @@ def test_the_yaml_bomb_fails_fast_through_the_console_script(tmp_path):
 
 
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch):
-    import rapidseval.jobs
+    import rapidseval.spec
 
     def boom(*args, **kwargs):
         raise ZeroDivisionError("division by zero (simulated)")
 
-    monkeypatch.setattr(rapidseval.jobs, "load_job", boom)
+    monkeypatch.setattr(rapidseval.spec, "load_job", boom)
     (tmp_path / "job.yaml").write_text("name: x\n")
     res = CliRunner().invoke(app, ["validate", str(tmp_path / "job.yaml")])
     assert res.exit_code == 2
@@ -402,8 +402,8 @@ def test_leakage_is_allowed_only_when_declared_and_the_manifest_records_it(data,
 # ---------------------------------------------------------------------------------------
 HOLDER = """
 import sys, time
-from rapidseval.jobs import load_job
-from rapidseval.rundir import claim_run_dir
+from rapidseval.spec import load_job
+from rapidseval.io.rundir import claim_run_dir
 spec = load_job({"name": "held", "output": {"dir": sys.argv[1]}})
 with claim_run_dir(spec):
     print("holding", flush=True)
@@ -546,8 +546,8 @@ def test_a_damaged_model_in_the_work_area_is_fitted_again(data, tmp_path):
 
 
 def test_a_model_that_cannot_be_loaded_is_named_with_the_way_out(tmp_path):
-    from rapidseval.backtest._engine import _load_model
-    from rapidseval.errors import DataError
+    from rapidseval.jobs.backtest import _load_model
+    from rapidseval.core.errors import DataError
 
     path = tmp_path / "work" / "models" / "m.pkl"
     path.parent.mkdir(parents=True)
@@ -578,7 +578,7 @@ def test_s3_output_of_someone_else_is_refused_before_any_work(tmp_path, s3_bucke
 
 
 def test_s3_interrupted_upload_is_replaced_and_reads_as_incomplete(data, tmp_path, s3_bucket, s3_endpoint):
-    from rapidseval.rundir import IncompleteRunDir, check_complete
+    from rapidseval.io.rundir import IncompleteRunDir, check_complete
 
     bucket, client = s3_bucket
     writing = {"rapidseval_run": 1, "complete": False, "files": {"monthly.parquet": {}, "manifest.json": {}}}
@@ -598,8 +598,8 @@ def test_s3_interrupted_upload_is_replaced_and_reads_as_incomplete(data, tmp_pat
 
 
 def test_validation_is_linear_in_the_months_and_the_period_is_bounded():
-    from rapidseval.jobs import MAX_PERIOD_MONTHS
-    from rapidseval.months import month_range
+    from rapidseval.spec import MAX_PERIOD_MONTHS
+    from rapidseval.core.time import month_range
 
     months = month_range("1975-01", "2024-12")
     assert len(months) == MAX_PERIOD_MONTHS
@@ -638,8 +638,8 @@ def test_piped_policy_table_keeps_whole_headers_in_80_columns(tmp_path):
 def test_two_threads_of_one_process_do_not_share_a_claim(tmp_path):
     import threading
 
-    from rapidseval.jobs import load_job
-    from rapidseval.rundir import RunDirLocked, claim_run_dir
+    from rapidseval.spec import load_job
+    from rapidseval.io.rundir import RunDirLocked, claim_run_dir
 
     spec = load_job({"name": "t", "output": {"dir": str(tmp_path / "t")}})
     errors = []

@@ -22,10 +22,10 @@ import yaml
 
 import rapidseval
 from rapidseval import DataError, SpecError
-from rapidseval.data.readers import read_month
+from rapidseval.io.readers import read_month
 from rapidseval.data.synthetic import generate
-from rapidseval.jobs import load_job
-from rapidseval.runner import resolve_inputs
+from rapidseval.spec import load_job
+from rapidseval.jobs.study import resolve_inputs
 
 from _damage import DAMAGED, PERIOD_WINDOWS, ROWS, TRAIN, damage_column, job, month_file, rewrite, zero_middle
 

@@ -25,7 +25,7 @@ import rapidseval
 from rapidseval import BackendUnavailable, RapidsEvalError, SpecError
 from rapidseval.cli import app
 from rapidseval.data.synthetic import generate
-from rapidseval.rundir import check_complete
+from rapidseval.io.rundir import check_complete
 
 from _compare import assert_tables_equal
 from _dask_procs import REPO, KillOnFirstTask, dask_processes
@@ -200,7 +200,7 @@ def test_tls_scheduler_with_certificate_paths(local_run, months, tmp_path):
 
 
 def test_tls_spec_takes_paths_never_keys(tmp_path):
-    from rapidseval.jobs import load_job
+    from rapidseval.spec import load_job
 
     with pytest.raises(SpecError, match="path of a PEM file"):
         load_job({"cluster": {"kind": "scheduler", "address": "tls://h:8786",

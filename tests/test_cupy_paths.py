@@ -57,7 +57,7 @@ def test_confusion_codes_on_cupy_equal_numpy(cp):
 
 @pytest.mark.parametrize("window", ["h", "6h", "D", "2D", "W", "M"])
 def test_window_keys_on_cupy_equal_numpy(cp, window):
-    from rapidseval.replay import parse_window
+    from rapidseval.core.time import parse_window
 
     rng = np.random.default_rng(2)
     t = _times(rng, 50_000, start="2019-12-20", days=80)

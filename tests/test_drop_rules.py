@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from sklearn.ensemble import RandomForestClassifier
 
 from rapidseval import SpecError, get_backend
-from rapidseval.data.readers import read_month
+from rapidseval.io.readers import read_month
 from rapidseval.data.synthetic import generate
 from rapidseval.features import DROP_RULES, STUDY_DROP_RULES, FeatureSpec, prepare, required_columns
-from rapidseval.jobs import load_job
+from rapidseval.spec import load_job
 from rapidseval.shift import ShiftCalculator, ShiftReduce
 
 CPU = get_backend("cpu")

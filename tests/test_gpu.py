@@ -63,7 +63,7 @@ def test_smoke_job_gpu_agrees_with_cpu(gpu_ok, months, tmp_path):
 
 def test_features_identical_on_gpu(gpu_ok, months):
     from rapidseval import get_backend
-    from rapidseval.data.readers import read_month
+    from rapidseval.io.readers import read_month
     from rapidseval.features import FeatureSpec, prepare, required_columns
 
     spec = FeatureSpec()

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from rapidseval import SpecError, load_job
-from rapidseval.jobs import apply_overrides, spec_hash
+from rapidseval.spec import apply_overrides, spec_hash
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 

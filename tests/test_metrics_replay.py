@@ -6,7 +6,8 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from rapidseval.metrics import add_metrics
-from rapidseval.replay import merge_window_counts, replay_table, window_counts, window_key_range
+from rapidseval.core.time import window_key_range
+from rapidseval.replay import merge_window_counts, replay_table, window_counts
 
 TOL = 1e-12
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from rapidseval import DataError, SpecError, get_backend
-from rapidseval.lineage import redact
+from rapidseval.io.lineage import redact
 from rapidseval.models import fit, make_model
 
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from rich.console import Console
 
-from rapidseval.progress import Reporter, RichReporter, default_reporter
+from rapidseval.jobs.progress import Reporter, RichReporter, default_reporter
 
 
 def _console(terminal: bool) -> Console:

@@ -15,14 +15,12 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from rapidseval.core.time import parse_delay_hours, parse_window, window_key_range
 from rapidseval.replay import (
     merge_summaries,
-    parse_delay_hours,
-    parse_window,
     pooled_metrics,
     replay_frame,
     summarize_scores,
-    window_key_range,
 )
 
 TOL = 1e-12

@@ -10,7 +10,7 @@ from sklearn.metrics import f1_score, log_loss, roc_auc_score
 
 import rapidseval
 from rapidseval import get_backend
-from rapidseval.data.readers import read_month
+from rapidseval.io.readers import read_month
 from rapidseval.data.synthetic import generate
 from rapidseval.features import FeatureSpec, prepare, required_columns
 from rapidseval.metrics import learn_threshold

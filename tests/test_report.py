@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from _report_runs import FEATURES, KINDS, write_run
-from rapidseval.errors import DataError
+from rapidseval.core.errors import DataError
 from rapidseval.report import build_plots, load_run, print_summary, render_html, summarize, write_report
 
 #: figure ids each job kind's page must show

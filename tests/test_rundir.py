@@ -21,8 +21,8 @@ import rapidseval
 from rapidseval import SourceError, SpecError
 from rapidseval.cli import app
 from rapidseval.data.synthetic import generate
-from rapidseval.jobs import load_job
-from rapidseval.rundir import COMPLETE_MARKER, IncompleteRunDir, check_complete, resolve_run_dir, write_run_dir
+from rapidseval.spec import load_job
+from rapidseval.io.rundir import COMPLETE_MARKER, IncompleteRunDir, check_complete, resolve_run_dir, write_run_dir
 
 from _compare import assert_tables_equal
 from _jobs import override
@@ -309,7 +309,7 @@ def test_without_retries_a_transient_error_fails_clearly(months, s3_bucket, s3_e
             rapidseval.run(_job(f"s3://{bucket}/in/yellow_tripdata_{{month}}.parquet", tmp_path / "x",
                                 **{"data.storage_options": opts}))
     assert DUMMY_SECRET not in str(err.value)
-    from rapidseval.data.sources import storage_options_for
+    from rapidseval.io.sources import storage_options_for
 
     assert storage_options_for("s3://b/k", {"max_attempts": 6})[1]["config_kwargs"]["retries"]["max_attempts"] == 6
     with pytest.raises(SpecError, match="max_attempts"):

@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 
 import rapidseval
 from rapidseval import RapidsEvalError, SchemaError, SourceError, get_backend
-from rapidseval.data.readers import read_month
+from rapidseval.io.readers import read_month
 from rapidseval.data.synthetic import generate
 from rapidseval.features import FeatureSpec, prepare, required_columns
 from rapidseval.models import predict_positive_proba

@@ -1,4 +1,4 @@
-"""TLC schema eras -> canonical schema (rapidseval.data.schema)."""
+"""TLC schema eras -> canonical schema (rapidseval.io.schema)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from _compare import assert_tables_equal
 
-from rapidseval.data.canonical import CANONICAL_COLUMNS, CANONICAL_SCHEMA
-from rapidseval.data.readers import read_month
-from rapidseval.data.schema import (
+from rapidseval.io.canonical import CANONICAL_COLUMNS, CANONICAL_SCHEMA
+from rapidseval.io.readers import read_month
+from rapidseval.io.schema import (
     ALIASES,
     ERAS,
     ColumnMapping,
@@ -24,7 +24,7 @@ from rapidseval.data.schema import (
     required_columns_error,
     to_canonical,
 )
-from rapidseval.errors import DataError, SchemaError
+from rapidseval.core.errors import DataError, SchemaError
 
 DATA = Path(__file__).parent / "data"
 ZONES = ("pickup_location_id", "dropoff_location_id")

@@ -20,9 +20,9 @@ from scipy import stats
 
 from _report_runs import write_run
 from rapidseval.shift._verdict import from_score
-from rapidseval.errors import SpecError
+from rapidseval.core.errors import SpecError
 from rapidseval.features import FEATURE_KINDS, FEATURES
-from rapidseval.jobs import load_job
+from rapidseval.spec import load_job
 from rapidseval.shift import (DEFAULT_STATISTICS, EXPLAIN_COLUMNS, KINDS, Dist, ShiftCalculator, alarmed_pairs,
                               day_value_counts, explain, explanation_lines)
 from rapidseval.shift._explain import quantiles
@@ -209,7 +209,7 @@ def test_kinds_declared_in_the_job_change_the_default_statistics():
 
 
 def test_backtest_drift_calculator_gets_the_jobs_kinds():
-    from rapidseval.jobs import DriftSpec
+    from rapidseval.spec import DriftSpec
 
     calc = DriftSpec(statistics=["ks", "wasserstein_norm"]).calculator(["trip_distance", "x"],
                                                                        kinds={"trip_distance": "categorical"})

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from rapidseval import get_backend
-from rapidseval.data.readers import plan_parts, read_part
-from rapidseval.data.sources import inspect_input
+from rapidseval.io.readers import plan_parts, read_part
+from rapidseval.io.sources import inspect_input
 from rapidseval.data.synthetic import generate
 from rapidseval.features import FeatureSpec, prepare, required_columns
 from rapidseval.shift import DayCounts, ShiftCalculator, ShiftReduce

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from rapidseval.errors import SpecError
+from rapidseval.core.errors import SpecError
 from rapidseval.shift import (PSI_EPS, STATISTICS, DayCounts, Dist, ShiftCalculator, _scipy_ks, attribute,
                               chi2_test, contingency, day_value_counts, ks_2samp)
 from rapidseval.shift._stats import _proportions, ref_info

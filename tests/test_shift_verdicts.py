@@ -183,7 +183,7 @@ def test_legacy_per_test_methods_still_threshold_the_score():
 
 
 def test_window_alarm_rate_is_validated():
-    from rapidseval.errors import SpecError
+    from rapidseval.core.errors import SpecError
 
     with pytest.raises(SpecError, match="window_alarm_rate"):
         ShiftCalculator(["x"], window_alarm_rate=1.5)

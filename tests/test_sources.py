@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 from _compare import assert_tables_equal
 
-from rapidseval.data.canonical import CANONICAL_COLUMNS
-from rapidseval.data.readers import Part, plan_parts, read_month, read_part
-from rapidseval.data.schema import canonical_arrow_schema, map_columns
-from rapidseval.data.sources import (
+from rapidseval.io.canonical import CANONICAL_COLUMNS
+from rapidseval.io.readers import Part, plan_parts, read_month, read_part
+from rapidseval.io.schema import canonical_arrow_schema, map_columns
+from rapidseval.io.sources import (
     NAMED_SOURCES,
     InputInfo,
     inspect_input,
@@ -29,7 +29,7 @@ from rapidseval.data.sources import (
     resolve_uris,
     storage_options_for,
 )
-from rapidseval.errors import DataError, SchemaError, SourceError, SpecError
+from rapidseval.core.errors import DataError, SchemaError, SourceError, SpecError
 
 try:
     from ._servers import DUMMY_SECRET, aws_env, free_port, http_server, s3_bucket, s3_endpoint  # noqa: F401
@@ -396,7 +396,7 @@ def test_s3_anonymous_access_and_access_denied(s3_bucket, s3_endpoint):
     ],
 )
 def test_s3_error_reasons(make, reason, aws_env):
-    from rapidseval.data.sources import source_error
+    from rapidseval.io.sources import source_error
 
     try:
         try:

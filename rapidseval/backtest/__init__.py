@@ -32,7 +32,7 @@ __all__ = [
 
 
 def run_backtest(spec, **kwargs):
-    """Run a job with a ``backtest`` section; see :func:`rapidseval.backtest._engine.run_backtest`."""
-    from ._engine import run_backtest as _run
+    """Run a job with a ``backtest`` section; see :func:`rapidseval.jobs.backtest.run_backtest`."""
+    from ..jobs.backtest import run_backtest as _run
 
     return _run(spec, **kwargs)

@@ -31,7 +31,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..errors import SpecError
+from ..core.errors import SpecError
 
 __all__ = ["POLICIES", "DecisionContext", "register_policy", "make_policy"]
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from ..errors import SpecError
-from ..months import check_month
+from ..core.errors import SpecError
+from ..core.time import check_month
 
 __all__ = ["Fold", "MonthSplitter", "month_index", "month_name", "months_between"]
 

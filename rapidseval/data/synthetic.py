@@ -5,7 +5,7 @@
 schema, plus ``ground_truth.json`` describing any change a scenario injected
 (a March-2020-like regime change, a units bug, a renamed column).  Every
 constant comes from ``calibration.json``, derived from real samples by
-:mod:`rapidseval.data.calibrate`.
+``tools/calibrate.py``.
 
 Determinism: the per-(day, hour) trip counts of a month are drawn from
 ``SeedSequence([seed, year*12+month, 0])``; rows are then generated in fixed
@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..errors import SpecError
-from ..months import check_month
+from ..core.errors import SpecError
+from ..core.time import check_month
 
 __all__ = [
     "BLOCK_ROWS",

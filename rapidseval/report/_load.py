@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 __all__ = ["RunTables", "load_run", "TABLES"]
 

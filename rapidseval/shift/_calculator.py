@@ -32,7 +32,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from ..errors import SpecError
+from ..core.errors import SpecError
 from ._counts import DayCounts, _to_host as _host, unique_inverse
 from ._grid import GRID_STATISTICS, Grid, grid_value
 from ._ks import MAX_EXACT_N, ks_pvalues
@@ -67,7 +67,7 @@ def _weekday(days):
 
 
 def _window_keys(days: np.ndarray, freq: str) -> np.ndarray:
-    from ..replay import parse_window
+    from ..core.time import parse_window
 
     if freq not in FREQUENCIES:
         raise SpecError(f"unknown shift window {freq!r}; choose one of {', '.join(FREQUENCIES)}")
@@ -75,7 +75,7 @@ def _window_keys(days: np.ndarray, freq: str) -> np.ndarray:
 
 
 def _window_bounds(key: int, freq: str):
-    from ..replay import parse_window
+    from ..core.time import parse_window
 
     start, end = parse_window(freq).bounds(np.asarray([key]))
     return start[0], end[0]
@@ -746,7 +746,7 @@ def _runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _window_bounds_many(keys: np.ndarray, freq: str):
-    from ..replay import parse_window
+    from ..core.time import parse_window
 
     return parse_window(freq).bounds(np.asarray(keys))
 

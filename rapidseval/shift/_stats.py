@@ -23,7 +23,7 @@ from typing import Callable, Mapping
 import numpy as np
 from scipy import stats as _st
 
-from ..errors import SpecError
+from ..core.errors import SpecError
 from ._ks import MAX_EXACT_N, ks_pvalue, kstwo_sf
 
 __all__ = ["Dist", "RefInfo", "Statistic", "STATISTICS", "KINDS", "DEFAULT_STATISTICS", "chi2_test", "contingency",

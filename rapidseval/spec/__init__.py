@@ -21,9 +21,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import SpecError
-from .features import DEFAULT_DROP_RULES, DROP_RULES, FEATURE_KINDS, FEATURES, STUDY_FEATURES, TARGETS
-from .months import check_month, month_range
+from ..core.errors import SpecError
+from ..features import DEFAULT_DROP_RULES, DROP_RULES, FEATURE_KINDS, FEATURES, STUDY_FEATURES, TARGETS
+from ..core.time import check_month, month_range
 
 
 def month_index(month: str) -> int:
@@ -89,7 +89,7 @@ def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 def _shift_statistics() -> tuple[str, ...]:
-    from .shift import STATISTICS
+    from ..shift import STATISTICS
 
     return tuple(STATISTICS)
 
@@ -108,7 +108,7 @@ def _unique_sorted(months: list[str], where: str) -> list[str]:
 
 def _no_secrets(options: dict[str, Any]) -> dict[str, Any]:
     """storage_options carry endpoints and flags, never credentials."""
-    from .data.sources import reject_secrets
+    from ..io.sources import reject_secrets
 
     try:
         reject_secrets(options)
@@ -208,7 +208,7 @@ class SyntheticSpec(_Section):
     @field_validator("scenario")
     @classmethod
     def _known_scenario(cls, v: str) -> str:
-        from .data.synthetic import SCENARIOS
+        from ..data.synthetic import SCENARIOS
 
         if v not in SCENARIOS:
             raise ValueError(f"unknown scenario {v!r}; choose one of {', '.join(SCENARIOS)}")
@@ -319,7 +319,7 @@ class FeaturesSpec(_Section):
     @field_validator("kinds")
     @classmethod
     def _kind_names(cls, v: dict[str, str]) -> dict[str, str]:
-        from .shift import KINDS
+        from ..shift import KINDS
 
         for feature, kind in v.items():
             if kind not in KINDS:
@@ -393,7 +393,7 @@ class ModelSpec(_Section):
     @field_validator("kind")
     @classmethod
     def _kind(cls, v: str) -> str:
-        from .models import MODELS
+        from ..models import MODELS
 
         if v not in MODELS:
             raise ValueError(f"unknown model kind {v!r}; choose one of {', '.join(MODELS)}")
@@ -463,7 +463,7 @@ class ReplaySpec(_Section):
     @field_validator("window")
     @classmethod
     def _window(cls, v: str) -> str:
-        from .replay import parse_window
+        from ..core.time import parse_window
 
         window = parse_window(v)
         if window.k > _MAX_WINDOW_UNITS[window.unit]:
@@ -473,7 +473,7 @@ class ReplaySpec(_Section):
     @field_validator("label_delay")
     @classmethod
     def _delay(cls, v) -> str:
-        from .replay import parse_delay_hours
+        from ..core.time import parse_delay_hours
 
         if parse_delay_hours(v) > 366 * 24:
             raise ValueError(f"label_delay {v!r} is longer than a year (366D)")
@@ -567,7 +567,7 @@ class ShiftSpec(_Section):
         """The :class:`rapidseval.shift.ShiftCalculator` this section describes (``xp``: the
         backend's array module for its calibration; ``kinds``: the job's feature kinds,
         :meth:`FeaturesSpec.feature_kinds`)."""
-        from .shift import ShiftCalculator
+        from ..shift import ShiftCalculator
 
         return ShiftCalculator(features, statistics=self.statistics, per_feature=self.per_feature, kinds=kinds,
                                frequency=self.window, calendar=self.calendar, alarm=self.alarm,
@@ -717,7 +717,7 @@ class OutputSpec(_Section):
     @field_validator("dir")
     @classmethod
     def _dir(cls, v: str) -> str:
-        from .rundir import check_dir_template
+        from ..io.rundir import check_dir_template
 
         check_dir_template(v)
         return v
@@ -734,7 +734,7 @@ class PolicySpec(_Section):
 
     @model_validator(mode="after")
     def _known(self):
-        from .backtest import make_policy
+        from ..backtest import make_policy
 
         try:
             make_policy(self.kind, self.params)
@@ -769,7 +769,7 @@ class DriftSpec(_Section):
     @field_validator("statistics")
     @classmethod
     def _stats(cls, v: list[str]) -> list[str]:
-        from .shift import STATISTICS
+        from ..shift import STATISTICS
 
         for name in v:
             if name not in STATISTICS:
@@ -781,7 +781,7 @@ class DriftSpec(_Section):
     @field_validator("min_effect")
     @classmethod
     def _effects(cls, v: dict[str, float]) -> dict[str, float]:
-        from .shift import STATISTICS
+        from ..shift import STATISTICS
 
         for name in v:
             if name not in STATISTICS:
@@ -791,7 +791,7 @@ class DriftSpec(_Section):
     def calculator(self, features, fill_value: float = -1.0, xp=None, threads: int | None = None, kinds=None):
         """An unfitted :class:`rapidseval.shift.ShiftCalculator` with these settings (monthly windows;
         ``kinds``: the job's feature kinds, :meth:`FeaturesSpec.feature_kinds`)."""
-        from .shift import ShiftCalculator
+        from ..shift import ShiftCalculator
 
         return ShiftCalculator(features, statistics=self.statistics, kinds=kinds, frequency="M", alarm=self.alarm,
                                window_alarm_rate=self.window_alarm_rate, k_std=self.k_std, quantile=self.quantile,
@@ -849,7 +849,7 @@ class BacktestSpec(_Section):
         return v
 
     def splitter(self):
-        from .backtest import MonthSplitter
+        from ..backtest import MonthSplitter
 
         return MonthSplitter(origins=self.origins, every=self.every, first_origin=self.first_origin,
                              train_months=self.train_months, gap=self.gap, horizon=self.horizon)
@@ -955,7 +955,7 @@ class JobSpec(_Section):
     @model_validator(mode="after")
     def _shift_kinds(self):
         """Statistics named per feature must apply to the feature's kind as the job declares it."""
-        from .shift import check_statistics
+        from ..shift import check_statistics
 
         sh = self.evaluation.shift if self.backtest is None else None
         if sh is None:

@@ -1,4 +1,4 @@
-"""TLC schema eras -> the canonical schema (:mod:`rapidseval.data.canonical`).
+"""TLC schema eras -> the canonical schema (:mod:`rapidseval.io.canonical`).
 
 The same yellow-taxi trips have been published under several headers: TLC's
 2009 files (``Trip_Pickup_DateTime``, ``Fare_Amt``, string ``Payment_Type``),
@@ -20,7 +20,7 @@ and three value tables for columns whose values changed spelling over time
 (:data:`PAYMENT_TYPE_CODES`, :data:`VENDOR_CODES`, :data:`FLAG_VALUES`).
 
 :func:`map_columns` maps a header, :func:`check_columns` raises a
-:class:`~rapidseval.errors.SchemaError` naming what a file cannot provide (and
+:class:`~rapidseval.core.errors.SchemaError` naming what a file cannot provide (and
 which features need it), :func:`to_canonical` renames and casts a table.
 """
 
@@ -33,7 +33,7 @@ from typing import Mapping, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import DataError, SchemaError
+from ..core.errors import DataError, SchemaError
 from .canonical import CANONICAL_COLUMNS, CANONICAL_SCHEMA
 
 __all__ = [

@@ -53,7 +53,7 @@ from typing import Any, Iterator, Mapping
 import pandas as pd
 
 from . import lineage
-from .errors import RapidsEvalError, SpecError
+from ..core.errors import RapidsEvalError, SpecError
 
 __all__ = [
     "COMPLETE_MARKER",
@@ -166,7 +166,7 @@ def _sha256(path: Path) -> str:
 
 def _write_local(tmp: Path, manifest: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], report: bool) -> None:
     """Write tables, manifest, report and (last) the completion marker into ``tmp``."""
-    from .report import write_report
+    from ..report import write_report
 
     files = []
     for name, table in tables.items():
@@ -384,7 +384,7 @@ class RunDirClaim:
 
 
 def _s3_problem(uri: str, spec) -> str | None:
-    from .data.sources import open_fs, source_error
+    from .sources import open_fs, source_error
 
     opts = (spec.output.storage_options or None) if spec is not None else None
     fs, root = open_fs(uri, opts, month="output")
@@ -478,7 +478,7 @@ def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.Dat
 def _write_s3(uri: str, spec, manifest, tables, reporter):
     from upath import UPath
 
-    from .data.sources import open_fs, source_error, storage_options_for
+    from .sources import open_fs, source_error, storage_options_for
 
     url, opts = storage_options_for(uri, spec.output.storage_options or None)
     fs, root = open_fs(uri, spec.output.storage_options or None, month="output")

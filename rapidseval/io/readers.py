@@ -4,7 +4,7 @@ A month's input is planned into :class:`Part` objects (:func:`plan_parts`):
 consecutive Parquet row groups grouped up to a target row count, or the whole
 file for CSV.  :func:`read_part` reads only the source columns that the
 requested canonical columns need and maps them with
-:func:`rapidseval.data.schema.to_canonical`, so a CSV and a Parquet file of
+:func:`rapidseval.io.schema.to_canonical`, so a CSV and a Parquet file of
 the same month give identical tables.  Parts are small, picklable values:
 Dask tasks (pandas or cuDF) take one each.
 """
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..errors import DataError, SchemaError, SourceError, SpecError
+from ..core.errors import DataError, SchemaError, SourceError, SpecError
 from .canonical import CANONICAL_SCHEMA
 from .schema import (
     ColumnMapping,

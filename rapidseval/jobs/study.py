@@ -23,28 +23,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import lineage
-from .backend import get_backend
-from .cluster import open_executor
-from .errors import DataError, RapidsEvalError, SpecError
-from .features import FeatureSpec, PartStats, prepare, required_columns
-from .jobs import JobSpec, check_overrides_type, load_job, spec_hash
-from .data.sources import redact_uri
-from .metrics import COUNT_COLUMNS, add_metrics, learn_threshold
-from .months import month_bounds
-from .models import fit, make_model, predict_positive_proba
+from ..io import lineage
+from ..backend import get_backend
+from ..cluster import open_executor
+from ..core.errors import DataError, RapidsEvalError, SpecError
+from ..features import FeatureSpec, PartStats, prepare, required_columns
+from ..spec import JobSpec, check_overrides_type, load_job, spec_hash
+from ..io.sources import redact_uri
+from ..metrics import COUNT_COLUMNS, add_metrics, learn_threshold
+from ..core.time import month_bounds
+from ..models import fit, make_model, predict_positive_proba
 from .progress import Reporter
-from .replay import (
+from ..core.time import parse_delay_hours, parse_window, period_window_keys
+from ..replay import (
     ScoreSummary,
     merge_summaries,
-    parse_delay_hours,
     pooled_metrics,
     replay_frame,
     summarize_scores,
-    parse_window,
-    period_window_keys,
 )
-from .shift import ShiftAccumulator, ShiftReduce, alarms, attribute
+from ..shift import ShiftAccumulator, ShiftReduce, alarms, attribute
 
 __all__ = ["run", "RunResult", "resolve_inputs"]
 
@@ -81,7 +79,7 @@ class RunResult:
 # tasks (module level: they are pickled to Dask workers)
 # ---------------------------------------------------------------------------------------
 def _load_features(part, fspec: FeatureSpec, backend_name: str):
-    from .data.readers import read_part
+    from ..io.readers import read_part
 
     be = get_backend(backend_name)
     table = read_part(part, required_columns(fspec))
@@ -133,7 +131,7 @@ def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, models, threshol
 # ---------------------------------------------------------------------------------------
 def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
     """Generate (once, cached by parameters) the job's synthetic months; return the template."""
-    from .data.synthetic import generate
+    from ..data.synthetic import generate
 
     syn = spec.data.synthetic
     key = json.dumps(
@@ -165,7 +163,7 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
 def input_months(spec: JobSpec) -> list[str]:
     """The months a run of ``spec`` reads, in data order (what ``validate`` checks too)."""
     if spec.backtest is not None:
-        from .backtest._split import month_index
+        from ..backtest._split import month_index
 
         folds = spec.backtest.splitter().folds(spec.data.months)
         first = min(month_index(f.train_start) for f in folds)
@@ -189,9 +187,9 @@ def resolve_inputs(spec: JobSpec, months: list[str], reporter: Reporter | None =
     the rules will drop and count (times beyond the period, numbers beyond
     float32) to ``notes``, which ``validate`` prints.
     """
-    from .data.readers import plan_parts, read_sample
-    from .data.schema import check_columns, map_columns
-    from .data.sources import inspect_input, resolve_uris
+    from ..io.readers import plan_parts, read_sample
+    from ..io.schema import check_columns, map_columns
+    from ..io.sources import inspect_input, resolve_uris
 
     reporter = reporter or Reporter()
     warnings = [] if warnings is None else warnings
@@ -346,11 +344,11 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     ov: Any = extra if not isinstance(overrides, (list, tuple)) else list(overrides) + [f"{k}={json.dumps(v)}" for k, v in extra.items()]
     spec = load_job(job, ov or None)
     reporter = reporter or Reporter()
-    from .rundir import claim_run_dir
+    from ..io.rundir import claim_run_dir
 
     with claim_run_dir(spec, reporter):  # refused or locked before any work; released when written
         if spec.backtest is not None:
-            from .backtest import run_backtest
+            from ..backtest import run_backtest
 
             return run_backtest(spec, reporter=reporter)
         return _run_evaluation(spec, reporter)
@@ -366,7 +364,7 @@ def _check_types(**args) -> None:
         raise TypeError(f"out must be a path (str or os.PathLike) or None, got {type(out).__name__}")
     reporter = args["reporter"]
     if reporter is not None and not isinstance(reporter, Reporter):
-        raise TypeError(f"reporter must be a rapidseval.progress.Reporter or None, got {type(reporter).__name__}")
+        raise TypeError(f"reporter must be a rapidseval.jobs.progress.Reporter or None, got {type(reporter).__name__}")
 
 
 def _run_evaluation(spec: JobSpec, reporter: Reporter) -> RunResult:
@@ -607,7 +605,7 @@ def _shift_plan(spec, fspec, inputs, xp=None):
 
 
 def _shift_table(spec, acc) -> pd.DataFrame:
-    from .shift import SHIFT_COLUMNS
+    from ..shift import SHIFT_COLUMNS
 
     if acc is None:
         return pd.DataFrame(columns=SHIFT_COLUMNS)
@@ -650,7 +648,7 @@ def month_warnings(stats: dict[str, PartStats], already: list[str] | tuple[str, 
 
 
 def _manifest(spec, be, inputs, stats, timings, warnings=()) -> dict[str, Any]:
-    from .data.schema import WALL_CLOCK_ZONE
+    from ..io.schema import WALL_CLOCK_ZONE
 
     rows = {
         m: {"uri": redact_uri(inputs[m][0].uri), **stats[m].to_dict()} for m in stats
@@ -699,9 +697,9 @@ def _manifest(spec, be, inputs, stats, timings, warnings=()) -> dict[str, Any]:
 
 
 def _write_run_dir(spec, manifest, monthly, replay, shift, reporter, extra_tables=None, explanation=None):
-    """Write the run directory (local or s3://; see :mod:`rapidseval.rundir`); ``explanation``
+    """Write the run directory (local or s3://; see :mod:`rapidseval.io.rundir`); ``explanation``
     (``explain.parquet``) is written whenever the run compared shift, even without alarms."""
-    from .rundir import write_run_dir
+    from ..io.rundir import write_run_dir
 
     tables = {"monthly": monthly, "replay": replay, "shift": shift}
     if explanation is not None:

@@ -10,9 +10,9 @@ nothing).
 Credentials never come from a job: S3 uses the standard AWS environment,
 profile and config chain (or ``anon: true``), and storage options that look
 like secrets are refused.  Every failure to find, reach or open an input is a
-one-line :class:`~rapidseval.errors.SourceError` naming the month and the URI,
+one-line :class:`~rapidseval.core.errors.SourceError` naming the month and the URI,
 raised from its cause; an input that is not what it claims to be is a
-:class:`~rapidseval.errors.DataError`.
+:class:`~rapidseval.core.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import DataError, SourceError, SpecError
-from ..months import check_month, month_range
+from ..core.errors import DataError, SourceError, SpecError
+from ..core.time import check_month, month_range
 
 __all__ = [
     "NAMED_SOURCES",
@@ -332,7 +332,7 @@ def open_fs(
 # ---------------------------------------------------------------------------------------
 def _scrub(text: str) -> str:
     """``text`` on one line, at most 300 characters, with secrets masked."""
-    from ..lineage import redact
+    from .lineage import redact
 
     return " ".join(redact(text).split())[:300]
 

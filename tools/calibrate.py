@@ -5,7 +5,7 @@ embedded ``calibration.json``.  This module re-derives that file from the real
 yellow-taxi samples (2018 monthly samples, an October 2021 sample and a 2022
 BigQuery export), so every number can be traced back to data::
 
-    python -m rapidseval.data.calibrate /work/shared/data/tlc-real \\
+    python tools/calibrate.py /work/shared/data/tlc-real \\
         rapidseval/data/calibration.json
 
 What is fitted (and what is a published fact rather than a fit) is listed in
@@ -464,7 +464,7 @@ def calibrate(directory: str | Path) -> dict[str, Any]:
         "version": 1,
         "source": sorted(p.name for p in Path(directory).glob("*.parquet")),
         "notes": (
-            "Fitted on real NYC TLC yellow-taxi samples by rapidseval.data.calibrate; "
+            "Fitted on real NYC TLC yellow-taxi samples by tools/calibrate.py; "
             "'tariff' holds the published 2019-2022 rate card (not fitted); zone "
             "boroughs and core zones come from TLC's taxi_zone_lookup.csv."
         ),
@@ -484,10 +484,10 @@ def calibrate(directory: str | Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m rapidseval.data.calibrate SAMPLES_DIR OUT_JSON``."""
+    """Command line: ``python tools/calibrate.py SAMPLES_DIR OUT_JSON``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m rapidseval.data.calibrate SAMPLES_DIR OUT_JSON", file=sys.stderr)
+        print("usage: python tools/calibrate.py SAMPLES_DIR OUT_JSON", file=sys.stderr)
         return 2
     cal = calibrate(args[0])
     text = json.dumps(cal, separators=(",", ":"))

@@ -5,7 +5,7 @@ backend, training months)``, so each fold's model is fitted once and each
 ``(model, month)`` pair scored once, whichever policies use it.
 
 1. **features**: every month is read, cleaned and featurised once, as a
-   Dask task, into the feature cache (:mod:`rapidseval.feature_cache`).
+   Dask task, into the feature cache (:mod:`rapidseval.io.feature_cache`).
 2. **folds** (parallel, one task per origin): fit the origin's model
    (single-threaded on CPU, one single-GPU forest per worker on GPU), score
    it on the origin's ``horizon`` months, write the model, its scores and
@@ -41,14 +41,14 @@ import numpy as np
 import pandas as pd
 
 from ..backend import get_backend
-from ..errors import DataError, RapidsEvalError, SpecError
-from ..feature_cache import CachedMonth, build_month, read_day_counts, read_month_features, write_atomic
+from ..core.errors import DataError, RapidsEvalError, SpecError
+from ..io.feature_cache import CachedMonth, build_month, read_day_counts, read_month_features, write_atomic
 from ..metrics import COUNT_COLUMNS, add_metrics
 from ..models import make_model
-from ..progress import Reporter
-from ._drift import DriftSignal, drift_signal, fit_reference
-from ._policies import POLICIES, DecisionContext, NeedScores, make_policy, periodic, static
-from ._split import Fold, month_index, month_name, months_between
+from .progress import Reporter
+from ..backtest._drift import DriftSignal, drift_signal, fit_reference
+from ..backtest._policies import POLICIES, DecisionContext, NeedScores, make_policy, periodic, static
+from ..backtest._split import Fold, month_index, month_name, months_between
 
 __all__ = ["run_backtest", "BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS"]
 
@@ -94,7 +94,7 @@ def _scored(work: str, model_key: str, entry: CachedMonth, drift: "_DriftPlan | 
 class _DriftPlan:
     """How drift signals are computed (None in a job whose policies never look at drift)."""
 
-    spec: Any  # rapidseval.jobs.DriftSpec
+    spec: Any  # rapidseval.spec.DriftSpec
     features: tuple[str, ...]
     fill_value: float
     kinds: tuple[tuple[str, str], ...] = ()  # (feature, kind) of the job's features.kinds, resolved
@@ -275,7 +275,7 @@ def _model_key(model_cfg: dict[str, Any], backend_name: str, fold: Fold, entries
 def _work_dir(spec) -> Path:
     """Where folds leave their results until the run completes: beside a local run
     directory (``.<name>.work``), or under the feature cache for an ``s3://`` output."""
-    from ..rundir import resolve_run_dir
+    from ..io.rundir import resolve_run_dir
 
     target = resolve_run_dir(spec.output.dir, spec.name)
     if "://" in target:
@@ -391,11 +391,11 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
 
     Returns
     -------
-    rapidseval.runner.RunResult
+    rapidseval.jobs.study.RunResult
         With ``backtest``, ``staleness`` and ``policies`` tables set.
     """
     from ..cluster import open_executor
-    from ..runner import RunResult, _feature_spec, _manifest, resolve_inputs
+    from .study import RunResult, _feature_spec, _manifest, resolve_inputs
 
     reporter = reporter or Reporter()
     bt = spec.backtest
@@ -585,7 +585,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     tables = {"backtest": backtest, "staleness": staleness, "policies": policies, "models": models}
     if bt.daily:
         tables["backtest_daily"] = daily
-    from ..rundir import write_run_dir
+    from ..io.rundir import write_run_dir
 
     out_dir = write_run_dir(spec, manifest, tables, reporter)
     shutil.rmtree(work, ignore_errors=True)  # the run is complete: nothing left to resume

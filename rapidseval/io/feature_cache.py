@@ -1,7 +1,7 @@
 """Each month's features computed once, kept as Parquet, reused by every fold.
 
 A cached month is keyed by the input's fingerprint (size and footer/head
-bytes, see :func:`rapidseval.data.sources.inspect_input`), the month (the
+bytes, see :func:`rapidseval.io.sources.inspect_input`), the month (the
 ``pickup_outside_month`` rule depends on it) and a hash of the
 :class:`~rapidseval.features.FeatureSpec`: a changed file, feature list,
 target or drop rule gives a new key, never a stale hit.  Each entry holds
@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from .features import FeatureSpec, PartStats
+from ..features import FeatureSpec, PartStats
 
 __all__ = ["CachedMonth", "feature_spec_hash", "cache_key", "build_month", "read_month_features", "read_day_counts", "write_atomic",
            "DAY_COLUMN"]
@@ -94,12 +94,12 @@ def write_atomic(path: Path, write) -> None:
 def build_month(month: str, parts, fspec: FeatureSpec, backend_name: str, *, root: str, fingerprint: str) -> CachedMonth:
     """Return the month's cache entry, building it (read, clean, featurise) if missing.
 
-    A Dask task: ``parts`` are the month's :class:`~rapidseval.data.readers.Part` s.
+    A Dask task: ``parts`` are the month's :class:`~rapidseval.io.readers.Part` s.
     """
-    from .backend import get_backend
-    from .data.readers import read_part
-    from .features import prepare, required_columns
-    from .shift._counts import US_PER_DAY, count_days
+    from ..backend import get_backend
+    from .readers import read_part
+    from ..features import prepare, required_columns
+    from ..shift._counts import US_PER_DAY, count_days
 
     key = cache_key(fingerprint, month, fspec)
     rootp = Path(root)
@@ -134,7 +134,7 @@ def read_month_features(entry: CachedMonth, backend, columns: list[str] | None =
 def read_day_counts(entry: CachedMonth, features=None) -> dict:
     """feature -> :class:`rapidseval.shift.DayCounts` of the month (per calendar day of
     ``DAY_COLUMN``, sorted by day then value)."""
-    from .shift import DayCounts
+    from ..shift import DayCounts
 
     table = pd.read_parquet(entry.counts_path, filters=[("feature", "in", list(features))] if features else None)
     return {
