@@ -36,8 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .metrics import COUNT_COLUMNS, add_metrics, confusion_codes
+from .core.arrays import to_numpy
+from .core.confusion import KeyedCounts, confusion_codes, count_by_key, count_codes, group_keys, sum_by_key
 from .core.time import US_PER_HOUR, Window, parse_window
+from .metrics import COUNT_COLUMNS, add_metrics
 
 __all__ = [
     "MAX_WINDOWS",
@@ -95,31 +97,18 @@ class ScoreSummary:
         return {"tp": int(c[3]), "fp": int(c[1]), "fn": int(c[2]), "tn": int(c[0])}
 
 
-def _host(x):
-    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
-
-
-def _group(keys, xp, dense_limit: int):
-    """Group index of each key: (index, group keys, number of groups), dense when the range is small."""
-    lo = int(keys.min())
-    span = int(keys.max()) - lo + 1
-    if span <= dense_limit:
-        return keys - lo, None, lo, span
-    uniq, inv = xp.unique(keys, return_inverse=True)
-    return inv.reshape(-1), uniq, lo, int(uniq.shape[0])
-
-
 def _collapse_exact(w, p, y, c, xp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sum counts ``c`` per distinct ``(window, score, label)``; host arrays sorted by that key."""
     if int(w.shape[0]) == 0:
-        return _host(w).astype("int64"), _host(p).astype("float64"), _host(y).astype("int8"), _host(c).astype("int64")
+        return (to_numpy(w).astype("int64"), to_numpy(p).astype("float64"), to_numpy(y).astype("int8"),
+                to_numpy(c).astype("int64"))
     order = xp.lexsort(xp.stack([y, p, w]))
     w, p, y, c = w[order], p[order], y[order], c[order]
     new = xp.ones(int(w.shape[0]), dtype=bool)
     new[1:] = (w[1:] != w[:-1]) | (p[1:] != p[:-1]) | (y[1:] != y[:-1])
     total = xp.bincount(xp.cumsum(new) - 1, weights=c)
-    return (_host(w[new]).astype("int64"), _host(p[new]).astype("float64"), _host(y[new]).astype("int8"),
-            _host(total).astype("int64"))
+    return (to_numpy(w[new]).astype("int64"), to_numpy(p[new]).astype("float64"), to_numpy(y[new]).astype("int8"),
+            to_numpy(total).astype("int64"))
 
 
 def _as_us(event_time, xp):
@@ -128,6 +117,12 @@ def _as_us(event_time, xp):
     if t_us.dtype.kind == "M":
         t_us = t_us.astype("datetime64[us]", copy=False).view("int64")
     return t_us
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A process-wide pool for splitting one array reduction over threads (NumPy releases the GIL)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="rapidseval-reduce")
 
 
 def _split_rows(fn, threads: int, *arrays):
@@ -141,49 +136,55 @@ def _summarize(t_us, y_true, proba, threshold: float, window: Window, bins: int,
     n = int(t_us.shape[0])
     if n == 0:
         return _empty_summary(window, bins, exact)
-    y = xp.asarray(y_true)
-    y = y.view(xp.int8) if y.dtype == bool else (y != 0).astype(xp.int8)
-    p = xp.asarray(proba, dtype=xp.float64)
-    pred = p > threshold
-    code = confusion_codes(y, pred, xp)
-    limit = max(4 * n, 1 << 20)
+    label = xp.asarray(y_true)
+    label = label.view(xp.int8) if label.dtype == bool else (label != 0).astype(xp.int8)
+    proba = xp.asarray(proba, dtype=xp.float64)
+    hours, counts, sums = _hourly_tables(t_us, label, proba, threshold, xp)
+    window_keys = window.keys(t_us, xp)
+    hist_keys, hist_counts = _score_histogram(window_keys, label, proba, bins, xp)
+    exact_counts = _collapse_exact(window_keys, proba, label, xp.ones(n, dtype=xp.int64), xp) if exact else None
+    return ScoreSummary(window.label, bins, hours, counts, sums, hist_keys, hist_counts, exact_counts)
 
-    hour = t_us // US_PER_HOUR
-    idx, uniq, lo, groups = _group(hour, xp, limit // 4)
-    counts = xp.bincount(idx * 4 + code, minlength=4 * groups).reshape(groups, 4)
-    # scikit-learn's log_loss: [1-p, p] clipped to [eps, 1-eps], rows renormalised
-    p1 = xp.clip(p, _EPS, 1 - _EPS)
-    p0 = xp.clip(1 - p, _EPS, 1 - _EPS)
-    yb = y.astype(bool)
-    ll = -xp.log(xp.where(yb, p1, p0) / (p0 + p1))
-    br = (y - p) ** 2
+
+def _hourly_tables(t_us, label, proba, threshold: float, xp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Host ``(hours, counts, sums)`` of the hours that have rows: confusion counts and loss sums."""
+    codes = confusion_codes(label, proba > threshold, xp)
+    groups = group_keys(t_us // US_PER_HOUR, dense_limit=max(int(t_us.shape[0]), 1 << 18), xp=xp)
+    counts = count_codes(groups, codes, xp)
     # float sums in row order on the host: a GPU's atomic adds round in a different order on
     # every run, so the same seed would give tables differing in the last bits (D2H of 6
-    # columns costs a few ms per million rows; on the CPU _host is a no-op)
-    idx_h = _host(idx)
-    sums = np.stack(
-        [np.bincount(idx_h, weights=_host(w), minlength=groups) for w in (ll, ll * ll, br, br * br, p)], axis=1
-    )
+    # columns costs a few ms per million rows; on the CPU to_numpy is a no-op)
+    index = to_numpy(groups.index)
+    sums = np.stack([np.bincount(index, weights=to_numpy(values), minlength=groups.n_groups)
+                     for values in _row_losses(label, proba, xp)], axis=1)
     present = counts.sum(axis=1) > 0
-    hours = (xp.arange(groups, dtype=xp.int64) + lo) if uniq is None else uniq
-    hours, counts, sums = hours[present], counts[present], sums[_host(present)]
+    hours = groups.keys(xp)[present]
+    return (to_numpy(hours).astype("int64"), to_numpy(counts[present]).astype("int64"),
+            sums[to_numpy(present)].astype("float64"))
 
-    wkey = window.keys(t_us, xp)
-    b = xp.clip((p * bins).astype(xp.int64), 0, bins - 1)
-    hkey = (wkey * bins + b) * 2 + y
-    hidx, huniq, hlo, hgroups = _group(hkey, xp, limit)
-    hc = xp.bincount(hidx, minlength=hgroups)
-    if huniq is None:
-        nz = xp.nonzero(hc)[0]
-        hist_keys, hist_counts = nz + hlo, hc[nz]
+
+def _row_losses(label, proba, xp) -> tuple:
+    """Per row, in :data:`_SUMS` order: log loss, its square, Brier, its square, P(y=1)."""
+    # scikit-learn's log_loss: [1-p, p] clipped to [eps, 1-eps], rows renormalised
+    p1 = xp.clip(proba, _EPS, 1 - _EPS)
+    p0 = xp.clip(1 - proba, _EPS, 1 - _EPS)
+    log_loss = -xp.log(xp.where(label.astype(bool), p1, p0) / (p0 + p1))
+    brier = (label - proba) ** 2
+    return log_loss, log_loss * log_loss, brier, brier * brier, proba
+
+
+def _score_histogram(window_keys, label, proba, bins: int, xp) -> tuple[np.ndarray, np.ndarray]:
+    """Host sparse histogram of the scores: keys ``(window * bins + bin) * 2 + label`` and counts."""
+    score_bin = xp.clip((proba * bins).astype(xp.int64), 0, bins - 1)
+    hist_key = (window_keys * bins + score_bin) * 2 + label
+    groups = group_keys(hist_key, dense_limit=max(4 * int(hist_key.shape[0]), 1 << 20), xp=xp)
+    per_group = xp.bincount(groups.index, minlength=groups.n_groups)
+    if groups.unique_keys is None:
+        nonzero = xp.nonzero(per_group)[0]
+        keys, counts = nonzero + groups.first_key, per_group[nonzero]
     else:
-        hist_keys, hist_counts = huniq, hc
-
-    ex = _collapse_exact(wkey, p, y, xp.ones(n, dtype=xp.int64), xp) if exact else None
-    return ScoreSummary(
-        window.label, bins, _host(hours).astype("int64"), _host(counts).astype("int64"),
-        _host(sums).astype("float64"), _host(hist_keys).astype("int64"), _host(hist_counts).astype("int64"), ex,
-    )
+        keys, counts = groups.unique_keys, per_group
+    return to_numpy(keys).astype("int64"), to_numpy(counts).astype("int64")
 
 
 def _empty_summary(window: Window, bins: int, exact: bool) -> ScoreSummary:
@@ -216,15 +217,6 @@ def summarize_scores(event_time, y_true, proba, *, threshold: float, window: str
     return _summarize(t_us, y_true, proba, threshold, w, bins, exact, xp)
 
 
-def _sum_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, inv = np.unique(keys, return_inverse=True)
-    if values.ndim == 1:
-        return uniq, np.bincount(inv, weights=values, minlength=len(uniq))
-    out = np.zeros((len(uniq), values.shape[1]), dtype=values.dtype)
-    np.add.at(out, inv, values)
-    return uniq, out
-
-
 def merge_summaries(summaries) -> ScoreSummary:
     """Add summaries (of the same window and bins) together."""
     summaries = list(summaries)
@@ -236,9 +228,9 @@ def merge_summaries(summaries) -> ScoreSummary:
     if len(summaries) == 1:
         return first
     hours = np.concatenate([s.hours for s in summaries])
-    hours_u, counts = _sum_by_key(hours, np.concatenate([s.counts for s in summaries]))
-    _, sums = _sum_by_key(hours, np.concatenate([s.sums for s in summaries]))
-    hk, hc = _sum_by_key(np.concatenate([s.hist_keys for s in summaries]),
+    hours_u, counts = sum_by_key(hours, np.concatenate([s.counts for s in summaries]))
+    _, sums = sum_by_key(hours, np.concatenate([s.sums for s in summaries]))
+    hk, hc = sum_by_key(np.concatenate([s.hist_keys for s in summaries]),
                          np.concatenate([s.hist_counts for s in summaries]).astype("float64"))
     ex = None
     if all(s.exact is not None for s in summaries):
@@ -528,42 +520,21 @@ def _real_hours(start: np.ndarray, end: np.ndarray, tz: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
-# counts-only helpers (kept for callers that only need confusion counts)
+# counts-only tables (for callers that only need confusion counts: the backtest)
 # ---------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=4)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """A process-wide pool for splitting one array reduction over threads (NumPy releases the GIL)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="rapidseval-reduce")
-
-
-def _count_table(t_us, y_true, y_pred, w: Window, xp) -> tuple[np.ndarray, np.ndarray]:
-    """(window keys, (k, 4) code counts) of some rows, all windows between the extremes."""
-    codes = confusion_codes(y_true, y_pred, xp)  # int8
-    keys = w.keys(t_us, xp)
-    if int(keys.max()) < (1 << 22):
-        # small absolute keys (days, hours since 1970): count them in place, with no
-        # offset pass; bincount refuses negative keys, which take the general path
-        keys *= 4
-        keys += codes
-        try:
-            flat = _host(xp.bincount(keys)).reshape(-1, 4)
-        except ValueError:
-            keys -= codes
-            keys //= 4
-        else:
-            lo = int(np.argmax(flat.any(axis=1)))
-            return np.arange(lo, len(flat), dtype="int64"), flat[lo:]
-    idx, uniq, lo, groups = _group(keys, xp, max(int(t_us.shape[0]), 1 << 20))
-    table = _host(xp.bincount(idx * 4 + codes, minlength=4 * groups).reshape(groups, 4))
-    return (np.arange(groups, dtype="int64") + lo if uniq is None else _host(uniq)), table
+def _count_windows(t_us, y_true, y_pred, window: Window, xp) -> KeyedCounts:
+    """Confusion counts per window key of some rows (the windows that have rows)."""
+    codes = confusion_codes(y_true, y_pred, xp)
+    # the window keys are a fresh array: the engine may count in place in it
+    return count_by_key(window.keys(t_us, xp), codes, xp=xp, overwrite_keys=True)
 
 
 def window_counts(event_time, y_true, y_pred, *, window: str | Window, xp=np, threads: int = 1) -> pd.DataFrame:
     """Confusion counts per window of one partition (host pandas table).
 
     ``event_time`` is datetime64 or int64 microseconds since the epoch; returns
-    columns ``window`` (int64 key), ``tp``, ``fp``, ``fn``, ``tn``.  ``threads``
-    (NumPy only) splits the rows over threads and adds the counts.
+    columns ``window`` (int64 key), ``tp``, ``fp``, ``fn``, ``tn``, one row per window
+    that has rows.  ``threads`` (NumPy only) splits the rows over threads and adds the counts.
     """
     w = parse_window(window)
     t_us = _as_us(event_time, xp)
@@ -571,13 +542,12 @@ def window_counts(event_time, y_true, y_pred, *, window: str | Window, xp=np, th
     if n == 0:
         return pd.DataFrame({c: np.zeros(0, dtype="int64") for c in ("window", *COUNT_COLUMNS)})
     if xp is np and threads > 1 and n >= 2 * 500_000:
-        pieces = _split_rows(lambda t, y, p: _count_table(t, y, p, w, np), threads, t_us, y_true, y_pred)
-        keys, table = _sum_by_key(np.concatenate([k for k, _ in pieces]), np.concatenate([t for _, t in pieces]))
+        pieces = _split_rows(lambda t, y, p: _count_windows(t, y, p, w, np), threads, t_us, y_true, y_pred)
+        counted = KeyedCounts(*sum_by_key(np.concatenate([piece.keys for piece in pieces]),
+                                          np.concatenate([piece.counts for piece in pieces])))
     else:
-        keys, table = _count_table(t_us, y_true, y_pred, w, xp)
-    present = table.sum(axis=1) > 0
-    table, keys = table[present], keys[present]
-    return pd.DataFrame({"window": keys, "tp": table[:, 3], "fp": table[:, 1], "fn": table[:, 2], "tn": table[:, 0]})
+        counted = _count_windows(t_us, y_true, y_pred, w, xp)
+    return pd.DataFrame({"window": counted.keys, **{name: counted.column(name) for name in COUNT_COLUMNS}})
 
 
 def merge_window_counts(tables, by=("window",)) -> pd.DataFrame:
