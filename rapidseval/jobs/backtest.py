@@ -223,9 +223,8 @@ def _fold_task(plan: _ModelPlan, entries: dict[str, CachedMonth], fspec, backend
         raise RapidsEvalError(f"{where}: no usable training rows after cleaning")
     if model_cfg["max_train_rows"] is not None and len(train) > model_cfg["max_train_rows"]:
         train = train.sample(n=model_cfg["max_train_rows"], random_state=model_cfg["seed"])
-    model = make_model(be, model_cfg["kind"], model_cfg["params"], model_cfg["seed"])
-    if be.name == "cpu" and "n_jobs" in model.get_params():
-        model.set_params(n_jobs=1)  # folds run in parallel, one single-threaded forest each
+    # folds run in parallel, one single-threaded forest each
+    model = make_model(be, model_cfg["kind"], model_cfg["params"], model_cfg["seed"], n_jobs=1)
     t0 = time.perf_counter()
     try:
         fit(model, train[list(fspec.features)], train[fspec.target], be)

@@ -32,7 +32,7 @@ from ..spec import JobSpec, check_overrides_type, load_job, spec_hash
 from ..io.sources import redact_uri
 from ..metrics import COUNT_COLUMNS, add_metrics, learn_threshold
 from ..core.time import month_bounds
-from ..models import fit, make_model, predict_positive_proba
+from ..models import fit, make_model, predict_positive_proba, set_threads
 from .progress import Reporter
 from ..core.time import parse_delay_hours, parse_window, period_window_keys
 from ..replay import (
@@ -428,11 +428,10 @@ def _run_evaluation(spec: JobSpec, reporter: Reporter) -> RunResult:
                 fit_info[i] = {"train_months": list(train_months), "train_rows": int(len(train)), "train_seconds": round(seconds, 3)}
             del train, frames
         if be.name == "cpu":
+            # fitted on every core; scoring parallelises over parts (one per worker thread), and a
+            # forest that spawned its own threads inside a worker would oversubscribe the cores
             for m in models:
-                if "n_jobs" in m.get_params():
-                    # scoring parallelises over parts (one per worker thread); a forest that
-                    # spawned its own threads inside a worker would oversubscribe the cores
-                    m.set_params(n_jobs=1)
+                set_threads(m, 1)
         shared_models = ex.share(models)
 
         # -- thresholds learned on validation months, then frozen --------------------------
