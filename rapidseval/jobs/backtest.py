@@ -42,13 +42,14 @@ import pandas as pd
 
 from ..backend import get_backend
 from ..core.errors import DataError, RapidsEvalError, SpecError
+from ..core.time import month_from_index, month_index, months_between
 from ..io.feature_cache import CachedMonth, build_month, read_day_counts, read_month_features, write_atomic
 from ..metrics import COUNT_COLUMNS, add_metrics
 from ..models import make_model
 from .progress import Reporter
 from ..backtest._drift import DriftSignal, drift_signal, fit_reference
 from ..backtest._policies import POLICIES, DecisionContext, NeedScores, make_policy, periodic, static
-from ..backtest._split import Fold, month_index, month_name, months_between
+from ..backtest._split import Fold
 
 __all__ = ["run_backtest", "BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS"]
 
@@ -307,7 +308,7 @@ class _Walk:
         need, signals = set(), []
         for j in range(month_index(previous), month_index(origin)):
             try:
-                signals.append(self.drift(cur, month_name(j)))
+                signals.append(self.drift(cur, month_from_index(j)))
             except NeedScores as exc:
                 need |= exc.pairs
         if need:
@@ -326,7 +327,7 @@ class _Walk:
             else:
                 cur = self.plans[current]
                 last_labelled = month_index(origin) - 1 - self.bt.label_delay
-                labelled = tuple(month_name(j) for j in range(month_index(cur.fold.origin), last_labelled + 1))
+                labelled = tuple(month_from_index(j) for j in range(month_index(cur.fold.origin), last_labelled + 1))
 
                 def metrics(month, key=cur.key):
                     if (key, month) not in known:
@@ -376,7 +377,7 @@ def _spans(plans: list[_ModelPlan]) -> list[tuple[str, ...]]:
     for i, plan in enumerate(plans):
         if i + 1 < len(plans):
             lo, hi = month_index(plan.fold.origin), month_index(plans[i + 1].fold.origin)
-            out.append(tuple(month_name(j) for j in range(lo, hi)))
+            out.append(tuple(month_from_index(j) for j in range(lo, hi)))
         else:
             out.append(plan.fold.eval)
     return out
@@ -544,8 +545,8 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
                         block = max(bt.horizon, months_between(by_key[key].fold.origin, month))
                         missing.add((key, month))
                         for j in range(month_index(month) + 1, min(month_index(month) + block, last + 1)):
-                            if (key, month_name(j)) not in known:
-                                missing.add((key, month_name(j)))
+                            if (key, month_from_index(j)) not in known:
+                                missing.add((key, month_from_index(j)))
                     missing -= known
                 if len(results) == len(walks):
                     break

@@ -31,7 +31,7 @@ from ..features import FeatureSpec, PartStats, prepare, required_columns
 from ..spec import JobSpec, check_overrides_type, load_job, spec_hash
 from ..io.sources import redact_uri
 from ..metrics import COUNT_COLUMNS, add_metrics, learn_threshold
-from ..core.time import month_bounds
+from ..core.time import US_PER_HOUR, month_bounds, month_index
 from ..models import fit, make_model, predict_positive_proba, set_threads
 from .progress import Reporter
 from ..core.time import parse_delay_hours, parse_window, period_window_keys
@@ -163,8 +163,6 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
 def input_months(spec: JobSpec) -> list[str]:
     """The months a run of ``spec`` reads, in data order (what ``validate`` checks too)."""
     if spec.backtest is not None:
-        from ..backtest._split import month_index
-
         folds = spec.backtest.splitter().folds(spec.data.months)
         first = min(month_index(f.train_start) for f in folds)
         return [m for m in spec.data.months if month_index(m) >= first]
@@ -261,7 +259,7 @@ def _input_warnings(info, month: str, mapping, fspec: FeatureSpec) -> dict[str, 
     ranges = {canon: info.ranges[src] for canon, src in mapping.source_of.items() if src in info.ranges}
     rules = fspec.active_rules()
     lo, hi = (int(b.astype("int64")) for b in month_bounds(month))
-    period_end = hi + int(rules["outside_period"]["max_trip_hours"] * 3_600_000_000)
+    period_end = hi + int(rules["outside_period"]["max_trip_hours"] * US_PER_HOUR)
 
     def ts(us: int) -> str:
         return str(np.datetime64(int(us), "us").astype("datetime64[s]")).replace("T", " ")
@@ -545,7 +543,7 @@ def _replay_table(spec, model_specs, thresholds, summaries) -> tuple[pd.DataFram
         stream = merge_summaries([summaries[m][i] for m in rp.months])
         train = merge_summaries([summaries[m][i] for m in spec.train_months(ms)])
         # spill-over windows after the period appear only as far as rows reach them
-        spilled = parse_window(rp.window).keys(stream.hours[-1:] * 3_600_000_000) if len(stream.hours) else []
+        spilled = parse_window(rp.window).keys(stream.hours[-1:] * US_PER_HOUR) if len(stream.hours) else []
         fill_to = min(hi, max([last_in_period, *map(int, spilled)]))
         table = replay_frame(
             stream, fill_from=lo, fill_to=fill_to, trailing=rp.trailing, label_delay_hours=delay,
