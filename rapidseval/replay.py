@@ -101,18 +101,18 @@ class ScoreSummary:
         return {name: int(totals[CODES[name]]) for name in COUNT_COLUMNS}
 
 
-def _collapse_exact(w, p, y, c, xp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Sum counts ``c`` per distinct ``(window, score, label)``; host arrays sorted by that key."""
-    if int(w.shape[0]) == 0:
-        return (to_numpy(w).astype("int64"), to_numpy(p).astype("float64"), to_numpy(y).astype("int8"),
-                to_numpy(c).astype("int64"))
-    order = xp.lexsort(xp.stack([y, p, w]))
-    w, p, y, c = w[order], p[order], y[order], c[order]
-    new = xp.ones(int(w.shape[0]), dtype=bool)
-    new[1:] = (w[1:] != w[:-1]) | (p[1:] != p[:-1]) | (y[1:] != y[:-1])
-    total = xp.bincount(xp.cumsum(new) - 1, weights=c)
-    return (to_numpy(w[new]).astype("int64"), to_numpy(p[new]).astype("float64"), to_numpy(y[new]).astype("int8"),
-            to_numpy(total).astype("int64"))
+def _collapse_exact(window, score, label, count, xp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sum ``count`` per distinct ``(window, score, label)``; host arrays sorted by that key."""
+    if int(window.shape[0]) == 0:
+        return (to_numpy(window).astype("int64"), to_numpy(score).astype("float64"), to_numpy(label).astype("int8"),
+                to_numpy(count).astype("int64"))
+    order = xp.lexsort(xp.stack([label, score, window]))
+    window, score, label, count = window[order], score[order], label[order], count[order]
+    first_of_key = xp.ones(int(window.shape[0]), dtype=bool)
+    first_of_key[1:] = (window[1:] != window[:-1]) | (score[1:] != score[:-1]) | (label[1:] != label[:-1])
+    total = xp.bincount(xp.cumsum(first_of_key) - 1, weights=count)
+    return (to_numpy(window[first_of_key]).astype("int64"), to_numpy(score[first_of_key]).astype("float64"),
+            to_numpy(label[first_of_key]).astype("int8"), to_numpy(total).astype("int64"))
 
 
 def _as_us(event_time, xp):
