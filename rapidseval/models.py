@@ -99,7 +99,8 @@ def make_model(backend, kind: str, params: dict[str, Any], seed: int, *, n_jobs:
     Raises
     ------
     SpecError
-        An unknown kind, or a parameter the estimator refuses (its name or its value).
+        An unknown kind, or a parameter the estimator refuses: its name, or (on the CPU
+        backend, where a copy is fitted on a few rows) its value; cuML checks values when fitting.
     """
     try:
         builder = MODELS[kind]
