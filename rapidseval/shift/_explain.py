@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
+from ..core.time import US_PER_DAY, weekday
 from ._counts import DayCounts
 from ._stats import Dist, ks_statistic, missing_share
 from ._verdict import from_score
@@ -62,7 +63,6 @@ QUANTILES = (0.01, 0.5, 0.99)
 #: categories (or integer values) listed per alarmed feature, those whose share moved most
 TOP_CATEGORIES = 3
 
-_US_PER_DAY = 86_400_000_000
 _PAIR_COLUMNS = ["reference", "window", "window_start", "window_end", "feature"]
 
 
@@ -113,7 +113,7 @@ def explain(calculator, counts: Mapping, table: pd.DataFrame, *, pairs: pd.DataF
         if f not in counts or f not in calculator.refs_:
             continue
         c = counts[f]
-        lo, hi = (int(np.datetime64(pd.Timestamp(rec[k]).to_datetime64(), "us").astype("int64") // _US_PER_DAY)
+        lo, hi = (int(np.datetime64(pd.Timestamp(rec[k]).to_datetime64(), "us").astype("int64") // US_PER_DAY)
                   for k in ("window_start", "window_end"))
         a, b = np.searchsorted(c.day, [lo, hi], side="left")
         if b <= a:
@@ -122,8 +122,7 @@ def explain(calculator, counts: Mapping, table: pd.DataFrame, *, pairs: pd.DataF
         values, weights = part.values()
         win = Dist(values, np.asarray(weights).astype("int64"))
         days = part.days()
-        comp = np.bincount((days + 3) % 7, minlength=7)  # 1970-01-01 was a Thursday; 0 = Monday
-        ref = calculator._reference_for(f, comp)
+        ref = calculator.reference_for(f, np.bincount(weekday(np.asarray(days, dtype="int64")), minlength=7))
         info = calculator.refs_[f].info
         effect, measure, items = _items(ref, win, kind=info.kind, fill=info.fill_value,
                                         few_values=info.categorical_bins)
