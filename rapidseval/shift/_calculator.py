@@ -176,6 +176,15 @@ class _FeatureComparison:
 
 
 @dataclass(frozen=True)
+class _ShareTask:
+    """A share of a feature's windows and the reference they are compared with."""
+
+    comparison: _FeatureComparison
+    share: _Share
+    reference: Dist
+
+
+@dataclass(frozen=True)
 class _CalibrationBlock:
     """Reference days ``start:start + length`` left out, and the weekday multipliers that give
     the rest of the reference their weekday mix (:meth:`ShiftCalculator._mix`)."""
@@ -483,8 +492,9 @@ class ShiftCalculator:
         block_sizes = [_Sizes(_median_size(null.n_reference), _median_size(null.n_window)) for null in nulls]
         window_sizes = [self._window_sizes(r) for r in self.refs_.values()]
         with _pool(self._threads()) as pool:
-            sampling = list(pool.map(lambda a: _SamplingNull(self._sampling_null(a[0], a[1]), self._sampling_null(a[0], a[2])),
-                                     zip(self.refs_.values(), block_sizes, window_sizes)))
+            sampling = list(pool.map(lambda r, blocks_, window: _SamplingNull(self._sampling_null(r, blocks_),
+                                                                                self._sampling_null(r, window)),
+                                     self.refs_.values(), block_sizes, window_sizes))
         rows = []
         for (f, r), null, drawn, sizes, window in zip(self.refs_.items(), nulls, sampling, block_sizes, window_sizes):
             rows += [self._null_row(f, s, null, drawn, sizes, window, L) for s in r.statistics]
@@ -607,17 +617,17 @@ class ShiftCalculator:
     @staticmethod
     def _block_statistics(null: _BlockNull, r: _FeatureRef, grid: Grid, R, W, n_eff: float, weighted: bool) -> None:
         """Append every statistic of a block (counts ``W``) against its rest (``R``) to ``null``."""
-        dists = None
+        rest = block_dist = None
         for s in r.statistics:
             if s in GRID_STATISTICS:
                 null.values[s].append(grid_value(s, grid, R, W, n_eff, weighted=weighted))
                 continue
-            if dists is None:  # a statistic without a grid form: its Dist form on the two sides
+            if rest is None:  # a statistic without a grid form: its Dist form on the two sides
                 hr, hw = to_numpy(R), np.rint(to_numpy(W)).astype("int64")
                 nz = np.flatnonzero(hw)
-                ref = Dist(r.values, hr, n_eff=n_eff) if weighted else Dist(r.values, np.rint(hr).astype("int64"))
-                dists = (ref, Dist(r.values[nz], hw[nz]))
-            null.values[s].append(STATISTICS[s].value_of(dists[0], dists[1], r.info))
+                rest = Dist(r.values, hr, n_eff=n_eff) if weighted else Dist(r.values, np.rint(hr).astype("int64"))
+                block_dist = Dist(r.values[nz], hw[nz])
+            null.values[s].append(STATISTICS[s].value_of(rest, block_dist, r.info))
 
     # -- calculate --------------------------------------------------------------------------
     def calculate(self, counts: Mapping[str, DayCounts]) -> "ShiftResult":
@@ -657,10 +667,10 @@ class ShiftCalculator:
         todo = [(f, r, counts[f]) for f, r in self.refs_.items() if len(counts[f])]
         with _pool(self._threads()) as pool:
             comparisons = list(pool.map(lambda a: self._prepare_feature(*a), todo))
-            shares = [(share, comparison, self.reference_for(comparison.windows.feature, share.weekday_mix))
-                      for comparison in comparisons for share in comparison.windows.shares]
-            shares.sort(key=lambda t: -t[0].entries)
-            list(pool.map(lambda a: self._compare_share(a[1], a[2], a[0].windows), shares))
+            tasks = [_ShareTask(comparison, share, self.reference_for(comparison.windows.feature, share.weekday_mix))
+                     for comparison in comparisons for share in comparison.windows.shares]
+            tasks.sort(key=lambda task: -task.share.entries)
+            list(pool.map(lambda task: self._compare_share(task.comparison, task.reference, task.share.windows), tasks))
         return comparisons
 
     def _ks_p_values(self, columns: dict[str, np.ndarray]) -> None:

@@ -210,12 +210,21 @@ def count_days(day, columns: Mapping[str, Any], xp: Any = np, threads: int = 1) 
         # sorted features first, then the ranged dense ones, then the one-pass ones: the threads finish together
         rank = [2 if one_pass[i] else 1 if plans[i] is not None else 0 for i in range(len(items))]
         order = sorted(range(len(items)), key=lambda i: rank[i])
-        tasks = [(i, r) for i in order if not one_pass[i] for r in ranges] + [(i, days) for i in order if one_pass[i]]
-        counted = list(pool.map(lambda t: _count(t[1], values[t[0]][t[1].rows], np, plans[t[0]]), tasks))
+        tasks = ([_Piece(i, r) for i in order if not one_pass[i] for r in ranges]
+                 + [_Piece(i, days) for i in order if one_pass[i]])
+        counted = list(pool.map(lambda t: _count(t.days, values[t.feature][t.days.rows], np, plans[t.feature]), tasks))
     parts: dict[int, list[DayCounts]] = {}
-    for (i, _), c in zip(tasks, counted):
-        parts.setdefault(i, []).append(c)
+    for task, c in zip(tasks, counted):
+        parts.setdefault(task.feature, []).append(c)
     return {f: DayCounts.merge(parts[i]) for i, (f, _) in enumerate(items)}
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """What one thread of :func:`count_days` counts: a feature (its position) on a day range."""
+
+    feature: int
+    days: "_Days"
 
 
 #: a feature's rows are split across threads in day ranges of at least this many rows
