@@ -241,8 +241,8 @@ class _Serial:
         return False
 
     @staticmethod
-    def map(fn, items):
-        return map(fn, items)
+    def map(fn, *items):
+        return map(fn, *items)
 
 
 def _pool(threads: int):
