@@ -220,6 +220,16 @@ class _SamplingNull:
 
 
 @dataclass(frozen=True)
+class _TestNull:
+    """A (feature, statistic)'s null: its row of the null table (before the threshold), its
+    fit, and the reference days' finite scores."""
+
+    row: dict
+    fit: NullFit
+    null_scores: np.ndarray
+
+
+@dataclass(frozen=True)
 class _TestVerdict:
     """How one (feature, statistic) is judged: its fitted null and score threshold."""
 
@@ -495,11 +505,10 @@ class ShiftCalculator:
             sampling = list(pool.map(lambda r, blocks_, window: _SamplingNull(self._sampling_null(r, blocks_),
                                                                                 self._sampling_null(r, window)),
                                      self.refs_.values(), block_sizes, window_sizes))
-        rows = []
+        tests = []
         for (f, r), null, drawn, sizes, window in zip(self.refs_.items(), nulls, sampling, block_sizes, window_sizes):
-            rows += [self._null_row(f, s, null, drawn, sizes, window, L) for s in r.statistics]
-        self._judge_tests(rows)
-        return pd.DataFrame(rows, columns=NULL_COLUMNS)
+            tests += [self._test_null(f, s, null, drawn, sizes, window, L) for s in r.statistics]
+        return pd.DataFrame(self._judge_tests(tests), columns=NULL_COLUMNS)
 
     def _calibration_blocks(self, L: int) -> list[_CalibrationBlock]:
         """Every run of ``L`` consecutive reference days, a step apart, with its rest's weekday multipliers."""
@@ -508,10 +517,9 @@ class ShiftCalculator:
         return [_CalibrationBlock(i, self._mix(np.bincount(_weekdays(days[i:i + L]), minlength=7), np.arange(i, i + L)))
                 for i in starts]
 
-    def _null_row(self, f: str, s: str, null: _BlockNull, drawn: _SamplingNull, sizes: _Sizes, window: _Sizes,
-                  L: int) -> dict:
-        """A (feature, statistic)'s row of the null table, before its threshold (with its fit
-        and null scores, ``fit`` and ``z``, for :meth:`_judge_tests`)."""
+    def _test_null(self, f: str, s: str, null: _BlockNull, drawn: _SamplingNull, sizes: _Sizes, window: _Sizes,
+                   L: int) -> _TestNull:
+        """A (feature, statistic)'s fitted null and its row of the null table before the threshold."""
         n_ref, n_win = np.asarray(null.n_reference, dtype="float64"), np.asarray(null.n_window, dtype="float64")
         v = np.asarray(null.values[s], dtype="float64")
         z = scores(s, v, n_ref, n_win)
@@ -519,31 +527,32 @@ class ShiftCalculator:
         v = v[keep]
         fit = NullFit.of_sampling(z[keep], scores(s, drawn.at_block_sizes[s], sizes.n_reference, sizes.n_window),
                                   scores(s, drawn.at_window_sizes[s], window.n_reference, window.n_window))
-        return {"feature": f, "statistic": s,
-                "null_mean": float(v.mean()) if len(v) else np.nan,
-                "null_std": float(v.std(ddof=1)) if len(v) > 1 else np.nan,
-                "n_null": len(v), "block_days": L, "z": z[keep], "fit": fit,
-                "block_n_ref": float(n_ref[keep].mean()) if keep.any() else np.nan,
-                "block_n_win": float(n_win[keep].mean()) if keep.any() else np.nan}
+        row = {"feature": f, "statistic": s,
+               "null_mean": float(v.mean()) if len(v) else np.nan,
+               "null_std": float(v.std(ddof=1)) if len(v) > 1 else np.nan,
+               "n_null": len(v), "block_days": L,
+               "block_n_ref": float(n_ref[keep].mean()) if keep.any() else np.nan,
+               "block_n_win": float(n_win[keep].mean()) if keep.any() else np.nan}
+        return _TestNull(row, fit, z[keep])
 
-    def _judge_tests(self, rows: list[dict]) -> None:
+    def _judge_tests(self, tests: list[_TestNull]) -> list[dict]:
         """Each test's score threshold from its null (:attr:`threshold`), kept in
-        :attr:`verdict_`; its row gets the fit's moments and the threshold, as a score and in
-        the statistic's units for a typical reference day."""
-        n_tests = sum(row["fit"].ok for row in rows)
+        :attr:`verdict_`; the null table's rows, with the fit's moments and the threshold, as
+        a score and in the statistic's units for a typical reference day."""
+        n_tests = sum(test.fit.ok for test in tests)
         self.verdict_: dict[tuple[str, str], _TestVerdict] = {}
         self.alpha_test_ = self.threshold.test_level(n_tests)
-        for row in rows:
-            fit, z = row.pop("fit"), row.pop("z")
-            zt = self.threshold.score_threshold(fit, z, self.alpha_test_)
-            self.verdict_[(row["feature"], row["statistic"])] = _TestVerdict(fit, zt)
-            # the threshold a typical reference day faced
-            typical = self.threshold.window_thresholds(row["statistic"], zt, row["block_n_ref"], row["block_n_win"])
-            thr = float(typical.value)
-            floor = self.threshold.effect_floor(row["statistic"])
-            row.update(score_mean=fit.mean, score_std=fit.std, overdispersion=fit.overdispersion,
-                       score_threshold=float(typical.score), alpha_test=self.alpha_test_, n_tests=n_tests,
-                       threshold=max(thr, floor) if np.isfinite(thr) else thr)
+        rows = []
+        for test in tests:
+            fit, row, statistic = test.fit, test.row, test.row["statistic"]
+            zt = self.threshold.score_threshold(fit, test.null_scores, self.alpha_test_)
+            self.verdict_[(row["feature"], statistic)] = _TestVerdict(fit, zt)
+            typical = self.threshold.window_thresholds(statistic, zt, row["block_n_ref"], row["block_n_win"])
+            thr, floor = float(typical.value), self.threshold.effect_floor(statistic)
+            rows.append({**row, "score_mean": fit.mean, "score_std": fit.std, "overdispersion": fit.overdispersion,
+                         "score_threshold": float(typical.score), "alpha_test": self.alpha_test_, "n_tests": n_tests,
+                         "threshold": max(thr, floor) if np.isfinite(thr) else thr})
+        return rows
 
     def _window_sizes(self, r: _FeatureRef) -> _Sizes:
         """A typical compared window's size and its reference's, for the sampling null's shape:
