@@ -20,9 +20,9 @@ def _days(rng, first_day, days, shift=0.0, per_day=1_000):
 
 def test_options_map_to_threshold_objects():
     effects = {"ks": 0.02}
-    assert threshold_from_options("family", window_alarm_rate=0.05, min_effect=effects) == FamilyThreshold(0.05, effects)
+    assert threshold_from_options("family", window_alarm_rate=0.05, min_effect=effects) == FamilyThreshold(0.05, min_effect=effects)
     assert threshold_from_options("std", k_std=2.5) == StandardDeviationThreshold(std_multiplier=2.5)
-    assert threshold_from_options("quantile", quantile=0.9, min_effect=effects) == QuantileThreshold(0.9, effects)
+    assert threshold_from_options("quantile", quantile=0.9, min_effect=effects) == QuantileThreshold(0.9, min_effect=effects)
     assert ShiftCalculator().threshold == FamilyThreshold(window_alarm_rate=0.01)
     assert set(ALARM_METHODS) == {"family", "std", "quantile"}
 

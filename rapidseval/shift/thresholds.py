@@ -23,7 +23,7 @@ file's keys (``alarm``, ``window_alarm_rate``, ``k_std``, ``quantile``, ``min_ef
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Mapping
 
 import numpy as np
@@ -134,6 +134,7 @@ class FamilyThreshold(_WithMinEffect):
     """
 
     window_alarm_rate: float = 0.01
+    _: KW_ONLY
     min_effect: Mapping[str, float] | None = field(default=None)
 
     def __post_init__(self):
@@ -163,6 +164,7 @@ class StandardDeviationThreshold(_WithMinEffect):
     """
 
     std_multiplier: float = 3.0
+    _: KW_ONLY
     min_effect: Mapping[str, float] | None = field(default=None)
 
     def score_threshold(self, fit: NullFit, null_scores: np.ndarray, test_level: float) -> float:
@@ -182,6 +184,7 @@ class QuantileThreshold(_WithMinEffect):
     """
 
     quantile: float = 0.99
+    _: KW_ONLY
     min_effect: Mapping[str, float] | None = field(default=None)
 
     def __post_init__(self):
@@ -206,6 +209,7 @@ class ConstantThreshold(Threshold):
     """
 
     upper: float | Mapping[str, float] | None = None
+    _: KW_ONLY
     lower: float | Mapping[str, float] | None = None
 
     def __post_init__(self):
