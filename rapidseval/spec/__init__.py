@@ -567,12 +567,12 @@ class ShiftSpec(_Section):
         """The :class:`rapidseval.shift.ShiftCalculator` this section describes (``xp``: the
         backend's array module for its calibration; ``kinds``: the job's feature kinds,
         :meth:`FeaturesSpec.feature_kinds`)."""
-        from ..shift import ShiftCalculator
+        from ..shift import ShiftCalculator, threshold_from_options
 
+        threshold = threshold_from_options(self.alarm, window_alarm_rate=self.window_alarm_rate, k_std=self.k_std,
+                                           quantile=self.quantile, min_effect=self.min_effect)
         return ShiftCalculator(features, statistics=self.statistics, per_feature=self.per_feature, kinds=kinds,
-                               frequency=self.window, calendar=self.calendar, alarm=self.alarm,
-                               window_alarm_rate=self.window_alarm_rate, k_std=self.k_std,
-                               quantile=self.quantile, min_effect=self.min_effect, bins=self.bins,
+                               frequency=self.window, calendar=self.calendar, threshold=threshold, bins=self.bins,
                                fill_value=fill_value, alpha=self.alpha, xp=xp)
 
 
@@ -791,11 +791,11 @@ class DriftSpec(_Section):
     def calculator(self, features, fill_value: float = -1.0, xp=None, threads: int | None = None, kinds=None):
         """An unfitted :class:`rapidseval.shift.ShiftCalculator` with these settings (monthly windows;
         ``kinds``: the job's feature kinds, :meth:`FeaturesSpec.feature_kinds`)."""
-        from ..shift import ShiftCalculator
+        from ..shift import ShiftCalculator, threshold_from_options
 
-        return ShiftCalculator(features, statistics=self.statistics, kinds=kinds, frequency="M", alarm=self.alarm,
-                               window_alarm_rate=self.window_alarm_rate, k_std=self.k_std, quantile=self.quantile,
-                               min_effect=self.min_effect,
+        threshold = threshold_from_options(self.alarm, window_alarm_rate=self.window_alarm_rate, k_std=self.k_std,
+                                           quantile=self.quantile, min_effect=self.min_effect)
+        return ShiftCalculator(features, statistics=self.statistics, kinds=kinds, frequency="M", threshold=threshold,
                                fill_value=fill_value, xp=xp, threads=threads)
 
 
