@@ -108,7 +108,7 @@ class ShiftSpec(AlarmSpec):
                 raise ValueError(f"per_feature: unknown feature {feature!r}; choose from {FEATURES.choices()}")
             problem = statistic_problem(names, feature)
             if problem:
-                raise ValueError(f"per_feature: {problem}")
+                raise ValueError(problem)
             if len(set(names)) != len(names):
                 raise ValueError(f"per_feature: shift statistics for {feature} list a name twice")
         return v  # whether they suit the feature's kind (features.kinds): StudyJob._shift_kinds

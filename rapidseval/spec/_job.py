@@ -100,6 +100,13 @@ class StudyJob(JobSpec):
                                                                       "backtest section is given)")
     backtest: None = None
 
+    @field_validator("backtest", mode="before")
+    @classmethod
+    def _no_backtest(cls, v):
+        if v is not None:
+            raise ValueError("a study has no backtest section (kind: study); leave kind out or set kind: backtest")
+        return v
+
     @model_validator(mode="after")
     def _months_in_range(self):
         months = set(self.data.months)
@@ -200,7 +207,7 @@ class BacktestJob(JobSpec):
     replaces ``evaluation``). Its folds must fit the data period: :func:`rapidseval.jobs.checks.check_job`."""
 
     kind: Literal["backtest"] = Field("backtest", exclude=True, description="the job kind")
-    backtest: BacktestSpec
+    backtest: BacktestSpec = Field(..., description="the backtest (kind: backtest needs one, {} for the defaults)")
 
     @model_validator(mode="after")
     def _backtest_sections(self):

@@ -144,7 +144,7 @@ def load_job(job: str | Path | dict[str, Any] | JobSpec, overrides=None) -> JobS
     if isinstance(job, JobSpec):
         if not overrides:
             return job
-        raw = job.model_dump(mode="json")
+        raw = job.model_dump(mode="json", exclude_unset=True)  # what the job set: defaults stay defaults
     elif isinstance(job, dict):
         raw = job
     else:
