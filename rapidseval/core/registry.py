@@ -51,7 +51,7 @@ class Registry(Mapping[str, Any]):
         self.provider = provider
         self._registered: dict[str, Any] = {}
         self._provided: Mapping[str, Any] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def register(self, name: str, entry: Any = None) -> None:
         """Add ``name`` (with its ``entry``) to the choices."""
