@@ -14,6 +14,7 @@ import pytest
 
 import rapidseval
 from rapidseval import SpecError, load_job
+from rapidseval.jobs.checks import drift_calculator, splitter
 from rapidseval.backtest import POLICIES, MonthSplitter, drift_signal, fit_reference, register_policy
 from rapidseval.core.time import month_range
 from rapidseval.jobs.progress import Reporter
@@ -103,7 +104,7 @@ def test_job_files_validate():
     assert syn.backtest is not None and syn.data.source == "synthetic"
     real = load_job("jobs/backtest_2009_2020.yaml")
     assert real.data.source == "tlc" and real.data.start == "2009-01" and real.data.end == "2020-12"
-    folds = real.backtest.splitter().folds(real.data.months)
+    folds = splitter(real.backtest).folds(real.data.months)
     assert folds[0].train[0] >= "2009-01" and folds[-1].eval[-1] == "2020-12"
 
 
@@ -484,7 +485,7 @@ def test_drift_spec_errors_name_the_field_and_choices():
     with pytest.raises(SpecError, match="backtest.drift.threshold"):  # the old fixed threshold is gone
         load_job(job, ["backtest.drift.threshold=0.1"])
     spec = load_job(job, ["backtest.drift.statistics=[ks, psi]", "backtest.drift.min_effect={ks: 0.02}"])
-    calc = spec.backtest.drift.calculator(["trip_distance"])
+    calc = drift_calculator(spec.backtest.drift, ["trip_distance"])
     assert calc.statistics == ("ks", "psi") and calc.frequency == "M"
     assert calc.threshold == FamilyThreshold(min_effect={"ks": 0.02})
 

@@ -46,6 +46,7 @@ from ..core.time import month_from_index, month_index, months_between
 from ..io.feature_cache import CachedMonth, build_month, read_day_counts, read_month_features, write_atomic
 from ..metrics import COUNT_COLUMNS, add_metrics
 from ..models import make_model
+from .checks import drift_calculator, splitter
 from .progress import Reporter
 from ..backtest._drift import DriftSignal, drift_signal, fit_reference
 from ..backtest._policies import POLICIES, DecisionContext, NeedScores, make_policy, periodic, static
@@ -127,7 +128,8 @@ def _reference(work: str, model_key: str, train: list[CachedMonth], drift: _Drif
         # must not depend on the device (a threshold crossed on one backend and not the other
         # would change the whole walk); one thread, as the fold's forest: the workers already
         # use every core, one task each
-        calc = drift.spec.calculator(drift.features, drift.fill_value, threads=1, kinds=dict(drift.kinds))
+        calc = drift_calculator(drift.spec, drift.features, fill_value=drift.fill_value, threads=1,
+                                kinds=dict(drift.kinds))
         ref = fit_reference(per, calc, label=f"training months {train[0].month}..{train[-1].month}")
         with _REFERENCES_LOCK:
             while len(_REFERENCES) >= 2:  # a worker moves from model to model: keep the latest few
@@ -409,7 +411,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     if unknown:
         raise SpecError(f"backtest.drift.features: {', '.join(unknown)} not among the job's features "
                         f"({', '.join(fspec.features)})")
-    folds = bt.splitter().folds(spec.data.months)
+    folds = splitter(bt).folds(spec.data.months)
     truncated = [f.origin for f in folds if f.truncated]
     if truncated:
         reporter.log(f"horizon {bt.horizon} truncated at the data end ({spec.data.end}) for origin(s) "

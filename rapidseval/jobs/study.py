@@ -28,7 +28,8 @@ from ..backend import get_backend
 from ..cluster import open_executor
 from ..core.errors import DataError, RapidsEvalError, SpecError
 from ..features import FeatureSpec, PartStats, prepare, required_columns
-from ..spec import JobSpec, check_overrides_type, load_job, spec_hash
+from ..spec import JobSpec, check_overrides_type, spec_hash
+from .checks import load_job, shift_calculator, splitter
 from ..io.sources import redact_uri
 from ..metrics import COUNT_COLUMNS, add_metrics, learn_threshold
 from ..core.time import US_PER_HOUR, month_bounds, month_index
@@ -163,7 +164,7 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
 def input_months(spec: JobSpec) -> list[str]:
     """The months a run of ``spec`` reads, in data order (what ``validate`` checks too)."""
     if spec.backtest is not None:
-        folds = spec.backtest.splitter().folds(spec.data.months)
+        folds = splitter(spec.backtest).folds(spec.data.months)
         first = min(month_index(f.train_start) for f in folds)
         return [m for m in spec.data.months if month_index(m) >= first]
     wanted = set(spec.evaluated_months()) | set(spec.shift_months())
@@ -595,7 +596,8 @@ def _shift_plan(spec, fspec, inputs, xp=None):
     if sh is None:
         return None, None
     months = {sh.reference, *sh.compare}
-    acc = ShiftAccumulator(sh.calculator(fspec.features, fspec.fill_value, xp, kinds=spec.features.feature_kinds()),
+    acc = ShiftAccumulator(shift_calculator(sh, fspec.features, fill_value=fspec.fill_value, xp=xp,
+                                            kinds=spec.features.feature_kinds()),
                            sh.reference, list(sh.compare),
                            {m: len(inputs[m][1]) for m in months})
     return ShiftReduce(tuple(fspec.features), sh.time_column), acc
