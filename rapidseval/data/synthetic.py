@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from enum import IntEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..core.errors import SpecError
-from ..core.time import check_month
+from ..core.time import US_PER_SECOND, check_month
 
 __all__ = [
     "BLOCK_ROWS",
@@ -50,9 +51,7 @@ __all__ = [
 BLOCK_ROWS = 1 << 16
 FORMATS = ("parquet", "csv")
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
-_US = 1_000_000
 _MILES_TO_KM = 1.609344
-_N_UNIFORMS = 19
 
 _FLOAT_COLS = (
     "fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
@@ -544,166 +543,356 @@ def _plan_month(model: _Model, index: int, rows_per_month: int, seed: int,
     )
 
 
-def _block(model: _Model, plan: _MonthPlan, seed: int, b: int) -> dict[str, np.ndarray]:
-    """Generate rows ``[b*BLOCK_ROWS, ...)`` of a month as numpy columns."""
-    cal, tariff = model.cal, model.cal["tariff"]
-    lo = b * BLOCK_ROWS
-    n = max(min(plan.n, lo + BLOCK_ROWS) - lo, 0)
-    rng = _rng([seed, plan.index + 1, 1, b])
-    u = rng.random((_N_UNIFORMS, n))
-    z = rng.standard_normal((2, n))
+class _Uniform(IntEnum):
+    """Rows of a block's uniform draws, one per use (the order is part of the seeded output)."""
 
-    # pickup time: row j of a cell with k rows falls in the j-th of k equal slices
-    # of the hour (jittered stratification), so rows come out sorted
-    c0, c1 = np.searchsorted(plan.ends, [lo, lo + max(n - 1, 0)], side="right")
-    first = plan.ends[c0:c1 + 1] - plan.counts[c0:c1 + 1]
-    in_block = np.minimum(plan.ends[c0:c1 + 1], lo + n) - np.maximum(first, lo)
-    j = np.arange(lo, lo + n) - np.repeat(first, in_block) + u[0]
-    pick_s = np.repeat(plan.cell_start_s[c0:c1 + 1], in_block) + (
-        j * np.repeat(plan.cell_step_s[c0:c1 + 1], in_block)).astype(np.int64)
-    dh = np.repeat(plan.cell_dayhour[c0:c1 + 1], in_block)
-    fx = plan.effects
-    k = n if fx is None else int(np.searchsorted(pick_s, plan.change_s))
+    PICKUP_JITTER = 0
+    PICKUP_ZONE = 1
+    SAME_ZONE = 2
+    DROPOFF_GROUP = 3
+    DROPOFF_ZONE = 4
+    ZERO_DISTANCE = 5
+    RATE_CODE = 6
+    LONG_TRIP = 7
+    LONG_HOURS = 8
+    TOLL = 9
+    PASSENGERS = 10
+    CARD = 11
+    CASH_OUTCOME = 12  # paid, no charge or dispute
+    TIP_KIND = 13
+    VENDOR = 14
+    MISSING_CODES = 15
+    MISSING_CODE_CARD = 16
+    REFUND_OR_ZERO_FARE = 17
+    REFUND_PAYMENT = 18
 
-    # zones: pickup marginal; dropoff = same zone, or a group given the pickup group, then a zone
-    pu = model.pickup[None](u[1])
-    if k < n:
-        pick_alt, group_alt = model.with_effects(fx)
-        pu[k:] = pick_alt(u[1, k:])
-    pu += 1
-    gp = model.group[pu - 1]
-    gd_key = u[3] + gp
-    gd = model.dropoff_group[None](gd_key)
-    if k < n:
-        gd[k:] = group_alt(gd_key[k:])
-    gd -= gp * model.n_groups
-    do = model.order[model.dropoff(gd + u[4])] + 1
-    same = u[2] < model.same[gp]
-    do[same] = pu[same]
-    gd = model.group[do - 1]
-    pair = gp * model.n_groups + gd
 
-    # distance (log-normal by group pair) and duration (hour-dependent speed)
-    dcal, tcal = cal["distance"], cal["duration"]
-    mu = np.where(same, dcal["same_zone_mu"], model.d_mu[pair])
-    if k < n:
-        mu[k:] += fx.distance_log_shift
-    dist = np.exp(mu + np.where(same, dcal["same_zone_sigma"], model.d_sigma[pair]) * z[0])
-    dist = np.minimum(np.round(dist, 2), dcal["max_miles"])
-    dist[u[5] < dcal["zero_rate"]] = 0.0
-    log_d = np.log(np.maximum(dist, 0.01))
-    log_t = (model.log_a[dh] + log_d * (tcal["log_b"][0] + tcal["log_b"][1] * log_d)
-             + model.dur_sd[model.dur_bin(dist)] * z[1])
-    zero = np.flatnonzero(dist == 0.0)
-    log_t[zero] = tcal["zero_distance_log_mu"] + tcal["zero_distance_log_sigma"] * z[1][zero]
-    secs = np.exp(log_t)
-    if k < n:
-        secs[k:] *= fx.duration_factor
-    secs = np.maximum(np.rint(secs), 1.0)
+_N_UNIFORMS = len(_Uniform)
+_DISTANCE_NORMAL, _DURATION_NORMAL = 0, 1
 
-    # fares: the meter (1/5 mile when fast, a minute when slow), then the other rate codes
-    f = cal["fares"]
-    slow = np.maximum(secs * (1.0 / 60.0) - dist * (60.0 / f["meter_cruise_mph"]), 0.0)
-    units = np.floor(dist * tariff["units_per_mile"]) + np.floor(slow)
+
+class _PickupTimes(NamedTuple):
+    seconds: np.ndarray  # epoch seconds (naive wall clock), sorted
+    dayhour: np.ndarray  # weekend * 24 + hour
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One block of a month's rows: its random numbers, pickup times and where a change starts.
+
+    Attributes
+    ----------
+    uniform
+        ``(_N_UNIFORMS, rows)`` uniform draws; row :class:`_Uniform` ``X`` serves use ``X``.
+    normal
+        ``(2, rows)`` standard normal draws: distance, duration.
+    rng
+        The block's generator, for the draws that follow (negotiated fares, custom tips).
+    changed_from
+        Rows from here on are picked up after the scenario's change (``rows`` if none is).
+    """
+
+    model: _Model
+    plan: _MonthPlan
+    rows: int
+    uniform: np.ndarray
+    normal: np.ndarray
+    rng: np.random.Generator
+    pickup: _PickupTimes
+    changed_from: int
+
+    @property
+    def effects(self) -> Effects:
+        return self.plan.effects
+
+    @property
+    def changed(self) -> bool:
+        """Whether some rows are picked up after the change (then :attr:`effects` is set)."""
+        return self.changed_from < self.rows
+
+
+def _pickup_times(plan: _MonthPlan, first_row: int, rows: int, jitter: np.ndarray) -> _PickupTimes:
+    """Row j of a cell with k rows falls in the j-th of k equal slices of the hour
+    (jittered stratification), so rows come out sorted."""
+    c0, c1 = np.searchsorted(plan.ends, [first_row, first_row + max(rows - 1, 0)], side="right")
+    cells = slice(c0, c1 + 1)
+    cell_first_row = plan.ends[cells] - plan.counts[cells]
+    in_block = np.minimum(plan.ends[cells], first_row + rows) - np.maximum(cell_first_row, first_row)
+    slot = np.arange(first_row, first_row + rows) - np.repeat(cell_first_row, in_block) + jitter
+    seconds = np.repeat(plan.cell_start_s[cells], in_block) + (
+        slot * np.repeat(plan.cell_step_s[cells], in_block)).astype(np.int64)
+    return _PickupTimes(seconds, np.repeat(plan.cell_dayhour[cells], in_block))
+
+
+def _draw_block(model: _Model, plan: _MonthPlan, seed: int, block_index: int) -> _Block:
+    """The block's random numbers (seeded by month and block) and pickup times."""
+    first_row = block_index * BLOCK_ROWS
+    rows = max(min(plan.n, first_row + BLOCK_ROWS) - first_row, 0)
+    rng = _rng([seed, plan.index + 1, 1, block_index])
+    uniform = rng.random((_N_UNIFORMS, rows))
+    normal = rng.standard_normal((2, rows))
+    pickup = _pickup_times(plan, first_row, rows, uniform[_Uniform.PICKUP_JITTER])
+    changed_from = rows if plan.effects is None else int(np.searchsorted(pickup.seconds, plan.change_s))
+    return _Block(model, plan, rows, uniform, normal, rng, pickup, changed_from)
+
+
+@dataclass(frozen=True)
+class _Zones:
+    """Pickup and dropoff zone ids (1..265), their zone groups, and the group pair."""
+
+    pickup: np.ndarray
+    dropoff: np.ndarray
+    pickup_group: np.ndarray
+    dropoff_group: np.ndarray
+    pair: np.ndarray  # pickup group * n_groups + dropoff group
+    same: np.ndarray  # bool: the dropoff was drawn as the pickup zone itself
+
+
+def _zones(block: _Block) -> _Zones:
+    """Pickup from the zone marginal; dropoff the same zone, or a group given the pickup
+    group and then a zone in it."""
+    model, u, k = block.model, block.uniform, block.changed_from
+    pickup = model.pickup[None](u[_Uniform.PICKUP_ZONE])
+    if block.changed:
+        pickup_changed, group_changed = model.with_effects(block.effects)
+        pickup[k:] = pickup_changed(u[_Uniform.PICKUP_ZONE, k:])
+    pickup += 1
+    pickup_group = model.group[pickup - 1]
+    group_key = u[_Uniform.DROPOFF_GROUP] + pickup_group
+    drawn_group = model.dropoff_group[None](group_key)
+    if block.changed:
+        drawn_group[k:] = group_changed(group_key[k:])
+    drawn_group -= pickup_group * model.n_groups
+    dropoff = model.order[model.dropoff(drawn_group + u[_Uniform.DROPOFF_ZONE])] + 1
+    same = u[_Uniform.SAME_ZONE] < model.same[pickup_group]
+    dropoff[same] = pickup[same]
+    dropoff_group = model.group[dropoff - 1]
+    return _Zones(pickup, dropoff, pickup_group, dropoff_group, pickup_group * model.n_groups + dropoff_group, same)
+
+
+def _distances(block: _Block, zones: _Zones) -> np.ndarray:
+    """Trip miles: log-normal by group pair (own parameters within a zone), some zero."""
+    model, calibration = block.model, block.model.cal["distance"]
+    mu = np.where(zones.same, calibration["same_zone_mu"], model.d_mu[zones.pair])
+    if block.changed:
+        mu[block.changed_from:] += block.effects.distance_log_shift
+    sigma = np.where(zones.same, calibration["same_zone_sigma"], model.d_sigma[zones.pair])
+    miles = np.exp(mu + sigma * block.normal[_DISTANCE_NORMAL])
+    miles = np.minimum(np.round(miles, 2), calibration["max_miles"])
+    miles[block.uniform[_Uniform.ZERO_DISTANCE] < calibration["zero_rate"]] = 0.0
+    return miles
+
+
+def _durations(block: _Block, miles: np.ndarray) -> np.ndarray:
+    """Whole trip seconds (at least 1): log duration quadratic in log distance, hour-dependent speed."""
+    model, calibration = block.model, block.model.cal["duration"]
+    noise = block.normal[_DURATION_NORMAL]
+    log_miles = np.log(np.maximum(miles, 0.01))
+    log_seconds = (model.log_a[block.pickup.dayhour]
+                   + log_miles * (calibration["log_b"][0] + calibration["log_b"][1] * log_miles)
+                   + model.dur_sd[model.dur_bin(miles)] * noise)
+    zero = np.flatnonzero(miles == 0.0)
+    log_seconds[zero] = calibration["zero_distance_log_mu"] + calibration["zero_distance_log_sigma"] * noise[zero]
+    seconds = np.exp(log_seconds)
+    if block.changed:
+        seconds[block.changed_from:] *= block.effects.duration_factor
+    return np.maximum(np.rint(seconds), 1.0)
+
+
+class _Fares(NamedTuple):
+    fare: np.ndarray
+    rate_code: np.ndarray
+
+
+def _fares(block: _Block, zones: _Zones, miles: np.ndarray, seconds: np.ndarray) -> _Fares:
+    """The meter (1/5 mile when fast, a minute when slow), then the other rate codes."""
+    model, tariff, calibration = block.model, block.model.cal["tariff"], block.model.cal["fares"]
+    slow_minutes = np.maximum(seconds * (1.0 / 60.0) - miles * (60.0 / calibration["meter_cruise_mph"]), 0.0)
+    units = np.floor(miles * tariff["units_per_mile"]) + np.floor(slow_minutes)
     fare = tariff["initial"] + tariff["per_unit"] * units
-    rc = np.ones(n)
-    rc[u[6] < f["rate_code"]["negotiated"]] = 5.0
-    special = np.flatnonzero(model.special[pu] | model.special[do])
-    rc[special] = _special_rate_codes(model, pu[special], do[special], gp[special], gd[special],
-                                      u[6][special], rc[special])
-    odd = np.flatnonzero(rc != 1.0)
-    fare[odd] = _odd_fares(model, rc[odd], fare[odd], rng)
+    draw = block.uniform[_Uniform.RATE_CODE]
+    rate_code = np.ones(block.rows)
+    rate_code[draw < calibration["rate_code"]["negotiated"]] = 5.0
+    special = np.flatnonzero(model.special[zones.pickup] | model.special[zones.dropoff])
+    rate_code[special] = _special_rate_codes(
+        model, zones.pickup[special], zones.dropoff[special], zones.pickup_group[special],
+        zones.dropoff_group[special], draw[special], rate_code[special])
+    odd = np.flatnonzero(rate_code != 1.0)
+    fare[odd] = _odd_fares(model, rate_code[odd], fare[odd], block.rng)
+    return _Fares(fare, rate_code)
 
-    # a rare multi-hour trip (meter left running): the fare above used the ordinary duration
-    long_ = np.flatnonzero(u[7] < tcal["long_rate"])
-    lo_h, hi_h = tcal["long_hours"]
-    secs[long_] = np.rint(3600.0 * (lo_h + (hi_h - lo_h) * u[8][long_]))
 
-    extra = model.extra[dh]
-    rush = model.rush[dh[odd]]
-    extra[odd] = np.where(rc[odd] == 2.0, np.where(rush, tariff["jfk_rush_surcharge"], 0.0),
-                          np.where(rc[odd] == 5.0, 0.0, extra[odd]))
-    mta = np.full(n, tariff["mta_tax"])
-    improvement = np.full(n, tariff["improvement_surcharge"])
-    congestion = np.where(model.core[pu] | model.core[do], plan.congestion, 0.0 * plan.congestion)
-    airport = model.airport_fee[pu] if plan.airport_fee else None
-    tolls = np.where(u[9] < model.toll_p[pair], plan.toll, 0.0)
+def _stretch_long_trips(block: _Block, seconds: np.ndarray) -> None:
+    """A rare multi-hour trip (meter left running); its fare used the ordinary duration."""
+    calibration = block.model.cal["duration"]
+    long_trips = np.flatnonzero(block.uniform[_Uniform.LONG_TRIP] < calibration["long_rate"])
+    low_hours, high_hours = calibration["long_hours"]
+    seconds[long_trips] = np.rint(
+        3600.0 * (low_hours + (high_hours - low_hours) * block.uniform[_Uniform.LONG_HOURS][long_trips]))
 
-    # payment: card log-odds by zones, hour, distance, passengers, calendar trend
-    pc = model.passengers(u[10])
-    logit = (plan.card_offset + model.pay_pu[pu] + model.pay_do[do] + model.pay_dayhour[dh]
-             + model.pay_dist[model.pay_bin(dist)] + model.pay_pass[pc])
-    if k < n:
-        logit[k:] += fx.card_logit_shift
-    card = u[11] * (1.0 + np.exp(-logit)) < 1.0
-    pay = cal["payment"]
-    no_charge, dispute = pay["no_charge_share"], pay["no_charge_share"] + pay["dispute_share"]
-    payment = np.where(card, 1, np.where(u[12] < no_charge, 3, np.where(u[12] < dispute, 4, 2)))
 
-    # tips: card only (cash tips are not recorded): none, a preset % of the total, or custom
-    pre = fare + extra + mta + improvement + tolls + np.nan_to_num(congestion)
-    if airport is not None:
-        pre += airport
-    kind = model.tip_kind[None](u[13])
-    if k < n:
-        kind[k:] = model.tip_kinds(fx)(u[13, k:])
-    tip = np.round(model.tip_pct[kind] * pre, 2)
+@dataclass(frozen=True)
+class _Surcharges:
+    """Everything on the meter besides the fare and the tip (``airport`` None before its era)."""
+
+    extra: np.ndarray
+    mta_tax: np.ndarray
+    improvement: np.ndarray
+    tolls: np.ndarray
+    congestion: np.ndarray  # NaN before 2019
+    airport: np.ndarray | None
+
+    def optional(self) -> tuple[np.ndarray, ...]:
+        return () if self.airport is None else (self.airport,)
+
+
+def _surcharges(block: _Block, zones: _Zones, rate_code: np.ndarray) -> _Surcharges:
+    model, plan, tariff = block.model, block.plan, block.model.cal["tariff"]
+    dayhour = block.pickup.dayhour
+    extra = model.extra[dayhour]
+    odd = np.flatnonzero(rate_code != 1.0)
+    rush = model.rush[dayhour[odd]]
+    extra[odd] = np.where(rate_code[odd] == 2.0, np.where(rush, tariff["jfk_rush_surcharge"], 0.0),
+                          np.where(rate_code[odd] == 5.0, 0.0, extra[odd]))
+    return _Surcharges(
+        extra=extra,
+        mta_tax=np.full(block.rows, tariff["mta_tax"]),
+        improvement=np.full(block.rows, tariff["improvement_surcharge"]),
+        tolls=np.where(block.uniform[_Uniform.TOLL] < model.toll_p[zones.pair], plan.toll, 0.0),
+        congestion=np.where(model.core[zones.pickup] | model.core[zones.dropoff], plan.congestion,
+                            0.0 * plan.congestion),
+        airport=model.airport_fee[zones.pickup] if plan.airport_fee else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Payment:
+    passenger_codes: np.ndarray  # index into the calibration's passenger weights
+    card: np.ndarray  # bool
+    payment_type: np.ndarray  # TLC codes: 1 card, 2 cash, 3 no charge, 4 dispute (0 missing)
+
+
+def _payment(block: _Block, zones: _Zones, miles: np.ndarray) -> _Payment:
+    """Card log-odds by zones, hour, distance, passengers and calendar trend; the rest cash,
+    no charge or dispute."""
+    model, u = block.model, block.uniform
+    passenger_codes = model.passengers(u[_Uniform.PASSENGERS])
+    logit = (block.plan.card_offset + model.pay_pu[zones.pickup] + model.pay_do[zones.dropoff]
+             + model.pay_dayhour[block.pickup.dayhour] + model.pay_dist[model.pay_bin(miles)]
+             + model.pay_pass[passenger_codes])
+    if block.changed:
+        logit[block.changed_from:] += block.effects.card_logit_shift
+    card = u[_Uniform.CARD] * (1.0 + np.exp(-logit)) < 1.0
+    shares = model.cal["payment"]
+    no_charge, dispute = shares["no_charge_share"], shares["no_charge_share"] + shares["dispute_share"]
+    outcome = u[_Uniform.CASH_OUTCOME]
+    payment_type = np.where(card, 1, np.where(outcome < no_charge, 3, np.where(outcome < dispute, 4, 2)))
+    return _Payment(passenger_codes, card, payment_type)
+
+
+def _tips(block: _Block, fare: np.ndarray, charges: _Surcharges) -> np.ndarray:
+    """Tips of card trips: none, a preset share of the total, or custom (cash trips: see _block)."""
+    model, draw = block.model, block.uniform[_Uniform.TIP_KIND]
+    before_tip = (fare + charges.extra + charges.mta_tax + charges.improvement + charges.tolls
+                  + np.nan_to_num(charges.congestion))
+    if charges.airport is not None:
+        before_tip += charges.airport
+    kind = model.tip_kind[None](draw)
+    if block.changed:
+        kind[block.changed_from:] = model.tip_kinds(block.effects)(draw[block.changed_from:])
+    tip = np.round(model.tip_pct[kind] * before_tip, 2)
     custom = np.flatnonzero(kind == len(model.tip_pct) - 1)
-    tip[custom] = _custom_tips(cal["tips"], fare[custom], rng)
+    tip[custom] = _custom_tips(model.cal["tips"], fare[custom], block.rng)
+    return tip
 
-    # missing codes (from mid-2019), refunds and zero fares
-    codes = cal["codes"]
-    vendor = np.where(u[14] < codes["vendor1_share"], 1.0, 2.0)
-    sff = (u[14] < codes["vendor1_share"] * codes["store_and_fwd_y_vendor1"]).astype(np.int8)
-    passengers = pc.astype(np.float64)
-    missing = np.flatnonzero(u[15] < plan.missing_rate)
-    optional = () if airport is None else (airport,)
+
+@dataclass(frozen=True)
+class _TripCodes:
+    vendor: np.ndarray  # 1.0 / 2.0, NaN missing
+    store_and_fwd: np.ndarray  # int8 0 N, 1 Y, -1 missing
+    passengers: np.ndarray  # float, NaN missing
+
+
+def _trip_codes(block: _Block, fares: _Fares, charges: _Surcharges, payment: _Payment) -> _TripCodes:
+    """Vendor, store-and-forward flag and passengers; then blank the codes of a share of rows
+    (from mid-2019): these, the rate code, congestion and airport fees and the payment type,
+    in place, with a card drawn for them anew."""
+    calibration, u = block.model.cal["codes"], block.uniform
+    vendor = np.where(u[_Uniform.VENDOR] < calibration["vendor1_share"], 1.0, 2.0)
+    flag_y = u[_Uniform.VENDOR] < calibration["vendor1_share"] * calibration["store_and_fwd_y_vendor1"]
+    codes = _TripCodes(vendor, flag_y.astype(np.int8), payment.passenger_codes.astype(np.float64))
+    missing = np.flatnonzero(u[_Uniform.MISSING_CODES] < block.plan.missing_rate)
     if missing.size:
-        for col in (vendor, passengers, rc, congestion, *optional):
+        for col in (codes.vendor, codes.passengers, fares.rate_code, charges.congestion, *charges.optional()):
             col[missing] = np.nan
-        sff[missing] = -1
-        payment[missing] = 0
-        card[missing] = u[16][missing] < cal["tips"]["missing_code_card_prob"]
-    tip[~card] = 0.0
-    refund = np.flatnonzero(u[17] < f["negative_fare_rate"])
-    zero_fare = np.flatnonzero((u[17] >= f["negative_fare_rate"])
-                               & (u[17] < f["negative_fare_rate"] + f["zero_fare_rate"]))
-    if refund.size or zero_fare.size:
-        tip[refund] = tip[zero_fare] = 0.0
-        for col in (fare, extra, mta, improvement, tolls, congestion, *optional):
-            col[refund] = -col[refund]
-        for col in (fare, extra, mta, tolls):
-            col[zero_fare] = 0.0
-        ok = refund[payment[refund] != 0]
-        payment[ok] = np.where(u[18][ok] < 0.6, 3, 4)
-    total = fare + extra + mta + tip + tolls + improvement + np.nan_to_num(congestion)
-    if airport is not None:
-        total += np.nan_to_num(airport)
+        codes.store_and_fwd[missing] = -1
+        payment.payment_type[missing] = 0
+        payment.card[missing] = u[_Uniform.MISSING_CODE_CARD][missing] < block.model.cal["tips"]["missing_code_card_prob"]
+    return codes
 
-    pick_us = pick_s * _US
-    cols: dict[str, np.ndarray] = {
-        "VendorID": vendor,
-        "tpep_pickup_datetime": pick_us.view("datetime64[us]"),
-        "tpep_dropoff_datetime": (pick_us + secs.astype(np.int64) * _US).view("datetime64[us]"),
-        "passenger_count": passengers,
-        "trip_distance": dist,
-        "RatecodeID": rc,
-        "store_and_fwd_flag": sff,
-        "PULocationID": pu,
-        "DOLocationID": do,
-        "payment_type": payment,
-        "fare_amount": fare,
-        "extra": extra,
-        "mta_tax": mta,
+
+def _refunds_and_zero_fares(block: _Block, fare: np.ndarray, charges: _Surcharges, tip: np.ndarray,
+                            payment_type: np.ndarray) -> None:
+    """Refunds (every amount negated, no tip) and zero fares, in place."""
+    rates, draw = block.model.cal["fares"], block.uniform[_Uniform.REFUND_OR_ZERO_FARE]
+    refund = np.flatnonzero(draw < rates["negative_fare_rate"])
+    zero_fare = np.flatnonzero((draw >= rates["negative_fare_rate"])
+                               & (draw < rates["negative_fare_rate"] + rates["zero_fare_rate"]))
+    if not (refund.size or zero_fare.size):
+        return
+    tip[refund] = tip[zero_fare] = 0.0
+    for col in (fare, charges.extra, charges.mta_tax, charges.improvement, charges.tolls, charges.congestion,
+                *charges.optional()):
+        col[refund] = -col[refund]
+    for col in (fare, charges.extra, charges.mta_tax, charges.tolls):
+        col[zero_fare] = 0.0
+    paid = refund[payment_type[refund] != 0]
+    payment_type[paid] = np.where(block.uniform[_Uniform.REFUND_PAYMENT][paid] < 0.6, 3, 4)
+
+
+def _block(model: _Model, plan: _MonthPlan, seed: int, block_index: int) -> dict[str, np.ndarray]:
+    """Generate rows ``[block_index*BLOCK_ROWS, ...)`` of a month as numpy columns."""
+    block = _draw_block(model, plan, seed, block_index)
+    zones = _zones(block)
+    miles = _distances(block, zones)
+    seconds = _durations(block, miles)
+    fares = _fares(block, zones, miles, seconds)
+    _stretch_long_trips(block, seconds)
+    charges = _surcharges(block, zones, fares.rate_code)
+    payment = _payment(block, zones, miles)
+    tip = _tips(block, fares.fare, charges)
+    codes = _trip_codes(block, fares, charges, payment)
+    tip[~payment.card] = 0.0  # cash tips are not recorded
+    _refunds_and_zero_fares(block, fares.fare, charges, tip, payment.payment_type)
+    total = (fares.fare + charges.extra + charges.mta_tax + tip + charges.tolls + charges.improvement
+             + np.nan_to_num(charges.congestion))
+    if charges.airport is not None:
+        total += np.nan_to_num(charges.airport)
+
+    pickup_us = block.pickup.seconds * US_PER_SECOND
+    columns: dict[str, np.ndarray] = {
+        "VendorID": codes.vendor,
+        "tpep_pickup_datetime": pickup_us.view("datetime64[us]"),
+        "tpep_dropoff_datetime": (pickup_us + seconds.astype(np.int64) * US_PER_SECOND).view("datetime64[us]"),
+        "passenger_count": codes.passengers,
+        "trip_distance": miles,
+        "RatecodeID": fares.rate_code,
+        "store_and_fwd_flag": codes.store_and_fwd,
+        "PULocationID": zones.pickup,
+        "DOLocationID": zones.dropoff,
+        "payment_type": payment.payment_type,
+        "fare_amount": fares.fare,
+        "extra": charges.extra,
+        "mta_tax": charges.mta_tax,
         "tip_amount": tip,
-        "tolls_amount": tolls,
-        "improvement_surcharge": improvement,
+        "tolls_amount": charges.tolls,
+        "improvement_surcharge": charges.improvement,
         "total_amount": np.round(total, 2),
-        "congestion_surcharge": congestion,
+        "congestion_surcharge": charges.congestion,
     }
-    if airport is not None:
-        cols["airport_fee"] = airport
-    return cols
+    if charges.airport is not None:
+        columns["airport_fee"] = charges.airport
+    return columns
 
 
 def _special_rate_codes(model: _Model, pu: np.ndarray, do: np.ndarray, gp: np.ndarray, gd: np.ndarray,
