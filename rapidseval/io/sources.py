@@ -25,7 +25,7 @@ import re
 import struct
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import fsspec
@@ -242,28 +242,41 @@ def storage_options_for(
     proto = protocol_of(uri)
     attempts = _max_attempts(opts, proto)
     if proto == "s3":
-        config = dict(opts.pop("config_kwargs", None) or {})
-        config.setdefault("connect_timeout", connect)
-        config.setdefault("read_timeout", read)
-        config.setdefault("retries", {"max_attempts": attempts, "mode": "standard"})
-        opts["config_kwargs"] = config
-        client = opts.get("client_kwargs")
-        if isinstance(client, Mapping) and "endpoint_url" in client and "endpoint_url" not in opts:
-            client = dict(client)
-            opts["endpoint_url"] = client.pop("endpoint_url")
-            opts["client_kwargs"] = client
-    elif proto in ("http", "https"):
-        import aiohttp
-
-        client = dict(opts.pop("client_kwargs", None) or {})
-        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read))
-        opts["client_kwargs"] = client
+        return uri, _s3_options(opts, connect_timeout=connect, read_timeout=read, max_attempts=attempts)
+    if proto in ("http", "https"):
+        opts = _http_options(opts, connect_timeout=connect, read_timeout=read)
         if cache_dir:
             return f"simplecache::{uri}", {
                 "simplecache": {"cache_storage": os.path.abspath(os.path.expanduser(cache_dir))},
                 proto: opts,
             }
     return uri, opts
+
+
+def _s3_options(opts: dict[str, Any], *, connect_timeout: float, read_timeout: float, max_attempts: int) -> dict[str, Any]:
+    """s3fs options: botocore's timeouts and standard retries (unless the job set them), and a
+    ``client_kwargs.endpoint_url`` lifted to s3fs's own ``endpoint_url``."""
+    config = dict(opts.pop("config_kwargs", None) or {})
+    config.setdefault("connect_timeout", connect_timeout)
+    config.setdefault("read_timeout", read_timeout)
+    config.setdefault("retries", {"max_attempts": max_attempts, "mode": "standard"})
+    opts["config_kwargs"] = config
+    client = opts.get("client_kwargs")
+    if isinstance(client, Mapping) and "endpoint_url" in client and "endpoint_url" not in opts:
+        client = dict(client)
+        opts["endpoint_url"] = client.pop("endpoint_url")
+        opts["client_kwargs"] = client
+    return opts
+
+
+def _http_options(opts: dict[str, Any], *, connect_timeout: float, read_timeout: float) -> dict[str, Any]:
+    """HTTPFileSystem options: aiohttp's connect and read timeouts (unless the job set one)."""
+    import aiohttp
+
+    client = dict(opts.pop("client_kwargs", None) or {})
+    client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout))
+    opts["client_kwargs"] = client
+    return opts
 
 
 def _cached_copy(uri: str, options: Mapping[str, Any] | None, cache_dir: str, month: str | None) -> str:
@@ -606,7 +619,6 @@ def inspect_input(
         Not a Parquet file, corrupt or truncated footer.
     """
     fs, path = open_fs(uri, storage_options, cache_dir=cache_dir, month=month)
-    where = f"{redact_uri(uri)} ({month})"
     try:
         size = fs.size(path)
         if size is None:
@@ -614,34 +626,13 @@ def inspect_input(
         size = int(size)
         kind = detect_format(uri, fmt)
         with fs.open(path, "rb", **open_kwargs(fs, size)) as f:
-            if kind is None:
-                f.seek(max(size - 4, 0))
-                kind = "parquet" if f.read(4) == b"PAR1" else "csv"
+            kind = kind or _sniff_format(f, size)
             if size == 0:
                 rows = 0 if kind == "parquet" else None
                 return InputInfo(uri, month, kind, 0, rows, _fingerprint(b"\0" * 8), (), (), cache_dir)
             if kind == "parquet":
-                footer, meta = parquet_footer(f, size, where=where)
-                ranges, zones = _footer_ranges(meta)
-                return InputInfo(
-                    uri=uri,
-                    month=month,
-                    format="parquet",
-                    bytes=size,
-                    rows=int(meta.num_rows),
-                    fingerprint=_fingerprint(struct.pack("<Q", size), footer),
-                    columns=tuple(meta.schema.to_arrow_schema().names),
-                    row_groups=tuple(int(meta.row_group(i).num_rows) for i in range(meta.num_row_groups)),
-                    cache_dir=cache_dir,
-                    ranges=ranges,
-                    time_zones=zones,
-                )
-            head = f.read(min(size, _CSV_SAMPLE))
-            if size > _CSV_SAMPLE:
-                f.seek(max(size - _CSV_SAMPLE, _CSV_SAMPLE))
-                tail = f.read()
-            else:
-                tail = b""
+                return _inspect_parquet(f, size, uri=uri, month=month, cache_dir=cache_dir)
+            head, tail = _csv_ends(f, size)
         with fs.open(path, "rb", compression="infer", **open_kwargs(fs, size)) as f:
             columns = tuple(read_csv_header(f))
         fingerprint = _fingerprint(struct.pack("<Q", size), head, tail)
@@ -650,3 +641,42 @@ def inspect_input(
         raise
     except Exception as exc:
         raise source_error(exc, uri, month, "inspect") from exc
+
+
+def _sniff_format(f, size: int) -> str:
+    """``"parquet"`` if the file open as ``f`` ends in Parquet's magic, else ``"csv"``."""
+    f.seek(max(size - 4, 0))
+    return "parquet" if f.read(4) == b"PAR1" else "csv"
+
+
+def _inspect_parquet(f, size: int, *, uri: str, month: str, cache_dir: str | None) -> InputInfo:
+    """What the footer of the Parquet file open as ``f`` says: rows, columns, row groups, ranges."""
+    footer, meta = parquet_footer(f, size, where=f"{redact_uri(uri)} ({month})")
+    ranges, zones = _footer_ranges(meta)
+    return InputInfo(
+        uri=uri,
+        month=month,
+        format="parquet",
+        bytes=size,
+        rows=int(meta.num_rows),
+        fingerprint=_fingerprint(struct.pack("<Q", size), footer),
+        columns=tuple(meta.schema.to_arrow_schema().names),
+        row_groups=tuple(int(meta.row_group(i).num_rows) for i in range(meta.num_row_groups)),
+        cache_dir=cache_dir,
+        ranges=ranges,
+        time_zones=zones,
+    )
+
+
+class _FileEnds(NamedTuple):
+    head: bytes
+    tail: bytes  # empty when the head holds the whole file
+
+
+def _csv_ends(f, size: int) -> _FileEnds:
+    """The first and last MiB of the file open as ``f`` (what a CSV's fingerprint hashes)."""
+    head = f.read(min(size, _CSV_SAMPLE))
+    if size <= _CSV_SAMPLE:
+        return _FileEnds(head, b"")
+    f.seek(max(size - _CSV_SAMPLE, _CSV_SAMPLE))
+    return _FileEnds(head, f.read())
