@@ -5,8 +5,10 @@ embedded ``calibration.json``.  This module re-derives that file from the real
 yellow-taxi samples (2018 monthly samples, an October 2021 sample and a 2022
 BigQuery export), so every number can be traced back to data::
 
-    python tools/calibrate.py /work/shared/data/tlc-real \\
-        rapidseval/data/calibration.json
+    python tools/calibrate.py SAMPLES_DIR OUT_JSON
+
+``SAMPLES_DIR`` holds the real sample Parquet files; ``OUT_JSON`` is the file to
+write (``rapidseval/data/calibration.json`` replaces the embedded calibration).
 
 What is fitted (and what is a published fact rather than a fit) is listed in
 the ``"notes"`` entry of the output.
@@ -24,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["calibrate", "load_samples", "main"]
+
+USAGE = "usage: python tools/calibrate.py SAMPLES_DIR OUT_JSON"
 
 #: Borough of each TLC taxi zone 1..265, one letter per zone, from TLC's
 #: ``taxi_zone_lookup.csv``: E=EWR, Q=Queens, X=Bronx, M=Manhattan,
@@ -486,8 +490,11 @@ def calibrate(directory: str | Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python tools/calibrate.py SAMPLES_DIR OUT_JSON``."""
     args = sys.argv[1:] if argv is None else argv
+    if args in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if len(args) != 2:
-        print("usage: python tools/calibrate.py SAMPLES_DIR OUT_JSON", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     cal = calibrate(args[0])
     text = json.dumps(cal, separators=(",", ":"))
