@@ -181,7 +181,8 @@ def replay_f1_plot(run: RunTables) -> list[Plot]:
     for model_index, model in enumerate(models):
         rows = _of_model(replay, model)
         when, color = rows["window_start"], _COLORS[model_index]
-        ax.plot(when, _num(rows["f1"]), "o", ms=3, color=color, alpha=0.8, label=_label(model, f"F1 per {_window_name(rows)}", several))
+        ax.plot(when, _num(rows["f1"]), "o", ms=3, color=color, alpha=0.8,
+                label=_label(model, f"F1 per {_window_name(rows)}", several))
         if {"f1_low", "f1_high"} <= set(rows.columns):
             ax.fill_between(when, _num(rows["f1_low"]), _num(rows["f1_high"]), color=color, alpha=0.15, step=None,
                             label=_label(model, "95% band", several))
@@ -256,7 +257,8 @@ _PROBA_METRICS = (("roc_auc", "ROC AUC (0-1)"), ("log_loss", "log loss (nats per
 
 def replay_proba_plot(run: RunTables) -> list[Plot]:
     replay = _replay_rows(run)
-    metrics = [(color, label) for color, label in _PROBA_METRICS if color in replay.columns and replay[color].notna().any()]
+    metrics = [(column, label) for column, label in _PROBA_METRICS
+               if column in replay.columns and replay[column].notna().any()]
     if replay.empty or not metrics:
         return []
     models = _models(replay)
@@ -294,7 +296,8 @@ def score_distribution_plot(run: RunTables) -> list[Plot]:
     ax = fig.subplots()
     for quantile_index, quantile in enumerate(quantiles):
         color = _COLORS[quantile_index]
-        ax.plot(rows["window_start"], _num(rows[f"proba_{quantile}"]), "o-", ms=3, color=color, label=f"{quantile} of scores per window")
+        ax.plot(rows["window_start"], _num(rows[f"proba_{quantile}"]), "o-", ms=3, color=color,
+                label=f"{quantile} of scores per window")
         if f"train_proba_{quantile}" in rows.columns and rows[f"train_proba_{quantile}"].notna().any():
             ax.axhline(float(_num(rows[f"train_proba_{quantile}"])[0]), color=color, ls=":", label=f"{quantile} on training data")
     ax.set_ylabel("predicted probability of the positive class (0-1)")
@@ -317,7 +320,8 @@ def delta_plot(run: RunTables) -> list[Plot]:
     ax = fig.subplots()
     for model_index, model in enumerate(models[1:], start=1):
         rows = _of_model(replay, model)
-        ax.plot(rows["window_start"], _num(rows["delta_f1"]), "o-", ms=3, color=_COLORS[model_index], label=f"{model} − {models[0]}")
+        ax.plot(rows["window_start"], _num(rows["delta_f1"]), "o-", ms=3, color=_COLORS[model_index],
+                label=f"{model} − {models[0]}")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("F1 difference (points of F1)")
     ax.grid(alpha=0.3)
