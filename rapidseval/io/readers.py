@@ -101,19 +101,20 @@ def plan_parts(
     opts = dict(storage_options or {})
     cache_dir = info.cache_dir if cache_dir is None else cache_dir
     if info.format != "parquet" or not info.row_groups:
-        return [Part(info.uri, info.month, info.format, None, opts, 0, info.rows, cache_dir)]
-    groups: list[tuple[list[int], int]] = []
-    current: list[int] = []
-    rows = 0
-    for i, n in enumerate(info.row_groups):
-        if current and rows + n > target_rows:
-            groups.append((current, rows))
-            current, rows = [], 0
-        current.append(i)
-        rows += n
-    groups.append((current, rows))
+        return [Part(info.uri, info.month, info.format, row_groups=None, storage_options=opts, index=0, rows=info.rows,
+                     cache_dir=cache_dir)]
+    runs: list[list[int]] = [[]]  # consecutive row-group indices, one list per part
+    run_rows = [0]
+    for group, group_rows in enumerate(info.row_groups):
+        if runs[-1] and run_rows[-1] + group_rows > target_rows:
+            runs.append([])
+            run_rows.append(0)
+        runs[-1].append(group)
+        run_rows[-1] += group_rows
     return [
-        Part(info.uri, info.month, "parquet", tuple(rgs), opts, k, n, cache_dir) for k, (rgs, n) in enumerate(groups)
+        Part(info.uri, info.month, "parquet", row_groups=tuple(run), storage_options=opts, index=index, rows=rows,
+             cache_dir=cache_dir)
+        for index, (run, rows) in enumerate(zip(runs, run_rows))
     ]
 
 
