@@ -325,41 +325,51 @@ def read_sample(part: Part, columns: Sequence[str] | Mapping[str, Sequence[str]]
     columns = {c: list(columns[c]) for c in names} if isinstance(columns, Mapping) else names
     fs, path = open_fs(part.uri, part.storage_options, cache_dir=part.cache_dir, month=part.month)
     shown = redact_uri(part.uri)
-    where = f"{shown} ({part.month})"
     try:
         size = int(fs.size(path))
         if size == 0:
             return empty_canonical_table(columns)
         if part.fmt == "parquet":
             with fs.open(path, "rb", **open_kwargs(fs, size)) as f:
-                try:
-                    pf = pq.ParquetFile(f)
-                    mapping = map_columns(pf.schema_arrow.names, path=shown, month=part.month)
-                    check_columns(mapping, columns, path=shown, month=part.month)
-                    wanted = mapping.source_names(columns)
-                    groups = list(part.row_groups) if part.row_groups is not None else list(range(pf.num_row_groups))
-                    batch = next(pf.iter_batches(batch_size=max_rows, row_groups=groups[:1], columns=wanted), None) \
-                        if groups else None
-                except (DataError, SchemaError):
-                    raise
-                except Exception as exc:
-                    if _is_decode_error(exc):
-                        raise DataError(f"{where}: cannot decode Parquet data, corrupt or truncated? ({_short(exc)})") from exc
-                    raise
-            table = (pa.Table.from_batches([batch]) if batch is not None
-                     else pf.schema_arrow.empty_table().select(wanted))
-            return to_canonical(table, mapping, columns, path=shown, month=part.month)
+                return _parquet_sample(f, part, columns, shown, max_rows=max_rows)
         with fs.open(path, "rb", compression="infer", **open_kwargs(fs, size)) as f:
-            head = f.read(max_bytes + 1)
-        if len(head) > max_bytes:
-            head = head[:max_bytes]
-            head = head[: head.rfind(b"\n") + 1] if b"\n" in head else head
+            head = _complete_lines(f, max_bytes)
         read = _read_csv_stream(io.BytesIO(head), part, columns, shown, use_threads=False)
     except (DataError, SchemaError, SourceError, SpecError):
         raise
     except Exception as exc:
         raise source_error(exc, part.uri, part.month) from exc
     return _csv_canonical(read, part, columns, shown)
+
+
+def _parquet_sample(f, part: Part, columns, shown: str, *, max_rows: int) -> pa.Table:
+    """At most ``max_rows`` rows of the part's first row group (of the Parquet file open as ``f``), canonical."""
+    try:
+        parquet = pq.ParquetFile(f)
+        mapping = map_columns(parquet.schema_arrow.names, path=shown, month=part.month)
+        check_columns(mapping, columns, path=shown, month=part.month)
+        wanted = mapping.source_names(columns)
+        groups = list(part.row_groups) if part.row_groups is not None else list(range(parquet.num_row_groups))
+        batch = next(parquet.iter_batches(batch_size=max_rows, row_groups=groups[:1], columns=wanted), None) \
+            if groups else None
+    except (DataError, SchemaError):
+        raise
+    except Exception as exc:
+        if _is_decode_error(exc):
+            raise DataError(f"{shown} ({part.month}): cannot decode Parquet data, corrupt or truncated? "
+                            f"({_short(exc)})") from exc
+        raise
+    table = pa.Table.from_batches([batch]) if batch is not None else parquet.schema_arrow.empty_table().select(wanted)
+    return to_canonical(table, mapping, columns, path=shown, month=part.month)
+
+
+def _complete_lines(f, max_bytes: int) -> bytes:
+    """The first ``max_bytes`` of the file open as ``f``, cut after its last complete line (all of a shorter file)."""
+    head = f.read(max_bytes + 1)
+    if len(head) > max_bytes:
+        head = head[:max_bytes]
+        head = head[: head.rfind(b"\n") + 1] if b"\n" in head else head
+    return head
 
 
 def _csv_error(exc: Exception, where: str, names: list[str], columns, mapping) -> DataError:
