@@ -521,7 +521,8 @@ class _KeptRows:
 def _kept_rows(part: _PartColumns, codes, feature_names: Sequence[str]) -> _KeptRows:
     """Input columns of the rows kept so far, and their features."""
     xp = part.xp
-    kept = {k: v[codes == 0] for k, v in part.columns.items()}
+    keep = codes == 0
+    kept = {k: v[keep] for k, v in part.columns.items()}
     features: dict[str, Any] = {}
     for name in feature_names:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # overflow is a counted drop
