@@ -236,3 +236,10 @@ def test_rules_and_guards_identical_on_gpu():
         gpu_frame, gpu_stats = prepare(gpu.xdf.from_pandas(frame), spec, month="2020-03", backend=gpu)
         assert gpu_stats.to_dict() == cpu_stats.to_dict()
         pd.testing.assert_frame_equal(cpu_frame, gpu_frame.to_pandas(), check_exact=True)
+
+
+def test_every_rule_has_one_test_or_judges_the_features():
+    """Each rule but the feature guard is a row test on the input columns; the guard judges the features."""
+    from rapidseval.features import _ROW_TESTS
+
+    assert set(_ROW_TESTS) == set(DROP_RULES) - {"feature_not_finite"}

@@ -5,8 +5,10 @@ embedded ``calibration.json``.  This module re-derives that file from the real
 yellow-taxi samples (2018 monthly samples, an October 2021 sample and a 2022
 BigQuery export), so every number can be traced back to data::
 
-    python tools/calibrate.py /work/shared/data/tlc-real \\
-        rapidseval/data/calibration.json
+    python tools/calibrate.py SAMPLES_DIR OUT_JSON
+
+``SAMPLES_DIR`` holds the real sample Parquet files; ``OUT_JSON`` is the file to
+write (``rapidseval/data/calibration.json`` replaces the embedded calibration).
 
 What is fitted (and what is a published fact rather than a fit) is listed in
 the ``"notes"`` entry of the output.
@@ -24,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["calibrate", "load_samples", "main"]
+
+USAGE = "usage: python tools/calibrate.py SAMPLES_DIR OUT_JSON"
 
 #: Borough of each TLC taxi zone 1..265, one letter per zone, from TLC's
 #: ``taxi_zone_lookup.csv``: E=EWR, Q=Queens, X=Bronx, M=Manhattan,
@@ -204,64 +208,72 @@ def _robust(x: np.ndarray) -> tuple[float, float]:
     return float(q2), float((q3 - q1) / 1.349)
 
 
-def _distance_duration(df: pd.DataFrame, groups: np.ndarray) -> dict[str, Any]:
-    x = df[(df.PULocationID.between(1, N_ZONES)) & (df.DOLocationID.between(1, N_ZONES))]
-    d = x.trip_distance.to_numpy()
-    gp = groups[x.PULocationID.to_numpy() - 1]
-    gd = groups[x.DOLocationID.to_numpy() - 1]
-    same = x.PULocationID.to_numpy() == x.DOLocationID.to_numpy()
-    pos = (d > 0) & (d < 150)
-    # log-normal per (pickup group, dropoff group), fitted robustly (median and
-    # inter-quartile range of log distance) and shrunk towards the overall fit
-    sel = pos & ~same
-    ld, pair = np.log(d[sel]), gp[sel] * len(GROUPS) + gd[sel]
-    mu0, sd0 = _robust(ld)
-    ng2 = len(GROUPS) ** 2
-    n = np.bincount(pair, minlength=ng2).astype(float)
-    mu, var = np.full(ng2, mu0), np.full(ng2, sd0**2)
-    for p in np.flatnonzero(n >= 2):
-        mu[p], sd = _robust(ld[pair == p])
-        var[p] = sd**2
-    k = 30.0
-    mu = ((n * mu + k * mu0) / (n + k)).reshape(len(GROUPS), -1)
-    var = ((n * var + k * sd0**2) / (n + k)).reshape(len(GROUPS), -1)
-    lsame = np.log(d[pos & same])
+def _zoned_trips(df: pd.DataFrame) -> pd.DataFrame:
+    """Trips whose pickup and dropoff are known taxi zones."""
+    return df[(df.PULocationID.between(1, N_ZONES)) & (df.DOLocationID.between(1, N_ZONES))]
 
-    # duration: log T = a[weekend, hour] + b1 log d + b2 (log d)^2 + N(0, s(d)^2) on
-    # ordinary trips (the square term lets long trips run faster, on highways)
-    t = x.duration_s.to_numpy()
-    wk = (x.tpep_pickup_datetime.dt.day_of_week >= 5).to_numpy().astype(int)
-    hr = x.tpep_pickup_datetime.dt.hour.to_numpy()
-    fit = pos & (t > 30) & (t < 3 * 3600)
-    cell = (wk * 24 + hr)[fit]
+
+def _distance(df: pd.DataFrame, groups: np.ndarray) -> dict[str, Any]:
+    """Log-normal distance per (pickup group, dropoff group), fitted robustly (median and
+    inter-quartile range of log distance) and shrunk towards the overall fit; trips within
+    one zone have their own."""
+    trips = _zoned_trips(df)
+    miles = trips.trip_distance.to_numpy()
+    pickup_group = groups[trips.PULocationID.to_numpy() - 1]
+    dropoff_group = groups[trips.DOLocationID.to_numpy() - 1]
+    same = trips.PULocationID.to_numpy() == trips.DOLocationID.to_numpy()
+    positive = (miles > 0) & (miles < 150)
+    selected = positive & ~same
+    log_miles, pair = np.log(miles[selected]), pickup_group[selected] * len(GROUPS) + dropoff_group[selected]
+    overall_mu, overall_sd = _robust(log_miles)
+    n_pairs = len(GROUPS) ** 2
+    count = np.bincount(pair, minlength=n_pairs).astype(float)
+    mu, var = np.full(n_pairs, overall_mu), np.full(n_pairs, overall_sd**2)
+    for p in np.flatnonzero(count >= 2):
+        mu[p], sd = _robust(log_miles[pair == p])
+        var[p] = sd**2
+    strength = 30.0
+    mu = ((count * mu + strength * overall_mu) / (count + strength)).reshape(len(GROUPS), -1)
+    var = ((count * var + strength * overall_sd**2) / (count + strength)).reshape(len(GROUPS), -1)
+    log_same = np.log(miles[positive & same])
+    return {
+        "mu": mu.tolist(),
+        "sigma": np.sqrt(np.maximum(var, 0.05)).tolist(),
+        "same_zone_mu": _robust(log_same)[0],
+        "same_zone_sigma": _robust(log_same)[1],
+        "zero_rate": float((miles == 0).mean()),
+        "max_miles": 150.0,
+    }
+
+
+def _duration(df: pd.DataFrame) -> dict[str, Any]:
+    """log T = a[weekend, hour] + b1 log d + b2 (log d)^2 + N(0, s(d)^2) on ordinary trips (the
+    square term lets long trips run faster, on highways); zero-distance and multi-hour trips apart."""
+    trips = _zoned_trips(df)
+    miles = trips.trip_distance.to_numpy()
+    seconds = trips.duration_s.to_numpy()
+    weekend = (trips.tpep_pickup_datetime.dt.day_of_week >= 5).to_numpy().astype(int)
+    hour = trips.tpep_pickup_datetime.dt.hour.to_numpy()
+    fit = (miles > 0) & (miles < 150) & (seconds > 30) & (seconds < 3 * 3600)
+    cell = (weekend * 24 + hour)[fit]
     design = np.zeros((fit.sum(), 50))
     design[np.arange(fit.sum()), cell] = 1.0
-    design[:, 48] = np.log(d[fit])
-    design[:, 49] = np.log(d[fit]) ** 2
-    coef, *_ = np.linalg.lstsq(design, np.log(t[fit]), rcond=None)
-    resid = np.log(t[fit]) - design @ coef
-    sd_bin = np.searchsorted(np.asarray(DURATION_SD_EDGES), d[fit], side="right")
+    design[:, 48] = np.log(miles[fit])
+    design[:, 49] = np.log(miles[fit]) ** 2
+    coef, *_ = np.linalg.lstsq(design, np.log(seconds[fit]), rcond=None)
+    resid = np.log(seconds[fit]) - design @ coef
+    sd_bin = np.searchsorted(np.asarray(DURATION_SD_EDGES), miles[fit], side="right")
     sd = [float(resid[sd_bin == b].std()) for b in range(len(DURATION_SD_EDGES) + 1)]
-    zero_t = np.log(t[(d == 0) & (t > 0) & (t < 3 * 3600)])
+    zero_distance = np.log(seconds[(miles == 0) & (seconds > 0) & (seconds < 3 * 3600)])
     return {
-        "distance": {
-            "mu": mu.tolist(),
-            "sigma": np.sqrt(np.maximum(var, 0.05)).tolist(),
-            "same_zone_mu": _robust(lsame)[0],
-            "same_zone_sigma": _robust(lsame)[1],
-            "zero_rate": float((d == 0).mean()),
-            "max_miles": 150.0,
-        },
-        "duration": {
-            "log_a": coef[:48].reshape(2, 24).tolist(),
-            "log_b": [float(coef[48]), float(coef[49])],
-            "sigma_distance_edges": list(DURATION_SD_EDGES),
-            "sigma": sd,
-            "zero_distance_log_mu": float(zero_t.mean()),
-            "zero_distance_log_sigma": float(zero_t.std()),
-            "long_rate": float((t > 3 * 3600).mean()),
-            "long_hours": [3.0, 24.0],
-        },
+        "log_a": coef[:48].reshape(2, 24).tolist(),
+        "log_b": [float(coef[48]), float(coef[49])],
+        "sigma_distance_edges": list(DURATION_SD_EDGES),
+        "sigma": sd,
+        "zero_distance_log_mu": float(zero_distance.mean()),
+        "zero_distance_log_sigma": float(zero_distance.std()),
+        "long_rate": float((seconds > 3 * 3600).mean()),
+        "long_hours": [3.0, 24.0],
     }
 
 
@@ -270,61 +282,72 @@ def _meter(d: np.ndarray, t_min: np.ndarray, cruise_mph: float) -> np.ndarray:
     return TARIFF["initial"] + TARIFF["per_unit"] * (np.floor(d * TARIFF["units_per_mile"]) + np.floor(slow))
 
 
-def _fares(df: pd.DataFrame, groups: np.ndarray) -> dict[str, Any]:
-    x = df[df.fare_amount > 0]
-    d = x.trip_distance.to_numpy()
-    tm = x.duration_s.to_numpy() / 60.0
-    rc = x.RatecodeID.to_numpy()
-    ok = (rc == 1) & (tm > 0) & (tm < 180)
-    grid = np.arange(10.0, 30.5, 0.5)
-    hit = [np.mean(np.abs(x.fare_amount.to_numpy()[ok] - _meter(d[ok], tm[ok], v)) <= 1.0) for v in grid]
-    cruise = float(grid[int(np.argmax(hit))])
-    meter = _meter(d, tm, cruise)
-    factor = {}
-    for code in (3, 4):
-        s = (rc == code) & (meter > 0)
-        factor[str(code)] = float(np.median(x.fare_amount.to_numpy()[s] / meter[s])) if s.any() else 1.0
-    r5 = x.fare_amount[(rc == 5)]
-
-    # rate codes by trip ends
-    pu, do = df.PULocationID.to_numpy(), df.DOLocationID.to_numpy()
-    rca = df.RatecodeID.to_numpy()
-    gp = groups[np.clip(pu, 1, N_ZONES) - 1]
-    gd = groups[np.clip(do, 1, N_ZONES) - 1]
-    manh = lambda g: g <= 1  # noqa: E731
-    jfk_m = ((pu == JFK) & manh(gd)) | ((do == JFK) & manh(gp))
-    jfk_o = ((pu == JFK) | (do == JFK)) & ~jfk_m
-    ewr = (pu == EWR) | (do == EWR)
-    out_nyc = (pu == 265) | (do == 265)
-    other = ~(jfk_m | jfk_o | ewr | out_nyc)
-    valid = ~np.isnan(rca.astype(float))
+def _rate_codes(df: pd.DataFrame, groups: np.ndarray) -> dict[str, float]:
+    """Share of each special rate code among the trips it can apply to (by trip ends)."""
+    pickup, dropoff = df.PULocationID.to_numpy(), df.DOLocationID.to_numpy()
+    codes = df.RatecodeID.to_numpy()
+    pickup_group = groups[np.clip(pickup, 1, N_ZONES) - 1]
+    dropoff_group = groups[np.clip(dropoff, 1, N_ZONES) - 1]
+    jfk_manhattan = ((pickup == JFK) & (dropoff_group <= 1)) | ((dropoff == JFK) & (pickup_group <= 1))
+    jfk_other = ((pickup == JFK) | (dropoff == JFK)) & ~jfk_manhattan
+    newark = (pickup == EWR) | (dropoff == EWR)
+    outside_nyc = (pickup == 265) | (dropoff == 265)
+    other = ~(jfk_manhattan | jfk_other | newark | outside_nyc)
+    valid = ~np.isnan(codes.astype(float))
 
     def share(mask: np.ndarray, code: int) -> float:
-        m = mask & valid
-        return float((rca[m] == code).mean()) if m.any() else 0.0
+        rows = mask & valid
+        return float((codes[rows] == code).mean()) if rows.any() else 0.0
 
-    # tolls by (pickup group, dropoff group)
+    return {
+        "jfk_manhattan_flat": share(jfk_manhattan, 2),
+        "jfk_other_flat": share(jfk_other, 2),
+        "newark": share(newark, 3),
+        "outside_nassau_westchester": share(outside_nyc, 4),
+        "outside_negotiated": share(outside_nyc, 5),
+        "negotiated": share(other, 5),
+    }
+
+
+def _toll_prob(df: pd.DataFrame, groups: np.ndarray) -> np.ndarray:
+    """Share of trips with a toll per (pickup group, dropoff group), shrunk towards the overall share."""
     toll = (df.tolls_amount > 0).to_numpy()
-    ng = len(GROUPS)
-    n = np.zeros((ng, ng))
-    k = np.zeros((ng, ng))
-    np.add.at(n, (gp, gd), 1.0)
-    np.add.at(k, (gp, gd), toll.astype(float))
+    pickup_group = groups[np.clip(df.PULocationID.to_numpy(), 1, N_ZONES) - 1]
+    dropoff_group = groups[np.clip(df.DOLocationID.to_numpy(), 1, N_ZONES) - 1]
+    n_groups = len(GROUPS)
+    trips = np.zeros((n_groups, n_groups))
+    tolled = np.zeros((n_groups, n_groups))
+    np.add.at(trips, (pickup_group, dropoff_group), 1.0)
+    np.add.at(tolled, (pickup_group, dropoff_group), toll.astype(float))
+    return _shrunk(tolled, trips, toll.mean(), 20.0)
+
+
+def _fares(df: pd.DataFrame, groups: np.ndarray) -> dict[str, Any]:
+    """The meter's cruise speed (the one that reproduces most standard fares within $1), fare
+    factors of rate codes 3 and 4, negotiated fares, rate codes, tolls, refunds and zero fares."""
+    paid = df[df.fare_amount > 0]
+    miles = paid.trip_distance.to_numpy()
+    minutes = paid.duration_s.to_numpy() / 60.0
+    codes = paid.RatecodeID.to_numpy()
+    fare = paid.fare_amount.to_numpy()
+    standard = (codes == 1) & (minutes > 0) & (minutes < 180)
+    grid = np.arange(10.0, 30.5, 0.5)
+    hit = [np.mean(np.abs(fare[standard] - _meter(miles[standard], minutes[standard], v)) <= 1.0) for v in grid]
+    cruise = float(grid[int(np.argmax(hit))])
+    meter = _meter(miles, minutes, cruise)
+    factor = {}
+    for code in (3, 4):
+        rows = (codes == code) & (meter > 0)
+        factor[str(code)] = float(np.median(fare[rows] / meter[rows])) if rows.any() else 1.0
+    negotiated = paid.fare_amount[(codes == 5)]
     return {
         "meter_cruise_mph": cruise,
         "meter_within_1usd": float(max(hit)),
         "rate_fare_factor": factor,
-        "rate_code": {
-            "jfk_manhattan_flat": share(jfk_m, 2),
-            "jfk_other_flat": share(jfk_o, 2),
-            "newark": share(ewr, 3),
-            "outside_nassau_westchester": share(out_nyc, 4),
-            "outside_negotiated": share(out_nyc, 5),
-            "negotiated": share(other, 5),
-        },
-        "negotiated_log_mu": float(np.log(r5[r5 > 0]).mean()),
-        "negotiated_log_sigma": float(np.log(r5[r5 > 0]).std()),
-        "toll_prob": _shrunk(k, n, toll.mean(), 20.0).tolist(),
+        "rate_code": _rate_codes(df, groups),
+        "negotiated_log_mu": float(np.log(negotiated[negotiated > 0]).mean()),
+        "negotiated_log_sigma": float(np.log(negotiated[negotiated > 0]).std()),
+        "toll_prob": _toll_prob(df, groups).tolist(),
         "negative_fare_rate": float((df.fare_amount < 0).mean()),
         "zero_fare_rate": float((df.fare_amount == 0).mean()),
     }
@@ -474,7 +497,8 @@ def calibrate(directory: str | Path) -> dict[str, Any]:
     }
     out["calendar"] = _calendar(df)
     out["zones"].update(_zones(df, groups))
-    out.update(_distance_duration(df, groups))
+    out["distance"] = _distance(df, groups)
+    out["duration"] = _duration(df)
     out["fares"] = _fares(df, groups)
     out["payment"] = _payment(df)
     out["tips"] = _tips(df)
@@ -486,8 +510,11 @@ def calibrate(directory: str | Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python tools/calibrate.py SAMPLES_DIR OUT_JSON``."""
     args = sys.argv[1:] if argv is None else argv
+    if args in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if len(args) != 2:
-        print("usage: python tools/calibrate.py SAMPLES_DIR OUT_JSON", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     cal = calibrate(args[0])
     text = json.dumps(cal, separators=(",", ":"))

@@ -101,19 +101,20 @@ def plan_parts(
     opts = dict(storage_options or {})
     cache_dir = info.cache_dir if cache_dir is None else cache_dir
     if info.format != "parquet" or not info.row_groups:
-        return [Part(info.uri, info.month, info.format, None, opts, 0, info.rows, cache_dir)]
-    groups: list[tuple[list[int], int]] = []
-    current: list[int] = []
-    rows = 0
-    for i, n in enumerate(info.row_groups):
-        if current and rows + n > target_rows:
-            groups.append((current, rows))
-            current, rows = [], 0
-        current.append(i)
-        rows += n
-    groups.append((current, rows))
+        return [Part(info.uri, info.month, info.format, row_groups=None, storage_options=opts, index=0, rows=info.rows,
+                     cache_dir=cache_dir)]
+    runs: list[list[int]] = [[]]  # consecutive row-group indices, one list per part
+    run_rows = [0]
+    for group, group_rows in enumerate(info.row_groups):
+        if runs[-1] and run_rows[-1] + group_rows > target_rows:
+            runs.append([])
+            run_rows.append(0)
+        runs[-1].append(group)
+        run_rows[-1] += group_rows
     return [
-        Part(info.uri, info.month, "parquet", tuple(rgs), opts, k, n, cache_dir) for k, (rgs, n) in enumerate(groups)
+        Part(info.uri, info.month, "parquet", row_groups=tuple(run), storage_options=opts, index=index, rows=rows,
+             cache_dir=cache_dir)
+        for index, (run, rows) in enumerate(zip(runs, run_rows))
     ]
 
 
@@ -324,41 +325,51 @@ def read_sample(part: Part, columns: Sequence[str] | Mapping[str, Sequence[str]]
     columns = {c: list(columns[c]) for c in names} if isinstance(columns, Mapping) else names
     fs, path = open_fs(part.uri, part.storage_options, cache_dir=part.cache_dir, month=part.month)
     shown = redact_uri(part.uri)
-    where = f"{shown} ({part.month})"
     try:
         size = int(fs.size(path))
         if size == 0:
             return empty_canonical_table(columns)
         if part.fmt == "parquet":
             with fs.open(path, "rb", **open_kwargs(fs, size)) as f:
-                try:
-                    pf = pq.ParquetFile(f)
-                    mapping = map_columns(pf.schema_arrow.names, path=shown, month=part.month)
-                    check_columns(mapping, columns, path=shown, month=part.month)
-                    wanted = mapping.source_names(columns)
-                    groups = list(part.row_groups) if part.row_groups is not None else list(range(pf.num_row_groups))
-                    batch = next(pf.iter_batches(batch_size=max_rows, row_groups=groups[:1], columns=wanted), None) \
-                        if groups else None
-                except (DataError, SchemaError):
-                    raise
-                except Exception as exc:
-                    if _is_decode_error(exc):
-                        raise DataError(f"{where}: cannot decode Parquet data, corrupt or truncated? ({_short(exc)})") from exc
-                    raise
-            table = (pa.Table.from_batches([batch]) if batch is not None
-                     else pf.schema_arrow.empty_table().select(wanted))
-            return to_canonical(table, mapping, columns, path=shown, month=part.month)
+                return _parquet_sample(f, part, columns, shown, max_rows=max_rows)
         with fs.open(path, "rb", compression="infer", **open_kwargs(fs, size)) as f:
-            head = f.read(max_bytes + 1)
-        if len(head) > max_bytes:
-            head = head[:max_bytes]
-            head = head[: head.rfind(b"\n") + 1] if b"\n" in head else head
+            head = _complete_lines(f, max_bytes)
         read = _read_csv_stream(io.BytesIO(head), part, columns, shown, use_threads=False)
     except (DataError, SchemaError, SourceError, SpecError):
         raise
     except Exception as exc:
         raise source_error(exc, part.uri, part.month) from exc
     return _csv_canonical(read, part, columns, shown)
+
+
+def _parquet_sample(f, part: Part, columns, shown: str, *, max_rows: int) -> pa.Table:
+    """At most ``max_rows`` rows of the part's first row group (of the Parquet file open as ``f``), canonical."""
+    try:
+        parquet = pq.ParquetFile(f)
+        mapping = map_columns(parquet.schema_arrow.names, path=shown, month=part.month)
+        check_columns(mapping, columns, path=shown, month=part.month)
+        wanted = mapping.source_names(columns)
+        groups = list(part.row_groups) if part.row_groups is not None else list(range(parquet.num_row_groups))
+        batch = next(parquet.iter_batches(batch_size=max_rows, row_groups=groups[:1], columns=wanted), None) \
+            if groups else None
+    except (DataError, SchemaError):
+        raise
+    except Exception as exc:
+        if _is_decode_error(exc):
+            raise DataError(f"{shown} ({part.month}): cannot decode Parquet data, corrupt or truncated? "
+                            f"({_short(exc)})") from exc
+        raise
+    table = pa.Table.from_batches([batch]) if batch is not None else parquet.schema_arrow.empty_table().select(wanted)
+    return to_canonical(table, mapping, columns, path=shown, month=part.month)
+
+
+def _complete_lines(f, max_bytes: int) -> bytes:
+    """The first ``max_bytes`` of the file open as ``f``, cut after its last complete line (all of a shorter file)."""
+    head = f.read(max_bytes + 1)
+    if len(head) > max_bytes:
+        head = head[:max_bytes]
+        head = head[: head.rfind(b"\n") + 1] if b"\n" in head else head
+    return head
 
 
 def _csv_error(exc: Exception, where: str, names: list[str], columns, mapping) -> DataError:

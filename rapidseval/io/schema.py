@@ -198,12 +198,12 @@ if set(ALIASES) != set(CANONICAL_COLUMNS):  # pragma: no cover - guards the tabl
 
 def canonical_arrow_schema(columns: Sequence[str] = CANONICAL_COLUMNS) -> pa.Schema:
     """Arrow schema of ``columns`` (canonical names) in canonical types."""
-    unknown = [c for c in columns if c not in CANONICAL_SCHEMA]
+    unknown = [column for column in columns if column not in CANONICAL_SCHEMA]
     if unknown:
         raise SchemaError(
             f"not canonical column(s): {', '.join(unknown)}; canonical columns are {', '.join(CANONICAL_COLUMNS)}"
         )
-    return pa.schema([(c, pa.type_for_alias(CANONICAL_SCHEMA[c])) for c in columns])
+    return pa.schema([(column, pa.type_for_alias(CANONICAL_SCHEMA[column])) for column in columns])
 
 
 def empty_canonical_table(columns: Sequence[str] = CANONICAL_COLUMNS) -> pa.Table:
@@ -388,27 +388,27 @@ def _first_bad(arr, ok) -> str | None:
     return None if idx < 0 else arr[idx].as_py()
 
 
-def _map_values(arr, table: Mapping[str, object], out_type: pa.DataType, numeric_fallback, where: str):
+def _map_values(array, table: Mapping[str, object], out_type: pa.DataType, numeric_fallback, where: str):
     """Map text values through ``table`` (case-insensitively), via the unique values."""
-    text = _clean_text(arr)
+    text = _clean_text(array)
     lower = pc.utf8_lower(text)
-    uniq = pc.unique(lower)
+    unique = pc.unique(lower)
     values, unknown = [], []
-    for u in uniq.to_pylist():
-        if u is None:
+    for value in unique.to_pylist():
+        if value is None:
             values.append(None)
-        elif u in table:
-            values.append(table[u])
+        elif value in table:
+            values.append(table[value])
         else:
-            v = numeric_fallback(u)
-            if v is None:
-                unknown.append(u)
-            values.append(v)
+            code = numeric_fallback(value)
+            if code is None:
+                unknown.append(value)
+            values.append(code)
     if unknown:
-        shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        shown = ", ".join(repr(value) for value in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         raise DataError(f"{where}: unrecognised value(s) {shown}; accepted: {', '.join(table)} or numeric codes")
-    idx = pc.index_in(lower, value_set=uniq)
-    return pc.take(pa.array(values, out_type), idx)
+    positions = pc.index_in(lower, value_set=unique)
+    return pc.take(pa.array(values, out_type), positions)
 
 
 def _float_or_none(text: str) -> float | None:
@@ -432,55 +432,55 @@ def _cast_text(arr, to: pa.DataType, where: str, valid: str, problem: str):
         raise DataError(f"{where}: {problem} {bad!r}") from exc
 
 
-def _to_float(arr, canon: str, where: str):
-    arr = _decode(arr)
-    t = arr.type
-    if pa.types.is_null(t):
-        out = pc.cast(arr, pa.float64())
-    elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t):
-        out = arr if pa.types.is_float64(t) else pc.cast(arr, pa.float64())
-    elif _is_text(t):
+def _to_float(array, canon: str, where: str):
+    array = _decode(array)
+    arrow_type = array.type
+    if pa.types.is_null(arrow_type):
+        out = pc.cast(array, pa.float64())
+    elif pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_boolean(arrow_type) or pa.types.is_decimal(arrow_type):
+        out = array if pa.types.is_float64(arrow_type) else pc.cast(array, pa.float64())
+    elif _is_text(arrow_type):
         if canon in _VALUE_CODES:
-            out = _map_values(arr, _VALUE_CODES[canon], pa.float64(), _float_or_none, where)
+            out = _map_values(array, _VALUE_CODES[canon], pa.float64(), _float_or_none, where)
         else:
-            out = _cast_text(arr, pa.float64(), where, _NUMBER, "cannot convert to float64, found text")
+            out = _cast_text(array, pa.float64(), where, _NUMBER, "cannot convert to float64, found text")
     else:
-        raise DataError(f"{where}: cannot convert type {t} to float64")
+        raise DataError(f"{where}: cannot convert type {arrow_type} to float64")
     if out.null_count:
         out = pc.fill_null(out, float("nan"))  # missing is NaN on every backend
     return out
 
 
-def _to_timestamp(arr, where: str):
-    arr = _decode(arr)
-    t = arr.type
-    us = pa.timestamp("us")
-    if pa.types.is_null(t):
-        return pc.cast(arr, us)
-    if pa.types.is_timestamp(t):
-        if t.tz is not None:  # an instant -> New York wall-clock time, the TLC's (and the windows') clock
-            arr = pc.local_timestamp(pc.cast(arr, pa.timestamp(t.unit, WALL_CLOCK_ZONE)))
-        return arr if arr.type == us else pc.cast(arr, us, safe=False)
-    if pa.types.is_date(t):
-        return pc.cast(arr, us)
-    if _is_text(t):
+def _to_timestamp(array, where: str):
+    array = _decode(array)
+    arrow_type = array.type
+    microseconds = pa.timestamp("us")
+    if pa.types.is_null(arrow_type):
+        return pc.cast(array, microseconds)
+    if pa.types.is_timestamp(arrow_type):
+        if arrow_type.tz is not None:  # an instant -> New York wall-clock time, the TLC's (and the windows') clock
+            array = pc.local_timestamp(pc.cast(array, pa.timestamp(arrow_type.unit, WALL_CLOCK_ZONE)))
+        return array if array.type == microseconds else pc.cast(array, microseconds, safe=False)
+    if pa.types.is_date(arrow_type):
+        return pc.cast(array, microseconds)
+    if _is_text(arrow_type):
         # Arrow's ISO 8601 cast reads '%Y-%m-%d %H:%M:%S', fractional seconds and 'T'
         # (and is ~4x faster than strptime with that format)
-        return _cast_text(arr, us, where, _TIMESTAMP, f"cannot parse timestamp (expected '{_TIMESTAMP_FORMAT}'), found")
-    raise DataError(f"{where}: cannot convert type {t} to timestamp[us]")
+        return _cast_text(array, microseconds, where, _TIMESTAMP, f"cannot parse timestamp (expected '{_TIMESTAMP_FORMAT}'), found")
+    raise DataError(f"{where}: cannot convert type {arrow_type} to timestamp[us]")
 
 
-def _to_flag(arr, canon: str, where: str):
-    arr = _decode(arr)
-    t = arr.type
-    if pa.types.is_null(t):
-        return pc.cast(arr, pa.string())
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
-        nonzero = pc.not_equal(pc.cast(arr, pa.float64()), 0.0)
+def _to_flag(array, canon: str, where: str):
+    array = _decode(array)
+    arrow_type = array.type
+    if pa.types.is_null(arrow_type):
+        return pc.cast(array, pa.string())
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_boolean(arrow_type):
+        nonzero = pc.not_equal(pc.cast(array, pa.float64()), 0.0)
         return pc.if_else(nonzero, pa.scalar("Y"), pa.scalar("N"))
-    if _is_text(t):
-        return _map_values(arr, FLAG_VALUES, pa.string(), lambda u: u.upper(), where)
-    raise DataError(f"{where}: cannot convert type {t} to string")
+    if _is_text(arrow_type):
+        return _map_values(array, FLAG_VALUES, pa.string(), lambda u: u.upper(), where)
+    raise DataError(f"{where}: cannot convert type {arrow_type} to string")
 
 
 _CONVERTERS = {
@@ -523,21 +523,21 @@ def to_canonical(
     schema = canonical_arrow_schema(list(columns))
     check_columns(mapping, columns, path=path, month=month)
     arrays = []
-    for f in schema:
-        src = mapping.source_of[f.name]
-        if src not in table.column_names:
+    for arrow_field in schema:
+        source = mapping.source_of[arrow_field.name]
+        if source not in table.column_names:
             raise SchemaError(
-                f"{_where(path, month)}: source column {src!r} (canonical {f.name}) was not read; "
+                f"{_where(path, month)}: source column {source!r} (canonical {arrow_field.name}) was not read; "
                 f"read columns: {', '.join(table.column_names)}"
             )
-        where = f"{_where(path, month)}: column {f.name}" + (f" (source {src!r})" if src != f.name else "")
+        where = f"{_where(path, month)}: column {arrow_field.name}" + (f" (source {source!r})" if source != arrow_field.name else "")
         try:
-            out = _CONVERTERS[CANONICAL_SCHEMA[f.name]](table.column(src), f.name, where)
+            out = _CONVERTERS[CANONICAL_SCHEMA[arrow_field.name]](table.column(source), arrow_field.name, where)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise DataError(f"{where}: {exc}") from exc
         if isinstance(out, pa.Array):
-            out = pa.chunked_array([out], type=f.type)
-        if out.type != f.type:
-            out = pc.cast(out, f.type)
+            out = pa.chunked_array([out], type=arrow_field.type)
+        if out.type != arrow_field.type:
+            out = pc.cast(out, arrow_field.type)
         arrays.append(out)
     return pa.Table.from_arrays(arrays, schema=schema)

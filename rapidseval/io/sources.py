@@ -25,7 +25,7 @@ import re
 import struct
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import fsspec
@@ -136,8 +136,8 @@ def resolve_uris(source: str | Sequence[str], months: Sequence[str]) -> dict[str
     months : sequence of str
         ``YYYY-MM`` months.
     """
-    for m in months:
-        check_month(m)
+    for month in months:
+        check_month(month)
     if isinstance(source, str):
         template = NAMED_SOURCES.get(source, source)
         if not _PLACEHOLDER.search(template) and len(months) > 1:
@@ -146,11 +146,11 @@ def resolve_uris(source: str | Sequence[str], months: Sequence[str]) -> dict[str
                 f"were asked for; use a template like s3://bucket/yellow_tripdata_{{month}}.parquet, "
                 f"a list of URIs, or one of the named sources {', '.join(NAMED_SOURCES)}"
             )
-        return {m: _normalise_uri(_fill(template, m)) for m in months}
+        return {month: _normalise_uri(_fill(template, month)) for month in months}
     uris = list(source)
     if len(uris) != len(months):
         raise SpecError(f"data source lists {len(uris)} URI(s) for {len(months)} month(s); give one per month, in order")
-    return {m: _normalise_uri(_fill(u, m)) for m, u in zip(months, uris)}
+    return {month: _normalise_uri(_fill(uri, month)) for month, uri in zip(months, uris)}
 
 
 def redact_uri(uri: str) -> str:
@@ -176,14 +176,14 @@ def redact_uri(uri: str) -> str:
 # ---------------------------------------------------------------------------------------
 def reject_secrets(options: Mapping[str, Any], prefix: str = "") -> None:
     """Raise SpecError if storage options carry credentials (they belong in the environment)."""
-    for k, v in options.items():
-        if _SECRET_OPTION.search(str(k)):
+    for key, value in options.items():
+        if _SECRET_OPTION.search(str(key)):
             raise SpecError(
-                f"storage_options.{prefix}{k}: credentials never go in a job file; use the environment "
+                f"storage_options.{prefix}{key}: credentials never go in a job file; use the environment "
                 "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE) or ~/.aws/credentials"
             )
-        if isinstance(v, Mapping):
-            reject_secrets(v, f"{prefix}{k}.")
+        if isinstance(value, Mapping):
+            reject_secrets(value, f"{prefix}{key}.")
 
 
 def _timeouts(options: dict[str, Any]) -> tuple[float, float]:
@@ -242,28 +242,41 @@ def storage_options_for(
     proto = protocol_of(uri)
     attempts = _max_attempts(opts, proto)
     if proto == "s3":
-        config = dict(opts.pop("config_kwargs", None) or {})
-        config.setdefault("connect_timeout", connect)
-        config.setdefault("read_timeout", read)
-        config.setdefault("retries", {"max_attempts": attempts, "mode": "standard"})
-        opts["config_kwargs"] = config
-        client = opts.get("client_kwargs")
-        if isinstance(client, Mapping) and "endpoint_url" in client and "endpoint_url" not in opts:
-            client = dict(client)
-            opts["endpoint_url"] = client.pop("endpoint_url")
-            opts["client_kwargs"] = client
-    elif proto in ("http", "https"):
-        import aiohttp
-
-        client = dict(opts.pop("client_kwargs", None) or {})
-        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read))
-        opts["client_kwargs"] = client
+        return uri, _s3_options(opts, connect_timeout=connect, read_timeout=read, max_attempts=attempts)
+    if proto in ("http", "https"):
+        opts = _http_options(opts, connect_timeout=connect, read_timeout=read)
         if cache_dir:
             return f"simplecache::{uri}", {
                 "simplecache": {"cache_storage": os.path.abspath(os.path.expanduser(cache_dir))},
                 proto: opts,
             }
     return uri, opts
+
+
+def _s3_options(opts: dict[str, Any], *, connect_timeout: float, read_timeout: float, max_attempts: int) -> dict[str, Any]:
+    """s3fs options: botocore's timeouts and standard retries (unless the job set them), and a
+    ``client_kwargs.endpoint_url`` lifted to s3fs's own ``endpoint_url``."""
+    config = dict(opts.pop("config_kwargs", None) or {})
+    config.setdefault("connect_timeout", connect_timeout)
+    config.setdefault("read_timeout", read_timeout)
+    config.setdefault("retries", {"max_attempts": max_attempts, "mode": "standard"})
+    opts["config_kwargs"] = config
+    client = opts.get("client_kwargs")
+    if isinstance(client, Mapping) and "endpoint_url" in client and "endpoint_url" not in opts:
+        client = dict(client)
+        opts["endpoint_url"] = client.pop("endpoint_url")
+        opts["client_kwargs"] = client
+    return opts
+
+
+def _http_options(opts: dict[str, Any], *, connect_timeout: float, read_timeout: float) -> dict[str, Any]:
+    """HTTPFileSystem options: aiohttp's connect and read timeouts (unless the job set one)."""
+    import aiohttp
+
+    client = dict(opts.pop("client_kwargs", None) or {})
+    client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout))
+    opts["client_kwargs"] = client
+    return opts
 
 
 def _cached_copy(uri: str, options: Mapping[str, Any] | None, cache_dir: str, month: str | None) -> str:
@@ -346,40 +359,40 @@ def _chain(exc: BaseException):
 
 
 def _reason(exc: BaseException, proto: str) -> str:
-    for e in _chain(exc):
-        name = type(e).__name__
-        status = getattr(e, "status", None)
+    for error in _chain(exc):
+        name = type(error).__name__
+        status = getattr(error, "status", None)
         if name == "ClientResponseError" and isinstance(status, int):
             if status == 404:
                 return "not found (HTTP 404)"
             if status in (401, 403):
                 return f"access denied (HTTP {status})"
-            return f"HTTP {status} {getattr(e, 'message', '')}".strip()
+            return f"HTTP {status} {getattr(error, 'message', '')}".strip()
         if name in ("ClientConnectorError", "ClientConnectionError", "ServerTimeoutError", "ConnectionTimeoutError",
                     "EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "gaierror",
                     "ConnectionRefusedError", "ClientOSError", "ServerDisconnectedError"):  # fmt: skip
-            return f"endpoint unreachable ({name}: {_scrub(str(e))})"
-        if isinstance(e, TimeoutError) or name in ("ReadTimeoutError", "TimeoutError"):
+            return f"endpoint unreachable ({name}: {_scrub(str(error))})"
+        if isinstance(error, TimeoutError) or name in ("ReadTimeoutError", "TimeoutError"):
             return f"timed out ({name}; see storage_options connect_timeout / read_timeout)"
         if name in ("NoCredentialsError", "PartialCredentialsError"):
             return (
                 "no AWS credentials found: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
                 "or use storage_options anon: true for a public bucket"
             )
-        code = getattr(e, "response", {}) or {}
+        code = getattr(error, "response", {}) or {}
         code = code.get("Error", {}).get("Code") if isinstance(code, dict) else None
-        if name == "NoSuchBucket" or code == "NoSuchBucket" or "bucket does not exist" in str(e).lower():
+        if name == "NoSuchBucket" or code == "NoSuchBucket" or "bucket does not exist" in str(error).lower():
             return "the bucket does not exist"
-        if code in ("AccessDenied", "403", "AllAccessDisabled") or isinstance(e, PermissionError):
+        if code in ("AccessDenied", "403", "AllAccessDisabled") or isinstance(error, PermissionError):
             return "access denied (check the credentials in the environment, or anon: true for public data)"
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
             return f"credentials rejected ({code})"
-    for e in _chain(exc):
-        if isinstance(e, FileNotFoundError):
+    for error in _chain(exc):
+        if isinstance(error, FileNotFoundError):
             if proto in ("http", "https"):
                 return "not found (HTTP 404)"
             return "no such object (S3 key not found)" if proto == "s3" else "no such file"
-        if isinstance(e, IsADirectoryError):
+        if isinstance(error, IsADirectoryError):
             return "is a directory, not a file"
     return f"{type(exc).__name__}: {_scrub(str(exc))}"
 
@@ -469,32 +482,32 @@ def detect_format(uri: str, fmt: str = "auto") -> str | None:
 
 
 def _fingerprint(*chunks: bytes) -> str:
-    h = hashlib.blake2b(digest_size=20)
-    for c in chunks:
-        h.update(struct.pack("<Q", len(c)))
-        h.update(c)
-    return "blake2b:" + h.hexdigest()
+    digest = hashlib.blake2b(digest_size=20)
+    for chunk in chunks:
+        digest.update(struct.pack("<Q", len(chunk)))
+        digest.update(chunk)
+    return "blake2b:" + digest.hexdigest()
 
 
 def parquet_footer(f, size: int, *, where: str) -> tuple[bytes, pq.FileMetaData]:
     """Footer bytes and parsed metadata of the Parquet file open as ``f``."""
     if size < 12:
         raise DataError(f"{where}: not a Parquet file ({size} bytes, too short)")
-    n = min(size, _TAIL_GUESS)
-    f.seek(size - n)
-    tail = f.read(n)
-    if len(tail) != n:
-        raise DataError(f"{where}: truncated read ({len(tail)} of {n} bytes)")
+    tail_size = min(size, _TAIL_GUESS)
+    f.seek(size - tail_size)
+    tail = f.read(tail_size)
+    if len(tail) != tail_size:
+        raise DataError(f"{where}: truncated read ({len(tail)} of {tail_size} bytes)")
     if tail[-4:] != b"PAR1":
         hint = " (encrypted footer is not supported)" if tail[-4:] == b"PARE" else ""
         raise DataError(f"{where}: not a Parquet file (no PAR1 magic at the end){hint}; corrupt or truncated?")
-    flen = struct.unpack("<I", tail[-8:-4])[0]
-    if flen + 12 > size:
-        raise DataError(f"{where}: corrupt Parquet footer (claims {flen} bytes in a {size}-byte file)")
-    if flen + 8 > n:
-        f.seek(size - flen - 8)
-        tail = f.read(flen + 8)
-    footer = tail[-flen - 8 : -8]
+    footer_size = struct.unpack("<I", tail[-8:-4])[0]
+    if footer_size + 12 > size:
+        raise DataError(f"{where}: corrupt Parquet footer (claims {footer_size} bytes in a {size}-byte file)")
+    if footer_size + 8 > tail_size:
+        f.seek(size - footer_size - 8)
+        tail = f.read(footer_size + 8)
+    footer = tail[-footer_size - 8 : -8]
     try:
         meta = pq.read_metadata(io.BytesIO(b"PAR1" + footer + tail[-8:]))
     except (pa.ArrowException, OSError) as exc:
@@ -505,8 +518,13 @@ def parquet_footer(f, size: int, *, where: str) -> tuple[bytes, pq.FileMetaData]
 _US_PER_UNIT = {"s": US_PER_SECOND, "ms": US_PER_SECOND // 1000, "us": 1, "ns": None}
 
 
-def _footer_ranges(meta: pq.FileMetaData) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
-    """(source column -> (min, max) from every row group's statistics, column -> time zone).
+class _FooterRanges(NamedTuple):
+    ranges: dict[str, tuple[float, float]]  # source column -> (min, max) over the row groups
+    time_zones: dict[str, str]  # source column -> time zone of a tz-aware timestamp
+
+
+def _footer_ranges(meta: pq.FileMetaData) -> _FooterRanges:
+    """Source column -> (min, max) from every row group's statistics, and column -> time zone.
 
     Only flat numeric and timestamp columns; a column is left out of the ranges when
     any row group lacks its statistics.  Nothing here is trusted for results: the
@@ -515,35 +533,35 @@ def _footer_ranges(meta: pq.FileMetaData) -> tuple[dict[str, tuple[float, float]
     try:
         schema = meta.schema.to_arrow_schema()
     except Exception:  # noqa: BLE001 - an unusual footer only costs the early warnings
-        return {}, {}
-    zones = {f.name: str(f.type.tz) for f in schema if pa.types.is_timestamp(f.type) and f.type.tz}
+        return _FooterRanges({}, {})
+    zones = {entry.name: str(entry.type.tz) for entry in schema if pa.types.is_timestamp(entry.type) and entry.type.tz}
     ranges: dict[str, tuple[float, float]] = {}
     if meta.num_row_groups == 0 or meta.num_columns != len(schema):
-        return ranges, zones
-    for i, f in enumerate(schema):
-        t = f.type
-        if pa.types.is_timestamp(t):
-            scale = _US_PER_UNIT.get(t.unit)
-        elif pa.types.is_floating(t) or pa.types.is_integer(t):
+        return _FooterRanges(ranges, zones)
+    for column, arrow_field in enumerate(schema):
+        arrow_type = arrow_field.type
+        if pa.types.is_timestamp(arrow_type):
+            scale = _US_PER_UNIT.get(arrow_type.unit)
+        elif pa.types.is_floating(arrow_type) or pa.types.is_integer(arrow_type):
             scale = 0
         else:
             continue
-        lo = hi = None
-        for g in range(meta.num_row_groups):
-            st = meta.row_group(g).column(i).statistics
-            if st is None or not st.has_min_max or not isinstance(st.min_raw, (int, float)):
-                lo = None
+        low = high = None
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(column).statistics
+            if stats is None or not stats.has_min_max or not isinstance(stats.min_raw, (int, float)):
+                low = None
                 break
-            a, b = st.min_raw, st.max_raw
+            group_low, group_high = stats.min_raw, stats.max_raw
             if scale:  # timestamp: raw int64 in its unit -> microseconds
-                a, b = int(a) * scale, int(b) * scale
+                group_low, group_high = int(group_low) * scale, int(group_high) * scale
             elif scale is None:  # nanoseconds
-                a, b = int(a) // 1000, int(b) // 1000
-            lo = a if lo is None else min(lo, a)
-            hi = b if hi is None else max(hi, b)
-        if lo is not None:
-            ranges[f.name] = (lo, hi)
-    return ranges, zones
+                group_low, group_high = int(group_low) // 1000, int(group_high) // 1000
+            low = group_low if low is None else min(low, group_low)
+            high = group_high if high is None else max(high, group_high)
+        if low is not None:
+            ranges[arrow_field.name] = (low, high)
+    return _FooterRanges(ranges, zones)
 
 
 def open_kwargs(fs: fsspec.AbstractFileSystem, size: int) -> dict[str, Any]:
@@ -606,7 +624,6 @@ def inspect_input(
         Not a Parquet file, corrupt or truncated footer.
     """
     fs, path = open_fs(uri, storage_options, cache_dir=cache_dir, month=month)
-    where = f"{redact_uri(uri)} ({month})"
     try:
         size = fs.size(path)
         if size is None:
@@ -614,34 +631,13 @@ def inspect_input(
         size = int(size)
         kind = detect_format(uri, fmt)
         with fs.open(path, "rb", **open_kwargs(fs, size)) as f:
-            if kind is None:
-                f.seek(max(size - 4, 0))
-                kind = "parquet" if f.read(4) == b"PAR1" else "csv"
+            kind = kind or _sniff_format(f, size)
             if size == 0:
                 rows = 0 if kind == "parquet" else None
                 return InputInfo(uri, month, kind, 0, rows, _fingerprint(b"\0" * 8), (), (), cache_dir)
             if kind == "parquet":
-                footer, meta = parquet_footer(f, size, where=where)
-                ranges, zones = _footer_ranges(meta)
-                return InputInfo(
-                    uri=uri,
-                    month=month,
-                    format="parquet",
-                    bytes=size,
-                    rows=int(meta.num_rows),
-                    fingerprint=_fingerprint(struct.pack("<Q", size), footer),
-                    columns=tuple(meta.schema.to_arrow_schema().names),
-                    row_groups=tuple(int(meta.row_group(i).num_rows) for i in range(meta.num_row_groups)),
-                    cache_dir=cache_dir,
-                    ranges=ranges,
-                    time_zones=zones,
-                )
-            head = f.read(min(size, _CSV_SAMPLE))
-            if size > _CSV_SAMPLE:
-                f.seek(max(size - _CSV_SAMPLE, _CSV_SAMPLE))
-                tail = f.read()
-            else:
-                tail = b""
+                return _inspect_parquet(f, size, uri=uri, month=month, cache_dir=cache_dir)
+            head, tail = _csv_ends(f, size)
         with fs.open(path, "rb", compression="infer", **open_kwargs(fs, size)) as f:
             columns = tuple(read_csv_header(f))
         fingerprint = _fingerprint(struct.pack("<Q", size), head, tail)
@@ -650,3 +646,42 @@ def inspect_input(
         raise
     except Exception as exc:
         raise source_error(exc, uri, month, "inspect") from exc
+
+
+def _sniff_format(f, size: int) -> str:
+    """``"parquet"`` if the file open as ``f`` ends in Parquet's magic, else ``"csv"``."""
+    f.seek(max(size - 4, 0))
+    return "parquet" if f.read(4) == b"PAR1" else "csv"
+
+
+def _inspect_parquet(f, size: int, *, uri: str, month: str, cache_dir: str | None) -> InputInfo:
+    """What the footer of the Parquet file open as ``f`` says: rows, columns, row groups, ranges."""
+    footer, meta = parquet_footer(f, size, where=f"{redact_uri(uri)} ({month})")
+    footer_ranges = _footer_ranges(meta)
+    return InputInfo(
+        uri=uri,
+        month=month,
+        format="parquet",
+        bytes=size,
+        rows=int(meta.num_rows),
+        fingerprint=_fingerprint(struct.pack("<Q", size), footer),
+        columns=tuple(meta.schema.to_arrow_schema().names),
+        row_groups=tuple(int(meta.row_group(i).num_rows) for i in range(meta.num_row_groups)),
+        cache_dir=cache_dir,
+        ranges=footer_ranges.ranges,
+        time_zones=footer_ranges.time_zones,
+    )
+
+
+class _FileEnds(NamedTuple):
+    head: bytes
+    tail: bytes  # empty when the head holds the whole file
+
+
+def _csv_ends(f, size: int) -> _FileEnds:
+    """The first and last MiB of the file open as ``f`` (what a CSV's fingerprint hashes)."""
+    head = f.read(min(size, _CSV_SAMPLE))
+    if size <= _CSV_SAMPLE:
+        return _FileEnds(head, b"")
+    f.seek(max(size - _CSV_SAMPLE, _CSV_SAMPLE))
+    return _FileEnds(head, f.read())

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ._load import RunTables, load_run
 from ._plots import Plot, build_plots
-from ._tables import explain_lines, facts, policy_summary, row_accounting
+from ._tables import explain_lines, facts, policy_summary, row_accounting, window_alarms
 
 __all__ = ["write_report", "render_html"]
 
@@ -56,8 +56,8 @@ _SECTIONS = (
 )
 
 
-def _esc(v) -> str:
-    return html.escape(str(v), quote=True)
+def _esc(value) -> str:
+    return html.escape(str(value), quote=True)
 
 
 def _png(fig, dpi: int = 100) -> str:
@@ -66,61 +66,64 @@ def _png(fig, dpi: int = 100) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _cell(v, col: str) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+def _cell(value, column: str) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return "<td></td>"
-    if isinstance(v, (bool, np.bool_)):
-        if col == "alarm" or col == "below_floor":
-            return "<td class='alarm'>ALARM</td>" if v else "<td></td>"
-        return f"<td>{'yes' if v else 'no'}</td>"
-    if isinstance(v, (int, np.integer)):
-        return f"<td>{int(v):,}</td>"
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        if v == 0 and col == "p_value":  # a double's underflow, not a certainty
+    if isinstance(value, (bool, np.bool_)):
+        if column == "alarm" or column == "below_floor":
+            return "<td class='alarm'>ALARM</td>" if value else "<td></td>"
+        return f"<td>{'yes' if value else 'no'}</td>"
+    if isinstance(value, (int, np.integer)):
+        return f"<td>{int(value):,}</td>"
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if value == 0 and column == "p_value":  # a double's underflow, not a certainty
             return "<td>&lt; 1e-300</td>"
-        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
-            return f"<td>{v:.3g}</td>"
-        return f"<td>{v:.4f}</td>" if abs(v) < 1000 else f"<td>{v:,.1f}</td>"
-    if isinstance(v, pd.Timestamp):
-        s = v.isoformat(sep=" ")
-        return f"<td class='t'>{_esc(s[:-9] if s.endswith(' 00:00:00') else s)}</td>"
-    return f"<td class='t'>{_esc(v)}</td>"
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
+            return f"<td>{value:.3g}</td>"
+        return f"<td>{value:.4f}</td>" if abs(value) < 1000 else f"<td>{value:,.1f}</td>"
+    if isinstance(value, pd.Timestamp):
+        text = value.isoformat(sep=" ")
+        return f"<td class='t'>{_esc(text[:-9] if text.endswith(' 00:00:00') else text)}</td>"
+    return f"<td class='t'>{_esc(value)}</td>"
 
 
-def _table(df: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, source: str | None = None) -> str:
-    if df.empty:
+def _table(frame: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, source: str | None = None) -> str:
+    if frame.empty:
         return "<p class='muted'>(no rows)</p>"
     note = ""
-    if len(df) > max_rows:
-        note = f"<p class='muted'>first {max_rows:,} of {len(df):,} rows" + (f"; all of them are in {_esc(source)}" if source else "") + "</p>"
-        df = df.head(max_rows)
-    head = "".join(f"<th>{_esc(c)}</th>" for c in df.columns)
-    cols = list(df.columns)
-    body = "".join("<tr>" + "".join(_cell(v, c) for v, c in zip(row, cols)) + "</tr>" for row in df.itertuples(index=False))
+    if len(frame) > max_rows:
+        note = (f"<p class='muted'>first {max_rows:,} of {len(frame):,} rows"
+                + (f"; all of them are in {_esc(source)}" if source else "") + "</p>")
+        frame = frame.head(max_rows)
+    head = "".join(f"<th>{_esc(column)}</th>" for column in frame.columns)
+    columns = list(frame.columns)
+    body = "".join("<tr>" + "".join(_cell(value, column) for value, column in zip(row, columns)) + "</tr>"
+                   for row in frame.itertuples(index=False))
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{note}"
 
 
-def _cols(df: pd.DataFrame, wanted) -> pd.DataFrame:
-    return df[[c for c in wanted if c in df.columns]]
+def _cols(frame: pd.DataFrame, wanted) -> pd.DataFrame:
+    return frame[[column for column in wanted if column in frame.columns]]
 
 
-def _figure(p: Plot) -> str:
-    uri = _png(p.figure)
-    cap = _esc(p.caption or p.title)
-    return (f"<figure class='plot' id='plot-{_esc(p.id)}'><img alt='{_esc(p.title)}' src='{uri}'>"
-            f"<figcaption>{cap}</figcaption></figure>")
+def _figure(plot: Plot) -> str:
+    uri = _png(plot.figure)
+    caption = _esc(plot.caption or plot.title)
+    return (f"<figure class='plot' id='plot-{_esc(plot.id)}'><img alt='{_esc(plot.title)}' src='{uri}'>"
+            f"<figcaption>{caption}</figcaption></figure>")
 
 
 def _section_summary(run: RunTables, plots) -> list[str]:
-    out = ["<dl class='facts'>" + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts(run)) + "</dl>"]
-    out += [_figure(p) for p in plots]
-    ra = row_accounting(run)
-    if not ra.empty:
-        out.append("<h3>Rows per input month, dropped by rule</h3>" + _table(ra))
-    t = run.manifest.get("timings_s") or {}
-    if t:
-        out.append("<h3>Timings per stage</h3>" + _table(pd.DataFrame({"stage": list(t), "seconds": [float(v) for v in t.values()]})))
+    out = ["<dl class='facts'>" + "".join(f"<dt>{_esc(key)}</dt><dd>{_esc(value)}</dd>" for key, value in facts(run)) + "</dl>"]
+    out += [_figure(plot) for plot in plots]
+    rows = row_accounting(run)
+    if not rows.empty:
+        out.append("<h3>Rows per input month, dropped by rule</h3>" + _table(rows))
+    timings = run.manifest.get("timings_s") or {}
+    if timings:
+        seconds = pd.DataFrame({"stage": list(timings), "seconds": [float(value) for value in timings.values()]})
+        out.append("<h3>Timings per stage</h3>" + _table(seconds))
     return out
 
 
@@ -130,21 +133,21 @@ _REPLAY_COLS = ("model", "window_start", "window_end", "n", "positives", "precis
 
 
 def _section_replay(run: RunTables, plots) -> list[str]:
-    r = run["replay"]
-    out = [_figure(p) for p in plots]
-    if not any(p.id == "label-delay" for p in plots):
+    replay = run["replay"]
+    out = [_figure(plot) for plot in plots]
+    if not any(plot.id == "label-delay" for plot in plots):
         out.append("<p class='muted'>No label-delay columns in this run's replay table "
                    "(labels taken as known at once, or a run directory from before the label-delay view).</p>")
-    if "in_period" in r.columns:
-        r = r[r["in_period"].astype(bool)]
-    out.append("<h3>Windows</h3>" + _table(_cols(r, _REPLAY_COLS), source="replay.parquet"))
+    if "in_period" in replay.columns:
+        replay = replay[replay["in_period"].astype(bool)]
+    out.append("<h3>Windows</h3>" + _table(_cols(replay, _REPLAY_COLS), source="replay.parquet"))
     return out
 
 
 def _section_monthly(run: RunTables, plots) -> list[str]:
     cols = ("model", "month", "role", "n", "positives", "precision", "recall", "f1", "accuracy", "positive_rate",
             "predicted_positive_rate", "rows_read", "rows_dropped")
-    return [_figure(p) for p in plots] + [_table(_cols(run["monthly"], cols), source="monthly.parquet")]
+    return [_figure(plot) for plot in plots] + [_table(_cols(run["monthly"], cols), source="monthly.parquet")]
 
 
 def _what_moved(run: RunTables) -> list[str]:
@@ -157,91 +160,94 @@ def _what_moved(run: RunTables) -> list[str]:
            "<p class='muted'>Effect: the share of rows that moved (total variation of the category shares for "
            "categorical features, the largest CDF gap, KS, for ordered ones), beside what it is on windows without a "
            "shift; features ranked by the excess.  Percentiles by the inverted CDF.</p>"]
-    for ref, start in windows[:MAX_EXPLAIN_WINDOWS]:
-        w = lines[(lines["reference"] == ref) & (lines["window_start"] == start)]
-        label = w["window"].iloc[0] if "window" in w.columns else start
-        items = "".join(f"<li><b>{_esc(r.feature)}</b> ({_effect_words(r)}): {_esc(r.what)}</li>" for r in w.itertuples())
-        out.append(f"<p class='t'>{_esc(label)} against {_esc(ref)}</p><ol>{items}</ol>")
+    for reference, start in windows[:MAX_EXPLAIN_WINDOWS]:
+        rows = lines[(lines["reference"] == reference) & (lines["window_start"] == start)]
+        label = rows["window"].iloc[0] if "window" in rows.columns else start
+        items = "".join(f"<li><b>{_esc(line.feature)}</b> ({_effect_words(line)}): {_esc(line.what)}</li>"
+                        for line in rows.itertuples())
+        out.append(f"<p class='t'>{_esc(label)} against {_esc(reference)}</p><ol>{items}</ol>")
     if len(windows) > MAX_EXPLAIN_WINDOWS:
         out.append(f"<p class='muted'>first {MAX_EXPLAIN_WINDOWS} of {len(windows):,} windows; all of them are in "
                    "explain.parquet</p>")
     return out
 
 
-def _effect_words(r) -> str:
+def _effect_words(line) -> str:
     """``kind, measure effect, noise without a shift`` of one explanation line (what it has)."""
     def num(name):
-        v = getattr(r, name, np.nan)
-        return float(v) if v is not None and np.isfinite(float(v)) else None
+        value = getattr(line, name, np.nan)
+        return float(value) if value is not None and np.isfinite(float(value)) else None
 
     effect, noise = num("effect"), num("effect_noise")
-    parts = [str(getattr(r, "kind", "") or "")]
+    parts = [str(getattr(line, "kind", "") or "")]
     if effect is not None:
-        parts.append(f"{getattr(r, 'effect_measure', '') or 'effect'} {effect:.3f}")
+        parts.append(f"{getattr(line, 'effect_measure', '') or 'effect'} {effect:.3f}")
     if noise is not None:
         parts.append(f"{noise:.3f} without a shift")
-    return _esc(", ".join(p for p in parts if p))
+    return _esc(", ".join(part for part in parts if part))
 
 
 def _section_shift(run: RunTables, plots) -> list[str]:
-    s = run["shift"]
-    out = _what_moved(run) + [_figure(p) for p in plots if p.id != "attribution"]
-    if s.empty:
+    shift = run["shift"]
+    out = _what_moved(run) + [_figure(plot) for plot in plots if plot.id != "attribution"]
+    if shift.empty:
         return out
     cols = ("reference", "window", "window_start", "feature", "statistic", "value", "p_value", "threshold", "alarm",
             "exceedance", "n_reference", "n_window")
-    if "alarm" in s.columns:
-        alarms = s[s["alarm"].fillna(False).astype(bool)]
+    if "alarm" in shift.columns:
+        alarms = shift[shift["alarm"].fillna(False).astype(bool)]
         windows = ""
-        if "window_alarm" in s.columns and "window_start" in s.columns:
-            per = s.groupby([s["reference"] if "reference" in s.columns else 0, "window_start"])["window_alarm"].any()
-            windows = f"{int(per.sum()):,} of {len(per):,} windows alarm; "
-        out.append(f"<h3>Alarms ({windows}{len(alarms):,} of {len(s):,} comparisons)</h3>"
+        if "window_alarm" in shift.columns and "window_start" in shift.columns:
+            alarm_per_window = window_alarms(shift)
+            windows = f"{int(alarm_per_window.sum()):,} of {len(alarm_per_window):,} windows alarm; "
+        out.append(f"<h3>Alarms ({windows}{len(alarms):,} of {len(shift):,} comparisons)</h3>"
                    + _table(_cols(alarms, cols), source="shift.parquet"))
-    att = [p for p in plots if p.id == "attribution"]
-    if att:
-        out.append("<h3>Attribution</h3>" + _figure(att[0]) + _table(run["attribution"], source="attribution.parquet"))
-    out.append("<details><summary>every comparison</summary>" + _table(_cols(s, cols), source="shift.parquet") + "</details>")
+    attribution = [plot for plot in plots if plot.id == "attribution"]
+    if attribution:
+        out.append("<h3>Attribution</h3>" + _figure(attribution[0]) + _table(run["attribution"], source="attribution.parquet"))
+    out.append("<details><summary>every comparison</summary>" + _table(_cols(shift, cols), source="shift.parquet") + "</details>")
     return out
 
 
 def _section_backtest(run: RunTables, plots) -> list[str]:
-    out = [_figure(p) for p in plots]
-    ps = policy_summary(run)
-    if not ps.empty:
-        out.append("<h3>Policy comparison</h3>" + _table(ps))
-    bt = run["backtest"]
-    if not bt.empty:
-        out.append("<details><summary>every fold × evaluation month</summary>" + _table(bt, source="backtest.parquet") + "</details>")
+    out = [_figure(plot) for plot in plots]
+    policies = policy_summary(run)
+    if not policies.empty:
+        out.append("<h3>Policy comparison</h3>" + _table(policies))
+    backtest = run["backtest"]
+    if not backtest.empty:
+        out.append("<details><summary>every fold × evaluation month</summary>"
+                   + _table(backtest, source="backtest.parquet") + "</details>")
     return out
 
 
 def _section_lineage(run: RunTables) -> list[str]:
-    man = run.manifest
+    manifest = run.manifest
     out = []
-    if man.get("inputs"):
-        out.append("<h3>Inputs</h3>" + _table(pd.DataFrame(man["inputs"])))
-    keys = [("job hash", man.get("job_hash")), ("seed", man.get("seed")), ("git commit", man.get("git_commit")),
-            ("created (UTC)", man.get("created_utc")), ("manifest version", man.get("rapidseval_manifest"))]
-    out.append("<dl class='facts'>" + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in keys if v is not None) + "</dl>")
-    if man.get("packages"):
-        out.append("<h3>Packages</h3>" + _table(pd.DataFrame({"package": list(man["packages"]), "version": list(man["packages"].values())})))
-    if man.get("hardware"):
-        out.append("<h3>Hardware</h3>" + _table(pd.DataFrame({"key": list(man["hardware"]),
-                                                               "value": [str(v) for v in man["hardware"].values()]})))
+    if manifest.get("inputs"):
+        out.append("<h3>Inputs</h3>" + _table(pd.DataFrame(manifest["inputs"])))
+    keys = [("job hash", manifest.get("job_hash")), ("seed", manifest.get("seed")), ("git commit", manifest.get("git_commit")),
+            ("created (UTC)", manifest.get("created_utc")), ("manifest version", manifest.get("rapidseval_manifest"))]
+    out.append("<dl class='facts'>" + "".join(f"<dt>{_esc(key)}</dt><dd>{_esc(value)}</dd>"
+                                              for key, value in keys if value is not None) + "</dl>")
+    if manifest.get("packages"):
+        packages = manifest["packages"]
+        out.append("<h3>Packages</h3>" + _table(pd.DataFrame({"package": list(packages), "version": list(packages.values())})))
+    if manifest.get("hardware"):
+        out.append("<h3>Hardware</h3>" + _table(pd.DataFrame({"key": list(manifest["hardware"]),
+                                                               "value": [str(value) for value in manifest["hardware"].values()]})))
     if run.job:
         out.append("<h3>Resolved job</h3><details><summary>job spec as run</summary><pre>"
                    + _esc(json.dumps(run.job, indent=2, default=str)) + "</pre></details>")
     return out
 
 
-def render_html(run: RunTables) -> str:
-    """The page for ``run`` as one HTML string."""
-    plots = build_plots(run)
+def _section_bodies(run: RunTables, plots: list[Plot]) -> dict[str, list[str]]:
+    """Section key -> its HTML parts (empty where the run has no table for it)."""
     by_section: dict[str, list[Plot]] = {}
-    for p in plots:
-        by_section.setdefault(p.section, []).append(p)
-    bodies = {
+    for plot in plots:
+        by_section.setdefault(plot.section, []).append(plot)
+    return {
         "summary": _section_summary(run, by_section.get("summary", [])),
         "replay": _section_replay(run, by_section.get("replay", [])) if run.has("replay") else [],
         "monthly": _section_monthly(run, by_section.get("monthly", [])) if run.has("monthly") else [],
@@ -250,9 +256,10 @@ def render_html(run: RunTables) -> str:
         if run.has("backtest") or run.has("staleness") or run.has("policies") else [],
         "lineage": _section_lineage(run),
     }
-    for p in plots:  # figures are big; free them as soon as they are PNGs
-        p.figure.clear()
-    present = [(k, t) for k, t in _SECTIONS if bodies[k]]
+
+
+def _page_header(run: RunTables, present: list[tuple[str, str]]) -> list[str]:
+    """The document head, the run's name and kind, banners (incomplete, warnings) and the navigation."""
     title = f"rapidseval: {run.name}"
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -265,11 +272,23 @@ def render_html(run: RunTables) -> str:
     ]
     if not run.complete:
         parts.append("<p class='banner' id='incomplete'>This run did not finish: the tables below are partial.</p>")
-    warnings = [str(w) for w in run.manifest.get("warnings") or []]
+    warnings = [str(warning) for warning in run.manifest.get("warnings") or []]
     if warnings:
         parts.append("<div class='banner' id='warnings'><strong>Warnings</strong><ul>"
-                     + "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul></div>")
-    parts.append("<nav>" + "".join(f"<a href='#{k}'>{_esc(t.split(':')[0])}</a>" for k, t in present) + "</nav></header>")
+                     + "".join(f"<li>{_esc(warning)}</li>" for warning in warnings) + "</ul></div>")
+    parts.append("<nav>" + "".join(f"<a href='#{key}'>{_esc(heading.split(':')[0])}</a>" for key, heading in present)
+                 + "</nav></header>")
+    return parts
+
+
+def render_html(run: RunTables) -> str:
+    """The page for ``run`` as one HTML string."""
+    plots = build_plots(run)
+    bodies = _section_bodies(run, plots)
+    for plot in plots:  # figures are big; free them as soon as they are PNGs
+        plot.figure.clear()
+    present = [(key, heading) for key, heading in _SECTIONS if bodies[key]]
+    parts = _page_header(run, present)
     for key, heading in present:
         parts.append(f"<section id='{key}'><h2>{_esc(heading)}</h2>")
         parts.extend(bodies[key])

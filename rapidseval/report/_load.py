@@ -87,11 +87,11 @@ def load_run(run_dir: str | Path) -> RunTables:
         raise DataError(f"{path}: the manifest is not a JSON object")
     tables = {}
     for name in TABLES:
-        p = run_dir / f"{name}.parquet"
-        if not p.exists():
+        table_path = run_dir / f"{name}.parquet"
+        if not table_path.exists():
             continue
         try:
-            tables[name] = pd.read_parquet(p)
+            tables[name] = pd.read_parquet(table_path)
         except (OSError, ValueError) as exc:
-            raise DataError(f"{p}: cannot read table {name}: {exc}") from exc
+            raise DataError(f"{table_path}: cannot read table {name}: {exc}") from exc
     return RunTables(run_dir, manifest, tables)

@@ -18,43 +18,49 @@ MAX_EXPLAIN_LINES = 20
 
 def facts(run: RunTables) -> list[tuple[str, str]]:
     """(label, value) pairs of the run summary: job, kind, backend, cluster, rows, timings."""
-    man, job = run.manifest, run.job
+    manifest, job = run.manifest, run.job
     model = job.get("model") or {}
-    cluster = man.get("cluster") or job.get("cluster") or {}
-    hw = man.get("hardware") or {}
-    rows = ((man.get("rows") or {}).get("total")) or {}
+    cluster = manifest.get("cluster") or job.get("cluster") or {}
+    hardware = manifest.get("hardware") or {}
+    rows = ((manifest.get("rows") or {}).get("total")) or {}
     out = [("job", run.name), ("kind", run.kind)]
-    if man.get("job_hash"):
-        out.append(("job hash", str(man["job_hash"])[:16]))
-    if "seed" in man:
-        out.append(("seed", str(man["seed"])))
+    if manifest.get("job_hash"):
+        out.append(("job hash", str(manifest["job_hash"])[:16]))
+    if "seed" in manifest:
+        out.append(("seed", str(manifest["seed"])))
     if model:
         params = json.dumps(model.get("params") or {}, sort_keys=True)
-        out.append(("model", f"{model.get('kind', '?')} {params}" + (f", threshold {model['threshold']}" if "threshold" in model else "")))
-    if man.get("backend"):
-        out.append(("backend", f"{man['backend']}" + (f" ({man['backend_reason']})" if man.get("backend_reason") else "")))
+        threshold = f", threshold {model['threshold']}" if "threshold" in model else ""
+        out.append(("model", f"{model.get('kind', '?')} {params}{threshold}"))
+    if manifest.get("backend"):
+        reason = f" ({manifest['backend_reason']})" if manifest.get("backend_reason") else ""
+        out.append(("backend", f"{manifest['backend']}{reason}"))
     if cluster:
         keys = [k for k in ("kind", "n_workers", "threads_per_worker", "memory_limit", "address") if cluster.get(k) is not None]
         out.append(("cluster", ", ".join(f"{k} {cluster[k]}" for k in keys) or json.dumps(cluster)))
-    if man.get("cluster_started"):
-        out.append(("cluster started", str(man["cluster_started"])))
-    if hw:
-        dev = hw.get("gpu") or hw.get("gpu_name") or hw.get("device")
-        out.append(("hardware", ", ".join(str(v) for v in (hw.get("platform"), f"{hw.get('cpu_count')} CPUs" if hw.get("cpu_count") else None,
-                                                                f"{hw['memory_bytes'] / 2**30:.1f} GiB" if hw.get("memory_bytes") else None, dev) if v)))
-    if man.get("inputs"):
-        out.append(("inputs", f"{len(man['inputs'])} files, {sum(int(i.get('bytes') or 0) for i in man['inputs']) / 2**20:,.1f} MiB"))
+    if manifest.get("cluster_started"):
+        out.append(("cluster started", str(manifest["cluster_started"])))
+    if hardware:
+        device = hardware.get("gpu") or hardware.get("gpu_name") or hardware.get("device")
+        parts = (hardware.get("platform"),
+                 f"{hardware.get('cpu_count')} CPUs" if hardware.get("cpu_count") else None,
+                 f"{hardware['memory_bytes'] / 2**30:.1f} GiB" if hardware.get("memory_bytes") else None,
+                 device)
+        out.append(("hardware", ", ".join(str(part) for part in parts if part)))
+    if manifest.get("inputs"):
+        mib = sum(int(entry.get("bytes") or 0) for entry in manifest["inputs"]) / 2**20
+        out.append(("inputs", f"{len(manifest['inputs'])} files, {mib:,.1f} MiB"))
     if rows:
         dropped = ", ".join(f"{k} {v:,}" for k, v in (rows.get("dropped_by_rule") or {}).items() if v)
         out.append(("rows", f"read {rows.get('rows_read', 0):,}, dropped {rows.get('rows_dropped', 0):,}"
                             + (f" ({dropped})" if dropped else "") + f", used {rows.get('rows_used', 0):,}"))
-    t = man.get("timings_s") or {}
-    if t:
-        out.append(("timings", ", ".join(f"{k} {float(v):.2f} s" for k, v in t.items() if isinstance(v, (int, float)))))
-    if man.get("git_commit"):
-        out.append(("git commit", str(man["git_commit"])))
-    if man.get("created_utc"):
-        out.append(("created (UTC)", str(man["created_utc"])))
+    timings = manifest.get("timings_s") or {}
+    if timings:
+        out.append(("timings", ", ".join(f"{k} {float(v):.2f} s" for k, v in timings.items() if isinstance(v, (int, float)))))
+    if manifest.get("git_commit"):
+        out.append(("git commit", str(manifest["git_commit"])))
+    if manifest.get("created_utc"):
+        out.append(("created (UTC)", str(manifest["created_utc"])))
     out.append(("complete", "yes" if run.complete else "NO — this run did not finish"))
     return out
 
@@ -62,62 +68,63 @@ def facts(run: RunTables) -> list[tuple[str, str]]:
 def row_accounting(run: RunTables) -> pd.DataFrame:
     """One row per input month: rows read, dropped by each rule, used."""
     by_month = ((run.manifest.get("rows") or {}).get("by_month")) or {}
-    recs = []
+    records = []
     for month in sorted(by_month):
-        r = by_month[month]
-        rec = {"month": month, "rows_read": r.get("rows_read")}
-        rec.update({f"dropped: {k}": v for k, v in (r.get("dropped_by_rule") or {}).items()})
-        rec["rows_used"] = r.get("rows_used")
-        recs.append(rec)
-    return pd.DataFrame(recs)
+        month_rows = by_month[month]
+        record = {"month": month, "rows_read": month_rows.get("rows_read")}
+        record.update({f"dropped: {k}": v for k, v in (month_rows.get("dropped_by_rule") or {}).items()})
+        record["rows_used"] = month_rows.get("rows_used")
+        records.append(record)
+    return pd.DataFrame(records)
 
 
 def policy_summary(run: RunTables) -> pd.DataFrame:
     """``policies.parquet`` when present, else derived from ``backtest.parquet`` (mean/worst F1, retrains, cost)."""
     if run.has("policies", "policy"):
         return run["policies"]
-    bt = run["backtest"]
+    backtest = run["backtest"]
     if not run.has("backtest", "policy", "f1"):
         return pd.DataFrame()
-    agg: dict[str, Any] = {"mean_f1": ("f1", "mean"), "worst_f1": ("f1", "min"), "months": ("f1", "size")}
-    if "retrained" in bt.columns:
-        agg["retrains"] = ("retrained", "sum")
-    if "train_seconds" in bt.columns:
-        agg["train_seconds"] = ("train_seconds", "sum")
-    out = bt.assign(retrained=bt["retrained"].fillna(False).astype(int)) if "retrained" in bt.columns else bt
-    return out.groupby("policy", sort=False).agg(**agg).reset_index()
+    aggregates: dict[str, Any] = {"mean_f1": ("f1", "mean"), "worst_f1": ("f1", "min"), "months": ("f1", "size")}
+    if "retrained" in backtest.columns:
+        aggregates["retrains"] = ("retrained", "sum")
+        backtest = backtest.assign(retrained=backtest["retrained"].fillna(False).astype(int))
+    if "train_seconds" in backtest.columns:
+        aggregates["train_seconds"] = ("train_seconds", "sum")
+    return backtest.groupby("policy", sort=False).agg(**aggregates).reset_index()
 
 
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as plain dicts, full float precision (``to_json`` rounds to 10 digits: a p-value of 1e-15 became 0)."""
     out = []
-    for rec in df.to_dict("records"):
+    for rec in frame.to_dict("records"):
         out.append({k: (None if _missing(v) else v.isoformat() if isinstance(v, pd.Timestamp) else _jsonable(v)
                         if isinstance(v, (np.generic,)) else v) for k, v in rec.items()})
     return out
 
 
-def _missing(v) -> bool:
+def _missing(value) -> bool:
     try:
-        return bool(pd.isna(v))
+        return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
 
 
 def replay_summary(run: RunTables) -> list[dict[str, Any]]:
     """Per model: windows, final cumulative F1, windowed range, worst windows, floor breaches, label-delay view."""
-    r = run["replay"]
-    if r.empty or "f1" not in r.columns:
+    replay = run["replay"]
+    if replay.empty or "f1" not in replay.columns:
         return []
-    if "in_period" in r.columns:
-        r = r[r["in_period"].astype(bool)]
+    if "in_period" in replay.columns:
+        replay = replay[replay["in_period"].astype(bool)]
     out = []
-    models = r["model"].unique().tolist() if "model" in r.columns else [None]
+    models = replay["model"].unique().tolist() if "model" in replay.columns else [None]
     for model in models:
-        m = r if model is None else r[r["model"] == model]
-        scored = m[(m["n"] > 0) if "n" in m.columns else m["f1"].notna()]
-        rec: dict[str, Any] = {"model": model, "window": str(m["window"].iloc[0]) if "window" in m.columns and len(m) else None,
-                               "windows": int(len(m))}
+        rows = replay if model is None else replay[replay["model"] == model]
+        scored = rows[(rows["n"] > 0) if "n" in rows.columns else rows["f1"].notna()]
+        rec: dict[str, Any] = {"model": model,
+                               "window": str(rows["window"].iloc[0]) if "window" in rows.columns and len(rows) else None,
+                               "windows": int(len(rows))}
         if len(scored):
             last = scored.iloc[-1]
             worst = scored.nsmallest(3, "f1")
@@ -136,23 +143,30 @@ def replay_summary(run: RunTables) -> list[dict[str, Any]]:
 
 
 def shift_summary(run: RunTables, top: int = 6) -> dict[str, Any]:
-    s = run["shift"]
+    shift = run["shift"]
     if not run.has("shift", "feature", "value"):
         return {}
-    alarms = int(s["alarm"].fillna(False).astype(bool).sum()) if "alarm" in s.columns else 0
-    cols = [c for c in ("reference", "window", "feature", "statistic", "value", "p_value", "threshold", "alarm") if c in s.columns]
+    alarms = int(shift["alarm"].fillna(False).astype(bool).sum()) if "alarm" in shift.columns else 0
+    cols = [c for c in ("reference", "window", "feature", "statistic", "value", "p_value", "threshold", "alarm")
+            if c in shift.columns]
     # statistics have different scales: alarms first, then by how far past its own threshold each value is
-    key = s.assign(_a=s["alarm"].fillna(False).astype(bool) if "alarm" in s.columns else False,
-                   _r=pd.to_numeric(s["value"], errors="coerce") / pd.to_numeric(s["threshold"], errors="coerce").where(lambda t: t > 0)
-                   if "threshold" in s.columns else pd.to_numeric(s["value"], errors="coerce"))
-    if "exceedance" in s.columns:  # null standard deviations above the threshold: comparable across statistics
-        key["_r"] = pd.to_numeric(s["exceedance"], errors="coerce")
-    head = key.sort_values(["_a", "_r"], ascending=[False, False], na_position="last").head(top)[cols]
-    out = {"comparisons": int(len(s)), "alarms": alarms, "top": _records(head)}
-    if "window_alarm" in s.columns and "window_start" in s.columns:
-        per = s.groupby([s["reference"] if "reference" in s.columns else 0, "window_start"])["window_alarm"].any()
-        out.update(windows=int(len(per)), window_alarms=int(per.sum()))
+    ranked = shift.assign(_a=shift["alarm"].fillna(False).astype(bool) if "alarm" in shift.columns else False,
+                   _r=pd.to_numeric(shift["value"], errors="coerce")
+                   / pd.to_numeric(shift["threshold"], errors="coerce").where(lambda t: t > 0)
+                   if "threshold" in shift.columns else pd.to_numeric(shift["value"], errors="coerce"))
+    if "exceedance" in shift.columns:  # null standard deviations above the threshold: comparable across statistics
+        ranked["_r"] = pd.to_numeric(shift["exceedance"], errors="coerce")
+    head = ranked.sort_values(["_a", "_r"], ascending=[False, False], na_position="last").head(top)[cols]
+    out = {"comparisons": int(len(shift)), "alarms": alarms, "top": _records(head)}
+    if "window_alarm" in shift.columns and "window_start" in shift.columns:
+        alarm_per_window = window_alarms(shift)
+        out.update(windows=int(len(alarm_per_window)), window_alarms=int(alarm_per_window.sum()))
     return out
+
+
+def window_alarms(shift: pd.DataFrame) -> pd.Series:
+    """Whether each (reference, window) alarms, from a shift table with ``window_alarm`` and ``window_start``."""
+    return shift.groupby([shift["reference"] if "reference" in shift.columns else 0, "window_start"])["window_alarm"].any()
 
 
 def explain_lines(run: RunTables) -> pd.DataFrame:
@@ -173,8 +187,8 @@ def explain_summary(run: RunTables, *, max_lines: int = MAX_EXPLAIN_LINES) -> di
     if lines.empty:
         return {}
     per_rank = np.cumsum(np.bincount(lines["rank"].astype("int64")))  # lines with rank <= k
-    k = max(1, int(np.flatnonzero(per_rank <= max_lines).max(initial=1)))
-    shown = lines[lines["rank"] <= k].head(max_lines)
+    per_window = max(1, int(np.flatnonzero(per_rank <= max_lines).max(initial=1)))
+    shown = lines[lines["rank"] <= per_window].head(max_lines)
     cols = [c for c in ("reference", "window", "feature", "kind", "rank", "effect", "effect_noise", "effect_measure", "what")
             if c in shown.columns]
     return {"pairs": int(len(lines)), "windows": int(lines.drop_duplicates(["reference", "window_start"]).shape[0]),
@@ -183,42 +197,42 @@ def explain_summary(run: RunTables, *, max_lines: int = MAX_EXPLAIN_LINES) -> di
 
 def summarize(run: RunTables) -> dict[str, Any]:
     """The run in one JSON-able dict (what ``rapidseval run --json`` prints)."""
-    man = run.manifest
+    manifest = run.manifest
     out: dict[str, Any] = {
         "run_dir": str(run.run_dir),
         "report": str(run.run_dir / "report.html") if (run.run_dir / "report.html").exists() else None,
         "job": run.name,
         "kind": run.kind,
         "complete": run.complete,
-        "backend": man.get("backend"),
-        "warnings": list(man.get("warnings") or []),
+        "backend": manifest.get("backend"),
+        "warnings": list(manifest.get("warnings") or []),
     }
-    mt = run["monthly"]
-    if not mt.empty:
-        cols = [c for c in ("model", "month", "role", "n", "precision", "recall", "f1", "accuracy") if c in mt.columns]
-        out["monthly"] = _records(mt[cols])
-    rs = replay_summary(run)
-    if rs:
-        out["replay"] = rs
-    sh = shift_summary(run)
-    if sh:
-        out["shift"] = sh
-    ex = explain_summary(run)
-    if ex:
-        out["explain"] = ex
-    ps = policy_summary(run)
-    if not ps.empty:
-        out["policies"] = _records(ps)
-    out["rows"] = ((man.get("rows") or {}).get("total")) or {}
-    out["timings_s"] = man.get("timings_s") or {}
+    monthly = run["monthly"]
+    if not monthly.empty:
+        cols = [c for c in ("model", "month", "role", "n", "precision", "recall", "f1", "accuracy") if c in monthly.columns]
+        out["monthly"] = _records(monthly[cols])
+    replay = replay_summary(run)
+    if replay:
+        out["replay"] = replay
+    shift = shift_summary(run)
+    if shift:
+        out["shift"] = shift
+    explained = explain_summary(run)
+    if explained:
+        out["explain"] = explained
+    policies = policy_summary(run)
+    if not policies.empty:
+        out["policies"] = _records(policies)
+    out["rows"] = ((manifest.get("rows") or {}).get("total")) or {}
+    out["timings_s"] = manifest.get("timings_s") or {}
     return json.loads(json.dumps(out, default=_jsonable))
 
 
-def _jsonable(v):
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return None if np.isnan(v) else float(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return str(v)
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return str(value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from rich import box
+from rich.table import Table
 
 from ._load import RunTables
 from ._tables import explain_summary, policy_summary, replay_summary, shift_summary
@@ -20,7 +22,8 @@ _POLICY_HEADERS = {"worst_month": "worst month", "mean_f1": "mean f1", "months_b
                    "train_seconds": "train s"}
 
 
-def _f(v: Any, fmt: str = ".4f") -> str:
+def _number(v: Any, fmt: str = ".4f") -> str:
+    """A number for a table cell: "–" for missing, thousands separators for integers."""
     if v is None or (isinstance(v, float) and pd.isna(v)):
         return "–"
     if isinstance(v, (int,)) and not isinstance(v, bool):
@@ -31,24 +34,31 @@ def _f(v: Any, fmt: str = ".4f") -> str:
         return str(v)
 
 
-def _n(count: int, noun: str) -> str:
+def _count(count: int, noun: str) -> str:
+    """``"1 window"``, ``"2 windows"``."""
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
-def _p(p: Any) -> str:
+def _p_value(p: Any) -> str:
     """A p-value; an exact 0 is an underflow of the double, not a certainty."""
-    return "< 1e-300" if p == 0 else _f(p, ".3g")
+    return "< 1e-300" if p == 0 else _number(p, ".3g")
 
 
-def _ts(value: Any) -> str:
+def _timestamp(value: Any) -> str:
+    """A window start to the minute, without a midnight time."""
     return str(value)[:16].replace(" 00:00", "").replace("T00:00", "")
 
 
 def print_summary(run: RunTables, console) -> None:
-    """Print the run's summary: headline, metrics per month, replay, shift, policies, rows, timings, paths."""
-    from rich import box
-    from rich.table import Table
+    """Print the run's summary: headline, metrics per month, replay, shift, what moved, policies,
+    rows, timings, paths (each section only where the run has its tables)."""
+    for section in (_headline, _monthly_table, _replay_lines, _shift_table, _explain_table, _policy_table,
+                    _row_accounting, _stage_timings, _paths):
+        section(run, console)
 
+
+def _headline(run: RunTables, console) -> None:
+    """Job name and kind, backend, cluster, total time; a banner if the run did not finish; warnings."""
     man = run.manifest
     cluster = man.get("cluster") or {}
     total = (man.get("timings_s") or {}).get("total")
@@ -64,105 +74,150 @@ def print_summary(run: RunTables, console) -> None:
     for line in man.get("warnings") or []:
         console.print(f"warning: {line}", style="bold yellow", highlight=False, markup=False)
 
-    mt = run["monthly"]
-    if not mt.empty and "f1" in mt.columns:
-        several = "model" in mt.columns and mt["model"].nunique() > 1
-        t = Table(title="metrics per month", title_justify="left")
-        cols = (["model"] if several else []) + [c for c in ("month", "role") if c in mt.columns] + \
-               [c for c in ("n", "precision", "recall", "f1") if c in mt.columns]
-        for c in cols:
-            t.add_column(c, justify="left" if c in ("model", "month", "role") else "right")
-        rows = mt if len(mt) <= MAX_MONTH_ROWS else mt.tail(MAX_MONTH_ROWS)
-        for rec in rows[cols].to_dict("records"):
-            t.add_row(*[str(rec[c]) if c in ("model", "month", "role") else _f(rec[c], ",d" if c == "n" else ".4f") for c in cols])
-        if len(mt) > len(rows):
-            t.caption = f"last {len(rows)} of {len(mt)} rows; all in the report"
-        console.print(t)
 
-    for rec in replay_summary(run):
+def _monthly_table(run: RunTables, console) -> None:
+    """Metrics per month (the last :data:`MAX_MONTH_ROWS` rows)."""
+    monthly = run["monthly"]
+    if monthly.empty or "f1" not in monthly.columns:
+        return
+    several = "model" in monthly.columns and monthly["model"].nunique() > 1
+    table = Table(title="metrics per month", title_justify="left")
+    text_columns = ("model", "month", "role")
+    cols = ((["model"] if several else []) + [c for c in ("month", "role") if c in monthly.columns]
+            + [c for c in ("n", "precision", "recall", "f1") if c in monthly.columns])
+    for c in cols:
+        table.add_column(c, justify="left" if c in text_columns else "right")
+    rows = monthly if len(monthly) <= MAX_MONTH_ROWS else monthly.tail(MAX_MONTH_ROWS)
+    for rec in rows[cols].to_dict("records"):
+        table.add_row(*[str(rec[c]) if c in text_columns else _number(rec[c], ",d" if c == "n" else ".4f") for c in cols])
+    if len(monthly) > len(rows):
+        table.caption = f"last {len(rows)} of {len(monthly)} rows; all in the report"
+    console.print(table)
+
+
+def _replay_lines(run: RunTables, console) -> None:
+    """One line per model and replay window: cumulative and windowed F1, the worst windows."""
+    summaries = replay_summary(run)
+    for rec in summaries:
         if "f1_min" not in rec:
             continue
-        who = f"{rec['model']} " if rec.get("model") and len(replay_summary(run)) > 1 else ""
-        line = (f"replay {who}per {rec['window']}: cumulative F1 at end {_f(rec.get('cumulative_f1'))}; "
-                f"windowed F1 {_f(rec['f1_min'])}–{_f(rec['f1_max'])}; worst: "
-                + ", ".join(f"{_ts(w['window_start'])} {_f(w['f1'])}" for w in rec["worst"]))
+        who = f"{rec['model']} " if rec.get("model") and len(summaries) > 1 else ""
+        line = (f"replay {who}per {rec['window']}: cumulative F1 at end {_number(rec.get('cumulative_f1'))}; "
+                f"windowed F1 {_number(rec['f1_min'])}–{_number(rec['f1_max'])}; worst: "
+                + ", ".join(f"{_timestamp(w['window_start'])} {_number(w['f1'])}" for w in rec["worst"]))
         if rec.get("windows_below_floor") is not None:
-            line += f"; {_n(rec['windows_below_floor'], 'window')} below the floor"
+            line += f"; {_count(rec['windows_below_floor'], 'window')} below the floor"
         if "known_cumulative_f1" in rec:
-            line += f"; with label delay {rec.get('label_delay')} a monitor knew {_f(rec['known_cumulative_f1'])} at the end"
+            line += f"; with label delay {rec.get('label_delay')} a monitor knew {_number(rec['known_cumulative_f1'])} at the end"
         console.print(line, highlight=False)
 
-    sh = shift_summary(run)
-    if sh:
-        windows = (f"{sh['window_alarms']} of {_n(sh['windows'], 'window')} alarm; "
-                   if sh.get("windows") is not None else "")
-        t = Table(title=f"most shifted features ({windows}{_n(sh['alarms'], 'alarm')} in "
-                        f"{_n(sh['comparisons'], 'comparison')})", title_justify="left")
-        cols = [c for c in ("window", "feature", "statistic", "value", "p_value", "alarm") if sh["top"] and c in sh["top"][0]]
-        for c in cols:
-            t.add_column(c, justify="right" if c in ("value", "p_value") else "left")
-        for rec in sh["top"]:
-            t.add_row(*[("ALARM" if rec[c] else "") if c == "alarm" else _p(rec[c]) if c == "p_value"
-                        else _f(rec[c]) if c == "value" else str(rec[c]) for c in cols])
-        console.print(t)
 
-    ex = explain_summary(run)
-    if ex:
-        t = Table(title=f"what moved ({_n(ex['pairs'], 'alarmed feature')} in {_n(ex['windows'], 'window')}; "
+def _shift_cell(column: str, value: Any) -> str:
+    if column == "alarm":
+        return "ALARM" if value else ""
+    if column == "p_value":
+        return _p_value(value)
+    return _number(value) if column == "value" else str(value)
+
+
+def _shift_table(run: RunTables, console) -> None:
+    """The most shifted features, with the window and comparison counts in the title."""
+    shift = shift_summary(run)
+    if not shift:
+        return
+    windows = (f"{shift['window_alarms']} of {_count(shift['windows'], 'window')} alarm; "
+               if shift.get("windows") is not None else "")
+    table = Table(title=f"most shifted features ({windows}{_count(shift['alarms'], 'alarm')} in "
+                        f"{_count(shift['comparisons'], 'comparison')})", title_justify="left")
+    top = shift["top"]
+    cols = [c for c in ("window", "feature", "statistic", "value", "p_value", "alarm") if top and c in top[0]]
+    for c in cols:
+        table.add_column(c, justify="right" if c in ("value", "p_value") else "left")
+    for rec in top:
+        table.add_row(*[_shift_cell(c, rec[c]) for c in cols])
+    console.print(table)
+
+
+def _explain_table(run: RunTables, console) -> None:
+    """What moved: per alarmed window and feature, the effect (its noise level) and in words."""
+    explained = explain_summary(run)
+    if not explained:
+        return
+    table = Table(title=f"what moved ({_count(explained['pairs'], 'alarmed feature')} in "
+                        f"{_count(explained['windows'], 'window')}; "
                         "effect = share of rows moved (its level without a shift); ranked by the excess)",
                   title_justify="left")
-        for c in ("window", "feature", "effect", "what"):
-            t.add_column(c, justify="right" if c == "effect" else "left", overflow="fold")
-        previous = None
-        for rec in ex["lines"]:
-            window = str(rec.get("window") or "")
-            noise = rec.get("effect_noise")
-            t.add_row(window if window != previous else "", str(rec["feature"]),
-                      f"{rec.get('effect_measure') or ''} {_f(rec.get('effect'), '.3f')}".strip()
-                      + (f" ({_f(noise, '.3f')})" if noise is not None else ""), str(rec["what"]))
-            previous = window
-        if ex["more"]:
-            t.caption = f"... {ex['more']:,} more in explain.parquet and the report"
-        console.print(t)
+    for c in ("window", "feature", "effect", "what"):
+        table.add_column(c, justify="right" if c == "effect" else "left", overflow="fold")
+    previous = None
+    for rec in explained["lines"]:
+        window = str(rec.get("window") or "")
+        noise = rec.get("effect_noise")
+        table.add_row(window if window != previous else "", str(rec["feature"]),
+                      f"{rec.get('effect_measure') or ''} {_number(rec.get('effect'), '.3f')}".strip()
+                      + (f" ({_number(noise, '.3f')})" if noise is not None else ""), str(rec["what"]))
+        previous = window
+    if explained["more"]:
+        table.caption = f"... {explained['more']:,} more in explain.parquet and the report"
+    console.print(table)
 
-    ps = policy_summary(run)
-    if not ps.empty:
-        metric = str(ps["metric"].iloc[0]) if "metric" in ps.columns else "f1"
-        keep = ["policy", f"mean_{metric}", f"worst_{metric}", "worst_month", "mean_f1", "months_below_floor",
-                "retrains", "train_seconds"]
-        cols = [c for c in dict.fromkeys(keep) if c in ps.columns] or list(ps.columns)
-        # no vertical rules: the columns fit 80 (a pipe) with whole headers
-        t = Table(title="retraining policies", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        rows = [[str(v) if k in ("policy", "worst_month") else
-                 _f(v, ".1f" if "seconds" in k else ".4f" if isinstance(v, float) else "")
-                 for k, v in rec.items()] for rec in ps[cols].to_dict("records")]
-        for j, c in enumerate(cols):
-            # headers as words that wrap, never cut (a piped 80-column summary showed "mean_a…"):
-            # each column exactly as wide as its longest header word or value
-            header = _POLICY_HEADERS.get(str(c), str(c).replace("_", " "))
-            if c in (f"mean_{metric}", f"worst_{metric}"):
-                header = f"{str(c).split('_')[0]} {metric}"
-            width = max([len(w) for w in header.split()] + [len(r[j]) for r in rows])
-            t.add_column(header, justify="left" if c in ("policy", "worst_month") else "right", width=width)
-        for r in rows:
-            t.add_row(*r)
-        t.caption = "every column in policies.parquet and the report"
-        console.print(t)
-        if "false_drift_retrains" in ps.columns:  # generated data: triggers judged by the ground truth
-            for rec in ps[ps["drift_retrains"] > 0].to_dict("records"):
-                if pd.notna(rec["false_drift_retrains"]):
-                    console.print(f"{rec['policy']}: {_n(int(rec['drift_retrains']), 'drift retrain')}, "
-                                  f"{int(rec['true_drift_retrains'])} true and {int(rec['false_drift_retrains'])} false "
-                                  "against the generator's ground truth", highlight=False)
 
-    rows = ((man.get("rows") or {}).get("total")) or {}
-    if rows:
-        dropped = ", ".join(f"{k} {v:,}" for k, v in (rows.get("dropped_by_rule") or {}).items() if v)
-        console.print(f"rows read {rows.get('rows_read', 0):,}, dropped {rows.get('rows_dropped', 0):,}"
-                      + (f" ({dropped})" if dropped else "") + f", used {rows.get('rows_used', 0):,}", highlight=False)
-    timings = {k: v for k, v in (man.get("timings_s") or {}).items() if k != "total"}
+def _policy_header(column: str, metric: str) -> str:
+    if column in (f"mean_{metric}", f"worst_{metric}"):
+        return f"{column.split('_')[0]} {metric}"
+    return _POLICY_HEADERS.get(column, column.replace("_", " "))
+
+
+def _policy_table(run: RunTables, console) -> None:
+    """Retraining policies side by side; drift retrains judged by the generator's ground truth."""
+    policies = policy_summary(run)
+    if policies.empty:
+        return
+    metric = str(policies["metric"].iloc[0]) if "metric" in policies.columns else "f1"
+    keep = ["policy", f"mean_{metric}", f"worst_{metric}", "worst_month", "mean_f1", "months_below_floor",
+            "retrains", "train_seconds"]
+    cols = [c for c in dict.fromkeys(keep) if c in policies.columns] or list(policies.columns)
+    # no vertical rules: the columns fit 80 (a pipe) with whole headers
+    table = Table(title="retraining policies", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    rows = [[str(v) if k in ("policy", "worst_month") else
+             _number(v, ".1f" if "seconds" in k else ".4f" if isinstance(v, float) else "")
+             for k, v in rec.items()] for rec in policies[cols].to_dict("records")]
+    for j, c in enumerate(cols):
+        # headers as words that wrap, never cut (a piped 80-column summary showed "mean_a…"):
+        # each column exactly as wide as its longest header word or value
+        header = _policy_header(str(c), metric)
+        width = max([len(w) for w in header.split()] + [len(r[j]) for r in rows])
+        table.add_column(header, justify="left" if c in ("policy", "worst_month") else "right", width=width)
+    for r in rows:
+        table.add_row(*r)
+    table.caption = "every column in policies.parquet and the report"
+    console.print(table)
+    if "false_drift_retrains" in policies.columns:  # generated data: triggers judged by the ground truth
+        for rec in policies[policies["drift_retrains"] > 0].to_dict("records"):
+            if pd.notna(rec["false_drift_retrains"]):
+                console.print(f"{rec['policy']}: {_count(int(rec['drift_retrains']), 'drift retrain')}, "
+                              f"{int(rec['true_drift_retrains'])} true and {int(rec['false_drift_retrains'])} false "
+                              "against the generator's ground truth", highlight=False)
+
+
+def _row_accounting(run: RunTables, console) -> None:
+    """Rows read, dropped (per rule) and used."""
+    rows = ((run.manifest.get("rows") or {}).get("total")) or {}
+    if not rows:
+        return
+    dropped = ", ".join(f"{k} {v:,}" for k, v in (rows.get("dropped_by_rule") or {}).items() if v)
+    console.print(f"rows read {rows.get('rows_read', 0):,}, dropped {rows.get('rows_dropped', 0):,}"
+                  + (f" ({dropped})" if dropped else "") + f", used {rows.get('rows_used', 0):,}", highlight=False)
+
+
+def _stage_timings(run: RunTables, console) -> None:
+    timings = {k: v for k, v in (run.manifest.get("timings_s") or {}).items() if k != "total"}
     if timings:
         console.print("time per stage: " + ", ".join(f"{k} {float(v):.1f} s" for k, v in timings.items()), highlight=False)
+
+
+def _paths(run: RunTables, console) -> None:
+    """The run directory and its report page."""
     console.print(f"run directory: {run.run_dir}", highlight=False, soft_wrap=True)
     report = run.run_dir / "report.html"
     if report.exists():
