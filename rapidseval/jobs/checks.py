@@ -25,8 +25,8 @@ from ..backtest import MonthSplitter, make_policy
 from ..core.errors import SpecError
 from ..io.rundir import check_dir_template
 from ..io.sources import reject_secrets
-from ..shift import ShiftCalculator
-from ..spec import BacktestSpec, DriftSpec, JobSpec, ShiftSpec, job_origin
+from ..shift import ShiftCalculator, Threshold, threshold_from_options
+from ..spec import AlarmSpec, BacktestSpec, DriftSpec, JobSpec, ShiftSpec, job_origin
 from ..spec import load_job as load_spec
 
 __all__ = ["JobProblem", "job_problems", "check_job", "load_job", "shift_calculator", "drift_calculator", "splitter"]
@@ -111,6 +111,13 @@ def load_job(job: str | Path | dict[str, Any] | JobSpec, overrides=None) -> JobS
     return check_job(load_spec(job, overrides), job_origin(job))
 
 
+def alarm_threshold(alarm: AlarmSpec) -> Threshold:
+    """The :class:`rapidseval.shift.thresholds.Threshold` of a section's alarm keys
+    (``alarm``, ``window_alarm_rate``, ``k_std``, ``quantile``, ``min_effect``)."""
+    return threshold_from_options(alarm.alarm, window_alarm_rate=alarm.window_alarm_rate, k_std=alarm.k_std,
+                                  quantile=alarm.quantile, min_effect=alarm.min_effect)
+
+
 def shift_calculator(shift: ShiftSpec, features: Sequence[str], *, fill_value: float = -1.0, xp=None,
                      kinds: Mapping[str, str] | None = None) -> ShiftCalculator:
     """The :class:`rapidseval.shift.ShiftCalculator` ``evaluation.shift`` describes.
@@ -124,10 +131,8 @@ def shift_calculator(shift: ShiftSpec, features: Sequence[str], *, fill_value: f
     kinds : the job's feature kinds (:meth:`rapidseval.spec.FeaturesSpec.feature_kinds`).
     """
     return ShiftCalculator(features, statistics=shift.statistics, per_feature=shift.per_feature, kinds=kinds,
-                           frequency=shift.window, calendar=shift.calendar, alarm=shift.alarm,
-                           window_alarm_rate=shift.window_alarm_rate, k_std=shift.k_std,
-                           quantile=shift.quantile, min_effect=shift.min_effect, bins=shift.bins,
-                           fill_value=fill_value, alpha=shift.alpha, xp=xp)
+                           frequency=shift.window, calendar=shift.calendar, threshold=alarm_threshold(shift),
+                           bins=shift.bins, fill_value=fill_value, alpha=shift.alpha, xp=xp)
 
 
 def drift_calculator(drift: DriftSpec, features: Sequence[str], *, fill_value: float = -1.0, xp=None,
@@ -136,9 +141,8 @@ def drift_calculator(drift: DriftSpec, features: Sequence[str], *, fill_value: f
 
     Parameters are those of :func:`shift_calculator`; ``threads`` bounds the calculator's threads.
     """
-    return ShiftCalculator(features, statistics=drift.statistics, kinds=kinds, frequency="M", alarm=drift.alarm,
-                           window_alarm_rate=drift.window_alarm_rate, k_std=drift.k_std, quantile=drift.quantile,
-                           min_effect=drift.min_effect, fill_value=fill_value, xp=xp, threads=threads)
+    return ShiftCalculator(features, statistics=drift.statistics, kinds=kinds, frequency="M",
+                           threshold=alarm_threshold(drift), fill_value=fill_value, xp=xp, threads=threads)
 
 
 def splitter(backtest: BacktestSpec) -> MonthSplitter:
