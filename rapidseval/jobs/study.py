@@ -163,7 +163,7 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
 def input_months(spec: JobSpec) -> list[str]:
     """The months a run of ``spec`` reads, in data order (what ``validate`` checks too)."""
     if spec.backtest is not None:
-        from ..backtest._split import month_index
+        from ..core.time import month_index
 
         folds = spec.backtest.splitter().folds(spec.data.months)
         first = min(month_index(f.train_start) for f in folds)
@@ -348,7 +348,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
 
     with claim_run_dir(spec, reporter):  # refused or locked before any work; released when written
         if spec.backtest is not None:
-            from ..backtest import run_backtest
+            from .backtest import run_backtest
 
             return run_backtest(spec, reporter=reporter)
         return _run_evaluation(spec, reporter)
