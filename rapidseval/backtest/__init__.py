@@ -20,7 +20,7 @@ Public API (implementation in private modules):
 from __future__ import annotations
 
 from ._drift import DriftSignal, drift_signal, fit_reference
-from ._engine import BacktestResult, backtest
+from ._engine import BacktestTables, backtest
 from ._policies import POLICIES, READS, BoundPolicy, DecisionContext, make_policy, policy_reads, register_policy
 from ._split import Fold, MonthSplitter, months_between
 from ._tables import (BACKTEST_COLUMNS, METRIC_COLUMNS, POLICY_COLUMNS, STALENESS_COLUMNS, backtest_table,
@@ -59,5 +59,5 @@ __all__ = [
     "policy_table",
     "daily_table",
     "backtest",
-    "BacktestResult",
+    "BacktestTables",
 ]
