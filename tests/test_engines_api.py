@@ -232,3 +232,29 @@ def test_a_policy_reading_what_it_did_not_declare_is_an_error():
         POLICIES.pop("reads_nothing_test")
     with pytest.raises(SpecError, match="choose from metrics, drift"):
         register_policy("bad_reads_test", reads=("labels",))
+
+
+# ---------------------------------------------------------------------------------------
+# cuDF and dask_cudf frames (a GPU with RAPIDS; skipped elsewhere)
+# ---------------------------------------------------------------------------------------
+@pytest.mark.rapids
+def test_replay_and_shift_on_dask_cudf_equal_pandas(trips, model):
+    pytest.importorskip("cudf")
+    pytest.importorskip("dask_cudf")
+    from rapidseval.backend import get_backend, gpu_available
+
+    ok, why = gpu_available()
+    if not ok:
+        pytest.skip(why)
+    gpu = get_backend("gpu")
+    frame = _scored(trips, model)
+    on_pandas = replay(frame, time_column="t", label="y", proba="proba", window="W")
+    on_gpu = replay(gpu.to_dask(gpu.xdf.DataFrame.from_pandas(frame), npartitions=3), time_column="t", label="y",
+                    proba="proba", window="W")
+    pd.testing.assert_frame_equal(on_pandas, on_gpu)
+    calculator = ShiftCalculator(FEATURES, frequency="W", threads=1)
+    expected = shift(trips[trips["t"] < "2020-02-01"], trips, time_column="t", calculator=calculator).to_df()
+    cudf_trips = gpu.to_dask(gpu.xdf.DataFrame.from_pandas(trips), npartitions=3)
+    got = shift(cudf_trips[cudf_trips["t"] < "2020-02-01"], cudf_trips, time_column="t",
+                calculator=ShiftCalculator(FEATURES, frequency="W", threads=1)).to_df()
+    pd.testing.assert_frame_equal(expected, got)
