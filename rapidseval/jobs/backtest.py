@@ -16,11 +16,12 @@ backend, training months)``, so each fold's model is fitted once and each
    signal beside its scores: the calibration is the costliest step outside
    the forests, and on the client it was serial (at 12 origins x 50k
    rows/month it was ~6 of ~8 client CPU seconds).
-3. **policies** (on the client): each policy walks the origins and decides
-   to keep or retrain from what was known then (scores and drift signals read
-   from the work area); any ``(model, month)`` it needs that no fold scored (a
-   static model far past its horizon) is scored in parallel, in rounds, and
-   the walk repeated.
+3. **policies** (on the client): each policy walks the origins
+   (:class:`rapidseval.backtest.PolicyWalk`) and decides to keep or retrain
+   from what was known then (scores and drift signals read from the work
+   area); the walks state the ``(model, month)`` pairs they lack (a static
+   model far past its horizon), which are scored in parallel, in rounds (each
+   with a block of the model's next months), and the walks continue.
 """
 
 from __future__ import annotations
@@ -46,11 +47,10 @@ from ..io.feature_cache import CachedMonth, build_month, read_day_counts, read_m
 from ..metrics import COUNT_COLUMNS
 from ..models import make_model
 from .progress import Reporter
-from ..backtest import (BACKTEST_COLUMNS, POLICY_COLUMNS, STALENESS_COLUMNS, DriftSignal, Fold, ModelMonth, ModelPlan,
+from ..backtest import (BACKTEST_COLUMNS, POLICY_COLUMNS, STALENESS_COLUMNS, DriftSignal, Fold, ModelPlan,
                         Needs, PolicyWalk, backtest_table, daily_table, drift_signal, fit_reference, make_policy,
-                        metrics_of_counts, policy_table, staleness_table, walk_policies)
+                        metrics_of_counts, months_between, policy_table, staleness_table, walk_policies)
 from ..core.time import month_from_index, month_index
-from ..backtest import months_between
 
 __all__ = ["run_backtest", "BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS"]
 
