@@ -29,7 +29,7 @@ from rapidseval.io.readers import plan_parts, read_part
 from rapidseval.io.sources import inspect_input
 from rapidseval.data.synthetic import generate
 from rapidseval.features import FeatureSpec, prepare, required_columns
-from rapidseval.shift import DayCounts, ShiftCalculator, ShiftReduce, window_verdicts
+from rapidseval.shift import DayCounts, FamilyThreshold, ShiftCalculator, ShiftReduce, window_verdicts
 
 FEATURES = FeatureSpec().features
 COMPARED = ["2020-02", "2020-03", "2020-04", "2020-05", "2020-06"]
@@ -59,8 +59,8 @@ def quiet(rows: int, seeds: list[int], rate: float) -> tuple[pd.DataFrame, pd.Da
     for seed in seeds:
         counts, _ = generated("none", rows, seed, "2020-01", "2020-06")
         for freq in "DWM":
-            calc = ShiftCalculator(FEATURES, frequency=freq, window_alarm_rate=rate).fit(counts["2020-01"],
-                                                                                         label="2020-01")
+            calc = ShiftCalculator(FEATURES, frequency=freq, threshold=FamilyThreshold(window_alarm_rate=rate)).fit(
+                counts["2020-01"], label="2020-01")
             for m in COMPARED:
                 t0 = time.perf_counter()
                 t = calc.calculate(counts[m]).table

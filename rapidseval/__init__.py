@@ -31,10 +31,14 @@ __all__ = [
 def __getattr__(name: str):
     # the job layer (pydantic) loads on first use: the engines (``rapidseval.shift``, ``replay``,
     # ``features``) import without it, as on a bare GPU image (benchmarks/gpu_device.sh quick)
-    if name in ("JobSpec", "load_job"):
-        from . import spec
+    if name == "JobSpec":
+        from .spec import JobSpec
 
-        return getattr(spec, name)
+        return JobSpec
+    if name == "load_job":  # the spec, then the job's domain checks (policies, folds, run directory)
+        from .jobs.checks import load_job
+
+        return load_job
     raise AttributeError(f"module 'rapidseval' has no attribute {name!r}")
 
 

@@ -154,9 +154,9 @@ def _check_generate_args(out: Path, *, start, end, rows_per_month, scenario, fmt
     """The generator's checks, in the option names a user typed; and ``--out`` never overwrites
     files rapidseval did not make (a directory without ground_truth.json keeps its trip files)."""
     from .data.synthetic import FORMATS, SCENARIOS
-    from .spec import MAX_PERIOD_MONTHS, MAX_ROWS, MAX_SEED, month_index
+    from .spec import MAX_PERIOD_MONTHS, MAX_ROWS, MAX_SEED
     from .core.errors import SpecError
-    from .core.time import check_month
+    from .core.time import check_month, month_index
 
     for option, value in (("--start", start), ("--end", end), ("--scenario-month", scenario_month)):
         if value is not None:
@@ -248,7 +248,7 @@ def validate(
     set_: List[str] = typer.Option([], "--set", help="override any job field: key.path=value"),
 ) -> None:
     """Check the spec, the output directory and every input's schema and types (as a run does first), without training."""
-    from .spec import load_job
+    from .jobs.checks import load_job
     from .io.rundir import RunDirClaim, resolve_run_dir
     from .jobs.study import input_months, resolve_inputs
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .core.errors import SchemaError
-from .core.time import month_bounds
+from .core.time import US_PER_DAY, US_PER_HOUR, US_PER_MINUTE, US_PER_SECOND, month_bounds, weekday
 
 __all__ = [
     "DEFAULT_DROP_RULES",
@@ -45,10 +45,6 @@ __all__ = [
     "required_columns",
 ]
 
-_US_PER_S = 1_000_000
-_US_PER_MIN = 60 * _US_PER_S
-_US_PER_H = 60 * _US_PER_MIN
-_US_PER_DAY = 24 * _US_PER_H
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -64,15 +60,15 @@ class _Feature:
 
 
 def _weekday(c, xp):
-    return ((c["pickup_us"] // _US_PER_DAY) + 3) % 7  # 1970-01-01 was a Thursday (3)
+    return weekday(c["pickup_us"] // US_PER_DAY)
 
 
 def _hour(c, xp):
-    return (c["pickup_us"] // _US_PER_H) % 24
+    return (c["pickup_us"] // US_PER_HOUR) % 24
 
 
 def _trip_time(c, xp):
-    return (c["dropoff_us"] - c["pickup_us"]) / _US_PER_S
+    return (c["dropoff_us"] - c["pickup_us"]) / US_PER_SECOND
 
 
 FEATURES: dict[str, _Feature] = {
@@ -84,7 +80,7 @@ FEATURES: dict[str, _Feature] = {
         "1 if pickup on Monday-Friday between 08:00 and 18:59",
         "categorical",
     ),
-    "pickup_minute": _Feature(("pickup_datetime",), lambda c, xp: (c["pickup_us"] // _US_PER_MIN) % 60, "minute of pickup", "integer"),
+    "pickup_minute": _Feature(("pickup_datetime",), lambda c, xp: (c["pickup_us"] // US_PER_MINUTE) % 60, "minute of pickup", "integer"),
     "passenger_count": _Feature(("passenger_count",), lambda c, xp: c["passenger_count"], "passengers", "integer"),
     "trip_distance": _Feature(("trip_distance",), lambda c, xp: c["trip_distance"], "miles", "continuous"),
     "trip_time": _Feature(
@@ -368,7 +364,7 @@ def prepare(frame, spec: FeatureSpec, *, month: str, backend, path: str = "<fram
             p = cols["pickup_us"]
             charge(idx, (p < month_lo) | (p >= month_hi))
         elif rule == "outside_period":
-            period_end = month_hi + int(params["max_trip_hours"] * _US_PER_H)
+            period_end = month_hi + int(params["max_trip_hours"] * US_PER_HOUR)
             p, d = cols["pickup_us"], cols["dropoff_us"]
             charge(idx, (p < month_lo) | (p >= period_end) | (d < month_lo) | (d > period_end))
         elif rule == "fare_not_positive":
@@ -389,10 +385,10 @@ def prepare(frame, spec: FeatureSpec, *, month: str, backend, path: str = "<fram
             if n:
                 charge(idx, _duplicate_rows(cols, n, xp=xp, backend=backend))
         elif rule == "duration_above_max":
-            charge(idx, (cols["dropoff_us"] - cols["pickup_us"]) > int(params["max_hours"] * _US_PER_H))
+            charge(idx, (cols["dropoff_us"] - cols["pickup_us"]) > int(params["max_hours"] * US_PER_HOUR))
         elif rule == "speed_above_max":
             # miles > max_mph * hours, without dividing (zero durations are their own rule)
-            hours = (cols["dropoff_us"] - cols["pickup_us"]) / _US_PER_H
+            hours = (cols["dropoff_us"] - cols["pickup_us"]) / US_PER_HOUR
             charge(idx, (hours > 0) & (cols["trip_distance"] > params["max_mph"] * hours))
         elif rule == "distance_above_max":
             d = cols["trip_distance"]

@@ -12,18 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+# the one confusion-count engine lives in core; its per-row codes are part of this module's face
+from .core.confusion import confusion_codes
+
 __all__ = ["COUNT_COLUMNS", "confusion_codes", "add_metrics", "learn_threshold"]
 
+#: the count columns of every table, in the order the tables show them
 COUNT_COLUMNS = ("tp", "fp", "fn", "tn")
-
-
-def confusion_codes(y_true, y_pred, xp=np):
-    """Per-row code 0=tn, 1=fp, 2=fn, 3=tp (so counts come from one bincount)."""
-    y = xp.asarray(y_true)
-    p = xp.asarray(y_pred)
-    y = y.view(xp.int8) if y.dtype == bool else (y != 0).view(xp.int8)
-    p = p.view(xp.int8) if p.dtype == bool else (p != 0).view(xp.int8)
-    return 2 * y + p
 
 
 def _divide(num, den):

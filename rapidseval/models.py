@@ -1,29 +1,37 @@
 """Model factory: the job's ``model`` section -> an estimator of the backend.
 
 Models are registered by name; each builder receives the backend, the
-user's params and the job seed, and returns an unfitted estimator with the
-scikit-learn ``fit`` / ``predict_proba`` interface (scikit-learn on CPU,
-cuML on GPU).
+user's params, the job seed and the CPU threads the model may use, and returns
+an unfitted estimator with the scikit-learn ``fit`` / ``predict_proba``
+interface (scikit-learn on CPU, cuML on GPU).
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from typing import Any, Callable
 
 import numpy as np
 
 from .core.errors import DataError, SpecError
 
-__all__ = ["MODELS", "make_model", "fit", "predict_positive_proba"]
+__all__ = ["MODELS", "ALL_CORES", "make_model", "set_threads", "fit", "predict_positive_proba"]
+
+#: ``n_jobs`` for a model that may use every core (scikit-learn's -1)
+ALL_CORES = -1
 
 
-def _random_forest(backend, params: dict[str, Any], seed: int):
+def _random_forest(backend, params: dict[str, Any], seed: int, *, n_jobs: int | None):
     params = dict(params)
     params.setdefault("n_estimators", 100)
     params.setdefault("max_depth", 10)
     params.setdefault("random_state", seed)
     if backend.name == "cpu":
-        params.setdefault("n_jobs", -1)
+        if n_jobs is None:
+            params.setdefault("n_jobs", ALL_CORES)
+        else:
+            params["n_jobs"] = n_jobs
     else:
         params.setdefault("n_streams", 1)  # cuML forests are reproducible per seed only with one stream
     return backend.random_forest_classifier(**params)
@@ -48,13 +56,13 @@ class MajorityClassifier:
         return np.stack([1 - p, p], axis=1)
 
 
-def _majority(backend, params: dict[str, Any], seed: int):
+def _majority(backend, params: dict[str, Any], seed: int, *, n_jobs: int | None):
     if params:
         raise TypeError(f"the majority baseline takes no params (got {', '.join(params)})")
     return MajorityClassifier()
 
 
-def _logistic_regression(backend, params: dict[str, Any], seed: int):
+def _logistic_regression(backend, params: dict[str, Any], seed: int, *, n_jobs: int | None):
     from sklearn.pipeline import Pipeline
 
     params = dict(params)
@@ -71,19 +79,74 @@ MODELS: dict[str, Callable[..., Any]] = {
 }
 
 
-def make_model(backend, kind: str, params: dict[str, Any], seed: int):
-    """Build (not fit) the model; a bad parameter name or value is a :class:`SpecError`."""
+def make_model(backend, kind: str, params: dict[str, Any], seed: int, *, n_jobs: int | None = None):
+    """Build (not fit) the model; a bad parameter name or value is a :class:`SpecError`.
+
+    Parameters
+    ----------
+    backend : Backend
+        Where the model runs (scikit-learn on "cpu", cuML on "gpu").
+    kind : str
+        A name of :data:`MODELS`.
+    params : dict
+        The job's ``model.params``, passed to the estimator.
+    seed : int
+        The job's seed (the estimator's ``random_state`` unless ``params`` give one).
+    n_jobs : int, optional
+        CPU threads of a model that has them (the random forest), for fitting and scoring:
+        1 for a model fitted inside a worker; by default ``params``' ``n_jobs``, else every core.
+
+    Raises
+    ------
+    SpecError
+        An unknown kind, or a parameter the estimator refuses: its name, or (on the CPU
+        backend, where a copy is fitted on a few rows) its value; cuML checks values when fitting.
+    """
     try:
         builder = MODELS[kind]
     except KeyError:
         raise SpecError(f"model.kind: unknown model kind {kind!r}; choose one of {', '.join(MODELS)}") from None
     try:
-        model = builder(backend, params, seed)
-        for est in [model, *(step for _, step in getattr(model, "steps", []))]:
-            if hasattr(est, "_validate_params"):  # scikit-learn checks values only at fit otherwise
-                est._validate_params()
+        model = builder(backend, params, seed, n_jobs=n_jobs)
+        probe_key = json.dumps([kind, params, seed, n_jobs], sort_keys=True, default=repr)
+        if backend.name == "cpu" and probe_key not in _PASSED_PROBES:
+            _check_params_by_fitting(model)
+            _PASSED_PROBES.add(probe_key)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"model.params: {exc}") from exc
+    return model
+
+
+#: the (kind, params, seed, n_jobs) whose probe fit passed in this process: a backtest builds
+#: the same model for every fold, and its values were checked before any data was read
+_PASSED_PROBES: set[str] = set()
+#: the probe data of :func:`_check_params_by_fitting`: 8 rows, 2 features, both classes
+_PROBE_X = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [2, 0], [0, 2], [2, 2], [3, 1]], dtype="float32")
+_PROBE_Y = np.array([0, 1] * 4, dtype="int32")
+
+
+def _check_params_by_fitting(model) -> None:
+    """Fit a copy of the model on 8 rows, so that a bad parameter value fails now,
+    before any data is read: scikit-learn checks its parameters' values (against each
+    estimator's declared constraints) only when fitting.  The copy has the user's
+    values, unaltered; on 8 rows even the default forest fits in a fraction of a second."""
+    from sklearn.base import clone
+
+    probe = clone(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. a linear model that has not converged on 8 rows
+        probe.fit(_PROBE_X, _PROBE_Y)
+
+
+def set_threads(model, n_jobs: int):
+    """Set the CPU threads a fitted model scores with (a model with no ``n_jobs`` is left as is).
+
+    The study fits its forests on every core, in the main process, then scores them
+    inside worker threads, one each: a forest that spawned its own threads there would
+    oversubscribe the cores.
+    """
+    if "n_jobs" in model.get_params():
+        model.set_params(n_jobs=n_jobs)
     return model
 
 

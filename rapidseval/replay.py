@@ -36,8 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .metrics import COUNT_COLUMNS, add_metrics, confusion_codes
+from .core.arrays import to_numpy
+from .core.confusion import CODES, KeyedCounts, confusion_codes, count_by_key, count_codes, group_keys, sum_by_key
 from .core.time import US_PER_HOUR, Window, parse_window
+from .metrics import COUNT_COLUMNS, add_metrics
 
 __all__ = [
     "MAX_WINDOWS",
@@ -49,6 +51,8 @@ __all__ = [
     "window_counts",
     "merge_window_counts",
     "replay_table",
+    "bootstrap_bands",
+    "score_quantiles",
 ]
 
 _EPS = np.finfo(np.float64).eps  # scikit-learn's log_loss clipping for float64
@@ -71,7 +75,8 @@ class ScoreSummary:
     window : window label the histogram is keyed by.
     bins : score bins of the histogram.
     hours : int64 sorted hour keys (hours since the epoch, wall clock).
-    counts : int64 ``(len(hours), 4)``, confusion codes 0=tn 1=fp 2=fn 3=tp.
+    counts : int64 ``(len(hours), 4)``, columns in confusion-code order 0=tn 1=fp 2=fn 3=tp
+        (:data:`rapidseval.core.confusion.CODES`).
     sums : float64 ``(len(hours), 5)``: log loss, its square, Brier, its square, P(y=1).
     hist_keys, hist_counts : sparse score histogram, key ``(window*bins + bin)*2 + label``.
     exact : ``(window, score, label, count)`` sorted arrays when exact scores were kept.
@@ -91,35 +96,23 @@ class ScoreSummary:
         return int(self.counts.sum())
 
     def count_totals(self) -> dict[str, int]:
-        c = self.counts.sum(axis=0)
-        return {"tp": int(c[3]), "fp": int(c[1]), "fn": int(c[2]), "tn": int(c[0])}
+        """Total ``tp``, ``fp``, ``fn``, ``tn`` of the summary."""
+        totals = self.counts.sum(axis=0)
+        return {name: int(totals[CODES[name]]) for name in COUNT_COLUMNS}
 
 
-def _host(x):
-    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
-
-
-def _group(keys, xp, dense_limit: int):
-    """Group index of each key: (index, group keys, number of groups), dense when the range is small."""
-    lo = int(keys.min())
-    span = int(keys.max()) - lo + 1
-    if span <= dense_limit:
-        return keys - lo, None, lo, span
-    uniq, inv = xp.unique(keys, return_inverse=True)
-    return inv.reshape(-1), uniq, lo, int(uniq.shape[0])
-
-
-def _collapse_exact(w, p, y, c, xp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Sum counts ``c`` per distinct ``(window, score, label)``; host arrays sorted by that key."""
-    if int(w.shape[0]) == 0:
-        return _host(w).astype("int64"), _host(p).astype("float64"), _host(y).astype("int8"), _host(c).astype("int64")
-    order = xp.lexsort(xp.stack([y, p, w]))
-    w, p, y, c = w[order], p[order], y[order], c[order]
-    new = xp.ones(int(w.shape[0]), dtype=bool)
-    new[1:] = (w[1:] != w[:-1]) | (p[1:] != p[:-1]) | (y[1:] != y[:-1])
-    total = xp.bincount(xp.cumsum(new) - 1, weights=c)
-    return (_host(w[new]).astype("int64"), _host(p[new]).astype("float64"), _host(y[new]).astype("int8"),
-            _host(total).astype("int64"))
+def _collapse_exact(window, score, label, count, xp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sum ``count`` per distinct ``(window, score, label)``; host arrays sorted by that key."""
+    if int(window.shape[0]) == 0:
+        return (to_numpy(window).astype("int64"), to_numpy(score).astype("float64"), to_numpy(label).astype("int8"),
+                to_numpy(count).astype("int64"))
+    order = xp.lexsort(xp.stack([label, score, window]))
+    window, score, label, count = window[order], score[order], label[order], count[order]
+    first_of_key = xp.ones(int(window.shape[0]), dtype=bool)
+    first_of_key[1:] = (window[1:] != window[:-1]) | (score[1:] != score[:-1]) | (label[1:] != label[:-1])
+    total = xp.bincount(xp.cumsum(first_of_key) - 1, weights=count)
+    return (to_numpy(window[first_of_key]).astype("int64"), to_numpy(score[first_of_key]).astype("float64"),
+            to_numpy(label[first_of_key]).astype("int8"), to_numpy(total).astype("int64"))
 
 
 def _as_us(event_time, xp):
@@ -128,6 +121,12 @@ def _as_us(event_time, xp):
     if t_us.dtype.kind == "M":
         t_us = t_us.astype("datetime64[us]", copy=False).view("int64")
     return t_us
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A process-wide pool for splitting one array reduction over threads (NumPy releases the GIL)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="rapidseval-reduce")
 
 
 def _split_rows(fn, threads: int, *arrays):
@@ -141,49 +140,55 @@ def _summarize(t_us, y_true, proba, threshold: float, window: Window, bins: int,
     n = int(t_us.shape[0])
     if n == 0:
         return _empty_summary(window, bins, exact)
-    y = xp.asarray(y_true)
-    y = y.view(xp.int8) if y.dtype == bool else (y != 0).astype(xp.int8)
-    p = xp.asarray(proba, dtype=xp.float64)
-    pred = p > threshold
-    code = confusion_codes(y, pred, xp)
-    limit = max(4 * n, 1 << 20)
+    label = xp.asarray(y_true)
+    label = label.view(xp.int8) if label.dtype == bool else (label != 0).astype(xp.int8)
+    proba = xp.asarray(proba, dtype=xp.float64)
+    hours, counts, sums = _hourly_tables(t_us, label, proba, threshold, xp)
+    window_keys = window.keys(t_us, xp)
+    hist_keys, hist_counts = _score_histogram(window_keys, label, proba, bins, xp)
+    exact_counts = _collapse_exact(window_keys, proba, label, xp.ones(n, dtype=xp.int64), xp) if exact else None
+    return ScoreSummary(window.label, bins, hours, counts, sums, hist_keys, hist_counts, exact_counts)
 
-    hour = t_us // US_PER_HOUR
-    idx, uniq, lo, groups = _group(hour, xp, limit // 4)
-    counts = xp.bincount(idx * 4 + code, minlength=4 * groups).reshape(groups, 4)
-    # scikit-learn's log_loss: [1-p, p] clipped to [eps, 1-eps], rows renormalised
-    p1 = xp.clip(p, _EPS, 1 - _EPS)
-    p0 = xp.clip(1 - p, _EPS, 1 - _EPS)
-    yb = y.astype(bool)
-    ll = -xp.log(xp.where(yb, p1, p0) / (p0 + p1))
-    br = (y - p) ** 2
+
+def _hourly_tables(t_us, label, proba, threshold: float, xp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Host ``(hours, counts, sums)`` of the hours that have rows: confusion counts and loss sums."""
+    codes = confusion_codes(label, proba > threshold, xp)
+    groups = group_keys(t_us // US_PER_HOUR, dense_limit=max(int(t_us.shape[0]), 1 << 18), xp=xp)
+    counts = count_codes(groups, codes, xp)
     # float sums in row order on the host: a GPU's atomic adds round in a different order on
     # every run, so the same seed would give tables differing in the last bits (D2H of 6
-    # columns costs a few ms per million rows; on the CPU _host is a no-op)
-    idx_h = _host(idx)
-    sums = np.stack(
-        [np.bincount(idx_h, weights=_host(w), minlength=groups) for w in (ll, ll * ll, br, br * br, p)], axis=1
-    )
+    # columns costs a few ms per million rows; on the CPU to_numpy is a no-op)
+    index = to_numpy(groups.index)
+    sums = np.stack([np.bincount(index, weights=to_numpy(values), minlength=groups.n_groups)
+                     for values in _row_losses(label, proba, xp)], axis=1)
     present = counts.sum(axis=1) > 0
-    hours = (xp.arange(groups, dtype=xp.int64) + lo) if uniq is None else uniq
-    hours, counts, sums = hours[present], counts[present], sums[_host(present)]
+    hours = groups.keys(xp)[present]
+    return (to_numpy(hours).astype("int64"), to_numpy(counts[present]).astype("int64"),
+            sums[to_numpy(present)].astype("float64"))
 
-    wkey = window.keys(t_us, xp)
-    b = xp.clip((p * bins).astype(xp.int64), 0, bins - 1)
-    hkey = (wkey * bins + b) * 2 + y
-    hidx, huniq, hlo, hgroups = _group(hkey, xp, limit)
-    hc = xp.bincount(hidx, minlength=hgroups)
-    if huniq is None:
-        nz = xp.nonzero(hc)[0]
-        hist_keys, hist_counts = nz + hlo, hc[nz]
+
+def _row_losses(label, proba, xp) -> tuple:
+    """Per row, in :data:`_SUMS` order: log loss, its square, Brier, its square, P(y=1)."""
+    # scikit-learn's log_loss: [1-p, p] clipped to [eps, 1-eps], rows renormalised
+    p1 = xp.clip(proba, _EPS, 1 - _EPS)
+    p0 = xp.clip(1 - proba, _EPS, 1 - _EPS)
+    log_loss = -xp.log(xp.where(label.astype(bool), p1, p0) / (p0 + p1))
+    brier = (label - proba) ** 2
+    return log_loss, log_loss * log_loss, brier, brier * brier, proba
+
+
+def _score_histogram(window_keys, label, proba, bins: int, xp) -> tuple[np.ndarray, np.ndarray]:
+    """Host sparse histogram of the scores: keys ``(window * bins + bin) * 2 + label`` and counts."""
+    score_bin = xp.clip((proba * bins).astype(xp.int64), 0, bins - 1)
+    hist_key = (window_keys * bins + score_bin) * 2 + label
+    groups = group_keys(hist_key, dense_limit=max(4 * int(hist_key.shape[0]), 1 << 20), xp=xp)
+    per_group = xp.bincount(groups.index, minlength=groups.n_groups)
+    if groups.unique_keys is None:
+        nonzero = xp.nonzero(per_group)[0]
+        keys, counts = nonzero + groups.first_key, per_group[nonzero]
     else:
-        hist_keys, hist_counts = huniq, hc
-
-    ex = _collapse_exact(wkey, p, y, xp.ones(n, dtype=xp.int64), xp) if exact else None
-    return ScoreSummary(
-        window.label, bins, _host(hours).astype("int64"), _host(counts).astype("int64"),
-        _host(sums).astype("float64"), _host(hist_keys).astype("int64"), _host(hist_counts).astype("int64"), ex,
-    )
+        keys, counts = groups.unique_keys, per_group
+    return to_numpy(keys).astype("int64"), to_numpy(counts).astype("int64")
 
 
 def _empty_summary(window: Window, bins: int, exact: bool) -> ScoreSummary:
@@ -216,15 +221,6 @@ def summarize_scores(event_time, y_true, proba, *, threshold: float, window: str
     return _summarize(t_us, y_true, proba, threshold, w, bins, exact, xp)
 
 
-def _sum_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, inv = np.unique(keys, return_inverse=True)
-    if values.ndim == 1:
-        return uniq, np.bincount(inv, weights=values, minlength=len(uniq))
-    out = np.zeros((len(uniq), values.shape[1]), dtype=values.dtype)
-    np.add.at(out, inv, values)
-    return uniq, out
-
-
 def merge_summaries(summaries) -> ScoreSummary:
     """Add summaries (of the same window and bins) together."""
     summaries = list(summaries)
@@ -236,9 +232,9 @@ def merge_summaries(summaries) -> ScoreSummary:
     if len(summaries) == 1:
         return first
     hours = np.concatenate([s.hours for s in summaries])
-    hours_u, counts = _sum_by_key(hours, np.concatenate([s.counts for s in summaries]))
-    _, sums = _sum_by_key(hours, np.concatenate([s.sums for s in summaries]))
-    hk, hc = _sum_by_key(np.concatenate([s.hist_keys for s in summaries]),
+    hours_u, counts = sum_by_key(hours, np.concatenate([s.counts for s in summaries]))
+    _, sums = sum_by_key(hours, np.concatenate([s.sums for s in summaries]))
+    hk, hc = sum_by_key(np.concatenate([s.hist_keys for s in summaries]),
                          np.concatenate([s.hist_counts for s in summaries]).astype("float64"))
     ex = None
     if all(s.exact is not None for s in summaries):
@@ -253,12 +249,12 @@ def merge_summaries(summaries) -> ScoreSummary:
 def _count_frame(counts: np.ndarray) -> pd.DataFrame:
     """(…, 4) code counts -> add_metrics table (tp, fp, fn, tn first)."""
     counts = np.asarray(counts, dtype="int64").reshape(-1, 4)
-    return add_metrics(pd.DataFrame({"tp": counts[:, 3], "fp": counts[:, 1], "fn": counts[:, 2], "tn": counts[:, 0]}))
+    return add_metrics(pd.DataFrame({name: counts[:, CODES[name]] for name in COUNT_COLUMNS}))
 
 
 def _f1_like(reps: np.ndarray) -> dict[str, np.ndarray]:
     """Count metrics of bootstrap replicates ``(..., 4)`` (zero division -> 0, as sklearn)."""
-    tn, fp, fn, tp = (reps[..., i].astype("float64") for i in range(4))
+    tn, fp, fn, tp = (reps[..., CODES[name]].astype("float64") for name in ("tn", "fp", "fn", "tp"))
     with np.errstate(divide="ignore", invalid="ignore"):
         def div(a, b):
             return np.where(b > 0, a / np.where(b > 0, b, 1), 0.0)
@@ -404,112 +400,192 @@ def replay_frame(s: ScoreSummary, *, fill_from: int | None = None, fill_to: int 
     timezone : the data's wall clock, for ``hours_in_window`` (DST days have 23/25 hours).
     """
     w = parse_window(s.window)
+    span = _table_windows(s, w, fill_from, fill_to)
+    if span is None:
+        return pd.DataFrame()
+    windows = _TableWindows.between(w, span.first, span.last)
+    hours = _HourSpans(s)
+    counts = hours.counts(windows.start_hour, windows.end_hour)
+    out = _count_frame(counts)
+    out.insert(0, "window_start", windows.start)
+    out.insert(1, "window_end", windows.end)
+    if timezone:
+        out.insert(2, "hours_in_window", _real_hours(windows.start, windows.end, timezone))
+    _add_loss_columns(out, hours.sums(windows.start_hour, windows.end_hour), level=level, bands=bands)
+    _add_score_columns(out, s, windows.keys, level=level, bands=bands, train=train)
+    if bands:
+        for col, values in bootstrap_bands(counts, level=level, replicates=replicates, seed=seed).items():
+            out[col] = values
+    trailing_start = _add_running_columns(out, hours, windows, trailing)
+    _add_label_delay_columns(out, hours, windows, trailing_start, label_delay_hours)
+    out.attrs["rows_outside_windows"] = span.rows_outside
+    return out
+
+
+@dataclass(frozen=True)
+class _WindowSpan:
+    """The window keys ``first..last`` a replay table shows, and the rows outside them."""
+
+    first: int
+    last: int
+    rows_outside: int
+
+
+def _table_windows(s: ScoreSummary, w: Window, fill_from: int | None, fill_to: int | None) -> _WindowSpan | None:
+    """The table's windows: the period's when given, else the rows' first to last hour
+    (``None`` when there are no rows); at most :data:`MAX_WINDOWS` of them."""
     hour_keys = s.hours
-    outside = 0
     if fill_from is not None and fill_to is not None:
         # the windows come from the period, never from the data: a row dated 2200 (or
         # garbage) cannot size the table; rows outside the period's windows are counted
-        lo, hi = int(fill_from), int(fill_to)
-        wk_of_hour = w.keys(hour_keys * US_PER_HOUR) if len(hour_keys) else np.zeros(0, "int64")
-        out_of_range = (wk_of_hour < lo) | (wk_of_hour > hi)
+        first, last = int(fill_from), int(fill_to)
+        window_of_hour = w.keys(hour_keys * US_PER_HOUR) if len(hour_keys) else np.zeros(0, "int64")
+        out_of_range = (window_of_hour < first) | (window_of_hour > last)
         outside = int(s.counts[out_of_range].sum())
     else:
         if not len(hour_keys):
-            return pd.DataFrame()
-        wk_of_hour = w.keys(hour_keys[[0, -1]] * US_PER_HOUR)
-        lo, hi = int(wk_of_hour[0]), int(wk_of_hour[-1])
-        if hi - lo + 1 > MAX_WINDOWS:
-            raise ValueError(f"the rows span {hi - lo + 1:,} {w.label} windows (more than {MAX_WINDOWS:,}); "
+            return None
+        window_of_hour = w.keys(hour_keys[[0, -1]] * US_PER_HOUR)
+        first, last, outside = int(window_of_hour[0]), int(window_of_hour[-1]), 0
+        if last - first + 1 > MAX_WINDOWS:
+            raise ValueError(f"the rows span {last - first + 1:,} {w.label} windows (more than {MAX_WINDOWS:,}); "
                              "give fill_from and fill_to, the period's window keys")
-    if hi - lo + 1 > MAX_WINDOWS:
-        raise ValueError(f"the period spans {hi - lo + 1:,} {w.label} windows (more than {MAX_WINDOWS:,}); use a longer window")
-    keys = np.arange(lo, hi + 1, dtype="int64")
-    start, end = w.bounds(keys)
-    start_h = start.view("int64") // US_PER_HOUR
-    end_h = end.view("int64") // US_PER_HOUR
+    if last - first + 1 > MAX_WINDOWS:
+        raise ValueError(f"the period spans {last - first + 1:,} {w.label} windows (more than {MAX_WINDOWS:,}); "
+                         "use a longer window")
+    return _WindowSpan(first, last, outside)
 
-    # prefix sums over hours make every span query (window, cumulative, trailing, known) exact
-    pre_c = np.vstack([np.zeros((1, 4), "int64"), np.cumsum(s.counts, axis=0)])
-    pre_s = np.vstack([np.zeros((1, 5)), np.cumsum(s.sums, axis=0)])
 
-    def span(a_h, b_h, pre):
-        b_h = np.maximum(b_h, a_h)
-        return pre[np.searchsorted(hour_keys, b_h)] - pre[np.searchsorted(hour_keys, a_h)]
+@dataclass(frozen=True)
+class _TableWindows:
+    """The rows of a replay table: window keys, bounds (datetime64[us]) and bounds in hours."""
 
-    counts = span(start_h, end_h, pre_c)
-    sums = span(start_h, end_h, pre_s)
-    out = _count_frame(counts)
-    out.insert(0, "window_start", start)
-    out.insert(1, "window_end", end)
-    if timezone:
-        out.insert(2, "hours_in_window", _real_hours(start, end, timezone))
+    keys: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    start_hour: np.ndarray
+    end_hour: np.ndarray
+
+    @classmethod
+    def between(cls, w: Window, first: int, last: int) -> _TableWindows:
+        keys = np.arange(first, last + 1, dtype="int64")
+        start, end = w.bounds(keys)
+        return cls(keys, start, end, start.view("int64") // US_PER_HOUR, end.view("int64") // US_PER_HOUR)
+
+
+class _HourSpans:
+    """Counts and loss sums of any span of hours ``[start, end)`` of a summary: prefix sums
+    over its hours make every span query (window, cumulative, trailing, known) exact."""
+
+    def __init__(self, s: ScoreSummary):
+        self._hours = s.hours
+        self._counts = np.vstack([np.zeros((1, 4), "int64"), np.cumsum(s.counts, axis=0)])
+        self._sums = np.vstack([np.zeros((1, 5)), np.cumsum(s.sums, axis=0)])
+
+    def _span(self, start_hour, end_hour, prefix):
+        end_hour = np.maximum(end_hour, start_hour)
+        return prefix[np.searchsorted(self._hours, end_hour)] - prefix[np.searchsorted(self._hours, start_hour)]
+
+    def counts(self, start_hour, end_hour) -> np.ndarray:
+        """``(len, 4)`` confusion counts (codes 0=tn 1=fp 2=fn 3=tp) per span."""
+        return self._span(start_hour, end_hour, self._counts)
+
+    def sums(self, start_hour, end_hour) -> np.ndarray:
+        """``(len, 5)`` loss sums per span (the columns of :data:`_SUMS`)."""
+        return self._span(start_hour, end_hour, self._sums)
+
+    def metrics(self, start_hour, end_hour) -> pd.DataFrame:
+        """Count metrics (precision, recall, F1, ...) per span."""
+        return _count_frame(self.counts(start_hour, end_hour))
+
+
+def _add_loss_columns(out: pd.DataFrame, sums: np.ndarray, *, level: float, bands: bool) -> None:
+    """Mean log loss, Brier score and P(y=1) per window; normal-approximation bands."""
     n = out["n"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         nz = np.where(n > 0, n, np.nan)
         out["log_loss"] = sums[:, 0] / nz
         out["brier"] = sums[:, 2] / nz
         out["mean_proba"] = sums[:, 4] / nz
+        if not bands:
+            return
         z = _z(level)
         for name, i in (("log_loss", 0), ("brier", 2)):
             mean = sums[:, i] / nz
             var = np.maximum(sums[:, i + 1] / nz - mean**2, 0) * (nz / np.maximum(nz - 1, 1))
             half = z * np.sqrt(var / nz)
-            if bands:
-                out[f"{name}_low"], out[f"{name}_high"] = mean - half, mean + half
+            out[f"{name}_low"], out[f"{name}_high"] = mean - half, mean + half
 
-    # threshold-free metrics per window
-    ew, ev, ey, ec, width = _score_entries(s)
-    auc = np.full(len(keys), np.nan)
-    qs = np.full((len(keys), len(QUANTILES)), np.nan)
-    pos = out["positives"].to_numpy().astype("float64")
-    neg = (n - out["positives"].to_numpy()).astype("float64")
-    if len(ew):
-        bounds = np.searchsorted(ew, np.concatenate([keys, [keys[-1] + 1]]))
-        for i in range(len(keys)):
-            a, b = bounds[i], bounds[i + 1]
-            if a == b:
-                continue
-            auc[i] = _auc(ev[a:b], ey[a:b], ec[a:b])
-            uniq, inv = np.unique(ev[a:b], return_inverse=True)
-            qs[i] = _quantiles(uniq, np.bincount(inv, weights=ec[a:b], minlength=len(uniq)), QUANTILES, width=width)
+
+def _add_score_columns(out: pd.DataFrame, s: ScoreSummary, keys: np.ndarray, *, level: float, bands: bool,
+                       train: ScoreSummary | None) -> None:
+    """The threshold-free metrics per window: ROC AUC (Hanley-McNeil bands) and score quantiles."""
+    auc, quantiles = _threshold_free_metrics(s, keys)
     out["roc_auc"] = auc
     out["roc_auc_method"] = "exact" if s.exact is not None else f"binned{s.bins}"
     if bands:
-        out["roc_auc_low"], out["roc_auc_high"] = _hanley_mcneil(auc, pos, neg, _z(level))
+        n, positives = out["n"].to_numpy(), out["positives"].to_numpy()
+        out["roc_auc_low"], out["roc_auc_high"] = _hanley_mcneil(
+            auc, positives.astype("float64"), (n - positives).astype("float64"), _z(level))
     for j, q in enumerate(QUANTILES):
-        out[f"proba_p{round(q * 100)}"] = qs[:, j]
+        out[f"proba_p{round(q * 100)}"] = quantiles[:, j]
     if train is not None:
         for q, v in zip(QUANTILES, score_quantiles(train)):
             out[f"train_proba_p{round(q * 100)}"] = v
-    if bands:
-        for col, values in bootstrap_bands(counts, level=level, replicates=replicates, seed=seed).items():
-            out[col] = values
 
-    # cumulative, trailing and label-delay views
-    first_h = start_h[0]
-    cum = _count_frame(span(np.full_like(end_h, first_h), end_h, pre_c))
+
+def _threshold_free_metrics(s: ScoreSummary, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUC ``(len(keys),)`` and :data:`QUANTILES` ``(len(keys), 3)`` per window; NaN where empty."""
+    entry_window, value, label, count, width = _score_entries(s)
+    auc = np.full(len(keys), np.nan)
+    quantiles = np.full((len(keys), len(QUANTILES)), np.nan)
+    if not len(entry_window):
+        return auc, quantiles
+    bounds = np.searchsorted(entry_window, np.concatenate([keys, [keys[-1] + 1]]))
+    for i in range(len(keys)):
+        a, b = bounds[i], bounds[i + 1]
+        if a == b:
+            continue
+        auc[i] = _auc(value[a:b], label[a:b], count[a:b])
+        uniq, inv = np.unique(value[a:b], return_inverse=True)
+        quantiles[i] = _quantiles(uniq, np.bincount(inv, weights=count[a:b], minlength=len(uniq)), QUANTILES,
+                                  width=width)
+    return auc, quantiles
+
+
+def _add_running_columns(out: pd.DataFrame, hours: _HourSpans, windows: _TableWindows, trailing: int) -> np.ndarray:
+    """Cumulative (since the first window) and trailing (last ``trailing`` windows) metrics;
+    returns each row's trailing start hour."""
+    since_first = np.full_like(windows.end_hour, windows.start_hour[0])
+    cumulative = hours.metrics(since_first, windows.end_hour)
     for name in ("n", "precision", "recall", "f1"):
-        out[f"cumulative_{name}"] = cum[name].to_numpy()
+        out[f"cumulative_{name}"] = cumulative[name].to_numpy()
     trailing = max(1, int(trailing))
-    t_start = start_h[np.maximum(np.arange(len(keys)) - trailing + 1, 0)]
-    tr = _count_frame(span(t_start, end_h, pre_c))
+    trailing_start = windows.start_hour[np.maximum(np.arange(len(windows.keys)) - trailing + 1, 0)]
+    recent = hours.metrics(trailing_start, windows.end_hour)
     out["trailing_windows"] = trailing
-    out["trailing_n"] = tr["n"].to_numpy()
-    out["trailing_f1"] = tr["f1"].to_numpy()
-    known_end = end_h - label_delay_hours
-    kw = _count_frame(span(start_h, known_end, pre_c))
-    kc = _count_frame(span(np.full_like(end_h, first_h), known_end, pre_c))
-    kt = _count_frame(span(t_start, known_end, pre_c))
+    out["trailing_n"] = recent["n"].to_numpy()
+    out["trailing_f1"] = recent["f1"].to_numpy()
+    return trailing_start
+
+
+def _add_label_delay_columns(out: pd.DataFrame, hours: _HourSpans, windows: _TableWindows,
+                             trailing_start: np.ndarray, label_delay_hours: int) -> None:
+    """What a monitor whose labels arrive ``label_delay_hours`` late knew at each window's end."""
+    known_end = windows.end_hour - label_delay_hours
+    since_first = np.full_like(windows.end_hour, windows.start_hour[0])
+    in_window = hours.metrics(windows.start_hour, known_end)
+    cumulative = hours.metrics(since_first, known_end)
+    recent = hours.metrics(trailing_start, known_end)
+    n = out["n"].to_numpy()
     out["label_delay_hours"] = label_delay_hours
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["labels_known_fraction"] = kw["n"].to_numpy() / nz
-    out["known_f1"] = kw["f1"].to_numpy()
-    out["known_cumulative_n"] = kc["n"].to_numpy()
-    out["known_cumulative_f1"] = kc["f1"].to_numpy()
-    out["known_trailing_f1"] = kt["f1"].to_numpy()
-    out["labels_complete_at"] = end + np.timedelta64(label_delay_hours, "h")
-    out.attrs["rows_outside_windows"] = outside
-    return out
+        out["labels_known_fraction"] = in_window["n"].to_numpy() / np.where(n > 0, n, np.nan)
+    out["known_f1"] = in_window["f1"].to_numpy()
+    out["known_cumulative_n"] = cumulative["n"].to_numpy()
+    out["known_cumulative_f1"] = cumulative["f1"].to_numpy()
+    out["known_trailing_f1"] = recent["f1"].to_numpy()
+    out["labels_complete_at"] = windows.end + np.timedelta64(label_delay_hours, "h")
 
 
 def _z(level: float) -> float:
@@ -528,42 +604,21 @@ def _real_hours(start: np.ndarray, end: np.ndarray, tz: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
-# counts-only helpers (kept for callers that only need confusion counts)
+# counts-only tables (for callers that only need confusion counts: the backtest)
 # ---------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=4)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """A process-wide pool for splitting one array reduction over threads (NumPy releases the GIL)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="rapidseval-reduce")
-
-
-def _count_table(t_us, y_true, y_pred, w: Window, xp) -> tuple[np.ndarray, np.ndarray]:
-    """(window keys, (k, 4) code counts) of some rows, all windows between the extremes."""
-    codes = confusion_codes(y_true, y_pred, xp)  # int8
-    keys = w.keys(t_us, xp)
-    if int(keys.max()) < (1 << 22):
-        # small absolute keys (days, hours since 1970): count them in place, with no
-        # offset pass; bincount refuses negative keys, which take the general path
-        keys *= 4
-        keys += codes
-        try:
-            flat = _host(xp.bincount(keys)).reshape(-1, 4)
-        except ValueError:
-            keys -= codes
-            keys //= 4
-        else:
-            lo = int(np.argmax(flat.any(axis=1)))
-            return np.arange(lo, len(flat), dtype="int64"), flat[lo:]
-    idx, uniq, lo, groups = _group(keys, xp, max(int(t_us.shape[0]), 1 << 20))
-    table = _host(xp.bincount(idx * 4 + codes, minlength=4 * groups).reshape(groups, 4))
-    return (np.arange(groups, dtype="int64") + lo if uniq is None else _host(uniq)), table
+def _count_windows(t_us, y_true, y_pred, window: Window, xp) -> KeyedCounts:
+    """Confusion counts per window key of some rows (the windows that have rows)."""
+    codes = confusion_codes(y_true, y_pred, xp)
+    # the window keys are a fresh array: the engine may count in place in it
+    return count_by_key(window.keys(t_us, xp), codes, xp=xp, overwrite_keys=True)
 
 
 def window_counts(event_time, y_true, y_pred, *, window: str | Window, xp=np, threads: int = 1) -> pd.DataFrame:
     """Confusion counts per window of one partition (host pandas table).
 
     ``event_time`` is datetime64 or int64 microseconds since the epoch; returns
-    columns ``window`` (int64 key), ``tp``, ``fp``, ``fn``, ``tn``.  ``threads``
-    (NumPy only) splits the rows over threads and adds the counts.
+    columns ``window`` (int64 key), ``tp``, ``fp``, ``fn``, ``tn``, one row per window
+    that has rows.  ``threads`` (NumPy only) splits the rows over threads and adds the counts.
     """
     w = parse_window(window)
     t_us = _as_us(event_time, xp)
@@ -571,13 +626,12 @@ def window_counts(event_time, y_true, y_pred, *, window: str | Window, xp=np, th
     if n == 0:
         return pd.DataFrame({c: np.zeros(0, dtype="int64") for c in ("window", *COUNT_COLUMNS)})
     if xp is np and threads > 1 and n >= 2 * 500_000:
-        pieces = _split_rows(lambda t, y, p: _count_table(t, y, p, w, np), threads, t_us, y_true, y_pred)
-        keys, table = _sum_by_key(np.concatenate([k for k, _ in pieces]), np.concatenate([t for _, t in pieces]))
+        pieces = _split_rows(lambda t, y, p: _count_windows(t, y, p, w, np), threads, t_us, y_true, y_pred)
+        counted = KeyedCounts(*sum_by_key(np.concatenate([piece.keys for piece in pieces]),
+                                          np.concatenate([piece.counts for piece in pieces])))
     else:
-        keys, table = _count_table(t_us, y_true, y_pred, w, xp)
-    present = table.sum(axis=1) > 0
-    table, keys = table[present], keys[present]
-    return pd.DataFrame({"window": keys, "tp": table[:, 3], "fp": table[:, 1], "fn": table[:, 2], "tn": table[:, 0]})
+        counted = _count_windows(t_us, y_true, y_pred, w, xp)
+    return pd.DataFrame({"window": counted.keys, **{name: counted.column(name) for name in COUNT_COLUMNS}})
 
 
 def merge_window_counts(tables, by=("window",)) -> pd.DataFrame:

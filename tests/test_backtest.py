@@ -14,10 +14,11 @@ import pytest
 
 import rapidseval
 from rapidseval import SpecError, load_job
+from rapidseval.jobs.checks import drift_calculator, splitter
 from rapidseval.backtest import POLICIES, MonthSplitter, drift_signal, fit_reference, register_policy
 from rapidseval.core.time import month_range
 from rapidseval.jobs.progress import Reporter
-from rapidseval.shift import ShiftCalculator, count_days
+from rapidseval.shift import FamilyThreshold, ShiftCalculator, count_days
 
 ROWS = 20_000
 START, END = "2019-10", "2020-08"
@@ -103,7 +104,7 @@ def test_job_files_validate():
     assert syn.backtest is not None and syn.data.source == "synthetic"
     real = load_job("jobs/backtest_2009_2020.yaml")
     assert real.data.source == "tlc" and real.data.start == "2009-01" and real.data.end == "2020-12"
-    folds = real.backtest.splitter().folds(real.data.months)
+    folds = splitter(real.backtest).folds(real.data.months)
     assert folds[0].train[0] >= "2009-01" and folds[-1].eval[-1] == "2020-12"
 
 
@@ -378,7 +379,7 @@ def test_worker_drift_signals_equal_the_host_computation(history, cache_dir, tmp
         assert sig.month == month_range("2019-01", origin)[-2] and model_origin <= sig.month < origin
         feats = list(_cached_counts(cache_dir, train[0], None))  # all the job's features (drift.features unset)
         calc = fit_reference([_cached_counts(cache_dir, m, feats) for m in train],
-                             ShiftCalculator(feats, statistics=["ks"], frequency="M", k_std=3.0, fill_value=-1.0))
+                             ShiftCalculator(feats, statistics=["ks"], frequency="M", fill_value=-1.0))
         host = drift_signal(calc, _cached_counts(cache_dir, sig.month, feats), month=sig.month)
         assert (sig.alarm, sig.feature, sig.statistic) == (host.alarm, host.feature, host.statistic), origin
         assert sig.value == pytest.approx(host.value, rel=1e-12) and sig.threshold == pytest.approx(host.threshold, rel=1e-12)
@@ -484,8 +485,9 @@ def test_drift_spec_errors_name_the_field_and_choices():
     with pytest.raises(SpecError, match="backtest.drift.threshold"):  # the old fixed threshold is gone
         load_job(job, ["backtest.drift.threshold=0.1"])
     spec = load_job(job, ["backtest.drift.statistics=[ks, psi]", "backtest.drift.min_effect={ks: 0.02}"])
-    calc = spec.backtest.drift.calculator(["trip_distance"])
-    assert calc.statistics == ("ks", "psi") and calc.min_effect == {"ks": 0.02} and calc.frequency == "M"
+    calc = drift_calculator(spec.backtest.drift, ["trip_distance"])
+    assert calc.statistics == ("ks", "psi") and calc.frequency == "M"
+    assert calc.threshold == FamilyThreshold(min_effect={"ks": 0.02})
 
 
 def test_calibrated_drift_does_not_retrain_without_a_shift(tmp_path):

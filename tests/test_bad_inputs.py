@@ -348,12 +348,12 @@ def test_the_yaml_bomb_fails_fast_through_the_console_script(tmp_path):
 
 
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch):
-    import rapidseval.spec
+    import rapidseval.jobs.checks
 
     def boom(*args, **kwargs):
         raise ZeroDivisionError("division by zero (simulated)")
 
-    monkeypatch.setattr(rapidseval.spec, "load_job", boom)
+    monkeypatch.setattr(rapidseval.jobs.checks, "load_job", boom)
     (tmp_path / "job.yaml").write_text("name: x\n")
     res = CliRunner().invoke(app, ["validate", str(tmp_path / "job.yaml")])
     assert res.exit_code == 2

@@ -1,3 +1,5 @@
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,61 @@ def test_duplicate_months_refused():
         load_job({"evaluation": {"train": ["2020-01", "2020-01"]}})
     with pytest.raises(SpecError, match="shift.compare lists 2020-02 more than once"):
         load_job({"evaluation": {"shift": {"compare": ["2020-02", "2020-02"]}}})
+
+
+def test_a_job_is_a_study_or_a_backtest_by_kind_or_by_its_sections():
+    from rapidseval.spec import BacktestJob, JobSpec, StudyJob
+
+    study = load_job({})
+    backtest = load_job({"data": {"start": "2019-01", "end": "2020-12"}, "backtest": {}})
+    assert isinstance(study, StudyJob) and isinstance(backtest, BacktestJob)
+    assert isinstance(study, JobSpec) and study.backtest is None and backtest.backtest is not None
+    assert type(load_job({"kind": "study"})) is StudyJob
+    assert "kind" not in study.model_dump() and "kind" not in backtest.model_dump()  # the manifest's job is the file's
+    assert spec_hash(load_job({"kind": "study"})) == spec_hash(study)
+    with pytest.raises(SpecError, match="kind must be one of study, backtest"):
+        load_job({"kind": "replay"})
+    with pytest.raises(SpecError, match="backtest: a study has no backtest section"):
+        load_job({"kind": "study", "backtest": {}})
+    again = load_job(backtest, ["seed=3"])  # overrides on a loaded job keep its kind (and its unset sections unset)
+    assert isinstance(again, BacktestJob) and again.seed == 3
+
+
+def test_the_spec_is_pure_and_the_domain_checks_run_in_the_checked_loader():
+    import rapidseval.spec
+    from rapidseval.jobs.checks import check_job
+
+    job = {"output": {"dir": "runs/{user}"}}
+    spec = rapidseval.spec.load_job(job)  # names only: the run directory's rules are the domain's
+    with pytest.raises(SpecError, match=r"^job: output.dir: unknown placeholder \{user\}"):
+        check_job(spec)
+    with pytest.raises(SpecError, match=r"^job: output.dir: unknown placeholder \{user\}"):
+        load_job(job)
+
+
+def test_the_statistic_check_is_one_message_everywhere():
+    for raw, where in [({"evaluation": {"shift": {"statistics": ["kss"]}}}, "evaluation.shift.statistics"),
+                       ({"evaluation": {"shift": {"min_effect": {"kss": 0.1}}}}, "evaluation.shift.min_effect"),
+                       ({"data": {"start": "2019-01", "end": "2020-12"}, "backtest": {"drift": {"statistics": ["kss"]}}},
+                        "backtest.drift.statistics"),
+                       ({"data": {"start": "2019-01", "end": "2020-12"}, "backtest": {"drift": {"min_effect": {"kss": 1}}}},
+                        "backtest.drift.min_effect")]:
+        with pytest.raises(SpecError, match=rf"{where}: unknown shift statistic 'kss'; choose from ks, "):
+            load_job(raw)
+
+
+def test_registry_reads_its_provider_on_first_lookup_and_sees_later_names():
+    from rapidseval.core.registry import Registry
+
+    names = {"a": 1}
+    module = types.ModuleType("_rapidseval_test_provider")
+    module.NAMES = names
+    sys.modules[module.__name__] = module
+    try:
+        registry = Registry("thing", provider=f"{module.__name__}:NAMES")
+        assert "a" in registry and registry["a"] == 1
+        names["b"] = 2  # the domain registers one more
+        registry.register("c")
+        assert list(registry) == ["a", "b", "c"] and registry.choices() == "a, b, c" and len(registry) == 3
+    finally:
+        del sys.modules[module.__name__]

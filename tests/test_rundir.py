@@ -21,7 +21,7 @@ import rapidseval
 from rapidseval import SourceError, SpecError
 from rapidseval.cli import app
 from rapidseval.data.synthetic import generate
-from rapidseval.spec import load_job
+from rapidseval import load_job
 from rapidseval.io.rundir import COMPLETE_MARKER, IncompleteRunDir, check_complete, resolve_run_dir, write_run_dir
 
 from _compare import assert_tables_equal

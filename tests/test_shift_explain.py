@@ -22,6 +22,7 @@ from _report_runs import write_run
 from rapidseval.shift._verdict import from_score
 from rapidseval.core.errors import SpecError
 from rapidseval.features import FEATURE_KINDS, FEATURES
+from rapidseval.jobs.checks import drift_calculator, shift_calculator
 from rapidseval.spec import load_job
 from rapidseval.shift import (DEFAULT_STATISTICS, EXPLAIN_COLUMNS, KINDS, Dist, ShiftCalculator, alarmed_pairs,
                               day_value_counts, explain, explanation_lines)
@@ -194,7 +195,7 @@ def test_kinds_declared_in_the_job_change_the_default_statistics():
     kinds = spec.features.feature_kinds()
     assert kinds["trip_distance"] == "categorical" and kinds["RatecodeID"] == "continuous"
     assert kinds["PULocationID"] == FEATURE_KINDS["PULocationID"]
-    calc = spec.evaluation.shift.calculator(spec.features.features, kinds=kinds)
+    calc = shift_calculator(spec.evaluation.shift, spec.features.features, kinds=kinds)
     assert calc.statistics_for("trip_distance") == DEFAULT_STATISTICS["categorical"]
     assert "wasserstein_norm" not in calc.statistics_for("trip_distance")
     if "ks" not in DEFAULT_STATISTICS["categorical"]:  # issue 14: no order-based statistic on categories
@@ -211,8 +212,8 @@ def test_kinds_declared_in_the_job_change_the_default_statistics():
 def test_backtest_drift_calculator_gets_the_jobs_kinds():
     from rapidseval.spec import DriftSpec
 
-    calc = DriftSpec(statistics=["ks", "wasserstein_norm"]).calculator(["trip_distance", "x"],
-                                                                       kinds={"trip_distance": "categorical"})
+    calc = drift_calculator(DriftSpec(statistics=["ks", "wasserstein_norm"]), ["trip_distance", "x"],
+                            kinds={"trip_distance": "categorical"})
     assert calc.statistics_for("trip_distance") == ("ks",) and calc.statistics_for("x") == ("ks", "wasserstein_norm")
 
 

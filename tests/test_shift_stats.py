@@ -8,8 +8,9 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from rapidseval.core.errors import SpecError
-from rapidseval.shift import (PSI_EPS, STATISTICS, DayCounts, Dist, ShiftCalculator, _scipy_ks, attribute,
-                              chi2_test, contingency, day_value_counts, ks_2samp)
+from rapidseval.shift import (PSI_EPS, STATISTICS, DayCounts, Dist, ShiftCalculator, attribute, chi2_test,
+                              contingency, day_value_counts, ks_2samp)
+from rapidseval.shift._ks import _scipy_ks
 from rapidseval.shift._stats import _proportions, ref_info
 
 samples = st.lists(st.integers(-5, 5) | st.floats(-1e4, 1e4, allow_nan=False, width=32), min_size=1, max_size=200)
@@ -180,10 +181,10 @@ def test_calibration_null_is_each_block_against_the_rest(freq, days):
 
 def _window_dists(counts: DayCounts, freq: str):
     """Each window's Dist, one by one (the per-window form the batch path replaced)."""
-    from rapidseval.shift._calculator import _window_keys
+    from rapidseval.shift import window_keys
 
     days = counts.days()
-    keys = _window_keys(days, freq)
+    keys = window_keys(days, freq)
     for k in np.unique(keys):
         sub = counts.select(days[keys == k])
         v, w = sub.values()
@@ -237,7 +238,7 @@ def test_calculate_equals_per_window_dist_forms(seed, freq, calendar, per_day, w
     for f in feats:
         info = calc.refs_[f].info
         for wdays, win in _window_dists(win_counts[f], freq):
-            ref = calc._reference_for(f, np.bincount((wdays + 3) % 7, minlength=7))
+            ref = calc.reference_for(f, np.bincount((wdays + 3) % 7, minlength=7))
             for s in stats_all[f]:
                 row = table.iloc[k]
                 k += 1

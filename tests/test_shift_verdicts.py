@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from rapidseval.shift import STATISTICS, DayCounts, Dist, ShiftCalculator, count_days, day_value_counts
+from rapidseval.shift import (STATISTICS, DayCounts, Dist, FamilyThreshold, ShiftCalculator, StandardDeviationThreshold,
+                              count_days, day_value_counts)
 from rapidseval.shift._stats import CLIP_QUANTILES, ref_info
 from rapidseval.shift._verdict import SCALINGS, NullFit, from_score, prediction_factor, scores
 
@@ -174,7 +175,8 @@ def test_quiet_windows_of_every_size_alarm_rarely():
 def test_legacy_per_test_methods_still_threshold_the_score():
     rng = np.random.default_rng(7)
     ref = _days(rng, 18262, 31)
-    calc = ShiftCalculator(["x"], statistics=["ks"], frequency="D", alarm="std", k_std=3.0).fit(ref)
+    calc = ShiftCalculator(["x"], statistics=["ks"], frequency="D",
+                           threshold=StandardDeviationThreshold(std_multiplier=3.0)).fit(ref)
     row = calc.null_.iloc[0]
     assert row["score_threshold"] == pytest.approx(row["score_mean"] + 3 * row["score_std"], rel=1e-12)
     assert np.isnan(row["alpha_test"])
@@ -186,7 +188,7 @@ def test_window_alarm_rate_is_validated():
     from rapidseval.core.errors import SpecError
 
     with pytest.raises(SpecError, match="window_alarm_rate"):
-        ShiftCalculator(["x"], window_alarm_rate=1.5)
+        ShiftCalculator(["x"], threshold=FamilyThreshold(window_alarm_rate=1.5))
 
 
 def test_default_statistics_of_categories_are_not_ordered():

@@ -22,7 +22,7 @@ from __future__ import annotations
 from ._drift import DriftSignal, drift_signal, fit_reference
 from ._engine import BacktestTables, backtest
 from ._policies import POLICIES, READS, BoundPolicy, DecisionContext, make_policy, policy_reads, register_policy
-from ._split import Fold, MonthSplitter, months_between
+from ._split import Fold, MonthSplitter
 from ._tables import (BACKTEST_COLUMNS, METRIC_COLUMNS, POLICY_COLUMNS, STALENESS_COLUMNS, backtest_table,
                       daily_table, metrics_of_counts, policy_table, staleness_table)
 from ._walk import Evidence, ModelMonth, ModelPlan, Needs, PolicyMonth, PolicyWalk, decision_spans, walk_policies
@@ -30,7 +30,6 @@ from ._walk import Evidence, ModelMonth, ModelPlan, Needs, PolicyMonth, PolicyWa
 __all__ = [
     "MonthSplitter",
     "Fold",
-    "months_between",
     "POLICIES",
     "READS",
     "DecisionContext",

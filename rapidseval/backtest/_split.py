@@ -18,24 +18,9 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from ..core.errors import SpecError
-from ..core.time import check_month
+from ..core.time import check_month, month_from_index, month_index
 
-__all__ = ["Fold", "MonthSplitter", "month_index", "month_name", "months_between"]
-
-
-def month_index(month: str) -> int:
-    """``"YYYY-MM"`` -> months since year 0 (``year*12 + month - 1``)."""
-    y, m = check_month(month)
-    return y * 12 + m - 1
-
-
-def month_name(index: int) -> str:
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def months_between(earlier: str, later: str) -> int:
-    """``later - earlier`` in calendar months."""
-    return month_index(later) - month_index(earlier)
+__all__ = ["Fold", "MonthSplitter"]
 
 
 @dataclass(frozen=True)
@@ -163,27 +148,27 @@ class MonthSplitter:
             if not origins:
                 raise SpecError(
                     f"MonthSplitter: too little history: no origin fits in {months[0]}..{months[-1]} "
-                    f"({len(months)} months); the first origin would be {month_name(start)}"
+                    f"({len(months)} months); the first origin would be {month_from_index(start)}"
                     + (f", after {need} month(s) of training and gap" if self.first_origin is None else "")
                 )
         for o in origins:
             if o > last or o < first:
-                raise SpecError(f"MonthSplitter: origin {month_name(o)} is outside the data {months[0]}..{months[-1]}")
+                raise SpecError(f"MonthSplitter: origin {month_from_index(o)} is outside the data {months[0]}..{months[-1]}")
             train_end = o - self.gap - 1
             train_start = train_end - self.train_months + 1 if self.train_months is not None else first
             if train_start < first or train_end - train_start + 1 < self.min_train_months:
                 window = (f"{self.train_months} training month(s)" if self.train_months is not None
                           else f"at least {self.min_train_months} training month(s) (expanding)")
                 raise SpecError(
-                    f"MonthSplitter: too little history for origin {month_name(o)}: it needs {window}"
+                    f"MonthSplitter: too little history for origin {month_from_index(o)}: it needs {window}"
                     + (f" and a gap of {self.gap}" if self.gap else "")
-                    + f", i.e. data from {month_name(min(train_start, train_end - self.min_train_months + 1))}, "
-                    f"but the data start at {months[0]}; start the origins at {month_name(first + need)} or later"
+                    + f", i.e. data from {month_from_index(min(train_start, train_end - self.min_train_months + 1))}, "
+                    f"but the data start at {months[0]}; start the origins at {month_from_index(first + need)} or later"
                 )
             end = min(o + self.horizon - 1, last)
             yield Fold(
-                origin=month_name(o),
-                train=tuple(month_name(i) for i in range(train_start, train_end + 1)),
-                eval=tuple(month_name(i) for i in range(o, end + 1)),
+                origin=month_from_index(o),
+                train=tuple(month_from_index(i) for i in range(train_start, train_end + 1)),
+                eval=tuple(month_from_index(i) for i in range(o, end + 1)),
                 truncated=end < o + self.horizon - 1,
             )

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from ..metrics import COUNT_COLUMNS, add_metrics
-from ._split import months_between
+from ..core.time import months_between
 from ._walk import ModelMonth, ModelPlan, PolicyWalk
 
 __all__ = ["BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS", "METRIC_COLUMNS", "metrics_of_counts",

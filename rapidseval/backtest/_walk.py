@@ -24,7 +24,8 @@ from ..core.errors import RapidsEvalError
 from ..core.time import month_from_index, month_index
 from ._drift import DriftSignal
 from ._policies import DecisionContext, Policy, policy_reads
-from ._split import Fold, months_between
+from ..core.time import months_between
+from ._split import Fold
 
 __all__ = ["ModelMonth", "ModelPlan", "Needs", "Evidence", "PolicyMonth", "PolicyWalk", "walk_policies",
            "decision_spans"]

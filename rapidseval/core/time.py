@@ -26,6 +26,7 @@ __all__ = [
     "check_month",
     "month_index",
     "month_from_index",
+    "months_between",
     "month_range",
     "month_bounds",
     "WINDOWS",
@@ -63,6 +64,11 @@ def month_index(month: str, what: str = "month") -> int:
 def month_from_index(index: int) -> str:
     """The inverse of :func:`month_index`."""
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def months_between(earlier: str, later: str) -> int:
+    """``later - earlier`` in calendar months (negative when ``later`` comes first)."""
+    return month_index(later, "later month") - month_index(earlier, "earlier month")
 
 
 def weekday(days):

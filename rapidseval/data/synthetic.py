@@ -30,7 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..core.errors import SpecError
-from ..core.time import check_month
+from ..core.time import US_PER_SECOND, month_from_index, month_index, weekday
 
 __all__ = [
     "BLOCK_ROWS",
@@ -50,7 +50,6 @@ __all__ = [
 BLOCK_ROWS = 1 << 16
 FORMATS = ("parquet", "csv")
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
-_US = 1_000_000
 _MILES_TO_KM = 1.609344
 _N_UNIFORMS = 19
 
@@ -78,28 +77,14 @@ OUTPUT_SCHEMA: dict[str, pa.DataType] = {
 # --------------------------------------------------------------------------- months
 
 
-def _parse_month(value: Any, name: str) -> int:
-    """``"YYYY-MM"`` -> month index ``year*12 + month - 1``; SpecError naming `name`."""
-    year, month = check_month(value, name)
-    return year * 12 + month - 1
-
-
-def _month_index(value: str) -> int:
-    return _parse_month(value, "month")
-
-
-def _month_name(index: int) -> str:
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
 def _month_start_s(index: int) -> int:
     """Seconds since the epoch (naive wall clock) of the month's first instant."""
-    return int(np.datetime64(_month_name(index), "s").astype(np.int64))
+    return int(np.datetime64(month_from_index(index), "s").astype(np.int64))
 
 
 def _yearly(anchors: list[list[Any]], index: int) -> float:
     """Anchored trend read at July of the month's year: constant within a calendar year."""
-    xs = [_month_index(m) for m, _ in anchors]
+    xs = [month_index(m) for m, _ in anchors]
     return float(np.interp(index - index % 12 + 6, xs, [v for _, v in anchors]))
 
 
@@ -109,8 +94,8 @@ def missing_code_rate(month: str) -> float:
     files), then a yearly level.  A change of every scenario, ``none`` included, that
     ``ground_truth.json`` does not list (it is the calendar, not the story)."""
     codes = load_calibration()["codes"]
-    index = _month_index(month)
-    return _yearly(codes["missing_rate"], index) if index >= _month_index(codes["missing_from"]) else 0.0
+    index = month_index(month)
+    return _yearly(codes["missing_rate"], index) if index >= month_index(codes["missing_from"]) else 0.0
 
 
 #: features the missing codes show in (:func:`missing_code_rate`)
@@ -274,7 +259,7 @@ class _March2020(Scenario):
     def changes(self, months, scenario_month):
         month = scenario_month or "2020-03"
         start = f"{month}-{self.day:02d}T00:00:00"
-        hit = [m for m in months if _month_index(m) >= _month_index(month)]
+        hit = [m for m in months if month_index(m) >= month_index(month)]
         fx = self.lockdown
         groups = load_calibration()["zones"]["groups"]
         return [
@@ -502,16 +487,16 @@ class _MonthPlan:
 def _plan_month(model: _Model, index: int, rows_per_month: int, seed: int,
                 scenario: Scenario, changes: list[dict[str, Any]]) -> _MonthPlan:
     cal = model.cal
-    name = _month_name(index)
+    name = month_from_index(index)
     start = _month_start_s(index)
     window = int(cal["calendar"]["stray_window_s"])
     n_days = (_month_start_s(index + 1) - start) // 86400
     cell_start = np.concatenate([[start - window], start + 3600 * np.arange(n_days * 24, dtype=np.int64)])
-    weekend = ((cell_start // 86400 + 3) % 7) >= 5  # 1970-01-01 was a Thursday
+    weekend = weekday(cell_start // 86400) >= 5
     hour = (cell_start // 3600) % 24
     prof = cal["calendar"]["hour_profile"]
     hourly = np.where(weekend, np.asarray(prof["weekend"])[hour], np.asarray(prof["weekday"])[hour])
-    base = (np.asarray(cal["calendar"]["weekday_factor"])[(cell_start // 86400 + 3) % 7] * hourly)[1:]
+    base = (np.asarray(cal["calendar"]["weekday_factor"])[weekday(cell_start // 86400)] * hourly)[1:]
     mult = scenario.volume(name, cell_start[1:], changes)
     weight = base if mult is None else base * mult
     n = int(round(rows_per_month * weight.sum() / base.sum()))
@@ -521,13 +506,13 @@ def _plan_month(model: _Model, index: int, rows_per_month: int, seed: int,
     cell_len = np.full(len(cell_start), 3600.0)
     cell_len[0] = window
     tariff = cal["tariff"]
-    if index < _month_index("2019-01"):
+    if index < month_index("2019-01"):
         congestion = np.nan
-    elif index < _month_index(tariff["congestion_from"]):
+    elif index < month_index(tariff["congestion_from"]):
         congestion = 0.0
     else:
         congestion = float(tariff["congestion_surcharge"])
-    tolls = [v for m, v in tariff["tolls"] if _month_index(m) <= index] or [tariff["tolls"][0][1]]
+    tolls = [v for m, v in tariff["tolls"] if month_index(m) <= index] or [tariff["tolls"][0][1]]
     eff = scenario.effects(name, changes)
     return _MonthPlan(
         name=name, index=index, n=n,
@@ -537,7 +522,7 @@ def _plan_month(model: _Model, index: int, rows_per_month: int, seed: int,
         counts=counts, ends=np.cumsum(counts),
         change_s=None if eff is None else eff[0], effects=None if eff is None else eff[1],
         congestion=congestion,
-        airport_fee=index >= _month_index(tariff["airport_fee_from"]),
+        airport_fee=index >= month_index(tariff["airport_fee_from"]),
         toll=float(tolls[-1]),
         card_offset=_yearly(cal["payment"]["year_offset"], index),
         missing_rate=missing_code_rate(name),
@@ -680,11 +665,11 @@ def _block(model: _Model, plan: _MonthPlan, seed: int, b: int) -> dict[str, np.n
     if airport is not None:
         total += np.nan_to_num(airport)
 
-    pick_us = pick_s * _US
+    pick_us = pick_s * US_PER_SECOND
     cols: dict[str, np.ndarray] = {
         "VendorID": vendor,
         "tpep_pickup_datetime": pick_us.view("datetime64[us]"),
-        "tpep_dropoff_datetime": (pick_us + secs.astype(np.int64) * _US).view("datetime64[us]"),
+        "tpep_dropoff_datetime": (pick_us + secs.astype(np.int64) * US_PER_SECOND).view("datetime64[us]"),
         "passenger_count": passengers,
         "trip_distance": dist,
         "RatecodeID": rc,
@@ -898,15 +883,15 @@ def generate(
         raise SpecError(f"scenario must be one of {', '.join(SCENARIOS)}; got {scenario!r}")
     if fmt not in FORMATS:
         raise SpecError(f"fmt must be one of {', '.join(FORMATS)}; got {fmt!r}")
-    first, last = _parse_month(start, "start"), _parse_month(end, "end")
+    first, last = month_index(start, "start"), month_index(end, "end")
     if last < first:
         raise SpecError(f"end ({end}) is before start ({start})")
     rows_per_month = _check_int(rows_per_month, "rows_per_month", 1)
     seed = _check_int(seed, "seed", 0)
     chunk_rows = _check_int(chunk_rows, "chunk_rows", 1)
-    months = [_month_name(i) for i in range(first, last + 1)]
+    months = [month_from_index(i) for i in range(first, last + 1)]
     if scenario_month is not None:
-        if not first <= _parse_month(scenario_month, "scenario_month") <= last:
+        if not first <= month_index(scenario_month, "scenario_month") <= last:
             raise SpecError(f"scenario_month {scenario_month} is outside {start}..{end}")
     story = SCENARIOS[scenario]
     changes = story.changes(months, scenario_month)

@@ -99,7 +99,8 @@ def build_month(month: str, parts, fspec: FeatureSpec, backend_name: str, *, roo
     from ..backend import get_backend
     from .readers import read_part
     from ..features import prepare, required_columns
-    from ..shift._counts import US_PER_DAY, count_days
+    from ..core.time import US_PER_DAY
+    from ..shift import count_days
 
     key = cache_key(fingerprint, month, fspec)
     rootp = Path(root)

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..core.errors import DataError, SourceError, SpecError
-from ..core.time import check_month, month_range
+from ..core.time import US_PER_SECOND, check_month, month_range
 
 __all__ = [
     "NAMED_SOURCES",
@@ -521,7 +521,7 @@ def parquet_footer(f, size: int, *, where: str) -> tuple[bytes, pq.FileMetaData]
     return footer, meta
 
 
-_US_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
+_US_PER_UNIT = {"s": US_PER_SECOND, "ms": US_PER_SECOND // 1000, "us": 1, "ns": None}
 
 
 def _footer_ranges(meta: pq.FileMetaData) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:

@@ -43,14 +43,15 @@ import pandas as pd
 
 from ..backend import get_backend
 from ..core.errors import DataError, RapidsEvalError, SpecError
+from ..core.time import month_from_index, month_index, months_between
 from ..io.feature_cache import CachedMonth, build_month, read_day_counts, read_month_features, write_atomic
 from ..metrics import COUNT_COLUMNS
 from ..models import make_model
+from .checks import drift_calculator, splitter
 from .progress import Reporter
 from ..backtest import (BACKTEST_COLUMNS, POLICY_COLUMNS, STALENESS_COLUMNS, DriftSignal, Fold, ModelPlan,
                         Needs, PolicyWalk, backtest_table, daily_table, drift_signal, fit_reference, make_policy,
-                        metrics_of_counts, months_between, policy_table, staleness_table, walk_policies)
-from ..core.time import month_from_index, month_index
+                        metrics_of_counts, policy_table, staleness_table, walk_policies)
 
 __all__ = ["run_backtest", "BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS"]
 
@@ -112,7 +113,8 @@ def _reference(work: str, model_key: str, train: list[CachedMonth], drift: _Drif
         # must not depend on the device (a threshold crossed on one backend and not the other
         # would change the whole walk); one thread, as the fold's forest: the workers already
         # use every core, one task each
-        calc = drift.spec.calculator(drift.features, drift.fill_value, threads=1, kinds=dict(drift.kinds))
+        calc = drift_calculator(drift.spec, drift.features, fill_value=drift.fill_value, threads=1,
+                                kinds=dict(drift.kinds))
         ref = fit_reference(per, calc, label=f"training months {train[0].month}..{train[-1].month}")
         with _REFERENCES_LOCK:
             while len(_REFERENCES) >= 2:  # a worker moves from model to model: keep the latest few
@@ -209,9 +211,8 @@ def _fold_task(plan: ModelPlan, entries: dict[str, CachedMonth], fspec, backend_
         raise RapidsEvalError(f"{where}: no usable training rows after cleaning")
     if model_cfg["max_train_rows"] is not None and len(train) > model_cfg["max_train_rows"]:
         train = train.sample(n=model_cfg["max_train_rows"], random_state=model_cfg["seed"])
-    model = make_model(be, model_cfg["kind"], model_cfg["params"], model_cfg["seed"])
-    if be.name == "cpu" and "n_jobs" in model.get_params():
-        model.set_params(n_jobs=1)  # folds run in parallel, one single-threaded forest each
+    # folds run in parallel, one single-threaded forest each
+    model = make_model(be, model_cfg["kind"], model_cfg["params"], model_cfg["seed"], n_jobs=1)
     t0 = time.perf_counter()
     try:
         fit(model, train[list(fspec.features)], train[fspec.target], be)
@@ -379,7 +380,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     if unknown:
         raise SpecError(f"backtest.drift.features: {', '.join(unknown)} not among the job's features "
                         f"({', '.join(fspec.features)})")
-    folds = bt.splitter().folds(spec.data.months)
+    folds = splitter(bt).folds(spec.data.months)
     truncated = [f.origin for f in folds if f.truncated]
     if truncated:
         reporter.log(f"horizon {bt.horizon} truncated at the data end ({spec.data.end}) for origin(s) "

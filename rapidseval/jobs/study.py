@@ -28,11 +28,12 @@ from ..backend import get_backend
 from ..cluster import open_executor
 from ..core.errors import DataError, RapidsEvalError, SpecError
 from ..features import FeatureSpec, PartStats, prepare, required_columns
-from ..spec import JobSpec, check_overrides_type, load_job, spec_hash
+from ..spec import JobSpec, check_overrides_type, spec_hash
+from .checks import load_job, shift_calculator, splitter
 from ..io.sources import redact_uri
 from ..metrics import COUNT_COLUMNS, add_metrics, learn_threshold
-from ..core.time import month_bounds
-from ..models import fit, make_model, predict_positive_proba
+from ..core.time import US_PER_HOUR, month_bounds, month_index
+from ..models import fit, make_model, predict_positive_proba, set_threads
 from .progress import Reporter
 from ..core.time import parse_delay_hours, parse_window, period_window_keys
 from ..replay import (
@@ -163,9 +164,7 @@ def _synthetic_source(spec: JobSpec, reporter: Reporter) -> str:
 def input_months(spec: JobSpec) -> list[str]:
     """The months a run of ``spec`` reads, in data order (what ``validate`` checks too)."""
     if spec.backtest is not None:
-        from ..core.time import month_index
-
-        folds = spec.backtest.splitter().folds(spec.data.months)
+        folds = splitter(spec.backtest).folds(spec.data.months)
         first = min(month_index(f.train_start) for f in folds)
         return [m for m in spec.data.months if month_index(m) >= first]
     wanted = set(spec.evaluated_months()) | set(spec.shift_months())
@@ -261,7 +260,7 @@ def _input_warnings(info, month: str, mapping, fspec: FeatureSpec) -> dict[str, 
     ranges = {canon: info.ranges[src] for canon, src in mapping.source_of.items() if src in info.ranges}
     rules = fspec.active_rules()
     lo, hi = (int(b.astype("int64")) for b in month_bounds(month))
-    period_end = hi + int(rules["outside_period"]["max_trip_hours"] * 3_600_000_000)
+    period_end = hi + int(rules["outside_period"]["max_trip_hours"] * US_PER_HOUR)
 
     def ts(us: int) -> str:
         return str(np.datetime64(int(us), "us").astype("datetime64[s]")).replace("T", " ")
@@ -428,11 +427,10 @@ def _run_evaluation(spec: JobSpec, reporter: Reporter) -> RunResult:
                 fit_info[i] = {"train_months": list(train_months), "train_rows": int(len(train)), "train_seconds": round(seconds, 3)}
             del train, frames
         if be.name == "cpu":
+            # fitted on every core; scoring parallelises over parts (one per worker thread), and a
+            # forest that spawned its own threads inside a worker would oversubscribe the cores
             for m in models:
-                if "n_jobs" in m.get_params():
-                    # scoring parallelises over parts (one per worker thread); a forest that
-                    # spawned its own threads inside a worker would oversubscribe the cores
-                    m.set_params(n_jobs=1)
+                set_threads(m, 1)
         shared_models = ex.share(models)
 
         # -- thresholds learned on validation months, then frozen --------------------------
@@ -546,7 +544,7 @@ def _replay_table(spec, model_specs, thresholds, summaries) -> tuple[pd.DataFram
         stream = merge_summaries([summaries[m][i] for m in rp.months])
         train = merge_summaries([summaries[m][i] for m in spec.train_months(ms)])
         # spill-over windows after the period appear only as far as rows reach them
-        spilled = parse_window(rp.window).keys(stream.hours[-1:] * 3_600_000_000) if len(stream.hours) else []
+        spilled = parse_window(rp.window).keys(stream.hours[-1:] * US_PER_HOUR) if len(stream.hours) else []
         fill_to = min(hi, max([last_in_period, *map(int, spilled)]))
         table = replay_frame(
             stream, fill_from=lo, fill_to=fill_to, trailing=rp.trailing, label_delay_hours=delay,
@@ -598,7 +596,8 @@ def _shift_plan(spec, fspec, inputs, xp=None):
     if sh is None:
         return None, None
     months = {sh.reference, *sh.compare}
-    acc = ShiftAccumulator(sh.calculator(fspec.features, fspec.fill_value, xp, kinds=spec.features.feature_kinds()),
+    acc = ShiftAccumulator(shift_calculator(sh, fspec.features, fill_value=fspec.fill_value, xp=xp,
+                                            kinds=spec.features.feature_kinds()),
                            sh.reference, list(sh.compare),
                            {m: len(inputs[m][1]) for m in months})
     return ShiftReduce(tuple(fspec.features), sh.time_column), acc

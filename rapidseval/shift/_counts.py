@@ -29,16 +29,13 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["DayCounts", "day_value_counts", "count_days", "US_PER_DAY"]
+from ..core.arrays import to_numpy
 
-US_PER_DAY = 86_400_000_000
+__all__ = ["DayCounts", "day_value_counts", "count_days"]
+
 #: the dense path counts at most this many (day, value) bins at a time
 MAX_DENSE_BINS = 1 << 22
 _SIGN = np.uint32(0x80000000)
-
-
-def _to_host(x) -> np.ndarray:
-    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
 
 
 def _float_key(values, xp):
@@ -213,12 +210,21 @@ def count_days(day, columns: Mapping[str, Any], xp: Any = np, threads: int = 1) 
         # sorted features first, then the ranged dense ones, then the one-pass ones: the threads finish together
         rank = [2 if one_pass[i] else 1 if plans[i] is not None else 0 for i in range(len(items))]
         order = sorted(range(len(items)), key=lambda i: rank[i])
-        tasks = [(i, r) for i in order if not one_pass[i] for r in ranges] + [(i, days) for i in order if one_pass[i]]
-        counted = list(pool.map(lambda t: _count(t[1], values[t[0]][t[1].rows], np, plans[t[0]]), tasks))
+        tasks = ([_Piece(i, r) for i in order if not one_pass[i] for r in ranges]
+                 + [_Piece(i, days) for i in order if one_pass[i]])
+        counted = list(pool.map(lambda t: _count(t.days, values[t.feature][t.days.rows], np, plans[t.feature]), tasks))
     parts: dict[int, list[DayCounts]] = {}
-    for (i, _), c in zip(tasks, counted):
-        parts.setdefault(i, []).append(c)
+    for task, c in zip(tasks, counted):
+        parts.setdefault(task.feature, []).append(c)
     return {f: DayCounts.merge(parts[i]) for i, (f, _) in enumerate(items)}
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """What one thread of :func:`count_days` counts: a feature (its position) on a day range."""
+
+    feature: int
+    days: "_Days"
 
 
 #: a feature's rows are split across threads in day ranges of at least this many rows
@@ -333,7 +339,7 @@ def _dense_plan(values, xp: Any = np) -> "_DensePlan | None":
     vmin, vmax = float(values.min()), float(values.max())
     if not (np.isfinite(vmin) and np.isfinite(vmax)):
         return None
-    head = np.concatenate([_to_host(values[:4096]), np.array([vmin, vmax], np.float32)]).astype(np.float64)
+    head = np.concatenate([to_numpy(values[:4096]), np.array([vmin, vmax], np.float32)]).astype(np.float64)
     for scale in _SCALES:
         codes = np.rint(head * scale)
         if np.array_equal((codes / scale).astype(np.float32), head.astype(np.float32)):
@@ -400,9 +406,9 @@ def _count(days: "_Days | None", values, xp, plan: "_DensePlan | None | bool" = 
             code += d * xp.int32(span)  # < MAX_DENSE_BINS: int32 holds it
             counts = xp.bincount(code, minlength=ndays * span)
             nz = xp.flatnonzero(counts)
-            return DayCounts(_to_host(nz // span + d0).astype("int64"),
-                             _to_host((nz % span).astype(xp.float32) + xp.float32(lo)),
-                             _to_host(counts[nz]).astype("int64"))
+            return DayCounts(to_numpy(nz // span + d0).astype("int64"),
+                             to_numpy((nz % span).astype(xp.float32) + xp.float32(lo)),
+                             to_numpy(counts[nz]).astype("int64"))
     values = values + xp.float32(0)  # -0.0 -> +0.0: equal values, one key
     # order-preserving bits: negative floats all bits flipped, others the sign bit set
     bits = values.view(xp.uint32)
@@ -415,9 +421,9 @@ def _count(days: "_Days | None", values, xp, plan: "_DensePlan | None | bool" = 
     key.sort()
     starts, lengths = _run_lengths(key, xp)
     uk = key[starts]
-    return DayCounts(_to_host((uk >> xp.uint64(32)).astype(xp.int64) + d0),
-                     _to_host(_key_float((uk & xp.uint64(0xFFFFFFFF)).astype(xp.uint32), xp)),
-                     _to_host(lengths).astype("int64"))
+    return DayCounts(to_numpy((uk >> xp.uint64(32)).astype(xp.int64) + d0),
+                     to_numpy(_key_float((uk & xp.uint64(0xFFFFFFFF)).astype(xp.uint32), xp)),
+                     to_numpy(lengths).astype("int64"))
 
 
 def _sorted_by_day(days: "_Days", fkey: np.ndarray) -> DayCounts:

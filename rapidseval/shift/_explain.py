@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
+from ..core.time import US_PER_DAY, weekday
 from ._counts import DayCounts
 from ._stats import Dist, ks_statistic, missing_share
 from ._verdict import from_score
@@ -62,7 +63,6 @@ QUANTILES = (0.01, 0.5, 0.99)
 #: categories (or integer values) listed per alarmed feature, those whose share moved most
 TOP_CATEGORIES = 3
 
-_US_PER_DAY = 86_400_000_000
 _PAIR_COLUMNS = ["reference", "window", "window_start", "window_end", "feature"]
 
 
@@ -109,33 +109,39 @@ def explain(calculator, counts: Mapping, table: pd.DataFrame, *, pairs: pd.DataF
     null_mean = _null_means(calculator, table)
     rows: list[dict] = []
     for rec in pairs.to_dict("records"):
-        f = rec["feature"]
-        if f not in counts or f not in calculator.refs_:
-            continue
-        c = counts[f]
-        lo, hi = (int(np.datetime64(pd.Timestamp(rec[k]).to_datetime64(), "us").astype("int64") // _US_PER_DAY)
-                  for k in ("window_start", "window_end"))
-        a, b = np.searchsorted(c.day, [lo, hi], side="left")
-        if b <= a:
-            continue
-        part = DayCounts(c.day[a:b], c.value[a:b], c.count[a:b])
-        values, weights = part.values()
-        win = Dist(values, np.asarray(weights).astype("int64"))
-        days = part.days()
-        comp = np.bincount((days + 3) % 7, minlength=7)  # 1970-01-01 was a Thursday; 0 = Monday
-        ref = calculator._reference_for(f, comp)
-        info = calculator.refs_[f].info
-        effect, measure, items = _items(ref, win, kind=info.kind, fill=info.fill_value,
-                                        few_values=info.categorical_bins)
-        noise = null_mean.get((rec["reference"], pd.Timestamp(rec["window_start"]), f, measure), np.nan)
-        if not np.isfinite(noise):
-            noise = chance_effect(ref, win, measure=measure)
-        for item in items:
-            rows.append({**{k: rec.get(k) for k in _PAIR_COLUMNS}, "kind": info.kind, "effect": effect,
-                         "effect_noise": float(noise), "effect_measure": measure, **item})
+        rows += _explain_pair(calculator, counts, rec, null_mean)
     if not rows:
         return empty_explanation()
-    out = pd.DataFrame(rows)
+    return _ranked(pd.DataFrame(rows))
+
+
+def _explain_pair(calculator, counts: Mapping, rec: dict, null_mean: dict) -> list[dict]:
+    """The rows of one alarmed (window, feature) ``rec`` (none when its counts are absent)."""
+    f = rec["feature"]
+    if f not in counts or f not in calculator.refs_:
+        return []
+    c = counts[f]
+    lo, hi = (int(np.datetime64(pd.Timestamp(rec[k]).to_datetime64(), "us").astype("int64") // US_PER_DAY)
+              for k in ("window_start", "window_end"))
+    a, b = np.searchsorted(c.day, [lo, hi], side="left")
+    if b <= a:
+        return []
+    part = DayCounts(c.day[a:b], c.value[a:b], c.count[a:b])
+    values, weights = part.values()
+    win = Dist(values, np.asarray(weights).astype("int64"))
+    ref = calculator.reference_for(f, np.bincount(weekday(np.asarray(part.days(), dtype="int64")), minlength=7))
+    info = calculator.refs_[f].info
+    effect, measure, items = _items(ref, win, kind=info.kind, fill=info.fill_value, few_values=info.categorical_bins)
+    noise = null_mean.get((rec["reference"], pd.Timestamp(rec["window_start"]), f, measure), np.nan)
+    if not np.isfinite(noise):
+        noise = chance_effect(ref, win, measure=measure)
+    return [{**{k: rec.get(k) for k in _PAIR_COLUMNS}, "kind": info.kind, "effect": effect,
+             "effect_noise": float(noise), "effect_measure": measure, **item} for item in items]
+
+
+def _ranked(out: pd.DataFrame) -> pd.DataFrame:
+    """The explanation rows with each feature's rank within its window (by ``effect -
+    effect_noise``), ordered by window, rank, then as listed; typed :data:`EXPLAIN_COLUMNS`."""
     feats = out.drop_duplicates(["reference", "window_start", "feature"])[
         ["reference", "window_start", "feature", "effect", "effect_noise"]]
     feats = feats.assign(_excess=feats["effect"] - feats["effect_noise"])

@@ -23,10 +23,6 @@ from ._stats import PSI_EPS, RefInfo
 __all__ = ["Grid", "GRID_STATISTICS", "grid_value"]
 
 
-def _xp(a) -> Any:
-    return np if isinstance(a, np.ndarray) else __import__("cupy").get_array_module(a)
-
-
 @dataclass
 class Grid:
     """A feature's value grid and what its statistics precompute from it."""

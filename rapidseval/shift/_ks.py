@@ -17,23 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.arrays import array_namespace, to_numpy
+
 __all__ = ["ks_2samp", "ks_from_counts", "ks_pvalue", "ks_pvalues", "kstwo_sf", "smirnov_sf", "merge_counts", "value_counts", "MAX_EXACT_N"]
 
 #: scipy's ``MAX_AUTO_N``: method "auto" is exact up to this many rows per sample
 MAX_EXACT_N = 10_000
-
-
-def _namespace(x) -> Any:
-    mod = type(x).__module__.split(".")[0]
-    if mod == "cupy":
-        import importlib
-
-        return importlib.import_module("cupy")
-    return np
-
-
-def _to_numpy(x) -> np.ndarray:
-    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
 
 
 def _scipy_ks(a, b):
@@ -329,14 +318,14 @@ def ks_2samp(a, b) -> tuple[float, float]:
     ----------
     a, b : numpy or cupy arrays, 1-D, non-empty, no NaN.
     """
-    xp = _namespace(a)
+    xp = array_namespace(a)
     a = xp.sort(xp.asarray(a).ravel())
     b = xp.sort(xp.asarray(b).ravel())
     n1, n2 = int(a.shape[0]), int(b.shape[0])
     if min(n1, n2) == 0:
         raise ValueError("Data passed to ks_2samp must not be empty")
     if max(n1, n2) <= MAX_EXACT_N:
-        res = _scipy_ks(_to_numpy(a), _to_numpy(b))
+        res = _scipy_ks(to_numpy(a), to_numpy(b))
         return float(res.statistic), float(res.pvalue)
     both = xp.concatenate([a, b])
     cdf1 = xp.searchsorted(a, both, side="right") / n1

@@ -11,10 +11,13 @@ then forgets them: host memory holds the reference and about one month.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import numpy as np
 import pandas as pd
 
-from ._calculator import SHIFT_COLUMNS, ShiftCalculator, _window_keys
-from ._counts import US_PER_DAY, DayCounts, count_days
+from ..core.time import US_PER_DAY, month_from_index, month_index, weekday
+from ._calculator import SHIFT_COLUMNS, ShiftCalculator, window_keys
+from ._counts import DayCounts, count_days
 from ._explain import empty_explanation, explain
 
 __all__ = ["ShiftReduce", "ShiftAccumulator"]
@@ -92,11 +95,11 @@ class ShiftAccumulator:
         days = any_c.days()
         if not len(days):
             return data, None
-        keys = _window_keys(days, "W")
+        keys = window_keys(days, "W")
         last = keys[-1]
         # the last week is open only if it has days after this month
         first = int(days[keys == last][0])
-        monday = first - (first + 3) % 7
+        monday = first - weekday(first)
         if monday + 7 <= _month_end_day(month):
             return data, None
         open_days = days[keys == last]
@@ -120,12 +123,9 @@ class ShiftAccumulator:
 
 
 def _month_after(month: str) -> str:
-    y, m = int(month[:4]), int(month[5:7])
-    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
+    return month_from_index(month_index(month) + 1)
 
 
 def _month_end_day(month: str) -> int:
     """Days since the epoch of the first day after ``month``."""
-    import numpy as np
-
     return int(np.datetime64(_month_after(month), "D").astype("int64"))
