@@ -1,4 +1,4 @@
-"""Compute backends: the ONLY module that names cudf, cupy, cuml or dask_cuda.
+"""Compute backends: the ONLY module that names cudf, cupy, cuml, dask_cuda or dask_cudf.
 
 Everything else in rapidseval is written once against a :class:`Backend`,
 which carries the array module (numpy | cupy), the frame module
@@ -11,6 +11,7 @@ not be created before a cluster has set ``CUDA_VISIBLE_DEVICES`` per worker.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -26,7 +27,7 @@ import numpy
 from .core.arrays import array_namespace, to_host
 from .core.errors import BackendUnavailable
 
-__all__ = ["Backend", "get_backend", "gpu_available", "cupy_available", "BACKEND_NAMES"]
+__all__ = ["Backend", "get_backend", "gpu_available", "cupy_available", "frame_backend", "BACKEND_NAMES"]
 
 BACKEND_NAMES = ("auto", "cpu", "gpu")
 
@@ -117,6 +118,26 @@ class Backend:
             return series.astype("int64").fillna(0).to_cupy()
         return series.to_numpy().view("int64")
 
+    # -- Dask DataFrames -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def dask_dataframes(self):
+        """Within it, ``dask.dataframe`` builds this backend's frames (``dataframe.backend``:
+        ``pandas``, or ``cudf`` with dask_cudf, imported here, which registers that backend)."""
+        import dask
+
+        if self.dask_backend == "cudf":
+            _import_dask_cudf()
+        with dask.config.set({"dataframe.backend": self.dask_backend}):
+            yield
+
+    def to_dask(self, frame, npartitions: int = 1):
+        """A pandas or cuDF frame as a Dask DataFrame of ``npartitions`` (dask_cudf's on GPU)."""
+        if self.name == "gpu":
+            return _import_dask_cudf().from_cudf(frame, npartitions=npartitions)
+        import dask.dataframe as dd
+
+        return dd.from_pandas(frame, npartitions=npartitions)
+
     def device_description(self) -> dict[str, Any]:
         """Hardware facts for the manifest."""
         info: dict[str, Any] = {"backend": self.name, "cpu_count": os.cpu_count()}
@@ -133,6 +154,23 @@ class Backend:
         return info
 
 
+def _import_dask_cudf():
+    """dask_cudf, which only Dask-cuDF frames need (the GPU backend's jobs read with cuDF)."""
+    try:
+        import dask_cudf
+    except ImportError as exc:
+        raise BackendUnavailable(f"Dask DataFrames of cuDF frames need dask_cudf (pip install 'rapidseval[gpu]'): "
+                                 f"{exc}") from exc
+    return dask_cudf
+
+
+def frame_backend(frame) -> str:
+    """``"gpu"`` for a cuDF frame or series (or a Dask collection of them), else ``"cpu"``;
+    tells by the type's module, so nothing is imported."""
+    meta = getattr(frame, "_meta", frame)  # a Dask DataFrame's empty partition
+    return "gpu" if type(meta).__module__.split(".", 1)[0] == "cudf" else "cpu"
+
+
 def _nvidia_gpu_visible() -> bool:
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
         return False
@@ -145,9 +183,13 @@ def _nvidia_gpu_visible() -> bool:
     return out.returncode == 0 and "GPU" in out.stdout
 
 
+#: what the GPU backend imports (dask_cudf is only for Dask-cuDF frames: see :meth:`Backend.to_dask`)
+_GPU_MODULES = ("cudf", "cuml", "cupy", "dask_cuda")
+
+
 def _rapids_missing() -> list[str]:
     missing = []
-    for mod in ("cudf", "cuml", "cupy", "dask_cudf", "dask_cuda"):
+    for mod in _GPU_MODULES:
         if importlib.util.find_spec(mod) is None:
             missing.append(mod)
     return missing

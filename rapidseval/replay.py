@@ -668,3 +668,139 @@ def replay_table(counts: pd.DataFrame, *, window: str | Window, fill_from=None, 
     for name in ("n", "precision", "recall", "f1"):
         out[f"cumulative_{name}"] = cum[name].to_numpy()
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# the engine on the frames people have: pandas, cuDF, Dask DataFrames (dask.dataframe or
+# dask_cudf), scored from a probability column or by a fitted estimator
+# ---------------------------------------------------------------------------------------
+__all__ += ["replay", "map_scored_partitions"]
+
+
+def _positive_proba(proba, xp):
+    """P(y = 1) from ``predict_proba``'s output (an (n, 2) array or frame), as float64."""
+    if hasattr(proba, "iloc"):
+        proba = proba.iloc[:, 1]
+        return proba.to_cupy(dtype="float64") if hasattr(proba, "to_cupy") else proba.to_numpy(dtype="float64")
+    proba = xp.asarray(proba)
+    return (proba[:, 1] if proba.ndim == 2 else proba).astype(xp.float64)
+
+
+class _EmptyPartitionsScored:
+    """A fitted classifier that answers a partition without rows with no scores (scikit-learn
+    refuses to predict on 0 rows; a Dask DataFrame filtered by time has such partitions)."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+        self.classes_ = estimator.classes_
+
+    def predict_proba(self, X):
+        if len(X) == 0:
+            return np.zeros((0, len(self.classes_)), dtype="float64")
+        return self.estimator.predict_proba(X)
+
+
+def _score_partition(func, part, proba, *, estimator, features):
+    """``func(part, P(y = 1))`` of one pandas or cuDF frame (``proba``: already predicted, or None)."""
+    from .backend import frame_backend, get_backend
+
+    be = get_backend(frame_backend(part))
+    if proba is None and estimator is not None and len(part):
+        proba = estimator.predict_proba(part[list(features)])
+    if proba is None:
+        return func(part, None, be)
+    if len(proba) != len(part):
+        raise ValueError(f"a partition of {len(part)} rows got {len(proba)} scores: the scored frame and the "
+                         "frame were partitioned differently")
+    return func(part, _positive_proba(proba, be.xp), be)
+
+
+def map_scored_partitions(frame, func, *, estimator=None, features=None) -> list:
+    """``func(partition, proba, backend)`` for every partition of ``frame``, computed.
+
+    A pandas or cuDF frame is one partition.  A Dask DataFrame's partitions are visited where
+    they live, in one ``dask.compute``; with an ``estimator`` (fitted, with ``predict_proba``),
+    its P(y = 1) on ``features`` is ``proba`` (``None`` otherwise): over a Dask DataFrame, by
+    dask-ml's :class:`~dask_ml.wrappers.ParallelPostFit`, partition by partition.  ``backend``
+    is the partition's :class:`~rapidseval.backend.Backend` (cuDF partitions: the GPU's).
+    """
+    import dask
+
+    if estimator is not None and not features:
+        raise ValueError("scoring with an estimator needs its features (features=[...])")
+    score = functools.partial(_score_partition, func, estimator=estimator, features=features)
+    if not dask.is_dask_collection(frame):
+        return [score(frame, None)]
+    import dask.dataframe as dd
+    from dask_ml.wrappers import ParallelPostFit
+
+    if not isinstance(frame, dd.DataFrame):
+        raise TypeError(f"expected a pandas, cuDF or Dask DataFrame, got {type(frame).__name__}")
+    # one optimised expression for the rows and their scores, so both have the same partitions
+    # (each optimised on its own, the scores' fewer columns may fuse more file pieces per partition)
+    frame = frame.optimize()
+    parts = frame.to_delayed()
+    if estimator is None:
+        probas = [None] * len(parts)
+    else:
+        scorer = ParallelPostFit(estimator=_EmptyPartitionsScored(estimator))
+        probas = list(scorer.predict_proba(frame[list(features)]).to_delayed().ravel())
+    if len(probas) != len(parts):
+        raise ValueError(f"the frame has {len(parts)} partitions but its scores {len(probas)}")
+    score = functools.partial(_score_partition, func, estimator=None, features=None)
+    return list(dask.compute(*[dask.delayed(score)(part, proba) for part, proba in zip(parts, probas)]))
+
+
+def _summarize_partition(part, proba, be, *, time_column: str, label: str, proba_column: str | None,
+                         threshold: float, window: str) -> ScoreSummary:
+    scores = be.asarray(part[proba_column], dtype="float64") if proba_column is not None else proba
+    if scores is None:  # an empty partition, not scored
+        scores = be.xp.zeros(len(part), dtype="float64")
+    return summarize_scores(be.time_us(part[time_column]), be.asarray(part[label]), scores, threshold=threshold,
+                            window=window, xp=be.xp)
+
+
+def replay(frame, *, time_column: str, label: str, proba: str | None = None, estimator=None,
+           features=None, threshold: float = 0.5, window: str = "D", trailing: int = 7, bands: bool = False,
+           level: float = 0.95, replicates: int = 1000, seed: int = 0,
+           timezone: str | None = "America/New_York") -> pd.DataFrame:
+    """The replay table of scored rows: one row per window from the first row's to the last's.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame, cudf.DataFrame or dask.dataframe.DataFrame
+        Rows with an event time, a 0/1 label and either a probability column or the
+        features an ``estimator`` scores (a Dask DataFrame is reduced partition by
+        partition, where it lives).
+    time_column, label : str
+        The datetime column that places a row in its window; the 0/1 (or boolean) label.
+    proba : str, optional
+        The column holding P(y = 1); or give ``estimator`` and ``features``.
+    estimator : fitted classifier, optional
+        Scored with ``predict_proba`` on ``features`` (over a Dask DataFrame by dask-ml's
+        ``ParallelPostFit``).
+    threshold : float
+        Predicted positive when P(y = 1) > threshold.
+    window : {"H", "D", "W", "M", ...}
+    trailing, bands, level, replicates, seed, timezone
+        As :func:`replay_frame` (``bands``: bootstrap bands, off by default).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of ``replay.parquet`` (:func:`replay_frame`: ``window_start``,
+        ``window_end``, ``n``, ``tp``, ``fp``, ``fn``, ``tn``, ``precision``, ``recall``,
+        ``f1``, ``cumulative_f1``, ...), after ``window`` and ``threshold``; empty when the
+        frame has no rows.
+    """
+    if (proba is None) == (estimator is None):
+        raise ValueError("give either proba (a column of P(y = 1)) or estimator and features")
+    summarize = functools.partial(_summarize_partition, time_column=time_column, label=label, proba_column=proba,
+                                  threshold=threshold, window=window)
+    stream = merge_summaries(map_scored_partitions(frame, summarize, estimator=estimator, features=features))
+    table = replay_frame(stream, trailing=trailing, bands=bands, level=level, replicates=replicates if bands else 0,
+                         seed=seed, timezone=timezone)
+    if len(table.columns):
+        table.insert(0, "window", parse_window(window).label)
+        table.insert(1, "threshold", float(threshold))
+    return table

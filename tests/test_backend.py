@@ -57,3 +57,34 @@ def test_gpu_backend_carries_cupy_cudf_cuml():
         pytest.skip(why)
     be = get_backend("gpu")
     assert be.xp.__name__ == "cupy" and be.xdf.__name__ == "cudf" and be.dask_backend == "cudf"
+
+
+def test_auto_picks_the_gpu_without_dask_cudf(monkeypatch):
+    """dask_cudf is needed only for Dask DataFrames of cuDF frames, not to pick the GPU."""
+    import importlib.util
+
+    from rapidseval import backend
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "dask_cudf" else (real(name, *a) or object()))
+    monkeypatch.setattr(backend, "_nvidia_gpu_visible", lambda: True)
+    ok, why = backend.gpu_available()
+    assert ok, why
+
+
+def test_cpu_backend_makes_dask_dataframes_of_pandas(tmp_path):
+    import dask.dataframe as dd
+    import pandas
+
+    from rapidseval.backend import frame_backend
+
+    be = get_backend("cpu")
+    frame = pandas.DataFrame({"x": np.arange(10)})
+    ddf = be.to_dask(frame, npartitions=2)
+    assert isinstance(ddf, dd.DataFrame) and ddf.npartitions == 2 and frame_backend(ddf) == "cpu"
+    frame.to_parquet(tmp_path / "x.parquet")
+    with be.dask_dataframes():
+        read = dd.read_parquet(tmp_path / "x.parquet")
+    assert isinstance(read._meta, pandas.DataFrame)
+    pandas.testing.assert_frame_equal(read.compute().reset_index(drop=True), frame)

@@ -20,33 +20,31 @@ Add your own with :func:`register_policy`::
         m = ctx.latest_metrics()
         return f"floor: {m[ctx.metric]:.3f}" if m and m[ctx.metric] < ctx.floor else None
 
-A policy must be a pure function of its context and parameters: the
-backtest may call it more than once for the same origin (it asks again
-after scoring the months the policy looked at).
+A policy is a pure function of its context and parameters.  It says which
+facts it reads (``reads``: the model's ``"metrics"`` on labelled months, the
+``"drift"`` signals; both unless it says less): before each decision the
+backtest makes those facts known (scoring the months they need), so a
+policy never waits, and a backtest whose policies read no drift fits no drift
+reference.  The built-in ``static`` and ``periodic`` read nothing.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 from ..core.errors import SpecError
 
-__all__ = ["POLICIES", "DecisionContext", "register_policy", "make_policy"]
+__all__ = ["POLICIES", "READS", "DecisionContext", "BoundPolicy", "register_policy", "make_policy", "policy_reads"]
 
 Policy = Callable[..., "str | None"]
 
 #: name -> policy function ``f(ctx, **params) -> reason or None``
 POLICIES: dict[str, Policy] = {}
-
-
-class NeedScores(Exception):
-    """Raised inside a decision that looked at (model, month) metrics not yet computed."""
-
-    def __init__(self, pairs):
-        super().__init__(f"{len(pairs)} (model, month) scores needed")
-        self.pairs = set(pairs)
+#: the facts a policy may read from its context
+READS = ("metrics", "drift")
+_POLICY_READS: dict[str, frozenset[str]] = {}
 
 
 @dataclass
@@ -108,24 +106,55 @@ class DecisionContext:
         return self._drift()
 
 
-def register_policy(name: str) -> Callable[[Policy], Policy]:
-    """Decorator: register ``f(ctx, **params) -> str | None`` as policy ``name``."""
+def register_policy(name: str, *, reads: Iterable[str] = READS) -> Callable[[Policy], Policy]:
+    """Decorator: register ``f(ctx, **params) -> str | None`` as policy ``name``.
+
+    Parameters
+    ----------
+    name : str
+    reads : iterable of {"metrics", "drift"}
+        The facts of its :class:`DecisionContext` the policy reads (default: both):
+        ``metrics`` (:meth:`DecisionContext.metrics`, :meth:`~DecisionContext.latest_metrics`)
+        and ``drift`` (:meth:`DecisionContext.drift`).  Reading another is an error.
+    """
     if not isinstance(name, str) or not name:
         raise SpecError("a policy name must be a non-empty string")
+    reads = frozenset(reads)
+    unknown = sorted(reads - set(READS))
+    if unknown:
+        raise SpecError(f"policy {name!r}: reads names {', '.join(unknown)}; choose from {', '.join(READS)}")
 
     def deco(fn: Policy) -> Policy:
         POLICIES[name] = fn
+        _POLICY_READS[name] = reads
         return fn
 
     return deco
 
 
-def make_policy(kind: str, params: dict[str, Any]) -> Callable[[DecisionContext], "str | None"]:
+@dataclass(frozen=True)
+class BoundPolicy:
+    """A registered policy with its parameters bound: ``decide(ctx) -> reason or None``."""
+
+    kind: str
+    function: Policy = field(repr=False)
+    params: dict[str, Any] = field(default_factory=dict)
+    reads: frozenset[str] = frozenset(READS)
+
+    def __call__(self, ctx: DecisionContext) -> str | None:
+        return self.function(ctx, **self.params)
+
+
+def policy_reads(decide: Callable[[DecisionContext], "str | None"]) -> frozenset[str]:
+    """The facts ``decide`` reads: a :class:`BoundPolicy`'s declared ones, else all of them."""
+    return decide.reads if isinstance(decide, BoundPolicy) else frozenset(READS)
+
+
+def make_policy(kind: str, params: dict[str, Any]) -> BoundPolicy:
     """Bind ``params`` to the policy ``kind``; unknown kinds or parameters are a :class:`SpecError`."""
-    try:
-        fn = POLICIES[kind]
-    except KeyError:
-        raise SpecError(f"unknown retraining policy {kind!r}; choose one of {', '.join(POLICIES)}") from None
+    fn = POLICIES.get(kind)
+    if fn is None:
+        raise SpecError(f"unknown retraining policy {kind!r}; choose one of {', '.join(POLICIES)}")
     sig = inspect.signature(fn)
     try:
         sig.bind(None, **params)
@@ -134,20 +163,16 @@ def make_policy(kind: str, params: dict[str, Any]) -> Callable[[DecisionContext]
         raise SpecError(
             f"policy {kind!r}: {exc}; its parameters are {', '.join(allowed) or '(none)'}"
         ) from exc
-
-    def decide(ctx: DecisionContext):
-        return fn(ctx, **params)
-
-    return decide
+    return BoundPolicy(kind, fn, dict(params), _POLICY_READS.get(kind, frozenset(READS)))
 
 
-@register_policy("static")
+@register_policy("static", reads=())
 def static(ctx: DecisionContext) -> str | None:
     """Train once, at the first origin; never retrain."""
     return None
 
 
-@register_policy("periodic")
+@register_policy("periodic", reads=())
 def periodic(ctx: DecisionContext, *, every: int = 3) -> str | None:
     """Retrain every ``every`` months."""
     if not isinstance(every, int) or every < 1:

@@ -311,6 +311,25 @@ def _cached_copy(uri: str, options: Mapping[str, Any] | None, cache_dir: str, mo
     return local
 
 
+def _filesystem(url: str, options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Filesystem and path of a URL, as ``fsspec.core.url_to_fs`` gives them; S3 (s3fs) and
+    http(s) (fsspec's aiohttp client) filesystems are built here by name, the others (local
+    files, chained URLs) found in fsspec's registry."""
+    proto = protocol_of(url)
+    if proto == "s3":
+        import s3fs
+
+        filesystem_class = s3fs.S3FileSystem
+    elif proto in ("http", "https"):
+        from fsspec.implementations.http import HTTPFileSystem
+
+        filesystem_class = HTTPFileSystem
+    else:
+        return fsspec.core.url_to_fs(url, **options)
+    from_url = filesystem_class._get_kwargs_from_urls(url)
+    return filesystem_class(**{**from_url, **options}), filesystem_class._strip_protocol(url)
+
+
 def open_fs(
     uri: str,
     storage_options: Mapping[str, Any] | None = None,
@@ -335,7 +354,7 @@ def open_fs(
         return fsspec.filesystem("file"), _cached_copy(uri, storage_options, cache_dir, month)
     url, opts = storage_options_for(uri, storage_options)
     try:
-        return fsspec.core.url_to_fs(url, **opts)
+        return _filesystem(url, opts)
     except (ImportError, ValueError, TypeError) as exc:
         raise SourceError(f"{month or 'input'}: cannot open {redact_uri(uri)}: {_scrub(str(exc))}") from exc
 

@@ -16,11 +16,12 @@ backend, training months)``, so each fold's model is fitted once and each
    signal beside its scores: the calibration is the costliest step outside
    the forests, and on the client it was serial (at 12 origins x 50k
    rows/month it was ~6 of ~8 client CPU seconds).
-3. **policies** (on the client): each policy walks the origins and decides
-   to keep or retrain from what was known then (scores and drift signals read
-   from the work area); any ``(model, month)`` it needs that no fold scored (a
-   static model far past its horizon) is scored in parallel, in rounds, and
-   the walk repeated.
+3. **policies** (on the client): each policy walks the origins
+   (:class:`rapidseval.backtest.PolicyWalk`) and decides to keep or retrain
+   from what was known then (scores and drift signals read from the work
+   area); the walks state the ``(model, month)`` pairs they lack (a static
+   model far past its horizon), which are scored in parallel, in rounds (each
+   with a block of the model's next months), and the walks continue.
 """
 
 from __future__ import annotations
@@ -44,34 +45,18 @@ from ..backend import get_backend
 from ..core.errors import DataError, RapidsEvalError, SpecError
 from ..core.time import month_from_index, month_index, months_between
 from ..io.feature_cache import CachedMonth, build_month, read_day_counts, read_month_features, write_atomic
-from ..metrics import COUNT_COLUMNS, add_metrics
+from ..metrics import COUNT_COLUMNS
 from ..models import make_model
 from .checks import drift_calculator, splitter
 from .progress import Reporter
-from ..backtest._drift import DriftSignal, drift_signal, fit_reference
-from ..backtest._policies import POLICIES, DecisionContext, NeedScores, make_policy, periodic, static
-from ..backtest._split import Fold
+from ..backtest import (BACKTEST_COLUMNS, POLICY_COLUMNS, STALENESS_COLUMNS, DriftSignal, Fold, ModelPlan,
+                        Needs, PolicyWalk, backtest_table, daily_table, drift_signal, fit_reference, make_policy,
+                        metrics_of_counts, policy_table, staleness_table, walk_policies)
 
 __all__ = ["run_backtest", "BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS"]
 
-#: built-in policies that never consult the drift signal (no drift reference is fitted for them)
-_NO_DRIFT = (static, periodic)
 #: the day windows of the optional per-day table use pickup time (always inside the file's month)
 _DAY_TIME_COLUMN = "pickup_datetime"
-_METRICS = ("n", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "accuracy", "positive_rate")
-
-BACKTEST_COLUMNS = ("policy", "origin", "train_start", "train_end", "eval_month", "model_age_months", *_METRICS,
-                    "below_floor", "retrained", "retrain_reason", "train_seconds", "trigger_month", "trigger_true")
-STALENESS_COLUMNS = ("origin", "train_start", "train_end", "eval_month", "model_age_months", *_METRICS)
-POLICY_COLUMNS = ("policy", "kind", "months", "mean_f1", "worst_f1", "worst_month", "mean_accuracy", "worst_accuracy",
-                  "metric", "floor", "months_below_floor", "retrains", "train_seconds", "drift_retrains",
-                  "true_drift_retrains", "false_drift_retrains")
-
-
-@dataclass(frozen=True)
-class _ModelPlan:
-    key: str
-    fold: Fold
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,7 +195,7 @@ def _fold_done(work: Path, key: str) -> dict[str, Any] | None:
     return record
 
 
-def _fold_task(plan: _ModelPlan, entries: dict[str, CachedMonth], fspec, backend_name: str, model_cfg: dict[str, Any],
+def _fold_task(plan: ModelPlan, entries: dict[str, CachedMonth], fspec, backend_name: str, model_cfg: dict[str, Any],
                work: str, drift: _DriftPlan | None = None) -> dict[str, Any]:
     """Fit one fold's model (and its drift reference), score its horizon months, then write
     its marker (last)."""
@@ -289,100 +274,84 @@ def _work_dir(spec) -> Path:
 # ---------------------------------------------------------------------------------------
 # policies
 # ---------------------------------------------------------------------------------------
-def _metrics_row(counts: pd.DataFrame) -> dict[str, Any]:
-    total = {c: int(counts[c].sum()) for c in COUNT_COLUMNS}
-    return add_metrics(pd.DataFrame([total])).iloc[0].to_dict()
+class _WorkAreaEvidence:
+    """What the job knows of (model, month) pairs: scores and drift signals in the work area
+    (or just computed), read once each (:class:`rapidseval.backtest.Evidence`)."""
+
+    def __init__(self, work: Path, entries: dict[str, CachedMonth], drift_plan: "_DriftPlan | None",
+                 scores: dict[tuple[str, str], pd.DataFrame], known: set):
+        self.work, self.entries, self.drift_plan = work, entries, drift_plan
+        self.scores = scores  # (model key, month) -> daily counts
+        self.known = known  # pairs scored (with their drift signal where one is wanted)
+        self._metrics: dict[tuple[str, str], dict[str, Any]] = {}
+        self._signals: dict[tuple[str, str], DriftSignal] = {}
+
+    def has_scores(self, pair) -> bool:
+        return tuple(pair) in self.known
+
+    def has_drift(self, pair) -> bool:
+        return self.drift_plan is not None and tuple(pair) in self.known
+
+    def counts(self, pair) -> pd.DataFrame:
+        pair = tuple(pair)
+        if pair not in self.scores:
+            self.scores[pair] = pd.read_parquet(_score_path(str(self.work), pair[0], self.entries[pair[1]]))
+        return self.scores[pair]
+
+    def metrics(self, pair) -> dict[str, Any]:
+        pair = tuple(pair)
+        if pair not in self._metrics:
+            self._metrics[pair] = metrics_of_counts(self.counts(pair))
+        return self._metrics[pair]
+
+    def drift(self, pair) -> DriftSignal:
+        """The calibrated drift signal of the month against the model's training months
+        (computed on the workers beside the scores)."""
+        pair = tuple(pair)
+        if pair not in self._signals:
+            path = _drift_path(str(self.work), pair[0], self.entries[pair[1]], self.drift_plan)
+            self._signals[pair] = _signal_from_json(json.loads(path.read_text()))
+        return self._signals[pair]
 
 
-class _Walk:
-    """Replays one policy over the origins, from known scores; collects what it lacks."""
-
-    def __init__(self, label, kind, decide, plans, spans, bt, metrics, drift, truth=None):
-        self.label, self.kind, self.decide = label, kind, decide
-        self.plans, self.spans, self.bt = plans, spans, bt
-        self.metrics, self.drift = metrics, drift
-        self.truth = truth  # (train months, signal month) -> bool: the generator changed something
-
-    def _drift_since(self, cur, previous: str, origin: str) -> DriftSignal:
-        """The drift signal of every month seen since the previous decision (``previous`` ..
-        the month before ``origin``: one month when origins are monthly, all of them when
-        they are further apart): the first that alarms, else the latest."""
-        need, signals = set(), []
-        for j in range(month_index(previous), month_index(origin)):
-            try:
-                signals.append(self.drift(cur, month_from_index(j)))
-            except NeedScores as exc:
-                need |= exc.pairs
-        if need:
-            raise NeedScores(need)
-        return next((sig for sig in signals if sig.alarm), signals[-1])
-
-    def run(self, known: set) -> tuple[list[dict[str, Any]] | None, set]:
-        missing: set = set()
-        rows: list[dict[str, Any]] = []
-        current: int | None = None
-        for i, plan in enumerate(self.plans):
-            origin = plan.fold.origin
-            trigger, truth = "", None
-            if current is None:
-                reason = "initial"
-            else:
-                cur = self.plans[current]
-                last_labelled = month_index(origin) - 1 - self.bt.label_delay
-                labelled = tuple(month_from_index(j) for j in range(month_index(cur.fold.origin), last_labelled + 1))
-
-                def metrics(month, key=cur.key):
-                    if (key, month) not in known:
-                        raise NeedScores({(key, month)})
-                    return self.metrics(key, month)
-
-                ctx = DecisionContext(
-                    origin=origin, model_origin=cur.fold.origin, train_months=cur.fold.train,
-                    months_since_retrain=months_between(cur.fold.origin, origin), metric=self.bt.metric,
-                    floor=self.bt.floor,
-                    label_delay=self.bt.label_delay,
-                    _metrics=metrics, _labelled=labelled,
-                    _drift=functools.partial(self._drift_since, cur, self.plans[i - 1].fold.origin, origin),
-                )
-                try:
-                    reason = self.decide(ctx)
-                    # the month whose drift signal triggered (a drift reason: the signal it read)
-                    trigger = ctx.drift().month if reason is not None and str(reason).startswith("drift") else ""
-                except NeedScores as need:
-                    return None, missing | need.pairs
-            if reason is not None:
-                if current is not None and trigger and self.truth is not None:
-                    truth = self.truth(self.plans[current].fold.train, trigger)
-                current = i
-            cur = self.plans[current]
-            for j, month in enumerate(self.spans[i]):
-                pair = (cur.key, month)
-                if pair not in known:
-                    missing.add(pair)
-                    continue
-                retrained = j == 0 and reason is not None
-                rows.append({
-                    "policy": self.label, "origin": cur.fold.origin, "train_start": cur.fold.train_start,
-                    "train_end": cur.fold.train_end, "eval_month": month,
-                    "model_age_months": months_between(cur.fold.train_end, month),
-                    "retrained": retrained, "retrain_reason": reason if retrained else "",
-                    "trigger_month": trigger if retrained and reason != "initial" else "",
-                    "trigger_true": truth if retrained and reason != "initial" else None,
-                    "_key": cur.key,
-                })
-        return (rows if not missing else None), missing
+def _prefetch_block(needs: Needs, plans: list[ModelPlan], horizon: int, last_month: str, known) -> set:
+    """The pairs to score for ``needs``: a decision will likely look further ahead, so each
+    needed month comes with a block of the model's next months, as long as the model has lived
+    already (at least the horizon): a model that stays for L months costs log2(L / horizon)
+    rounds, not L / horizon (each round ends in a barrier that idles workers), and the scores
+    of months it no longer governs are at most as many as those it used."""
+    by_key = {plan.key: plan for plan in plans}
+    last = month_index(last_month)
+    wanted = set()
+    for key, month in needs.pairs:
+        block = max(horizon, months_between(by_key[key].fold.origin, month))
+        wanted.add((key, month))
+        for j in range(month_index(month) + 1, min(month_index(month) + block, last + 1)):
+            wanted.add((key, month_from_index(j)))
+    return wanted - set(known)
 
 
-def _spans(plans: list[_ModelPlan]) -> list[tuple[str, ...]]:
-    """Months each origin's decision governs: up to the next origin (the last: its horizon)."""
-    out = []
-    for i, plan in enumerate(plans):
-        if i + 1 < len(plans):
-            lo, hi = month_index(plan.fold.origin), month_index(plans[i + 1].fold.origin)
-            out.append(tuple(month_from_index(j) for j in range(lo, hi)))
-        else:
-            out.append(plan.fold.eval)
-    return out
+def _walk_policies(ex, reporter: Reporter, *, bt, plans: list[ModelPlan], decisions, months: list[str],
+                   evidence: _WorkAreaEvidence, score_pairs, truth, stats_counter: dict[str, int]) -> list[PolicyWalk]:
+    """Walk every policy over the origins; score on the workers what they need that no fold did
+    (``score_pairs(pairs)``, in rounds) and return the finished walks."""
+    # the staleness grid: every fold on its horizon (a resumed fold may lack a newer horizon's months)
+    first_round = {(p.key, m) for p in plans for m in p.fold.eval} - evidence.known
+
+    def resolve(pairs) -> None:
+        stats_counter["score_rounds"] += 1
+        stats_counter["scores_extra"] += len(pairs)
+        score_pairs(sorted(pairs))
+
+    if first_round:
+        resolve(first_round)
+    walks = [PolicyWalk(p.label, decide, plans, metric=bt.metric, floor=bt.floor, label_delay=bt.label_delay,
+                        truth=truth) for p, decide in zip(bt.policies, decisions)]
+    with reporter.stage("policies", total=len(walks)) as st:
+        walk_policies(walks, evidence,
+                      lambda needs: resolve(_prefetch_block(needs, plans, bt.horizon, months[-1], evidence.known)),
+                      on_finished=lambda walk: st.advance())
+    return walks
 
 
 # ---------------------------------------------------------------------------------------
@@ -419,10 +388,10 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     first = min(month_index(f.train_start) for f in folds)
     months = [m for m in spec.data.months if month_index(m) >= first]
     decisions = [make_policy(p.kind, p.params) for p in bt.policies]
-    # the built-in static and periodic never look at drift; any other policy (a user's too) may
+    # a drift reference only where a policy reads drift (the built-in static and periodic do not)
     drift_plan = (_DriftPlan(bt.drift, watched, float(fspec.fill_value),
                              tuple((f, k) for f, k in spec.features.feature_kinds().items() if f in watched))
-                  if any(POLICIES[p.kind] not in _NO_DRIFT for p in bt.policies) else None)
+                  if any("drift" in decide.reads for decide in decisions) else None)
     model_cfg = {"kind": spec.model.kind, "params": spec.model.params, "seed": spec.seed,
                  "threshold": spec.model.threshold, "max_train_rows": bt.max_train_rows}
     make_model(be, spec.model.kind, spec.model.params, spec.seed)  # bad params fail before any read
@@ -452,7 +421,7 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
 
         # -- 2. folds: one fit per distinct model, scored on its horizon ----------------
         t0 = time.perf_counter()
-        plans = [_ModelPlan(_model_key(model_cfg, be.name, f, entries), f) for f in folds]
+        plans = [ModelPlan(_model_key(model_cfg, be.name, f, entries), f) for f in folds]
         records: dict[str, dict[str, Any]] = {}
         scores: dict[tuple[str, str], pd.DataFrame] = {}  # (model key, month) -> daily counts
         todo = []
@@ -482,85 +451,30 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
 
         # -- 3. policies: walk the origins; score what they need that no fold did --------
         t0 = time.perf_counter()
-
-        def load(pair):
-            if pair not in scores:
-                scores[pair] = pd.read_parquet(_score_path(str(work), pair[0], entries[pair[1]]))
-            return scores[pair]
-
         known = {(p.key, m) for p in plans for m in months if _scored(str(work), p.key, entries[m], drift_plan)}
-        metric_cache: dict[tuple[str, str], dict[str, Any]] = {}
-
-        def metrics(key, month):
-            if (key, month) not in metric_cache:
-                metric_cache[(key, month)] = _metrics_row(load((key, month)))
-            return metric_cache[(key, month)]
-
-        signals: dict[tuple[str, str], DriftSignal] = {}
-
-        def drift(plan, month):
-            """The calibrated drift signal of ``month`` against the fold's training months
-            (computed on the workers beside the scores)."""
-            if drift_plan is None:
-                raise RapidsEvalError("backtest: a static or periodic policy asked for a drift signal")
-            if (plan.key, month) not in known:
-                raise NeedScores({(plan.key, month)})
-            if (plan.key, month) not in signals:
-                path = _drift_path(str(work), plan.key, entries[month], drift_plan)
-                signals[(plan.key, month)] = _signal_from_json(json.loads(path.read_text()))
-            return signals[(plan.key, month)]
-
-        spans = _spans(plans)
-        truth = _ground_truth(spec, watched)
-        walks = [_Walk(p.label, p.kind, d, plans, spans, bt, metrics, drift, truth)
-                 for p, d in zip(bt.policies, decisions)]
+        evidence = _WorkAreaEvidence(work, entries, drift_plan, scores, known)
         by_key = {p.key: p for p in plans}
-        last = month_index(months[-1])
-        # the staleness grid: every fold on its horizon (a resumed fold may lack a newer horizon's months)
-        missing = {(p.key, m) for p in plans for m in p.fold.eval} - known
-        results: dict[str, list[dict[str, Any]]] = {}
-        with reporter.stage("policies", total=len(walks)) as st:
-            while True:
-                if missing:
-                    stats_counter["score_rounds"] += 1
-                    stats_counter["scores_extra"] += len(missing)
-                    pending = sorted(missing)
-                    items = [(key, month, by_key[key].fold.train) for key, month in pending]
-                    for i, counts in ex.map_unordered(_score_task, items, entries, fspec, be.name,
-                                                      spec.model.threshold, str(work), drift_plan):
-                        scores[pending[i]] = counts
-                        known.add(pending[i])
-                    missing = set()
-                for w in walks:
-                    if w.label in results:
-                        continue
-                    rows, need = w.run(known)
-                    if rows is not None:
-                        results[w.label] = rows
-                        st.advance()
-                        continue
-                    for key, month in need:  # a decision will likely look further ahead: score a block
-                        # as long as the model has lived already (at least the horizon): a model
-                        # that stays for L months costs log2(L / horizon) rounds, not L / horizon
-                        # (each round ends in a barrier that idles workers), and the scores of
-                        # months it no longer governs are at most as many as those it used
-                        block = max(bt.horizon, months_between(by_key[key].fold.origin, month))
-                        missing.add((key, month))
-                        for j in range(month_index(month) + 1, min(month_index(month) + block, last + 1)):
-                            if (key, month_from_index(j)) not in known:
-                                missing.add((key, month_from_index(j)))
-                    missing -= known
-                if len(results) == len(walks):
-                    break
-                if not missing:  # pragma: no cover - a walk that needs nothing and returns nothing
-                    raise RapidsEvalError("backtest: a policy walk made no progress")
+
+        def score_pairs(pairs) -> None:
+            items = [(key, month, by_key[key].fold.train) for key, month in pairs]
+            for i, counts in ex.map_unordered(_score_task, items, entries, fspec, be.name,
+                                              spec.model.threshold, str(work), drift_plan):
+                scores[pairs[i]] = counts
+                known.add(pairs[i])
+
+        truth = _ground_truth(spec, watched)
+        walks = _walk_policies(ex, reporter, bt=bt, plans=plans, decisions=decisions, months=months,
+                               evidence=evidence, score_pairs=score_pairs, truth=truth, stats_counter=stats_counter)
         timings["policies"] = time.perf_counter() - t0
 
     # -- tables --------------------------------------------------------------------------
     t0 = time.perf_counter()
-    backtest, daily = _backtest_tables(bt, walks, results, records, metrics, load)
-    staleness = _staleness_table(plans, metrics)
-    policies = _policy_table(bt, backtest, truth is not None)
+    backtest = backtest_table(walks, evidence.metrics, metric=bt.metric, floor=bt.floor,
+                              train_seconds={key: record["train_seconds"] for key, record in records.items()})
+    daily = daily_table(walks, evidence.counts) if bt.daily else pd.DataFrame()
+    staleness = staleness_table(plans, evidence.metrics)
+    policies = policy_table({p.label: p.kind for p in bt.policies}, backtest, metric=bt.metric, floor=bt.floor,
+                            truth_known=truth is not None)
     models = pd.DataFrame([
         {"origin": by_key[k].fold.origin, "train_start": by_key[k].fold.train_start,
          "train_end": by_key[k].fold.train_end, "train_months": len(by_key[k].fold.train),
@@ -594,75 +508,6 @@ def run_backtest(spec, *, reporter: Reporter | None = None):
     empty_monthly = pd.DataFrame(columns=["model", "month", "role", *COUNT_COLUMNS, "n", "precision", "recall", "f1"])
     return RunResult(spec, out_dir, manifest, empty_monthly, pd.DataFrame(), pd.DataFrame(), timings, None,
                      backtest=backtest, staleness=staleness, policies=policies)
-
-
-def _backtest_tables(bt, walks, results, records, metrics, load):
-    rows, daily_rows = [], []
-    for w in walks:
-        for r in results[w.label]:
-            key = r.pop("_key")
-            m = metrics(key, r["eval_month"])
-            r.update({c: m[c] for c in _METRICS})
-            r["below_floor"] = bool(m["n"] > 0 and m[bt.metric] < bt.floor)
-            r["train_seconds"] = float(records[key]["train_seconds"]) if r["retrained"] else 0.0
-            rows.append(r)
-            if bt.daily:
-                from ..replay import replay_table
-
-                d = replay_table(load((key, r["eval_month"])), window="D")
-                d.insert(0, "policy", w.label)
-                d.insert(1, "origin", r["origin"])
-                d.insert(2, "eval_month", r["eval_month"])
-                daily_rows.append(d)
-    backtest = pd.DataFrame(rows)
-    backtest = backtest[list(BACKTEST_COLUMNS)]
-    backtest["trigger_true"] = backtest["trigger_true"].astype("boolean")
-    for c in ("n", "tp", "fp", "fn", "tn", "model_age_months"):
-        backtest[c] = backtest[c].astype("int64")
-    daily = pd.concat(daily_rows, ignore_index=True) if daily_rows else pd.DataFrame()
-    return backtest, daily
-
-
-def _staleness_table(plans, metrics) -> pd.DataFrame:
-    rows = []
-    for p in plans:
-        for month in p.fold.eval:
-            m = metrics(p.key, month)
-            rows.append({"origin": p.fold.origin, "train_start": p.fold.train_start, "train_end": p.fold.train_end,
-                         "eval_month": month, "model_age_months": months_between(p.fold.train_end, month),
-                         **{c: m[c] for c in _METRICS}})
-    table = pd.DataFrame(rows)[list(STALENESS_COLUMNS)]
-    for c in ("n", "tp", "fp", "fn", "tn", "model_age_months"):
-        table[c] = table[c].astype("int64")
-    return table
-
-
-def _policy_table(bt, backtest: pd.DataFrame, truth_known: bool = False) -> pd.DataFrame:
-    rows = []
-    for p in bt.policies:
-        t = backtest[backtest["policy"] == p.label]
-        known = truth_known
-        scored = t[t["n"] > 0]
-        worst = scored.loc[scored["f1"].idxmin()] if len(scored) else None
-        rows.append({
-            "policy": p.label, "kind": p.kind, "months": int(len(t)),
-            "mean_f1": float(scored["f1"].mean()) if len(scored) else float("nan"),
-            "worst_f1": float(worst["f1"]) if worst is not None else float("nan"),
-            "worst_month": worst["eval_month"] if worst is not None else "",
-            "mean_accuracy": float(scored["accuracy"].mean()) if len(scored) else float("nan"),
-            "worst_accuracy": float(scored["accuracy"].min()) if len(scored) else float("nan"),
-            "metric": bt.metric, "floor": bt.floor,
-            "months_below_floor": int(t["below_floor"].sum()),
-            "retrains": int(t["retrained"].sum()),
-            "train_seconds": float(t["train_seconds"].sum()),
-            "drift_retrains": int((t["trigger_month"] != "").sum()),
-            "true_drift_retrains": int(t["trigger_true"].fillna(False).sum()) if known else pd.NA,
-            "false_drift_retrains": int((~t["trigger_true"].fillna(True)).sum()) if known else pd.NA,
-        })
-    out = pd.DataFrame(rows, columns=list(POLICY_COLUMNS))
-    for c in ("true_drift_retrains", "false_drift_retrains"):
-        out[c] = out[c].astype("Int64")
-    return out
 
 
 def _ground_truth(spec, watched):

@@ -347,7 +347,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
 
     with claim_run_dir(spec, reporter):  # refused or locked before any work; released when written
         if spec.backtest is not None:
-            from ..backtest import run_backtest
+            from .backtest import run_backtest
 
             return run_backtest(spec, reporter=reporter)
         return _run_evaluation(spec, reporter)
