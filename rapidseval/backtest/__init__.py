@@ -7,14 +7,15 @@ Public API (implementation in private modules):
 * :data:`POLICIES`, :func:`register_policy`, :class:`DecisionContext` --
   retraining policies by name (``static``, ``periodic``, ``drift_triggered``).
 * :func:`fit_reference`, :func:`drift_signal` -- the calibrated drift signal drift-triggered policies use.
-* :func:`run_backtest` -- the job (``rapidseval.run`` calls it for a job with
-  a ``backtest`` section).
+
+The backtest job (``rapidseval.run`` for a job with a ``backtest`` section) is
+:mod:`rapidseval.jobs.backtest`, in the jobs layer above this package.
 """
 
 from __future__ import annotations
 
 from ._drift import DriftSignal, drift_signal, fit_reference
-from ._policies import POLICIES, DecisionContext, make_policy, register_policy
+from ._policies import POLICIES, DecisionContext, NeedScores, make_policy, register_policy
 from ._split import Fold, MonthSplitter
 
 __all__ = [
@@ -24,15 +25,8 @@ __all__ = [
     "DecisionContext",
     "register_policy",
     "make_policy",
+    "NeedScores",
     "DriftSignal",
     "drift_signal",
     "fit_reference",
-    "run_backtest",
 ]
-
-
-def run_backtest(spec, **kwargs):
-    """Run a job with a ``backtest`` section; see :func:`rapidseval.jobs.backtest.run_backtest`."""
-    from ..jobs.backtest import run_backtest as _run
-
-    return _run(spec, **kwargs)
