@@ -239,8 +239,16 @@ def _fold_done(work: Path, key: str) -> dict[str, Any] | None:
 
 
 
+@dataclass(frozen=True)
+class _FittedFold:
+    """What a fold task sends back: its record (also its marker in the work area) and its scores."""
+
+    record: dict[str, Any]
+    scores: dict[str, pd.DataFrame]  # horizon month -> daily confusion counts
+
+
 def _fold_task(plan: _ModelPlan, entries: dict[str, CachedMonth], fspec, backend_name: str, model_cfg: _ModelConfig,
-               work: str, drift: _DriftPlan | None = None) -> dict[str, Any]:
+               work: str, drift: _DriftPlan | None = None) -> _FittedFold:
     """Fit one fold's model (and its drift reference), score its horizon months, then write
     its marker (last)."""
     be = get_backend(backend_name)
@@ -268,7 +276,7 @@ def _fold_task(plan: _ModelPlan, entries: dict[str, CachedMonth], fspec, backend
               "drift_reference_seconds": referencing.seconds if drift is not None else None,
               "model_bytes": len(blob), "model_sha256": hashlib.sha256(blob).hexdigest()}
     write_atomic(Path(work) / "folds" / f"{plan.key}.json", lambda p: p.write_text(json.dumps(record)))
-    return {"record": record, "scores": scores}
+    return _FittedFold(record, scores)
 
 
 def _fold_training_frame(fold: Fold, entries: dict[str, CachedMonth], fspec, be, model_cfg: _ModelConfig, where: str):
@@ -421,12 +429,12 @@ def _fit_folds(ctx: JobContext, executor, plan: _BacktestPlan, entries: dict[str
         todo = _folds_to_fit(ctx, plan.work, folds)
         folds.fitted = len(todo)
         with ctx.reporter.stage(f"folds ({len(todo)} to fit)", total=len(todo)) as stage:
-            for _, result in executor.map_unordered(_fold_task, todo, entries, plan.fspec, ctx.backend.name,
+            for _, fitted in executor.map_unordered(_fold_task, todo, entries, plan.fspec, ctx.backend.name,
                                                     plan.model_cfg, str(plan.work), plan.drift):
-                record = result["record"]
+                record = fitted.record
                 folds.records[record["key"]] = record
                 # not read back from disk
-                folds.scores.update({(record["key"], m): c for m, c in result["scores"].items()})
+                folds.scores.update({(record["key"], m): c for m, c in fitted.scores.items()})
                 ctx.reporter.log(f"fold {record['origin']}: trained on {record['train'][0]}..{record['train'][-1]} "
                                  f"({record['train_rows']:,} rows) in {record['train_seconds']:.1f} s")
                 stage.advance()

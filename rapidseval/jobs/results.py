@@ -72,7 +72,7 @@ class JobResult:
         summary = " · ".join(html.escape(line) for line in self._summary_lines())
         sections = [f"<h4>{title}</h4>", f"<p>{summary}</p>"]
         for name, table in self.tables().items():
-            shape = f"{len(table):,} rows × {len(table.columns)} columns"
+            shape = f"{len(table):,} × {len(table.columns)}"  # rows x columns, as pandas shows a shape
             sections.append(f"<details><summary><code>{name}</code> ({shape})</summary>"
                             f"{table.head(_HEAD_ROWS).to_html(index=False, max_cols=12)}</details>")
         return "\n".join(sections)
