@@ -128,25 +128,35 @@ def run(ctx: JobContext) -> StudyResult:
     months = input_months(spec)
     ctx.resolve_inputs(months)
     with ctx.open_executor() as executor:
-        models, fit_info = _train_models(ctx, executor, fspec, model_specs)
-        for model in models:
+        trained = _train_models(ctx, executor, fspec, model_specs)
+        for model in trained.models:
             single_threaded(model, ctx.backend)  # scored inside workers, one part per thread
-        thresholds = _learn_thresholds(ctx, executor, fspec, models, model_specs, fit_info)
-        per_month, shift_acc = _score_months(ctx, executor, fspec, executor.share(models), thresholds, months)
+        shared_models = executor.share(trained.models)
+        thresholds = _learn_thresholds(ctx, executor, fspec, trained, model_specs)
+        scored = _score_months(ctx, executor, fspec, shared_models, thresholds, months)
     with ctx.timed("assemble"):
-        tables = _assemble_tables(spec, fspec, model_specs, thresholds, per_month, shift_acc)
+        tables = _assemble_tables(spec, fspec, model_specs, thresholds, scored)
     manifest = ctx.manifest(tables.stats)
-    manifest["models"] = [{"name": m.name, "kind": m.kind, **info} for m, info in zip(model_specs, fit_info)]
+    manifest["models"] = [{"name": m.name, "kind": m.kind, **info} for m, info in zip(model_specs, trained.fit_info)]
     if tables.replay_summary:
         manifest["replay_summary"] = tables.replay_summary
     run_dir = ctx.write(manifest, tables.to_write())
     return StudyResult(spec, run_dir, manifest, ctx.timings, monthly=tables.monthly, replay=tables.replay,
                        shift=tables.shift, attribution=tables.attribution,
-                       explain=tables.explain if tables.explain is not None else pd.DataFrame(), models=models)
+                       explain=tables.explain if tables.explain is not None else pd.DataFrame(),
+                       models=trained.models)
 
 
 # -- read + train ------------------------------------------------------------------------
-def _train_models(ctx: JobContext, executor, fspec: FeatureSpec, model_specs) -> tuple[list[Any], list[dict]]:
+@dataclass
+class _Trained:
+    """The job's models, fitted, and what each fit was (the manifest's ``models`` records)."""
+
+    models: list[Any]
+    fit_info: list[dict[str, Any]]
+
+
+def _train_models(ctx: JobContext, executor, fspec: FeatureSpec, model_specs) -> _Trained:
     """Every model fitted, each training set read once; the models and what their fits were."""
     spec = ctx.spec
     models = [make_model(ctx.backend, m.kind, m.params, spec.seed) for m in model_specs]  # bad params fail first
@@ -160,7 +170,7 @@ def _train_models(ctx: JobContext, executor, fspec: FeatureSpec, model_specs) ->
         for i in indices:
             fit_info[i] = _fit_model(ctx, models[i], model_specs[i].name, train, train_months, fspec)
         del train
-    return models, fit_info
+    return _Trained(models, fit_info)
 
 
 def _read_training_frame(ctx: JobContext, executor, fspec: FeatureSpec, train_months: tuple[str, ...]):
@@ -195,15 +205,16 @@ def _fit_model(ctx: JobContext, model, name: str, train, train_months, fspec: Fe
 
 
 # -- thresholds ------------------------------------------------------------------------------
-def _learn_thresholds(ctx: JobContext, executor, fspec: FeatureSpec, models, model_specs,
-                      fit_info: list[dict[str, Any]]) -> list[float]:
-    """Each model's threshold: as given, or learned on its validation months (then frozen)."""
+def _learn_thresholds(ctx: JobContext, executor, fspec: FeatureSpec, trained: _Trained, model_specs) -> list[float]:
+    """Each model's threshold: as given, or learned on its validation months (then frozen);
+    recorded in ``trained.fit_info``."""
+    fit_info = trained.fit_info
     thresholds = [m.threshold if isinstance(m.threshold, float) else None for m in model_specs]
     to_learn = [i for i, t in enumerate(thresholds) if t is None]
     if to_learn:
         with ctx.timed("learn_threshold"):
             for i in to_learn:
-                learned = _learn_threshold(ctx, executor, fspec, models[i], model_specs[i])
+                learned = _learn_threshold(ctx, executor, fspec, trained.models[i], model_specs[i])
                 thresholds[i] = learned["threshold"]
                 fit_info[i]["threshold_learned"] = learned
     for i, threshold in enumerate(thresholds):
@@ -232,10 +243,18 @@ def _learn_threshold(ctx: JobContext, executor, fspec: FeatureSpec, model, model
 
 
 # -- score + reduce --------------------------------------------------------------------------
+@dataclass
+class _Scored:
+    """Every month scored: month -> its parts' results (in part order), and the shift
+    accumulator (None without shift) that merged their value counts."""
+
+    per_month: dict[str, list[_PartResult]]
+    shift: ShiftAccumulator | None
+
+
 def _score_months(ctx: JobContext, executor, fspec: FeatureSpec, shared_models, thresholds: list[float],
-                  months: list[str]) -> tuple[dict[str, list[_PartResult]], ShiftAccumulator | None]:
-    """Every month scored and reduced on the workers: month -> its parts' results (in part
-    order), and the shift accumulator (None without shift) that merged their value counts."""
+                  months: list[str]) -> _Scored:
+    """Every month scored and reduced on the workers."""
     spec, ev = ctx.spec, ctx.spec.evaluation
     replay = ev.replay
     time_column = replay.time_column if replay is not None else "dropoff_datetime"
@@ -255,7 +274,7 @@ def _score_months(ctx: JobContext, executor, fspec: FeatureSpec, shared_models, 
                 results[parts[i].month].append((parts[i].index, result))
                 stage.advance(item=parts[i].month)
         in_order = {m: [r for _, r in sorted(results[m], key=lambda x: x[0])] for m in months}
-    return in_order, shift_acc
+    return _Scored(in_order, shift_acc)
 
 
 def _shift_plan(spec, fspec, inputs, xp=None):
@@ -293,10 +312,11 @@ class _StudyTables:
         return tables
 
 
-def _assemble_tables(spec: JobSpec, fspec: FeatureSpec, model_specs, thresholds, per_month, shift_acc) -> _StudyTables:
+def _assemble_tables(spec: JobSpec, fspec: FeatureSpec, model_specs, thresholds, scored: _Scored) -> _StudyTables:
     stats: dict[str, PartStats] = {}
     summaries: dict[str, list[ScoreSummary]] = {}
-    for month, results in per_month.items():
+    shift_acc = scored.shift
+    for month, results in scored.per_month.items():
         total = PartStats()
         for result in results:
             total = total.merge(result.stats)
