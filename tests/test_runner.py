@@ -95,7 +95,7 @@ def test_run_directory_is_complete(local_run):
 
 def test_the_result_is_the_study_kind_with_its_tables_by_name(local_run):
     assert isinstance(local_run, rapidseval.StudyResult) and local_run.model is local_run.models[0]
-    assert local_run.to_df("monthly") is local_run.monthly and local_run.to_df("shift") is local_run.shift
+    assert local_run.to_df() is local_run.monthly and local_run.to_df("shift") is local_run.shift
     with pytest.raises(KeyError, match="no table 'backtest'; its tables: monthly, replay, shift, attribution, explain"):
         local_run.to_df("backtest")
     html = local_run._repr_html_()
@@ -109,7 +109,7 @@ def test_a_backtest_result_names_its_own_tables(tmp_path):
 
     spec = load_job(_job(tmp_path / "unused_{month}.parquet", tmp_path / "run"))
     result = rapidseval.BacktestResult(spec, tmp_path / "run", {}, policies=pd.DataFrame({"policy": ["static"]}))
-    assert result.to_df("policies")["policy"].tolist() == ["static"] and result.to_df("backtest").empty
+    assert result.to_df("policies")["policy"].tolist() == ["static"] and result.to_df().empty  # backtest
     with pytest.raises(KeyError, match="its tables: backtest, staleness, policies, models"):
         result.to_df("monthly")
     assert "<code>policies</code> (1 × 1)" in result._repr_html_()

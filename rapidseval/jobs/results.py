@@ -41,14 +41,16 @@ class JobResult:
     def report_path(self) -> Path:
         return self.run_dir / "report.html"
 
-    def to_df(self, name: str) -> pd.DataFrame:
-        """The table ``name`` (one of ``TABLES``) as a pandas DataFrame.
+    def to_df(self, name: str | None = None) -> pd.DataFrame:
+        """The table ``name`` (one of ``TABLES``; by default the first, the kind's main table)
+        as a pandas DataFrame.
 
         Raises
         ------
         KeyError
             ``name`` is not one of this job kind's tables (the message lists them).
         """
+        name = self.TABLES[0] if name is None else name
         if name not in self.TABLES:
             raise KeyError(f"{type(self).__name__} has no table {name!r}; its tables: {', '.join(self.TABLES)}")
         table = getattr(self, name)
