@@ -18,6 +18,9 @@ __all__ = [
     "get_backend",
     "load_job",
     "JobSpec",
+    "JobResult",
+    "StudyResult",
+    "BacktestResult",
     "RapidsEvalError",
     "SpecError",
     "SourceError",
@@ -39,11 +42,15 @@ def __getattr__(name: str):
         from .jobs.checks import load_job
 
         return load_job
+    if name in ("JobResult", "StudyResult", "BacktestResult", "RunResult"):
+        from .jobs import results
+
+        return getattr(results, name)
     raise AttributeError(f"module 'rapidseval' has no attribute {name!r}")
 
 
 def run(job, **kwargs):
-    """Run a job; see :func:`rapidseval.jobs.study.run`."""
-    from .jobs.study import run as _run
+    """Run a job; return its kind's result (see :func:`rapidseval.jobs.run`)."""
+    from .jobs import run as _run
 
     return _run(job, **kwargs)

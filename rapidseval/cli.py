@@ -212,8 +212,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary on stdout"),
 ) -> None:
     """Run a job: read, train, replay, shift; print a summary; write a run directory."""
+    from .jobs import run as _run
     from .jobs.progress import default_reporter
-    from .jobs.study import run as _run
 
     result = _run(job, backend=backend, scheduler=scheduler, out=out, overrides=list(set_),
                   reporter=default_reporter(quiet or as_json))
@@ -229,17 +229,30 @@ def run(
 
 def _quiet_line(result) -> str:
     """``RUN_DIR month:F1 ... [report PATH]``; a backtest: ``RUN_DIR policy:mean_<metric>=v,worst_<metric>=v ...``."""
-    items = []
-    policies = result.policies if result.policies is not None else None
-    if policies is not None and not policies.empty:
-        metric = str(policies["metric"].iloc[0]) if "metric" in policies.columns else "f1"
-        for rec in policies.to_dict("records"):
-            values = [f"{k}={rec[k]:.4f}" for k in (f"mean_{metric}", f"worst_{metric}") if rec.get(k) is not None]
-            values += [f"retrains={int(rec['retrains'])}"] if rec.get("retrains") is not None else []
-            items.append(f"{rec['policy']}:{','.join(values)}")
-    elif result.monthly is not None and not result.monthly.empty:
-        items = [f"{r.month}:{r.f1:.4f}" for r in result.monthly.itertuples()]
+    from .jobs import BacktestResult
+
+    items = _policy_items(result.policies) if isinstance(result, BacktestResult) else _month_items(result.monthly)
     return " ".join([str(result.run_dir), *items]) + (f" report {result.report_path}" if result.report_path.exists() else "")
+
+
+def _policy_items(policies) -> list[str]:
+    """``policy:mean_<metric>=v,worst_<metric>=v,retrains=n`` per policy of a backtest."""
+    items = []
+    if policies is None or policies.empty:
+        return items
+    metric = str(policies["metric"].iloc[0]) if "metric" in policies.columns else "f1"
+    for rec in policies.to_dict("records"):
+        values = [f"{k}={rec[k]:.4f}" for k in (f"mean_{metric}", f"worst_{metric}") if rec.get(k) is not None]
+        values += [f"retrains={int(rec['retrains'])}"] if rec.get("retrains") is not None else []
+        items.append(f"{rec['policy']}:{','.join(values)}")
+    return items
+
+
+def _month_items(monthly) -> list[str]:
+    """``month:F1`` per evaluated month of a study."""
+    if monthly is None or monthly.empty:
+        return []
+    return [f"{r.month}:{r.f1:.4f}" for r in monthly.itertuples()]
 
 
 @app.command()
@@ -250,16 +263,17 @@ def validate(
     """Check the spec, the output directory and every input's schema and types (as a run does first), without training."""
     from .jobs.checks import load_job
     from .io.rundir import RunDirClaim, resolve_run_dir
-    from .jobs.study import input_months, resolve_inputs
+    from .jobs.inputs import input_months, resolve_inputs
 
     spec = load_job(job, list(set_))
     RunDirClaim(resolve_run_dir(spec.output.dir, spec.name)).check(spec)  # refused now, not after the run
     warnings: list[str] = []
     notes: list[str] = []
     inputs = resolve_inputs(spec, input_months(spec), warnings=warnings, notes=notes)  # the run's up-front checks
-    for month, (info, parts, era) in inputs.items():
-        typer.echo(f"ok {month}: {info.uri} ({info.format}, era {era}, "
-                   f"{info.rows if info.rows is not None else '?'} rows, {len(parts)} parts)")
+    for month, month_input in inputs.items():
+        info = month_input.info
+        typer.echo(f"ok {month}: {info.uri} ({info.format}, era {month_input.schema_era}, "
+                   f"{info.rows if info.rows is not None else '?'} rows, {len(month_input.parts)} parts)")
     for name, leak in spec.train_eval_overlap().items():
         typer.echo(f"note: model {name} trains on {', '.join(leak['train_months'])}, overlapping or after its "
                    f"evaluation months {', '.join(leak['eval_months'])} (evaluation.allow_overlap: true)")

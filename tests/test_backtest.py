@@ -347,8 +347,9 @@ def test_static_and_periodic_need_no_drift_signals(result, history, cache_dir, t
 
 
 def _cached_counts(cache_dir, month, features):
-    from rapidseval.io.feature_cache import CachedMonth, read_day_counts
     from rapidseval.features import PartStats
+    from rapidseval.io.feature_cache import CachedMonth
+    from rapidseval.jobs.cached_features import read_day_counts
 
     (path,) = Path(cache_dir).glob(f"{month}-*.counts.parquet")
     key = path.name[: -len(".counts.parquet")]

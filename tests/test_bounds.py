@@ -25,7 +25,7 @@ from rapidseval import DataError, SpecError
 from rapidseval.io.readers import read_month
 from rapidseval.data.synthetic import generate
 from rapidseval.spec import load_job
-from rapidseval.jobs.study import resolve_inputs
+from rapidseval.jobs.inputs import resolve_inputs
 
 from _damage import DAMAGED, PERIOD_WINDOWS, ROWS, TRAIN, damage_column, job, month_file, rewrite, zero_middle
 

@@ -151,6 +151,23 @@ def test_paths_that_stay_inside_are_fine(tmp_path):
     assert resolve_run_dir(str(tmp_path / "fixed"), "j") == str(tmp_path / "fixed")  # no placeholder: the user's choice
 
 
+def test_finish_writes_into_the_directory_before_the_marker_unlisted(tmp_path):
+    """The jobs layer writes report.html through ``finish``: after the tables and the manifest,
+    before the marker, which does not list it (a report may be rebuilt later)."""
+    spec = load_job(_job("unused_{month}.parquet", tmp_path / "f"))
+    seen = []
+
+    def finish(directory):
+        seen.append(sorted(p.name for p in directory.iterdir()))
+        (directory / "report.html").write_text("<html></html>")
+
+    out = write_run_dir(spec, {"rapidseval_manifest": 1}, {"monthly": pd.DataFrame({"a": [1]})}, finish=finish)
+    assert seen == [["manifest.json", "monthly.parquet"]]
+    assert (out / "report.html").exists() and "report.html" not in check_complete(out)["files"]
+    out = write_run_dir(spec, {"rapidseval_manifest": 1}, {"monthly": pd.DataFrame({"a": [1]})})
+    assert not (out / "report.html").exists()  # the io layer writes no report of its own
+
+
 @pytest.mark.parametrize("table", ["../x", "a/b", "..", ""])
 def test_table_names_cannot_escape(local_run, table, tmp_path):
     spec = load_job(_job("unused_{month}.parquet", tmp_path / "t"))

@@ -93,6 +93,28 @@ def test_run_directory_is_complete(local_run):
     assert "<img" in html and "http://" not in html and "https://" not in html
 
 
+def test_the_result_is_the_study_kind_with_its_tables_by_name(local_run):
+    assert isinstance(local_run, rapidseval.StudyResult) and local_run.model is local_run.models[0]
+    assert local_run.to_df() is local_run.monthly and local_run.to_df("shift") is local_run.shift
+    with pytest.raises(KeyError, match="no table 'backtest'; its tables: monthly, replay, shift, attribution, explain"):
+        local_run.to_df("backtest")
+    html = local_run._repr_html_()
+    assert "StudyResult: e2e" in html and str(local_run.run_dir) in html
+    assert all(f"<code>{name}</code>" in html for name in local_run.TABLES)
+    assert local_run.monthly.head().to_html(index=False, max_cols=12) in html
+
+
+def test_a_backtest_result_names_its_own_tables(tmp_path):
+    from rapidseval.spec import load_job
+
+    spec = load_job(_job(tmp_path / "unused_{month}.parquet", tmp_path / "run"))
+    result = rapidseval.BacktestResult(spec, tmp_path / "run", {}, policies=pd.DataFrame({"policy": ["static"]}))
+    assert result.to_df("policies")["policy"].tolist() == ["static"] and result.to_df().empty  # backtest
+    with pytest.raises(KeyError, match="its tables: backtest, staleness, policies, models"):
+        result.to_df("monthly")
+    assert "<code>policies</code> (1 × 1)" in result._repr_html_()
+
+
 def test_monthly_and_daily_f1_equal_sklearn_on_the_same_rows(local_run, months_dir):
     model = local_run.model
     for month in ("2020-01", "2020-02", "2020-03"):

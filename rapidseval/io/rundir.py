@@ -48,7 +48,7 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import pandas as pd
 
@@ -164,10 +164,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_local(tmp: Path, manifest: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], report: bool) -> None:
-    """Write tables, manifest, report and (last) the completion marker into ``tmp``."""
-    from ..report import write_report
+#: what a caller adds to a run directory after its tables and manifest, before the marker
+#: (the jobs layer passes the report writer: ``finish(directory)`` writes ``report.html``)
+Finish = Callable[[Path], Any]
 
+
+def _write_local(tmp: Path, manifest: Mapping[str, Any], tables: Mapping[str, pd.DataFrame],
+                 finish: Finish | None) -> None:
+    """Write tables, manifest, ``finish(tmp)`` (the report) and (last) the completion marker into ``tmp``."""
     files = []
     for name, table in tables.items():
         fname = safe_file_name(f"{name}.parquet")
@@ -177,8 +181,8 @@ def _write_local(tmp: Path, manifest: Mapping[str, Any], tables: Mapping[str, pd
         files.append(fname)
     lineage.write_json_atomic(tmp / "manifest.json", manifest)
     files.append("manifest.json")
-    if report:
-        write_report(tmp)
+    if finish is not None:
+        finish(tmp)
     marker = {
         "rapidseval_run": 1,
         "complete": True,
@@ -435,7 +439,8 @@ def claim_run_dir(spec, reporter=None) -> Iterator[RunDirClaim]:
         claim._lock.release()
 
 
-def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], reporter=None):
+def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], reporter=None, *,
+                  finish: Finish | None = None):
     """Write a run directory for ``spec`` (its ``output`` section); return where it is.
 
     The directory is claimed first (see :func:`claim_run_dir`): only an absent or
@@ -449,6 +454,11 @@ def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.Dat
     tables : mapping of str to DataFrame
         ``name -> table``, written as ``name.parquet``; names must be plain file names.
     reporter : Reporter, optional
+    finish : callable, optional
+        ``finish(directory)`` runs in the not yet complete directory after the tables
+        and the manifest are written, before the completion marker (the jobs layer
+        writes ``report.html`` with it); what it writes is not listed in the marker
+        (:data:`_UNLISTED_OWN` names the files a run directory may hold unlisted).
 
     Returns
     -------
@@ -459,12 +469,12 @@ def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.Dat
         safe_file_name(f"{name}.parquet")
     with claim_run_dir(spec, reporter) as claim:
         if claim.is_s3:
-            return _write_s3(claim.target, spec, manifest, tables, reporter)
+            return _write_s3(claim.target, spec, manifest, tables, reporter, finish)
         run_dir = claim.path
         tmp = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
-            _write_local(tmp, manifest, tables, spec.output.report)
+            _write_local(tmp, manifest, tables, finish)
             if run_dir.exists():
                 old = run_dir.parent / f".{run_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
                 os.replace(run_dir, old)
@@ -475,7 +485,7 @@ def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.Dat
         return run_dir
 
 
-def _write_s3(uri: str, spec, manifest, tables, reporter):
+def _write_s3(uri: str, spec, manifest, tables, reporter, finish: Finish | None = None):
     from upath import UPath
 
     from .sources import open_fs, source_error, storage_options_for
@@ -484,7 +494,7 @@ def _write_s3(uri: str, spec, manifest, tables, reporter):
     fs, root = open_fs(uri, spec.output.storage_options or None, month="output")
     with tempfile.TemporaryDirectory(prefix="rapidseval-out-") as staging:
         local = Path(staging)
-        _write_local(local, manifest, tables, spec.output.report)
+        _write_local(local, manifest, tables, finish)
         names = sorted(p.name for p in local.iterdir() if p.name != COMPLETE_MARKER)
         try:
             existing = [posixpath.basename(p) for p in fs.ls(root, detail=False, refresh=True)] if fs.exists(root) else []

@@ -1,1 +1,107 @@
-"""jobs"""
+"""Running jobs: load the spec, claim the run directory, run the job's kind.
+
+Each job kind is one module whose ``run(ctx: JobContext)`` is a readable
+sequence of stages and returns the kind's result (:mod:`rapidseval.jobs.study`,
+:mod:`rapidseval.jobs.backtest`); :data:`JOB_KINDS` maps a kind's name to it,
+so a third kind is one new module and one entry there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable
+
+from ..io.rundir import claim_run_dir
+from ..spec import JobSpec, check_overrides_type
+from .checks import load_job
+from . import backtest, study
+from .context import JobContext
+from .inputs import MonthInput, input_months, resolve_inputs
+from .progress import Reporter
+from .results import BacktestResult, JobResult, RunResult, StudyResult
+
+__all__ = ["run", "JOB_KINDS", "job_kind", "JobContext", "JobResult", "StudyResult", "BacktestResult", "RunResult",
+           "MonthInput", "input_months", "resolve_inputs"]
+
+#: job kind -> the function that runs it on a :class:`JobContext`
+JOB_KINDS: dict[str, Callable[[JobContext], JobResult]] = {
+    "study": study.run,
+    "backtest": backtest.run,
+}
+
+
+def job_kind(spec: JobSpec) -> str:
+    """The kind of job ``spec`` describes (a key of :data:`JOB_KINDS`)."""
+    return "backtest" if spec.backtest is not None else "study"
+
+
+def run(job, *, backend: str | None = None, scheduler: str | None = None, out: str | os.PathLike | None = None,
+        overrides=None, reporter: Reporter | None = None) -> JobResult:
+    """Run a job (path, mapping or :class:`JobSpec`) and write its run directory.
+
+    Parameters
+    ----------
+    job : str, Path, dict or JobSpec
+    backend : {"auto", "cpu", "gpu"}, optional
+        Overrides the job's ``backend``.
+    scheduler : str, optional
+        Address of an existing Dask scheduler (overrides ``cluster``).
+    out : path, optional
+        Run directory (overrides ``output.dir``).
+    overrides : dict or list of "a.b=value", optional
+        Any other job field by dotted path, validated like the file.
+    reporter : Reporter, optional
+        Progress display; silent by default.
+
+    Returns
+    -------
+    StudyResult or BacktestResult
+        The result of the job's kind, its tables as DataFrames.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (e.g. ``overrides`` as one string).
+    RapidsEvalError
+        Anything the job, its inputs or its output directory make impossible;
+        the output directory is checked and locked before any work starts.
+    """
+    _check_types(backend=backend, scheduler=scheduler, out=out, reporter=reporter)
+    check_overrides_type(overrides)
+    spec = load_job(job, _all_overrides(overrides, backend=backend, scheduler=scheduler, out=out))
+    reporter = reporter or Reporter()
+    with claim_run_dir(spec, reporter):  # refused or locked before any work; released when written
+        return JOB_KINDS[job_kind(spec)](JobContext.start(spec, reporter))
+
+
+def _all_overrides(overrides, *, backend: str | None, scheduler: str | None, out: str | os.PathLike | None):
+    """``overrides`` with the named arguments added, in the form ``overrides`` came in (None when none)."""
+    extra: dict[str, Any] = {}
+    if isinstance(overrides, dict):
+        extra.update(overrides)
+    if backend is not None:
+        extra["backend"] = backend
+    if scheduler is not None:
+        extra["cluster.kind"] = "scheduler"
+        extra["cluster.address"] = scheduler
+    if out is not None:
+        extra["output.dir"] = str(out)
+    if isinstance(overrides, (list, tuple)):
+        combined: Any = list(overrides) + [f"{k}={json.dumps(v)}" for k, v in extra.items()]
+    else:
+        combined = extra
+    return combined or None
+
+
+def _check_types(**args) -> None:
+    """TypeError for API arguments of the wrong type (a silent no-op would run the wrong job)."""
+    for name in ("backend", "scheduler"):
+        if args[name] is not None and not isinstance(args[name], str):
+            raise TypeError(f"{name} must be a str or None, got {type(args[name]).__name__}")
+    out = args["out"]
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a path (str or os.PathLike) or None, got {type(out).__name__}")
+    reporter = args["reporter"]
+    if reporter is not None and not isinstance(reporter, Reporter):
+        raise TypeError(f"reporter must be a rapidseval.jobs.progress.Reporter or None, got {type(reporter).__name__}")

@@ -5,7 +5,7 @@ backend, training months)``, so each fold's model is fitted once and each
 ``(model, month)`` pair scored once, whichever policies use it.
 
 1. **features**: every month is read, cleaned and featurised once, as a
-   Dask task, into the feature cache (:mod:`rapidseval.io.feature_cache`).
+   Dask task, into the feature cache (:mod:`rapidseval.jobs.cached_features`).
 2. **folds** (parallel, one task per origin): fit the origin's model
    (single-threaded on CPU, one single-GPU forest per worker on GPU), score
    it on the origin's ``horizon`` months, write the model, its scores and
@@ -16,12 +16,15 @@ backend, training months)``, so each fold's model is fitted once and each
    signal beside its scores: the calibration is the costliest step outside
    the forests, and on the client it was serial (at 12 origins x 50k
    rows/month it was ~6 of ~8 client CPU seconds).
-3. **policies** (on the client): each policy walks the origins
-   (:class:`rapidseval.backtest.PolicyWalk`) and decides to keep or retrain
-   from what was known then (scores and drift signals read from the work
-   area); the walks state the ``(model, month)`` pairs they lack (a static
-   model far past its horizon), which are scored in parallel, in rounds (each
-   with a block of the model's next months), and the walks continue.
+3. **policies** (on the client): each policy walks the origins and decides
+   to keep or retrain from what was known then (scores and drift signals read
+   from the work area); any ``(model, month)`` it needs that no fold scored (a
+   static model far past its horizon) is scored in parallel, in rounds, and
+   the walk repeated.
+4. **tables**: per policy and month, per origin and month (staleness), per
+   policy, per fitted model.
+
+:func:`run` is that sequence; each stage is one function below.
 """
 
 from __future__ import annotations
@@ -33,38 +36,61 @@ import json
 import pickle
 import shutil
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from ..backend import get_backend
-from ..core.errors import DataError, RapidsEvalError, SpecError
-from ..core.time import month_from_index, month_index, months_between
-from ..io.feature_cache import CachedMonth, build_month, read_day_counts, read_month_features, write_atomic
-from ..metrics import COUNT_COLUMNS
-from ..models import make_model
-from .checks import drift_calculator, splitter
-from .progress import Reporter
 from ..backtest import (BACKTEST_COLUMNS, POLICY_COLUMNS, STALENESS_COLUMNS, DriftSignal, Fold, ModelPlan,
                         Needs, PolicyWalk, backtest_table, daily_table, drift_signal, fit_reference, make_policy,
                         metrics_of_counts, policy_table, staleness_table, walk_policies)
+from ..core.errors import DataError, RapidsEvalError, SpecError
+from ..core.time import month_from_index, month_index, months_between
+from ..features import FeatureSpec
+from ..io.feature_cache import CachedMonth, read_month_features, write_atomic
+from ..io.rundir import resolve_run_dir
+from ..models import fit, make_model, predict_positive_proba
+from ..replay import window_counts
+from .cached_features import build_month, read_day_counts
+from .checks import drift_calculator, splitter
+from .context import JobContext, stopwatch
+from .inputs import feature_spec
+from .results import BacktestResult
 
-__all__ = ["run_backtest", "BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS"]
+__all__ = ["run", "BacktestResult", "BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS"]
 
 #: the day windows of the optional per-day table use pickup time (always inside the file's month)
 _DAY_TIME_COLUMN = "pickup_datetime"
 
 
+@dataclass(frozen=True)
+class _ModelConfig:
+    """What defines a fold's model besides its training months (and the backend)."""
+
+    kind: str
+    params: dict[str, Any]
+    seed: int
+    threshold: float
+    max_train_rows: int | None
+
+
+@dataclass(frozen=True)
+class _MonthToCache:
+    """A month the features stage caches: its input's parts and fingerprint."""
+
+    month: str
+    parts: list[Any]
+    fingerprint: str
+
+
 # ---------------------------------------------------------------------------------------
 # tasks (module level: they are pickled to Dask workers)
 # ---------------------------------------------------------------------------------------
-def _month_task(item, fspec, backend_name: str, root: str) -> CachedMonth:
-    month, parts, fingerprint = item
-    return build_month(month, parts, fspec, backend_name, root=root, fingerprint=fingerprint)
+def _month_task(item: _MonthToCache, fspec: FeatureSpec, backend_name: str, root: str) -> CachedMonth:
+    return build_month(item.month, item.parts, fspec, backend_name, root=root, fingerprint=item.fingerprint)
 
 
 def _score_path(work: str, model_key: str, entry: CachedMonth) -> Path:
@@ -136,9 +162,6 @@ def _score(model, entry: CachedMonth, fspec, be, threshold: float, work: str, mo
     """Daily confusion counts of ``model`` on a cached month (and the month's drift signal
     against ``reference``); written to the work area, the drift signal first (the scores'
     file marks the pair done)."""
-    from ..models import predict_positive_proba
-    from ..replay import window_counts
-
     if drift is not None:
         sig = drift_signal(reference, read_day_counts(entry, drift.features), month=entry.month)
         write_atomic(_drift_path(work, model_key, entry, drift),
@@ -195,48 +218,59 @@ def _fold_done(work: Path, key: str) -> dict[str, Any] | None:
     return record
 
 
-def _fold_task(plan: ModelPlan, entries: dict[str, CachedMonth], fspec, backend_name: str, model_cfg: dict[str, Any],
-               work: str, drift: _DriftPlan | None = None) -> dict[str, Any]:
+
+
+@dataclass(frozen=True)
+class _FittedFold:
+    """What a fold task sends back: its record (also its marker in the work area) and its scores."""
+
+    record: dict[str, Any]
+    scores: dict[str, pd.DataFrame]  # horizon month -> daily confusion counts
+
+
+def _fold_task(plan: ModelPlan, entries: dict[str, CachedMonth], fspec, backend_name: str, model_cfg: _ModelConfig,
+               work: str, drift: _DriftPlan | None = None) -> _FittedFold:
     """Fit one fold's model (and its drift reference), score its horizon months, then write
     its marker (last)."""
-    from ..models import fit
-
     be = get_backend(backend_name)
     fold = plan.fold
     where = f"fold {fold.origin} (training months {fold.train_start}..{fold.train_end})"
+    train = _fold_training_frame(fold, entries, fspec, be, model_cfg, where)
+    # folds run in parallel, one single-threaded forest each
+    model = make_model(be, model_cfg.kind, model_cfg.params, model_cfg.seed, n_jobs=1)
+    with stopwatch() as fitting:
+        try:
+            fit(model, train[list(fspec.features)], train[fspec.target], be)
+        except RapidsEvalError as exc:
+            raise type(exc)(f"{where}: {exc}") from exc
+    rows = int(len(train))
+    del train
+    blob = pickle.dumps(model, protocol=5)
+    write_atomic(Path(work) / "models" / f"{plan.key}.pkl", lambda p: p.write_bytes(blob))
+    reference = None
+    with stopwatch() as referencing:
+        if drift is not None:
+            reference = _reference(work, plan.key, [entries[m] for m in fold.train], drift)
+    scores = {m: _score(model, entries[m], fspec, be, model_cfg.threshold, work, plan.key, drift, reference)
+              for m in fold.eval}
+    record = {"key": plan.key, "origin": fold.origin, "train": list(fold.train), "eval": list(fold.eval),
+              "train_rows": rows, "train_seconds": fitting.seconds, "backend": be.name,
+              "drift_reference_seconds": referencing.seconds if drift is not None else None,
+              "model_bytes": len(blob), "model_sha256": hashlib.sha256(blob).hexdigest()}
+    write_atomic(Path(work) / "folds" / f"{plan.key}.json", lambda p: p.write_text(json.dumps(record)))
+    return _FittedFold(record, scores)
+
+
+def _fold_training_frame(fold: Fold, entries: dict[str, CachedMonth], fspec, be, model_cfg: _ModelConfig, where: str):
+    """The fold's training rows from the feature cache (sampled down to ``max_train_rows``)."""
     frames = [read_month_features(entries[m], be, [*fspec.features, fspec.target]) for m in fold.train]
     train = be.xdf.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     del frames
     if len(train) == 0:
         raise RapidsEvalError(f"{where}: no usable training rows after cleaning")
-    if model_cfg["max_train_rows"] is not None and len(train) > model_cfg["max_train_rows"]:
-        train = train.sample(n=model_cfg["max_train_rows"], random_state=model_cfg["seed"])
-    # folds run in parallel, one single-threaded forest each
-    model = make_model(be, model_cfg["kind"], model_cfg["params"], model_cfg["seed"], n_jobs=1)
-    t0 = time.perf_counter()
-    try:
-        fit(model, train[list(fspec.features)], train[fspec.target], be)
-    except RapidsEvalError as exc:
-        raise type(exc)(f"{where}: {exc}") from exc
-    seconds = time.perf_counter() - t0
-    rows = int(len(train))
-    del train
-    model_path = Path(work) / "models" / f"{plan.key}.pkl"
-    blob = pickle.dumps(model, protocol=5)
-    write_atomic(model_path, lambda p: p.write_bytes(blob))
-    reference = None
-    if drift is not None:
-        t1 = time.perf_counter()
-        reference = _reference(work, plan.key, [entries[m] for m in fold.train], drift)
-        drift_seconds = time.perf_counter() - t1
-    scores = {m: _score(model, entries[m], fspec, be, model_cfg["threshold"], work, plan.key, drift, reference)
-              for m in fold.eval}
-    record = {"key": plan.key, "origin": fold.origin, "train": list(fold.train), "eval": list(fold.eval),
-              "train_rows": rows, "train_seconds": seconds, "backend": be.name,
-              "drift_reference_seconds": drift_seconds if drift is not None else None,
-              "model_bytes": len(blob), "model_sha256": hashlib.sha256(blob).hexdigest()}
-    write_atomic(Path(work) / "folds" / f"{plan.key}.json", lambda p: p.write_text(json.dumps(record)))
-    return {"record": record, "scores": scores}
+    if model_cfg.max_train_rows is not None and len(train) > model_cfg.max_train_rows:
+        train = train.sample(n=model_cfg.max_train_rows, random_state=model_cfg.seed)
+    return train
 
 
 def _score_task(item, entries: dict[str, CachedMonth], fspec, backend_name: str, threshold: float,
@@ -253,8 +287,8 @@ def _score_task(item, entries: dict[str, CachedMonth], fspec, backend_name: str,
 # ---------------------------------------------------------------------------------------
 # planning
 # ---------------------------------------------------------------------------------------
-def _model_key(model_cfg: dict[str, Any], backend_name: str, fold: Fold, entries: dict[str, CachedMonth]) -> str:
-    ident = {**model_cfg, "backend": backend_name, "train": [entries[m].key for m in fold.train]}
+def _model_key(model_cfg: _ModelConfig, backend_name: str, fold: Fold, entries: dict[str, CachedMonth]) -> str:
+    ident = {**dataclasses.asdict(model_cfg), "backend": backend_name, "train": [entries[m].key for m in fold.train]}
     text = json.dumps(ident, sort_keys=True, default=str)
     return f"{fold.origin}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
@@ -262,8 +296,6 @@ def _model_key(model_cfg: dict[str, Any], backend_name: str, fold: Fold, entries
 def _work_dir(spec) -> Path:
     """Where folds leave their results until the run completes: beside a local run
     directory (``.<name>.work``), or under the feature cache for an ``s3://`` output."""
-    from ..io.rundir import resolve_run_dir
-
     target = resolve_run_dir(spec.output.dir, spec.name)
     if "://" in target:
         return Path(spec.backtest.cache_dir).expanduser().resolve() / "work" / spec.name
@@ -271,9 +303,156 @@ def _work_dir(spec) -> Path:
     return run_dir.parent / f".{run_dir.name}.work"
 
 
+@dataclass(frozen=True)
+class _BacktestPlan:
+    """What the backtest will do, settled before any input is read."""
+
+    fspec: FeatureSpec
+    folds: list[Fold]
+    truncated: list[str]  # origins whose horizon the data end cuts
+    months: list[str]  # every month a fold reads (from the first training month)
+    decisions: list[Callable]  # one per policy
+    watched: tuple[str, ...]  # the features drift signals look at
+    drift: _DriftPlan | None  # None when no policy may look at drift
+    model_cfg: _ModelConfig
+    work: Path  # the resumable work area
+    cache_root: str  # the feature cache
+
+
+def _plan_backtest(ctx: JobContext) -> _BacktestPlan:
+    """Folds, policies, drift settings and the model: what cannot work fails here, before any read."""
+    spec, bt = ctx.spec, ctx.spec.backtest
+    fspec = feature_spec(spec)
+    watched = tuple(bt.drift.features or fspec.features)
+    unknown = [f for f in watched if f not in fspec.features]
+    if unknown:
+        raise SpecError(f"backtest.drift.features: {', '.join(unknown)} not among the job's features "
+                        f"({', '.join(fspec.features)})")
+    folds = splitter(bt).folds(spec.data.months)
+    truncated = [f.origin for f in folds if f.truncated]
+    if truncated:
+        ctx.reporter.log(f"horizon {bt.horizon} truncated at the data end ({spec.data.end}) for origin(s) "
+                         f"{', '.join(truncated)}")
+    first = min(month_index(f.train_start) for f in folds)
+    decisions = [make_policy(p.kind, p.params) for p in bt.policies]
+    # a drift reference only where a policy reads drift (the built-in static and periodic do not)
+    drift = (_DriftPlan(bt.drift, watched, float(fspec.fill_value),
+                        tuple((f, k) for f, k in spec.features.feature_kinds().items() if f in watched))
+             if any("drift" in decide.reads for decide in decisions) else None)
+    model_cfg = _ModelConfig(spec.model.kind, spec.model.params, spec.seed, spec.model.threshold, bt.max_train_rows)
+    make_model(ctx.backend, model_cfg.kind, model_cfg.params, model_cfg.seed)  # bad params fail before any read
+    return _BacktestPlan(fspec, folds, truncated, [m for m in spec.data.months if month_index(m) >= first],
+                         decisions, watched, drift, model_cfg, _work_dir(spec),
+                         str(Path(bt.cache_dir).expanduser().resolve()))
+
+
 # ---------------------------------------------------------------------------------------
-# policies
+# the job
 # ---------------------------------------------------------------------------------------
+def run(ctx: JobContext) -> BacktestResult:
+    """The backtest of ``ctx``'s validated spec (it has a ``backtest`` section), its run directory claimed."""
+    plan = _plan_backtest(ctx)
+    ctx.resolve_inputs(plan.months)
+    with ctx.open_executor() as executor:
+        entries = _cache_features(ctx, executor, plan)
+        folds = _fit_folds(ctx, executor, plan, entries)
+        with ctx.timed("policies"):
+            walked = _walk_policies(ctx, executor, plan, entries, folds)
+    with ctx.timed("assemble"):
+        tables = _assemble_tables(ctx.spec.backtest, folds, walked)
+    manifest = ctx.manifest({m: entries[m].stats for m in plan.months})
+    manifest["backtest"] = {
+        "folds": len(folds.plans), "folds_reused": len(folds.plans) - folds.fitted,
+        "scores_extra": walked.scores_extra, "score_rounds": walked.score_rounds,
+        "origins": [p.fold.origin for p in folds.plans],
+        "truncated_origins": plan.truncated,
+        "feature_cache": {"dir": plan.cache_root, "months": len(entries), "reused": sum(e.hit for e in entries.values())},
+        "models_fitted": folds.fitted,
+        "drift_signals": plan.drift is not None,
+        "day_time_column": _DAY_TIME_COLUMN,
+    }
+    run_dir = ctx.write(manifest, tables)
+    shutil.rmtree(plan.work, ignore_errors=True)  # the run is complete: nothing left to resume
+    return BacktestResult(ctx.spec, run_dir, manifest, ctx.timings, backtest=tables["backtest"],
+                          staleness=tables["staleness"], policies=tables["policies"], models=tables["models"])
+
+
+# -- 1. features, once per month ---------------------------------------------------------------
+def _cache_features(ctx: JobContext, executor, plan: _BacktestPlan) -> dict[str, CachedMonth]:
+    """month -> its feature cache entry (built on the workers where missing)."""
+    entries: dict[str, CachedMonth] = {}
+    items = [_MonthToCache(m, ctx.inputs[m].parts, ctx.inputs[m].info.fingerprint) for m in plan.months]
+    with ctx.timed("features"):
+        with ctx.reporter.stage("features (cached)", total=len(items)) as stage:
+            for i, entry in executor.map_unordered(_month_task, items, plan.fspec, ctx.backend.name, plan.cache_root):
+                entries[plan.months[i]] = entry
+                stage.advance()
+    hits = sum(e.hit for e in entries.values())
+    ctx.reporter.log(f"feature cache {plan.cache_root}: {hits} of {len(entries)} months reused")
+    return entries
+
+
+# -- 2. folds: one fit per distinct model, scored on its horizon -----------------------------
+@dataclass
+class _Folds:
+    """Every fold's model: its plan, its record, the scores its fit computed, how many were fitted now."""
+
+    plans: list[ModelPlan]
+    records: dict[str, dict[str, Any]]
+    scores: dict[tuple[str, str], pd.DataFrame]  # (model key, month) -> daily counts
+    fitted: int
+
+
+def _fit_folds(ctx: JobContext, executor, plan: _BacktestPlan, entries: dict[str, CachedMonth]) -> _Folds:
+    """Fit (in parallel) every fold the work area does not hold intact; reuse the others."""
+    with ctx.timed("folds"):
+        plans = [ModelPlan(_model_key(plan.model_cfg, ctx.backend.name, f, entries), f) for f in plan.folds]
+        folds = _Folds(plans, {}, {}, 0)
+        todo = _folds_to_fit(ctx, plan.work, folds)
+        folds.fitted = len(todo)
+        with ctx.reporter.stage(f"folds ({len(todo)} to fit)", total=len(todo)) as stage:
+            for _, fitted in executor.map_unordered(_fold_task, todo, entries, plan.fspec, ctx.backend.name,
+                                                    plan.model_cfg, str(plan.work), plan.drift):
+                record = fitted.record
+                folds.records[record["key"]] = record
+                # not read back from disk
+                folds.scores.update({(record["key"], m): c for m, c in fitted.scores.items()})
+                ctx.reporter.log(f"fold {record['origin']}: trained on {record['train'][0]}..{record['train'][-1]} "
+                                 f"({record['train_rows']:,} rows) in {record['train_seconds']:.1f} s")
+                stage.advance()
+    return folds
+
+
+def _folds_to_fit(ctx: JobContext, work: Path, folds: _Folds) -> list[ModelPlan]:
+    """The folds the work area lacks (or holds damaged); the records of the others go into ``folds``."""
+    todo, damaged = [], []
+    for plan in folds.plans:
+        record = _fold_done(work, plan.key)
+        if record is not None:
+            folds.records[plan.key] = record
+        else:
+            todo.append(plan)
+            if (work / "folds" / f"{plan.key}.json").exists():
+                damaged.append(plan.fold.origin)
+    if damaged:
+        ctx.reporter.log(f"work area {work}: fold(s) {', '.join(damaged)} damaged since written; fitting them again")
+    if folds.records:
+        ctx.reporter.log(f"resuming: {len(folds.records)} of {len(folds.plans)} folds already done in {work}")
+    return todo
+
+
+# -- 3. policies: walk the origins; score what they need that no fold did -------------------
+@dataclass
+class _Walked:
+    """What the policy walks left: the finished walks and the evidence the tables read."""
+
+    walks: list[PolicyWalk]
+    evidence: "_WorkAreaEvidence"
+    truth_known: bool  # generated data: drift triggers checked against the ground truth
+    scores_extra: int  # (model, month) pairs scored beyond the folds' horizons
+    score_rounds: int
+
+
 class _WorkAreaEvidence:
     """What the job knows of (model, month) pairs: scores and drift signals in the work area
     (or just computed), read once each (:class:`rapidseval.backtest.Evidence`)."""
@@ -331,183 +510,65 @@ def _prefetch_block(needs: Needs, plans: list[ModelPlan], horizon: int, last_mon
     return wanted - set(known)
 
 
-def _walk_policies(ex, reporter: Reporter, *, bt, plans: list[ModelPlan], decisions, months: list[str],
-                   evidence: _WorkAreaEvidence, score_pairs, truth, stats_counter: dict[str, int]) -> list[PolicyWalk]:
-    """Walk every policy over the origins; score on the workers what they need that no fold did
-    (``score_pairs(pairs)``, in rounds) and return the finished walks."""
-    # the staleness grid: every fold on its horizon (a resumed fold may lack a newer horizon's months)
-    first_round = {(p.key, m) for p in plans for m in p.fold.eval} - evidence.known
+def _walk_policies(ctx: JobContext, executor, plan: _BacktestPlan, entries: dict[str, CachedMonth],
+                   folds: _Folds) -> _Walked:
+    """Walk every policy over the origins (:func:`rapidseval.backtest.walk_policies`, a
+    request/resolve loop); score on the workers, in rounds, what the walks need that no fold did."""
+    spec, bt = ctx.spec, ctx.spec.backtest
+    work = str(plan.work)
+    known = {(p.key, m) for p in folds.plans for m in plan.months if _scored(work, p.key, entries[m], plan.drift)}
+    evidence = _WorkAreaEvidence(plan.work, entries, plan.drift, folds.scores, known)
+    by_key = {p.key: p for p in folds.plans}
+    rounds = {"scores_extra": 0, "score_rounds": 0}
 
     def resolve(pairs) -> None:
-        stats_counter["score_rounds"] += 1
-        stats_counter["scores_extra"] += len(pairs)
-        score_pairs(sorted(pairs))
+        pairs = sorted(pairs)
+        rounds["score_rounds"] += 1
+        rounds["scores_extra"] += len(pairs)
+        items = [(key, month, by_key[key].fold.train) for key, month in pairs]
+        for i, counts in executor.map_unordered(_score_task, items, entries, plan.fspec, ctx.backend.name,
+                                                spec.model.threshold, work, plan.drift):
+            folds.scores[pairs[i]] = counts
+            known.add(pairs[i])
 
+    # the staleness grid: every fold on its horizon (a resumed fold may lack a newer horizon's months)
+    first_round = {(p.key, m) for p in folds.plans for m in p.fold.eval} - known
     if first_round:
         resolve(first_round)
-    walks = [PolicyWalk(p.label, decide, plans, metric=bt.metric, floor=bt.floor, label_delay=bt.label_delay,
-                        truth=truth) for p, decide in zip(bt.policies, decisions)]
-    with reporter.stage("policies", total=len(walks)) as st:
+    truth = _ground_truth(spec, plan.watched)
+    walks = [PolicyWalk(p.label, decide, folds.plans, metric=bt.metric, floor=bt.floor, label_delay=bt.label_delay,
+                        truth=truth) for p, decide in zip(bt.policies, plan.decisions)]
+    with ctx.reporter.stage("policies", total=len(walks)) as stage:
         walk_policies(walks, evidence,
-                      lambda needs: resolve(_prefetch_block(needs, plans, bt.horizon, months[-1], evidence.known)),
-                      on_finished=lambda walk: st.advance())
-    return walks
+                      lambda needs: resolve(_prefetch_block(needs, folds.plans, bt.horizon, plan.months[-1], known)),
+                      on_finished=lambda walk: stage.advance())
+    return _Walked(walks, evidence, truth is not None, rounds["scores_extra"], rounds["score_rounds"])
 
 
-# ---------------------------------------------------------------------------------------
-# the job
-# ---------------------------------------------------------------------------------------
-def run_backtest(spec, *, reporter: Reporter | None = None):
-    """Run a job with a ``backtest`` section; write its run directory.
+# -- 4. tables -------------------------------------------------------------------------------
+def _assemble_tables(bt, folds: _Folds, walked: _Walked) -> dict[str, pd.DataFrame]:
+    """name -> table, as the run directory holds them."""
+    evidence = walked.evidence
+    backtest = backtest_table(walked.walks, evidence.metrics, metric=bt.metric, floor=bt.floor,
+                              train_seconds={key: record["train_seconds"] for key, record in folds.records.items()})
+    tables = {"backtest": backtest, "staleness": staleness_table(folds.plans, evidence.metrics),
+              "policies": policy_table({p.label: p.kind for p in bt.policies}, backtest, metric=bt.metric,
+                                       floor=bt.floor, truth_known=walked.truth_known),
+              "models": _models_table(folds)}
+    if bt.daily:
+        tables["backtest_daily"] = daily_table(walked.walks, evidence.counts)
+    return tables
 
-    Returns
-    -------
-    rapidseval.jobs.study.RunResult
-        With ``backtest``, ``staleness`` and ``policies`` tables set.
-    """
-    from ..cluster import open_executor
-    from .study import RunResult, _feature_spec, _manifest, resolve_inputs
 
-    reporter = reporter or Reporter()
-    bt = spec.backtest
-    timings: dict[str, float] = {}
-    t_start = time.perf_counter()
-    be = get_backend(spec.backend)
-    reporter.log(f"backend: {be.name} ({be.reason})")
-    fspec = _feature_spec(spec)
-    watched = tuple(bt.drift.features or fspec.features)
-    unknown = [f for f in watched if f not in fspec.features]
-    if unknown:
-        raise SpecError(f"backtest.drift.features: {', '.join(unknown)} not among the job's features "
-                        f"({', '.join(fspec.features)})")
-    folds = splitter(bt).folds(spec.data.months)
-    truncated = [f.origin for f in folds if f.truncated]
-    if truncated:
-        reporter.log(f"horizon {bt.horizon} truncated at the data end ({spec.data.end}) for origin(s) "
-                     f"{', '.join(truncated)}")
-    first = min(month_index(f.train_start) for f in folds)
-    months = [m for m in spec.data.months if month_index(m) >= first]
-    decisions = [make_policy(p.kind, p.params) for p in bt.policies]
-    # a drift reference only where a policy reads drift (the built-in static and periodic do not)
-    drift_plan = (_DriftPlan(bt.drift, watched, float(fspec.fill_value),
-                             tuple((f, k) for f, k in spec.features.feature_kinds().items() if f in watched))
-                  if any("drift" in decide.reads for decide in decisions) else None)
-    model_cfg = {"kind": spec.model.kind, "params": spec.model.params, "seed": spec.seed,
-                 "threshold": spec.model.threshold, "max_train_rows": bt.max_train_rows}
-    make_model(be, spec.model.kind, spec.model.params, spec.seed)  # bad params fail before any read
-
-    t0 = time.perf_counter()
-    warnings: list[str] = []
-    inputs = resolve_inputs(spec, months, reporter, warnings)
-    timings["resolve_inputs"] = time.perf_counter() - t0
-    work = _work_dir(spec)
-    cache_root = str(Path(bt.cache_dir).expanduser().resolve())
-    stats_counter = {"folds": len(folds), "folds_reused": 0, "scores_extra": 0, "score_rounds": 0}
-
-    with open_executor(spec.cluster, be) as ex:
-        reporter.log(f"cluster: {ex.description}" + (f" — dashboard {ex.dashboard_link}" if ex.dashboard_link else ""))
-        cluster_started = ex.description
-        # -- 1. features, once per month ------------------------------------------------
-        t0 = time.perf_counter()
-        entries: dict[str, CachedMonth] = {}
-        items = [(m, inputs[m][1], inputs[m][0].fingerprint) for m in months]
-        with reporter.stage("features (cached)", total=len(items)) as st:
-            for i, entry in ex.map_unordered(_month_task, items, fspec, be.name, cache_root):
-                entries[months[i]] = entry
-                st.advance()
-        timings["features"] = time.perf_counter() - t0
-        hits = sum(e.hit for e in entries.values())
-        reporter.log(f"feature cache {cache_root}: {hits} of {len(entries)} months reused")
-
-        # -- 2. folds: one fit per distinct model, scored on its horizon ----------------
-        t0 = time.perf_counter()
-        plans = [ModelPlan(_model_key(model_cfg, be.name, f, entries), f) for f in folds]
-        records: dict[str, dict[str, Any]] = {}
-        scores: dict[tuple[str, str], pd.DataFrame] = {}  # (model key, month) -> daily counts
-        todo = []
-        damaged = []
-        for plan in plans:
-            record = _fold_done(work, plan.key)
-            if record is not None:
-                records[plan.key] = record
-            else:
-                todo.append(plan)
-                if (work / "folds" / f"{plan.key}.json").exists():
-                    damaged.append(plan.fold.origin)
-        if damaged:
-            reporter.log(f"work area {work}: fold(s) {', '.join(damaged)} damaged since written; fitting them again")
-        stats_counter["folds_reused"] = len(plans) - len(todo)
-        if records:
-            reporter.log(f"resuming: {len(records)} of {len(plans)} folds already done in {work}")
-        with reporter.stage(f"folds ({len(todo)} to fit)", total=len(todo)) as st:
-            for i, res in ex.map_unordered(_fold_task, todo, entries, fspec, be.name, model_cfg, str(work), drift_plan):
-                rec = res["record"]
-                records[rec["key"]] = rec
-                scores.update({(rec["key"], m): c for m, c in res["scores"].items()})  # not read back from disk
-                reporter.log(f"fold {rec['origin']}: trained on {rec['train'][0]}..{rec['train'][-1]} "
-                             f"({rec['train_rows']:,} rows) in {rec['train_seconds']:.1f} s")
-                st.advance()
-        timings["folds"] = time.perf_counter() - t0
-
-        # -- 3. policies: walk the origins; score what they need that no fold did --------
-        t0 = time.perf_counter()
-        known = {(p.key, m) for p in plans for m in months if _scored(str(work), p.key, entries[m], drift_plan)}
-        evidence = _WorkAreaEvidence(work, entries, drift_plan, scores, known)
-        by_key = {p.key: p for p in plans}
-
-        def score_pairs(pairs) -> None:
-            items = [(key, month, by_key[key].fold.train) for key, month in pairs]
-            for i, counts in ex.map_unordered(_score_task, items, entries, fspec, be.name,
-                                              spec.model.threshold, str(work), drift_plan):
-                scores[pairs[i]] = counts
-                known.add(pairs[i])
-
-        truth = _ground_truth(spec, watched)
-        walks = _walk_policies(ex, reporter, bt=bt, plans=plans, decisions=decisions, months=months,
-                               evidence=evidence, score_pairs=score_pairs, truth=truth, stats_counter=stats_counter)
-        timings["policies"] = time.perf_counter() - t0
-
-    # -- tables --------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    backtest = backtest_table(walks, evidence.metrics, metric=bt.metric, floor=bt.floor,
-                              train_seconds={key: record["train_seconds"] for key, record in records.items()})
-    daily = daily_table(walks, evidence.counts) if bt.daily else pd.DataFrame()
-    staleness = staleness_table(plans, evidence.metrics)
-    policies = policy_table({p.label: p.kind for p in bt.policies}, backtest, metric=bt.metric, floor=bt.floor,
-                            truth_known=truth is not None)
-    models = pd.DataFrame([
+def _models_table(folds: _Folds) -> pd.DataFrame:
+    """One row per fitted model: its origin, training window, rows and seconds."""
+    by_key = {p.key: p for p in folds.plans}
+    return pd.DataFrame([
         {"origin": by_key[k].fold.origin, "train_start": by_key[k].fold.train_start,
          "train_end": by_key[k].fold.train_end, "train_months": len(by_key[k].fold.train),
          "train_rows": r["train_rows"], "train_seconds": r["train_seconds"], "model_key": k}
-        for k, r in sorted(records.items(), key=lambda kv: kv[1]["origin"])
+        for k, r in sorted(folds.records.items(), key=lambda kv: kv[1]["origin"])
     ])
-    timings["assemble"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_start
-
-    stats = {m: entries[m].stats for m in months}
-    manifest = _manifest(spec, be, inputs, stats, timings, warnings)
-    for line in manifest["warnings"]:
-        reporter.log(f"warning: {line}")
-    manifest["cluster_started"] = cluster_started
-    manifest["backtest"] = {
-        **stats_counter,
-        "origins": [p.fold.origin for p in plans],
-        "truncated_origins": truncated,
-        "feature_cache": {"dir": cache_root, "months": len(entries), "reused": hits},
-        "models_fitted": len(todo),
-        "drift_signals": drift_plan is not None,
-        "day_time_column": _DAY_TIME_COLUMN,
-    }
-    tables = {"backtest": backtest, "staleness": staleness, "policies": policies, "models": models}
-    if bt.daily:
-        tables["backtest_daily"] = daily
-    from ..io.rundir import write_run_dir
-
-    out_dir = write_run_dir(spec, manifest, tables, reporter)
-    shutil.rmtree(work, ignore_errors=True)  # the run is complete: nothing left to resume
-    empty_monthly = pd.DataFrame(columns=["model", "month", "role", *COUNT_COLUMNS, "n", "precision", "recall", "f1"])
-    return RunResult(spec, out_dir, manifest, empty_monthly, pd.DataFrame(), pd.DataFrame(), timings, None,
-                     backtest=backtest, staleness=staleness, policies=policies)
 
 
 def _ground_truth(spec, watched):
