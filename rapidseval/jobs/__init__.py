@@ -32,8 +32,9 @@ JOB_KINDS: dict[str, Callable[[JobContext], JobResult]] = {
 
 
 def job_kind(spec: JobSpec) -> str:
-    """The kind of job ``spec`` describes (a key of :data:`JOB_KINDS`)."""
-    return "backtest" if spec.backtest is not None else "study"
+    """The kind of job ``spec`` describes (a key of :data:`JOB_KINDS`): its ``kind``
+    (:class:`rapidseval.spec.StudyJob` or :class:`~rapidseval.spec.BacktestJob`)."""
+    return getattr(spec, "kind", None) or ("backtest" if spec.backtest is not None else "study")
 
 
 def run(job, *, backend: str | None = None, scheduler: str | None = None, out: str | os.PathLike | None = None,
