@@ -84,6 +84,13 @@ class Registry(Mapping[str, Any]):
     def __contains__(self, name: object) -> bool:
         return name in self._provided_entries() or name in self._registered
 
+    def check(self, name: Any) -> Any:
+        """``name`` when it is one of the choices; a ValueError that lists them otherwise
+        (pydantic reports it under the field)."""
+        if name not in self:
+            raise ValueError(f"unknown {self.kind_label} {name!r}; choose one of {self.choices()}")
+        return name
+
     def choices(self) -> str:
         """The names, comma-separated, in registration order (for error messages)."""
         return ", ".join(self)

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["package_versions", "git_commit", "host_description", "write_json_atomic", "redact"]
+__all__ = ["package_versions", "git_commit", "host_description", "write_json_atomic", "redact", "file_sha256", "utc_now"]
 
 _PACKAGES = (
     "rapidseval", "dask", "distributed", "pandas", "numpy", "pyarrow", "scipy", "scikit-learn",
@@ -77,6 +77,15 @@ def redact(text: str) -> str:
             text = text.replace(value, "***")
     text = _USER_INFO.sub("://***@", text)
     return _SECRET_PARAM.sub(r"\1=***", text)
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB chunks), as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def utc_now() -> str:

@@ -156,14 +156,6 @@ def resolve_run_dir(template: str, name: str) -> str:
 # ---------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 #: what a caller adds to a run directory after its tables and manifest, before the marker
 #: (the jobs layer passes the report writer: ``finish(directory)`` writes ``report.html``)
 Finish = Callable[[Path], Any]
@@ -187,7 +179,7 @@ def _write_local(tmp: Path, manifest: Mapping[str, Any], tables: Mapping[str, pd
         "rapidseval_run": 1,
         "complete": True,
         "created_utc": lineage.utc_now(),
-        "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)} for f in files},
+        "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": lineage.file_sha256(tmp / f)} for f in files},
     }
     lineage.write_json_atomic(tmp / COMPLETE_MARKER, marker)
 
@@ -237,7 +229,7 @@ def _local_problem(run_dir: Path) -> str | None:
             f = run_dir / name
             if not _SAFE_NAME.fullmatch(name) or ".." in name or not f.is_file():
                 return f"its {COMPLETE_MARKER} lists {name!r}, which is not one of its files"
-            if f.stat().st_size != meta.get("bytes") or _sha256(f) != meta.get("sha256"):
+            if f.stat().st_size != meta.get("bytes") or lineage.file_sha256(f) != meta.get("sha256"):
                 return f"{name} was changed after rapidseval wrote it"
         for name in _UNLISTED_OWN:
             if (run_dir / name).exists() and not (run_dir / name).is_file():
@@ -572,7 +564,7 @@ def check_complete(run_dir: str | os.PathLike) -> dict[str, Any]:
             problems.append(f"{name} has no size and hash in {COMPLETE_MARKER}")
         elif not f.is_file():
             problems.append(f"{name} missing")
-        elif f.stat().st_size != meta.get("bytes") or _sha256(f) != meta.get("sha256"):
+        elif f.stat().st_size != meta.get("bytes") or lineage.file_sha256(f) != meta.get("sha256"):
             problems.append(f"{name} differs from what was written")
     if problems:
         raise IncompleteRunDir(f"{d} is an incomplete run directory: {'; '.join(problems)}; {hint}")

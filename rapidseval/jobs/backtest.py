@@ -50,6 +50,7 @@ from ..backtest import (BACKTEST_COLUMNS, POLICY_COLUMNS, STALENESS_COLUMNS, Dri
 from ..core.errors import DataError, RapidsEvalError, SpecError
 from ..core.time import month_from_index, month_index, months_between
 from ..features import FeatureSpec
+from ..io.lineage import file_sha256
 from ..io.feature_cache import CachedMonth, read_month_features, write_atomic
 from ..io.rundir import resolve_run_dir
 from ..models import fit, make_model, predict_positive_proba
@@ -192,14 +193,6 @@ def _load_model(path: str):
             "re-run the job to refit its folds") from exc
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fold_done(work: Path, key: str) -> dict[str, Any] | None:
     """The record of a fold the work area holds intact, or None (absent, or its model damaged:
     then it is fitted again, since rapidseval wrote it and can write it again)."""
@@ -213,7 +206,7 @@ def _fold_done(work: Path, key: str) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         return None
     if "model_sha256" in record and (model.stat().st_size != record.get("model_bytes")
-                                     or _file_sha256(model) != record["model_sha256"]):
+                                     or file_sha256(model) != record["model_sha256"]):
         return None
     return record
 

@@ -26,9 +26,7 @@ class SyntheticSpec(Section):
     @field_validator("scenario")
     @classmethod
     def _known_scenario(cls, v: str) -> str:
-        if v not in SCENARIOS:
-            raise ValueError(f"unknown scenario {v!r}; choose one of {SCENARIOS.choices()}")
-        return v
+        return SCENARIOS.check(v)
 
 
 class DataSpec(Section):
@@ -197,9 +195,7 @@ class FeaturesSpec(Section):
     @field_validator("target")
     @classmethod
     def _target(cls, v: str) -> str:
-        if v not in TARGETS:
-            raise ValueError(f"unknown target {v!r}; choose one of {TARGETS.choices()}")
-        return v
+        return TARGETS.check(v)
 
     @field_validator("features")
     @classmethod

@@ -69,9 +69,7 @@ class ModelSpec(Section):
     @field_validator("kind")
     @classmethod
     def _kind(cls, v: str) -> str:
-        if v not in MODEL_KINDS:
-            raise ValueError(f"unknown model kind {v!r}; choose one of {MODEL_KINDS.choices()}")
-        return v
+        return MODEL_KINDS.check(v)
 
     @field_validator("params")
     @classmethod
