@@ -136,3 +136,15 @@ def test_shift_calculator_on_cupy_calibrates_and_compares_like_numpy(cp):
     for col in ("value", "threshold", "null_mean", "null_std"):
         np.testing.assert_allclose(dev[col].to_numpy(), host[col].to_numpy(), rtol=1e-12, atol=1e-15, err_msg=col)
     assert (dev["alarm"] == host["alarm"]).all()
+
+
+def test_the_array_dispatchers_register_cupy_lazily(cp):
+    """core.arrays names no GPU library: the CuPy half, registered in the backend module,
+    is found the first time a CuPy array is dispatched on."""
+    from rapidseval.core.arrays import array_namespace, to_host, to_numpy
+
+    device = cp.arange(5, dtype=cp.float64)
+    assert array_namespace(device) is cp and array_namespace(np.arange(3)) is np
+    host = to_host(device)
+    assert isinstance(host, np.ndarray) and host.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert to_numpy(device, dtype="int64").tolist() == [0, 1, 2, 3, 4]
