@@ -19,9 +19,9 @@ from . import backtest, study
 from .context import JobContext
 from .inputs import MonthInput, input_months, resolve_inputs
 from .progress import Reporter
-from .results import BacktestResult, JobResult, RunResult, StudyResult
+from .results import BacktestResult, JobResult, StudyResult
 
-__all__ = ["run", "JOB_KINDS", "job_kind", "JobContext", "JobResult", "StudyResult", "BacktestResult", "RunResult",
+__all__ = ["run", "JOB_KINDS", "job_kind", "JobContext", "JobResult", "StudyResult", "BacktestResult",
            "MonthInput", "input_months", "resolve_inputs"]
 
 #: job kind -> the function that runs it on a :class:`JobContext`

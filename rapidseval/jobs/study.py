@@ -32,9 +32,9 @@ from ..spec import JobSpec
 from .checks import shift_calculator
 from .context import JobContext
 from .inputs import feature_spec, input_months
-from .results import RunResult, StudyResult
+from .results import StudyResult
 
-__all__ = ["run", "StudyResult", "RunResult"]
+__all__ = ["run", "StudyResult"]
 
 
 # ---------------------------------------------------------------------------------------
