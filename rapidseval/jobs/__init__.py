@@ -13,7 +13,7 @@ import os
 from typing import Any, Callable
 
 from ..io.rundir import claim_run_dir
-from ..spec import JobSpec, check_overrides_type
+from ..spec import check_overrides_type, job_kind
 from .checks import load_job
 from . import backtest, study
 from .context import JobContext
@@ -24,22 +24,16 @@ from .results import BacktestResult, JobResult, StudyResult
 __all__ = ["run", "JOB_KINDS", "job_kind", "JobContext", "JobResult", "StudyResult", "BacktestResult",
            "MonthInput", "input_months", "resolve_inputs"]
 
-#: job kind -> the function that runs it on a :class:`JobContext`
+#: job kind (:func:`rapidseval.spec.job_kind`) -> the function that runs it on a :class:`JobContext`
 JOB_KINDS: dict[str, Callable[[JobContext], JobResult]] = {
     "study": study.run,
     "backtest": backtest.run,
 }
 
 
-def job_kind(spec: JobSpec) -> str:
-    """The kind of job ``spec`` describes (a key of :data:`JOB_KINDS`): its ``kind``
-    (:class:`rapidseval.spec.StudyJob` or :class:`~rapidseval.spec.BacktestJob`)."""
-    return getattr(spec, "kind", None) or ("backtest" if spec.backtest is not None else "study")
-
-
 def run(job, *, backend: str | None = None, scheduler: str | None = None, out: str | os.PathLike | None = None,
         overrides=None, reporter: Reporter | None = None) -> JobResult:
-    """Run a job (path, mapping or :class:`JobSpec`) and write its run directory.
+    """Run a job (path, mapping or :class:`~rapidseval.spec.JobSpec`) and write its run directory.
 
     Parameters
     ----------
