@@ -40,6 +40,7 @@ from .core.arrays import to_numpy
 from .core.confusion import CODES, KeyedCounts, confusion_codes, count_by_key, count_codes, group_keys, sum_by_key
 from .core.time import US_PER_HOUR, Window, parse_window
 from .metrics import COUNT_COLUMNS, add_metrics
+from .models import positive_proba
 
 __all__ = [
     "MAX_WINDOWS",
@@ -677,15 +678,6 @@ def replay_table(counts: pd.DataFrame, *, window: str | Window, fill_from=None, 
 __all__ += ["replay", "map_scored_partitions"]
 
 
-def _positive_proba(proba, xp):
-    """P(y = 1) from ``predict_proba``'s output (an (n, 2) array or frame), as float64."""
-    if hasattr(proba, "iloc"):
-        proba = proba.iloc[:, 1]
-        return proba.to_cupy(dtype="float64") if hasattr(proba, "to_cupy") else proba.to_numpy(dtype="float64")
-    proba = xp.asarray(proba)
-    return (proba[:, 1] if proba.ndim == 2 else proba).astype(xp.float64)
-
-
 class _EmptyPartitionsScored:
     """A fitted classifier that answers a partition without rows with no scores (scikit-learn
     refuses to predict on 0 rows; a Dask DataFrame filtered by time has such partitions)."""
@@ -712,7 +704,7 @@ def _score_partition(func, part, proba, *, estimator, features):
     if len(proba) != len(part):
         raise ValueError(f"a partition of {len(part)} rows got {len(proba)} scores: the scored frame and the "
                          "frame were partitioned differently")
-    return func(part, _positive_proba(proba, be.xp), be)
+    return func(part, positive_proba(proba, be), be)
 
 
 def map_scored_partitions(frame, func, *, estimator=None, features=None) -> list:
