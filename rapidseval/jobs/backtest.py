@@ -46,7 +46,7 @@ import pandas as pd
 from ..backend import get_backend
 from ..backtest import (BACKTEST_COLUMNS, POLICY_COLUMNS, STALENESS_COLUMNS, DriftSignal, Fold, ModelPlan,
                         Needs, PolicyWalk, backtest_table, daily_table, drift_signal, fit_reference, make_policy,
-                        metrics_of_counts, policy_table, staleness_table, walk_policies)
+                        metrics_of_counts, models_table, policy_table, staleness_table, walk_policies)
 from ..core.errors import DataError, RapidsEvalError, SpecError
 from ..core.time import month_from_index, month_index, months_between
 from ..features import FeatureSpec
@@ -556,14 +556,11 @@ def _assemble_tables(bt, folds: _Folds, walked: _Walked) -> dict[str, pd.DataFra
 
 
 def _models_table(folds: _Folds) -> pd.DataFrame:
-    """One row per fitted model: its origin, training window, rows and seconds."""
+    """One row per fitted model (:func:`rapidseval.backtest.models_table`), in origin order."""
     by_key = {p.key: p for p in folds.plans}
-    return pd.DataFrame([
-        {"origin": by_key[k].fold.origin, "train_start": by_key[k].fold.train_start,
-         "train_end": by_key[k].fold.train_end, "train_months": len(by_key[k].fold.train),
-         "train_rows": r["train_rows"], "train_seconds": r["train_seconds"], "model_key": k}
-        for k, r in sorted(folds.records.items(), key=lambda kv: kv[1]["origin"])
-    ])
+    keys = sorted(folds.records, key=lambda k: folds.records[k]["origin"])
+    return models_table([by_key[k] for k in keys], train_rows={k: folds.records[k]["train_rows"] for k in keys},
+                        train_seconds={k: folds.records[k]["train_seconds"] for k in keys})
 
 
 def _ground_truth(spec, watched):
