@@ -42,7 +42,7 @@ def __getattr__(name: str):
         from .jobs.checks import load_job
 
         return load_job
-    if name in ("JobResult", "StudyResult", "BacktestResult", "RunResult"):
+    if name in ("JobResult", "StudyResult", "BacktestResult"):
         from .jobs import results
 
         return getattr(results, name)

@@ -94,12 +94,9 @@ class Backend:
         return table.to_pandas()
 
     def to_host(self, obj):
-        """Frame, series or array -> pandas / numpy on the host (no-op on CPU)."""
-        if self.name == "cpu":
-            return obj
-        if hasattr(obj, "to_pandas"):
-            return obj.to_pandas()
-        return self.xp.asnumpy(obj)
+        """Frame, series or array -> pandas / numpy on the host (:func:`rapidseval.core.arrays.to_host`:
+        a no-op for host objects, whichever backend)."""
+        return to_host(obj)
 
     def asarray(self, obj, dtype=None):
         """Column or array -> backend array (numpy or cupy)."""

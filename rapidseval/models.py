@@ -16,7 +16,7 @@ import numpy as np
 
 from .core.errors import DataError, SpecError
 
-__all__ = ["MODELS", "ALL_CORES", "make_model", "set_threads", "fit", "predict_positive_proba"]
+__all__ = ["MODELS", "ALL_CORES", "make_model", "set_threads", "fit", "positive_proba", "predict_positive_proba"]
 
 #: ``n_jobs`` for a model that may use every core (scikit-learn's -1)
 ALL_CORES = -1
@@ -162,13 +162,17 @@ def fit(model, X, y, backend):
     return model
 
 
-def predict_positive_proba(model, X, backend):
-    """P(y = 1) as a backend array (numpy or cupy)."""
-    proba = model.predict_proba(X)
+def positive_proba(proba, backend):
+    """P(y = 1) from ``predict_proba``'s output (an (n, 2) array or frame, or already the
+    positive class's column) as a float64 backend array (numpy or cupy)."""
     if hasattr(proba, "iloc"):
-        proba = proba.iloc[:, 1]
-        return backend.asarray(proba, dtype="float64")
+        return backend.asarray(proba.iloc[:, 1], dtype="float64")
     proba = backend.xp.asarray(proba)
     if proba.ndim == 2:
         proba = proba[:, 1]
     return proba.astype(np.float64)
+
+
+def predict_positive_proba(model, X, backend):
+    """P(y = 1) of ``model`` on ``X`` as a backend array (numpy or cupy)."""
+    return positive_proba(model.predict_proba(X), backend)

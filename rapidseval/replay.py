@@ -40,10 +40,12 @@ from .core.arrays import to_numpy
 from .core.confusion import CODES, KeyedCounts, confusion_codes, count_by_key, count_codes, group_keys, sum_by_key
 from .core.time import US_PER_HOUR, Window, parse_window
 from .metrics import COUNT_COLUMNS, add_metrics
+from .models import positive_proba
 
 __all__ = [
     "MAX_WINDOWS",
     "ScoreSummary",
+    "ExactScores",
     "summarize_scores",
     "merge_summaries",
     "replay_frame",
@@ -66,6 +68,23 @@ _SUMS = ("log_loss", "log_loss_sq", "brier", "brier_sq", "proba")
 # ---------------------------------------------------------------------------------------
 # per-partition summaries (worker side; NumPy or CuPy)
 # ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExactScores:
+    """Exact scores kept per window: the distinct ``(window, score, label)`` keys, sorted by
+    that key, and how many rows have each (host arrays)."""
+
+    window: np.ndarray  # int64 window keys
+    score: np.ndarray  # float64 P(y=1)
+    label: np.ndarray  # int8 0/1
+    count: np.ndarray  # int64 rows
+
+    @classmethod
+    def merged(cls, parts: list["ExactScores"]) -> "ExactScores":
+        """The exact scores of several summaries' rows together."""
+        return _collapse_exact(np.concatenate([p.window for p in parts]), np.concatenate([p.score for p in parts]),
+                               np.concatenate([p.label for p in parts]), np.concatenate([p.count for p in parts]), np)
+
+
 @dataclass
 class ScoreSummary:
     """Everything a replay needs from some scored rows, mergeable by addition.
@@ -79,7 +98,7 @@ class ScoreSummary:
         (:data:`rapidseval.core.confusion.CODES`).
     sums : float64 ``(len(hours), 5)``: log loss, its square, Brier, its square, P(y=1).
     hist_keys, hist_counts : sparse score histogram, key ``(window*bins + bin)*2 + label``.
-    exact : ``(window, score, label, count)`` sorted arrays when exact scores were kept.
+    exact : :class:`ExactScores` when exact scores were kept, else None.
     """
 
     window: str
@@ -89,7 +108,7 @@ class ScoreSummary:
     sums: np.ndarray
     hist_keys: np.ndarray
     hist_counts: np.ndarray
-    exact: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    exact: ExactScores | None = None
 
     @property
     def n(self) -> int:
@@ -101,18 +120,18 @@ class ScoreSummary:
         return {name: int(totals[CODES[name]]) for name in COUNT_COLUMNS}
 
 
-def _collapse_exact(window, score, label, count, xp) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _collapse_exact(window, score, label, count, xp) -> ExactScores:
     """Sum ``count`` per distinct ``(window, score, label)``; host arrays sorted by that key."""
     if int(window.shape[0]) == 0:
-        return (to_numpy(window).astype("int64"), to_numpy(score).astype("float64"), to_numpy(label).astype("int8"),
-                to_numpy(count).astype("int64"))
+        return ExactScores(to_numpy(window).astype("int64"), to_numpy(score).astype("float64"),
+                           to_numpy(label).astype("int8"), to_numpy(count).astype("int64"))
     order = xp.lexsort(xp.stack([label, score, window]))
     window, score, label, count = window[order], score[order], label[order], count[order]
     first_of_key = xp.ones(int(window.shape[0]), dtype=bool)
     first_of_key[1:] = (window[1:] != window[:-1]) | (score[1:] != score[:-1]) | (label[1:] != label[:-1])
     total = xp.bincount(xp.cumsum(first_of_key) - 1, weights=count)
-    return (to_numpy(window[first_of_key]).astype("int64"), to_numpy(score[first_of_key]).astype("float64"),
-            to_numpy(label[first_of_key]).astype("int8"), to_numpy(total).astype("int64"))
+    return ExactScores(to_numpy(window[first_of_key]).astype("int64"), to_numpy(score[first_of_key]).astype("float64"),
+                       to_numpy(label[first_of_key]).astype("int8"), to_numpy(total).astype("int64"))
 
 
 def _as_us(event_time, xp):
@@ -193,7 +212,7 @@ def _score_histogram(window_keys, label, proba, bins: int, xp) -> tuple[np.ndarr
 
 def _empty_summary(window: Window, bins: int, exact: bool) -> ScoreSummary:
     z = np.zeros(0, dtype="int64")
-    ex = (z, np.zeros(0), np.zeros(0, "int8"), z) if exact else None
+    ex = ExactScores(z, np.zeros(0), np.zeros(0, "int8"), z) if exact else None
     return ScoreSummary(window.label, bins, z, np.zeros((0, 4), "int64"), np.zeros((0, 5)), z, z, ex)
 
 
@@ -238,7 +257,7 @@ def merge_summaries(summaries) -> ScoreSummary:
                          np.concatenate([s.hist_counts for s in summaries]).astype("float64"))
     ex = None
     if all(s.exact is not None for s in summaries):
-        ex = _collapse_exact(*(np.concatenate([s.exact[i] for s in summaries]) for i in range(4)), np)
+        ex = ExactScores.merged([s.exact for s in summaries])
     return ScoreSummary(first.window, first.bins, hours_u.astype("int64"), counts.astype("int64"), sums,
                         hk.astype("int64"), hc.astype("int64"), ex)
 
@@ -351,8 +370,7 @@ def _decode_hist(s: ScoreSummary):
 def _score_entries(s: ScoreSummary):
     """(window, value, label, count, width) for the threshold-free metrics."""
     if s.exact is not None:
-        w, p, y, c = s.exact
-        return w, p, y, c, None
+        return s.exact.window, s.exact.score, s.exact.label, s.exact.count, None
     w, b, y, c = _decode_hist(s)
     return w, b / s.bins, y, c, 1.0 / s.bins
 
@@ -677,15 +695,6 @@ def replay_table(counts: pd.DataFrame, *, window: str | Window, fill_from=None, 
 __all__ += ["replay", "map_scored_partitions"]
 
 
-def _positive_proba(proba, xp):
-    """P(y = 1) from ``predict_proba``'s output (an (n, 2) array or frame), as float64."""
-    if hasattr(proba, "iloc"):
-        proba = proba.iloc[:, 1]
-        return proba.to_cupy(dtype="float64") if hasattr(proba, "to_cupy") else proba.to_numpy(dtype="float64")
-    proba = xp.asarray(proba)
-    return (proba[:, 1] if proba.ndim == 2 else proba).astype(xp.float64)
-
-
 class _EmptyPartitionsScored:
     """A fitted classifier that answers a partition without rows with no scores (scikit-learn
     refuses to predict on 0 rows; a Dask DataFrame filtered by time has such partitions)."""
@@ -712,7 +721,7 @@ def _score_partition(func, part, proba, *, estimator, features):
     if len(proba) != len(part):
         raise ValueError(f"a partition of {len(part)} rows got {len(proba)} scores: the scored frame and the "
                          "frame were partitioned differently")
-    return func(part, _positive_proba(proba, be.xp), be)
+    return func(part, positive_proba(proba, be), be)
 
 
 def map_scored_partitions(frame, func, *, estimator=None, features=None) -> list:

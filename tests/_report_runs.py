@@ -211,7 +211,7 @@ def write_run(root: Path, kind: str) -> Path:
         man = _manifest("replay_two_models", "replay", months, evaluation={"replay": {"months": months, "window": "D"}})
         tables = {"monthly": monthly_table(months, models=("rf_small", "rf_large")),
                   "replay": replay_table(models=("rf_small", "rf_large"), start="2020-02-01", days=60, delay="7D"),
-                  "shift": pd.DataFrame()}  # the runner writes an empty shift table when a job has none
+                  "shift": pd.DataFrame()}  # the study job writes an empty shift table when a job has none
     elif kind == "backtest":
         backtest, staleness, policies = backtest_tables()
         months = sorted(set(backtest["eval_month"]) | {"2019-01"})

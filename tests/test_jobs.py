@@ -169,3 +169,10 @@ def test_registry_reads_its_provider_on_first_lookup_and_sees_later_names():
         assert list(registry) == ["a", "b", "c"] and registry.choices() == "a, b, c" and len(registry) == 3
     finally:
         del sys.modules[module.__name__]
+
+
+def test_every_job_kind_the_spec_accepts_has_a_runner():
+    import rapidseval.jobs
+    import rapidseval.spec
+
+    assert set(rapidseval.jobs.JOB_RUNNERS) == set(rapidseval.spec.JOB_KINDS)

@@ -180,10 +180,10 @@ def test_dst_days_have_their_real_length():
     assert hourly["hours_in_window"].tolist()[:4] == [1, 2, 1, 1]  # 01:00-02:00 happens twice
 
 
-@pytest.mark.parametrize("text, unit, k", [("D", "D", 1), ("6h", "h", 6), ("H", "h", 1), ("2W", "W", 1 * 2), ("MS", "M", 1)])
-def test_parse_window(text, unit, k):
+@pytest.mark.parametrize("text, unit, count", [("D", "D", 1), ("6h", "h", 6), ("H", "h", 1), ("2W", "W", 1 * 2), ("MS", "M", 1)])
+def test_parse_window(text, unit, count):
     w = parse_window(text)
-    assert (w.unit, w.k) == (unit, k)
+    assert (w.unit, w.count) == (unit, count)
 
 
 def test_bad_window_and_delay_are_clear():

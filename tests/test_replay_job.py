@@ -1,4 +1,4 @@
-"""Replay through the runner: several models side by side, learned thresholds,
+"""Replay through the study job: several models side by side, learned thresholds,
 label delay, floors, exactness against scikit-learn on the same rows."""
 
 from __future__ import annotations

@@ -123,9 +123,9 @@ def test_day_ranges_hold_every_row_once_in_day_order(seed, ndays, parts, ordered
     for piece in ranges:
         rows = np.arange(n)[piece.rows]
         seen[rows] += 1
-        got = piece.d.astype("int64") + piece.d0
+        got = piece.offsets.astype("int64") + piece.first_day
         assert np.array_equal(got, day[rows])  # the rows' own days, in the rows' order
-        assert got.min() > last_day and got.max() < piece.d0 + piece.ndays
+        assert got.min() > last_day and got.max() < piece.first_day + piece.ndays
         last_day = got.max()
     assert np.all(seen == 1)
     if max_days is None and len(ranges) > 1:  # about equal rows: no range holds more than its share plus one day's rows
@@ -153,7 +153,7 @@ def test_dense_plan_finds_the_decimal_places_or_declines():
     f32 = lambda *v: np.array(v, dtype="float32")  # noqa: E731
     assert _dense_plan(f32(-1, 0, 3, 17)).scale == 1.0
     cents = _dense_plan(f32(-1, 0.25, 3.1, 150.0))
-    assert (cents.scale, cents.lo, cents.span) == (100.0, -100, 15_101)
+    assert (cents.scale, cents.first_code, cents.span) == (100.0, -100, 15_101)
     assert _dense_plan(f32(0.1, 1 / 3)) is None
     assert _dense_plan(f32(1, np.nan)) is None and _dense_plan(f32(1, np.inf)) is None
     assert _dense_plan(f32(0, MAX_DENSE_BINS)) is None

@@ -312,7 +312,7 @@ def test_walk_equals_dist_forms(seed, per_window, weights, float64_ref, with_fil
                 assert got[j] == want, (s, j)
             else:
                 assert abs(got[j] - want) <= 1e-12 * max(abs(want), 1.0), (s, j, got[j], want)
-    assert list(res.n) == [int(c[a:b].sum()) for a, b in zip(ws, we)]
+    assert list(res.rows) == [int(c[a:b].sum()) for a, b in zip(ws, we)]
 
 
 @pytest.mark.parametrize("case", ["whole", "negative_zero", "one_fraction_last", "fraction_min", "fraction_max"])

@@ -66,7 +66,7 @@ def test_sampling_shape_scaled_by_overdispersion():
         c = np.sqrt(phi) if stretched else 1.0
         assert fit.overdispersion == pytest.approx(phi, rel=1e-12)
         assert fit.mean == pytest.approx(c * sampling.mean(), rel=1e-12)
-        assert fit.std == pytest.approx(c * sampling.std(ddof=1), rel=1e-12) and fit.n == 31
+        assert fit.std == pytest.approx(c * sampling.std(ddof=1), rel=1e-12) and fit.n_blocks == 31
 
 
 def test_a_constant_null_calibrates_nothing():

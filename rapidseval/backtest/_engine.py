@@ -30,7 +30,7 @@ from ..shift.dask import frame_day_counts, is_dask_frame
 from ._drift import DriftSignal, drift_signal, fit_reference
 from ._policies import BoundPolicy, make_policy
 from ._split import MonthSplitter
-from ._tables import backtest_table, daily_table, metrics_of_counts, policy_table, staleness_table
+from ._tables import backtest_table, daily_table, metrics_of_counts, models_table, policy_table, staleness_table
 from ._walk import ModelMonth, ModelPlan, Needs, PolicyWalk, walk_policies
 
 __all__ = ["backtest", "BacktestTables"]
@@ -208,16 +208,6 @@ def _bind_policies(policies) -> dict[str, BoundPolicy]:
     return bound
 
 
-def _models_table(plans: Sequence[ModelPlan], fits: Mapping[str, _FittedModel]) -> pd.DataFrame:
-    return pd.DataFrame([
-        {"origin": p.fold.origin, "train_start": p.fold.train_start, "train_end": p.fold.train_end,
-         "train_months": len(p.fold.train), "train_rows": fits[p.key].train_rows,
-         "train_seconds": fits[p.key].train_seconds,
-         "model_key": p.key}
-        for p in plans
-    ])
-
-
 def backtest(frame, estimator, *, features: Sequence[str], label: str, time_column: str,
              policies: Sequence[str | BoundPolicy] | Mapping[str, str | BoundPolicy] = ("static",),
              splitter: MonthSplitter | None = None, metric: str = "f1", floor: float = 0.0, label_delay: int = 0,
@@ -260,6 +250,7 @@ def backtest(frame, estimator, *, features: Sequence[str], label: str, time_colu
         backtest=table,
         staleness=staleness_table(plans, evidence.metrics),
         policies=policy_table({name: policy.kind for name, policy in bound.items()}, table, metric=metric, floor=floor),
-        models=_models_table(plans, fits),
+        models=models_table(plans, train_rows={key: fit.train_rows for key, fit in fits.items()},
+                            train_seconds={key: fit.train_seconds for key, fit in fits.items()}),
         daily=daily_table(walks, evidence.daily_counts) if daily else pd.DataFrame(),
     )

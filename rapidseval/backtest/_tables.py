@@ -2,7 +2,8 @@
 
 Both the backtest job and the in-memory engine build their tables here, so the two give the
 same columns: ``backtest`` (one row per policy x month), ``staleness`` (every fold's model on
-its horizon), ``policies`` (one row per policy) and the optional per-day ``backtest_daily``.
+its horizon), ``policies`` (one row per policy), ``models`` (one row per fitted model) and the
+optional per-day ``backtest_daily``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from ..metrics import COUNT_COLUMNS, add_metrics
 from ..core.time import months_between
 from ._walk import ModelMonth, ModelPlan, PolicyWalk
 
-__all__ = ["BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS", "METRIC_COLUMNS", "metrics_of_counts",
-           "backtest_table", "daily_table", "staleness_table", "policy_table"]
+__all__ = ["BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS", "MODEL_COLUMNS", "METRIC_COLUMNS",
+           "metrics_of_counts", "backtest_table", "daily_table", "staleness_table", "policy_table", "models_table"]
 
 METRIC_COLUMNS = ("n", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "accuracy", "positive_rate")
 BACKTEST_COLUMNS = ("policy", "origin", "train_start", "train_end", "eval_month", "model_age_months",
@@ -26,7 +27,20 @@ STALENESS_COLUMNS = ("origin", "train_start", "train_end", "eval_month", "model_
 POLICY_COLUMNS = ("policy", "kind", "months", "mean_f1", "worst_f1", "worst_month", "mean_accuracy",
                   "worst_accuracy", "metric", "floor", "months_below_floor", "retrains", "train_seconds",
                   "drift_retrains", "true_drift_retrains", "false_drift_retrains")
+MODEL_COLUMNS = ("origin", "train_start", "train_end", "train_months", "train_rows", "train_seconds", "model_key")
 _INTEGER_COLUMNS = ("n", "tp", "fp", "fn", "tn", "model_age_months")
+
+
+def models_table(plans: Sequence[ModelPlan], *, train_rows: Mapping[str, int],
+                 train_seconds: Mapping[str, float]) -> pd.DataFrame:
+    """One row per fitted model, in the order of ``plans``: its origin, training window, rows
+    and seconds (``train_rows`` / ``train_seconds``: model key -> value)."""
+    return pd.DataFrame([
+        {"origin": p.fold.origin, "train_start": p.fold.train_start, "train_end": p.fold.train_end,
+         "train_months": len(p.fold.train), "train_rows": train_rows[p.key], "train_seconds": train_seconds[p.key],
+         "model_key": p.key}
+        for p in plans
+    ], columns=list(MODEL_COLUMNS))
 
 Metrics = Callable[[ModelMonth], Mapping[str, Any]]
 

@@ -21,10 +21,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Protocol, Sequence
 
 from ..core.errors import RapidsEvalError
-from ..core.time import month_from_index, month_index
+from ..core.time import month_from_index, month_index, months_between
 from ._drift import DriftSignal
 from ._policies import DecisionContext, Policy, policy_reads
-from ..core.time import months_between
 from ._split import Fold
 
 __all__ = ["ModelMonth", "ModelPlan", "Needs", "Evidence", "PolicyMonth", "PolicyWalk", "walk_policies",

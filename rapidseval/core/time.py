@@ -138,25 +138,25 @@ def _unit_start(keys: np.ndarray, unit: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Window:
-    """A window length: ``k`` consecutive units (hours, days, Monday weeks, months),
+    """A window length: ``count`` consecutive units (hours, days, Monday weeks, months),
     counted from the epoch."""
 
     unit: str
-    k: int = 1
+    count: int = 1
 
     @property
     def label(self) -> str:
-        return self.unit if self.k == 1 else f"{self.k}{self.unit}"
+        return self.unit if self.count == 1 else f"{self.count}{self.unit}"
 
     def keys(self, t_us, xp=np):
         """int64 window keys of int64 microsecond times."""
         base = _unit_index(t_us, self.unit)
-        return base if self.k == 1 else base // self.k
+        return base if self.count == 1 else base // self.count
 
     def bounds(self, keys) -> tuple[np.ndarray, np.ndarray]:
         """``(window_start, window_end)`` as datetime64[us] arrays."""
         keys = np.asarray(keys, dtype="int64")
-        return _unit_start(keys * self.k, self.unit), _unit_start((keys + 1) * self.k, self.unit)
+        return _unit_start(keys * self.count, self.unit), _unit_start((keys + 1) * self.count, self.unit)
 
 
 def parse_window(freq: str | Window) -> Window:
@@ -165,13 +165,13 @@ def parse_window(freq: str | Window) -> Window:
         return freq
     m = re.fullmatch(r"\s*(\d*)\s*([A-Za-z-]+)\s*", str(freq))
     unit = _UNIT_ALIASES.get(m.group(2)) if m else None
-    k = int(m.group(1)) if m and m.group(1) else 1
-    if unit is None or k < 1:
+    count = int(m.group(1)) if m and m.group(1) else 1
+    if unit is None or count < 1:
         raise ValueError(
             f"unknown window {freq!r}; use [k]unit with unit one of "
             + ", ".join(f"{u} ({d})" for u, d in WINDOWS.items())
         )
-    return Window(unit, k)
+    return Window(unit, count)
 
 
 def parse_delay_hours(delay: str | int | float | None) -> int:

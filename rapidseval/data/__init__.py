@@ -1,3 +1,7 @@
-"""Data layer: TLC schema eras, sources (local, S3, HTTP), readers and the synthetic generator."""
+"""The synthetic TLC-like trip generator (:mod:`rapidseval.data.synthetic`) and the calibration it
+reads (``calibration.json``, re-derived from real samples by ``tools/calibrate.py``).
+
+Sources, schema eras and readers are the io layer's (:mod:`rapidseval.io`).
+"""
 
 from __future__ import annotations

@@ -501,7 +501,7 @@ class _MonthPlan:
 
     name: str
     index: int
-    n: int
+    n_rows: int
     cell_start_s: np.ndarray  # hourly cells, the stray pseudo-cell first
     cell_step_s: np.ndarray  # cell length / rows in the cell
     cell_dayhour: np.ndarray  # weekend * 24 + hour
@@ -564,7 +564,7 @@ def _plan_month(model: _Model, index: int, rows_per_month: int, seed: int,
     tariff = cal["tariff"]
     change = scenario.effects(name, changes)
     return _MonthPlan(
-        name=name, index=index, n=n,
+        name=name, index=index, n_rows=n,
         cell_start_s=cell_start,
         cell_step_s=cell_seconds / np.maximum(counts, 1),
         cell_dayhour=weekend * 24 + hour,
@@ -662,7 +662,7 @@ def _pickup_times(plan: _MonthPlan, first_row: int, rows: int, jitter: np.ndarra
 def _draw_block(model: _Model, plan: _MonthPlan, seed: int, block_index: int) -> _Block:
     """The block's random numbers (seeded by month and block) and pickup times."""
     first_row = block_index * BLOCK_ROWS
-    rows = max(min(plan.n, first_row + BLOCK_ROWS) - first_row, 0)
+    rows = max(min(plan.n_rows, first_row + BLOCK_ROWS) - first_row, 0)
     rng = _rng([seed, plan.index + 1, 1, block_index])
     uniform = rng.random((_N_UNIFORMS, rows))
     normal = rng.standard_normal((2, rows))
@@ -994,7 +994,7 @@ def _to_batch(cols: dict[str, np.ndarray]) -> pa.RecordBatch:
 
 def _month_batches(model: _Model, plan: _MonthPlan, seed: int, scenario: Scenario,
                    changes: list[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
-    for block_index in range(max(1, -(-plan.n // BLOCK_ROWS))):
+    for block_index in range(max(1, -(-plan.n_rows // BLOCK_ROWS))):
         yield _to_batch(scenario.apply(plan.name, _block(model, plan, seed, block_index), changes))
 
 
@@ -1127,11 +1127,11 @@ def _write_month(path: Path, model: _Model, plan: _MonthPlan, request: _Request,
             pending.append(batch.slice(0, take))
             batch = batch.slice(take)
             held += take
-            if held == request.chunk_rows or done + held == plan.n:
+            if held == request.chunk_rows or done + held == plan.n_rows:
                 writer.write(pa.Table.from_batches(pending))
                 done, held, pending = done + held, 0, []
                 if progress is not None:
-                    progress(plan.name, done, plan.n)
+                    progress(plan.name, done, plan.n_rows)
     assert writer is not None
     writer.close()
     return done

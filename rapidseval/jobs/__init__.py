@@ -2,8 +2,9 @@
 
 Each job kind is one module whose ``run(ctx: JobContext)`` is a readable
 sequence of stages and returns the kind's result (:mod:`rapidseval.jobs.study`,
-:mod:`rapidseval.jobs.backtest`); :data:`JOB_KINDS` maps a kind's name to it,
-so a third kind is one new module and one entry there.
+:mod:`rapidseval.jobs.backtest`); :data:`JOB_RUNNERS` maps a kind's name
+(:data:`rapidseval.spec.JOB_KINDS`) to it, so a third kind is its spec class in
+:mod:`rapidseval.spec`, one new module here and one entry there.
 """
 
 from __future__ import annotations
@@ -13,33 +14,27 @@ import os
 from typing import Any, Callable
 
 from ..io.rundir import claim_run_dir
-from ..spec import JobSpec, check_overrides_type
+from ..spec import check_overrides_type, job_kind
 from .checks import load_job
 from . import backtest, study
 from .context import JobContext
 from .inputs import MonthInput, input_months, resolve_inputs
 from .progress import Reporter
-from .results import BacktestResult, JobResult, RunResult, StudyResult
+from .results import BacktestResult, JobResult, StudyResult
 
-__all__ = ["run", "JOB_KINDS", "job_kind", "JobContext", "JobResult", "StudyResult", "BacktestResult", "RunResult",
+__all__ = ["run", "JOB_RUNNERS", "job_kind", "JobContext", "JobResult", "StudyResult", "BacktestResult",
            "MonthInput", "input_months", "resolve_inputs"]
 
-#: job kind -> the function that runs it on a :class:`JobContext`
-JOB_KINDS: dict[str, Callable[[JobContext], JobResult]] = {
+#: job kind (:func:`rapidseval.spec.job_kind`) -> the function that runs it on a :class:`JobContext`
+JOB_RUNNERS: dict[str, Callable[[JobContext], JobResult]] = {
     "study": study.run,
     "backtest": backtest.run,
 }
 
 
-def job_kind(spec: JobSpec) -> str:
-    """The kind of job ``spec`` describes (a key of :data:`JOB_KINDS`): its ``kind``
-    (:class:`rapidseval.spec.StudyJob` or :class:`~rapidseval.spec.BacktestJob`)."""
-    return getattr(spec, "kind", None) or ("backtest" if spec.backtest is not None else "study")
-
-
 def run(job, *, backend: str | None = None, scheduler: str | None = None, out: str | os.PathLike | None = None,
         overrides=None, reporter: Reporter | None = None) -> JobResult:
-    """Run a job (path, mapping or :class:`JobSpec`) and write its run directory.
+    """Run a job (path, mapping or :class:`~rapidseval.spec.JobSpec`) and write its run directory.
 
     Parameters
     ----------
@@ -73,7 +68,7 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     spec = load_job(job, _all_overrides(overrides, backend=backend, scheduler=scheduler, out=out))
     reporter = reporter or Reporter()
     with claim_run_dir(spec, reporter):  # refused or locked before any work; released when written
-        return JOB_KINDS[job_kind(spec)](JobContext.start(spec, reporter))
+        return JOB_RUNNERS[job_kind(spec)](JobContext.start(spec, reporter))
 
 
 def _all_overrides(overrides, *, backend: str | None, scheduler: str | None, out: str | os.PathLike | None):

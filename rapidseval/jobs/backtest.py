@@ -46,7 +46,7 @@ import pandas as pd
 from ..backend import get_backend
 from ..backtest import (BACKTEST_COLUMNS, POLICY_COLUMNS, STALENESS_COLUMNS, DriftSignal, Fold, ModelPlan,
                         Needs, PolicyWalk, backtest_table, daily_table, drift_signal, fit_reference, make_policy,
-                        metrics_of_counts, policy_table, staleness_table, walk_policies)
+                        metrics_of_counts, models_table, policy_table, staleness_table, walk_policies)
 from ..core.errors import DataError, RapidsEvalError, SpecError
 from ..core.time import month_from_index, month_index, months_between
 from ..features import FeatureSpec
@@ -55,17 +55,13 @@ from ..io.feature_cache import CachedMonth, read_month_features, write_atomic
 from ..io.rundir import resolve_run_dir
 from ..models import fit, make_model, predict_positive_proba
 from ..replay import window_counts
-from .cached_features import build_month, read_day_counts
+from .cached_features import DAY_COLUMN, build_month, read_day_counts
 from .checks import drift_calculator, splitter
 from .context import JobContext, stopwatch
 from .inputs import feature_spec
 from .results import BacktestResult
 
 __all__ = ["run", "BacktestResult", "BACKTEST_COLUMNS", "STALENESS_COLUMNS", "POLICY_COLUMNS"]
-
-#: the day windows of the optional per-day table use pickup time (always inside the file's month)
-_DAY_TIME_COLUMN = "pickup_datetime"
-
 
 @dataclass(frozen=True)
 class _ModelConfig:
@@ -168,10 +164,10 @@ def _score(model, entry: CachedMonth, fspec, be, threshold: float, work: str, mo
         write_atomic(_drift_path(work, model_key, entry, drift),
                      lambda p: p.write_text(json.dumps(_signal_to_json(sig), sort_keys=True)))
 
-    frame = read_month_features(entry, be, [*fspec.features, fspec.target, _DAY_TIME_COLUMN])
+    frame = read_month_features(entry, be, [*fspec.features, fspec.target, DAY_COLUMN])
     if len(frame):
         proba = predict_positive_proba(model, frame[list(fspec.features)], be)
-        counts = window_counts(be.time_us(frame[_DAY_TIME_COLUMN]), be.asarray(frame[fspec.target]),
+        counts = window_counts(be.time_us(frame[DAY_COLUMN]), be.asarray(frame[fspec.target]),
                                proba > threshold, window="D", xp=be.xp)
     else:
         counts = window_counts(np.zeros(0, "int64"), np.zeros(0), np.zeros(0), window="D")
@@ -209,8 +205,6 @@ def _fold_done(work: Path, key: str) -> dict[str, Any] | None:
                                      or file_sha256(model) != record["model_sha256"]):
         return None
     return record
-
-
 
 
 @dataclass(frozen=True)
@@ -266,15 +260,23 @@ def _fold_training_frame(fold: Fold, entries: dict[str, CachedMonth], fspec, be,
     return train
 
 
-def _score_task(item, entries: dict[str, CachedMonth], fspec, backend_name: str, threshold: float,
+@dataclass(frozen=True)
+class _ScoreRequest:
+    """A (model, month) pair no fold scored, and the model's training months (its drift reference)."""
+
+    model_key: str
+    month: str
+    train_months: tuple[str, ...]
+
+
+def _score_task(request: _ScoreRequest, entries: dict[str, CachedMonth], fspec, backend_name: str, threshold: float,
                 work: str, drift: _DriftPlan | None = None) -> pd.DataFrame:
-    """Score (and drift-check) one (model, month) pair no fold scored: ``item`` is
-    ``(model key, month, the model's training months)``."""
-    model_key, month, train = item
+    """Score (and drift-check) one (model, month) pair no fold scored."""
     be = get_backend(backend_name)
-    model = _load_model(str(Path(work) / "models" / f"{model_key}.pkl"))
-    reference = None if drift is None else _reference(work, model_key, [entries[m] for m in train], drift)
-    return _score(model, entries[month], fspec, be, threshold, work, model_key, drift, reference)
+    model = _load_model(str(Path(work) / "models" / f"{request.model_key}.pkl"))
+    reference = None if drift is None else _reference(work, request.model_key,
+                                                      [entries[m] for m in request.train_months], drift)
+    return _score(model, entries[request.month], fspec, be, threshold, work, request.model_key, drift, reference)
 
 
 # ---------------------------------------------------------------------------------------
@@ -362,7 +364,7 @@ def run(ctx: JobContext) -> BacktestResult:
         "feature_cache": {"dir": plan.cache_root, "months": len(entries), "reused": sum(e.hit for e in entries.values())},
         "models_fitted": folds.fitted,
         "drift_signals": plan.drift is not None,
-        "day_time_column": _DAY_TIME_COLUMN,
+        "day_time_column": DAY_COLUMN,
     }
     run_dir = ctx.write(manifest, tables)
     shutil.rmtree(plan.work, ignore_errors=True)  # the run is complete: nothing left to resume
@@ -518,7 +520,7 @@ def _walk_policies(ctx: JobContext, executor, plan: _BacktestPlan, entries: dict
         pairs = sorted(pairs)
         rounds["score_rounds"] += 1
         rounds["scores_extra"] += len(pairs)
-        items = [(key, month, by_key[key].fold.train) for key, month in pairs]
+        items = [_ScoreRequest(key, month, tuple(by_key[key].fold.train)) for key, month in pairs]
         for i, counts in executor.map_unordered(_score_task, items, entries, plan.fspec, ctx.backend.name,
                                                 spec.model.threshold, work, plan.drift):
             folds.scores[pairs[i]] = counts
@@ -554,14 +556,11 @@ def _assemble_tables(bt, folds: _Folds, walked: _Walked) -> dict[str, pd.DataFra
 
 
 def _models_table(folds: _Folds) -> pd.DataFrame:
-    """One row per fitted model: its origin, training window, rows and seconds."""
+    """One row per fitted model (:func:`rapidseval.backtest.models_table`), in origin order."""
     by_key = {p.key: p for p in folds.plans}
-    return pd.DataFrame([
-        {"origin": by_key[k].fold.origin, "train_start": by_key[k].fold.train_start,
-         "train_end": by_key[k].fold.train_end, "train_months": len(by_key[k].fold.train),
-         "train_rows": r["train_rows"], "train_seconds": r["train_seconds"], "model_key": k}
-        for k, r in sorted(folds.records.items(), key=lambda kv: kv[1]["origin"])
-    ])
+    keys = sorted(folds.records, key=lambda k: folds.records[k]["origin"])
+    return models_table([by_key[k] for k in keys], train_rows={k: folds.records[k]["train_rows"] for k in keys},
+                        train_seconds={k: folds.records[k]["train_seconds"] for k in keys})
 
 
 def _ground_truth(spec, watched):

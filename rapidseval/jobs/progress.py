@@ -1,6 +1,7 @@
 """Progress for long work: a rich bar per stage and per month or fold, or silence for scripts.
 
-The runner (and the backtest) talk to a :class:`Reporter`::
+Each job kind (:mod:`rapidseval.jobs.study`, :mod:`rapidseval.jobs.backtest`) talks to the
+:class:`Reporter` its :class:`~rapidseval.jobs.JobContext` holds::
 
     with reporter.stage("score + reduce", total=len(parts), items={"2020-03": 4, "2020-04": 4}) as st:
         for part in done_parts:

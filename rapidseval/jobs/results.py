@@ -17,7 +17,7 @@ import pandas as pd
 from ..shift import alarms
 from ..spec import JobSpec
 
-__all__ = ["JobResult", "StudyResult", "BacktestResult", "RunResult"]
+__all__ = ["JobResult", "StudyResult", "BacktestResult"]
 
 #: rows of each table a notebook shows
 _HEAD_ROWS = 5
@@ -78,10 +78,6 @@ class JobResult:
             sections.append(f"<details><summary><code>{name}</code> ({shape})</summary>"
                             f"{table.head(_HEAD_ROWS).to_html(index=False, max_cols=12)}</details>")
         return "\n".join(sections)
-
-
-#: the name of the base before issue 16 (one result type for every kind)
-RunResult = JobResult
 
 
 @dataclass

@@ -32,9 +32,9 @@ from ..spec import JobSpec
 from .checks import shift_calculator
 from .context import JobContext
 from .inputs import feature_spec, input_months
-from .results import RunResult, StudyResult
+from .results import StudyResult
 
-__all__ = ["run", "StudyResult", "RunResult"]
+__all__ = ["run", "StudyResult"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -97,8 +97,7 @@ def _threshold_part(part, fspec: FeatureSpec, backend_name: str, models) -> list
     for proba in scored.probas:
         summary = summarize_scores(xp.zeros(len(proba), "int64"), labels, proba, threshold=0.5, window="M",
                                    exact=True, xp=xp)
-        _window, scores, score_labels, counts = summary.exact
-        out.append(_ScoreCounts(scores, score_labels, counts))
+        out.append(_ScoreCounts(summary.exact.score, summary.exact.label, summary.exact.count))
     return out
 
 

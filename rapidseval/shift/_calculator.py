@@ -791,7 +791,7 @@ class ShiftCalculator:
         """The KS column ``k`` of windows ``wsel``: the effective size of those whose p-value
         is scipy's asymptotic one (computed later, vectorised); returns the positions (in
         ``wsel``) of those whose p-value is scipy's exact one (which needs the samples)."""
-        n = res.walk.n[wsel]
+        n = res.walk.rows[wsel]
         exact = np.zeros(len(wsel), bool)  # scipy's method "auto" is exact there
         if ref.exact:
             exact = np.maximum(n, int(ref.total)) <= MAX_EXACT_N
@@ -809,7 +809,7 @@ class ShiftCalculator:
         rep = lambda a: np.repeat(a, ns)  # noqa: E731 - per window -> per row
         tile = lambda a: np.tile(a, nw)  # noqa: E731 - per statistic -> per row
         t0 = time.perf_counter()
-        verdict = self._verdicts(f, stats, res.value, res.n_reference, res.walk.n)
+        verdict = self._verdicts(f, stats, res.value, res.n_reference, res.walk.rows)
         self.verdict_seconds_ += time.perf_counter() - t0
         return {**verdict,
             "window_start": rep(fw.window_start), "window_end": rep(fw.window_end),
@@ -818,7 +818,7 @@ class ShiftCalculator:
             "null_mean": tile(feature_null["null_mean"].to_numpy("float64")),
             "null_std": tile(feature_null["null_std"].to_numpy("float64")),
             "n_null": tile(feature_null["n_null"].to_numpy("float64")).astype("int64"),
-            "n_reference": rep(res.n_reference), "n_window": rep(res.walk.n),
+            "n_reference": rep(res.n_reference), "n_window": rep(res.walk.rows),
             "ks_en": res.ks_effective_n.ravel(),
         }
 

@@ -202,7 +202,7 @@ def count_days(day, columns: Mapping[str, Any], xp: Any = np, threads: int = 1) 
         return {f: _count(days, v, xp) for f, v in items}
     with ThreadPoolExecutor(max_workers=threads) as pool:
         values = [np.asarray(v, dtype=np.float32) for _, v in items]
-        plans = [_worth_it(p, days.ndays, int(days.d.shape[0])) for p in pool.map(_dense_plan, values)]
+        plans = [_worth_it(p, days.ndays, int(days.offsets.shape[0])) for p in pool.map(_dense_plan, values)]
         one_pass = [p is not None and p.span * days.ndays <= MAX_DENSE_BINS for p in plans]
         ranges = [days]
         if not all(one_pass):
@@ -240,9 +240,9 @@ class _Days:
     ``rows`` selects these rows from the rows counted (all of them, or one day range's:
     a slice when the days are in order, else a mask)."""
 
-    d0: int
+    first_day: int
     ndays: int
-    d: Any  # int32 offsets
+    offsets: Any  # int32: each row's day minus first_day
     rows: Any = field(default_factory=lambda: slice(None))
     _key: Any = None
     _order: Any = None
@@ -252,21 +252,21 @@ class _Days:
         day = xp.asarray(day, dtype=xp.int64)
         if int(day.shape[0]) == 0:
             return None
-        d0 = int(day.min())
-        d = (day - d0).astype(xp.int32)
-        return cls(d0, int(d.max()) + 1, d)
+        first_day = int(day.min())
+        offsets = (day - first_day).astype(xp.int32)
+        return cls(first_day, int(offsets.max()) + 1, offsets)
 
     def key(self, xp):
-        """``d << 32`` as uint64 (computed once, shared by the features sorted on it)."""
+        """``offsets << 32`` as uint64 (computed once, shared by the features sorted on it)."""
         if self._key is None:
-            self._key = self.d.astype(xp.uint64) << xp.uint64(32)
+            self._key = self.offsets.astype(xp.uint64) << xp.uint64(32)
         return self._key
 
     def day_order(self) -> tuple[np.ndarray | None, np.ndarray]:
         """NumPy: the stable permutation that puts the rows in day order (None when they are
         already: time-ordered files), and where each day's rows start (``ndays + 1`` bounds)."""
         if self._order is None:
-            d = self.d
+            d = self.offsets
             bounds = np.concatenate([[0], np.cumsum(np.bincount(d, minlength=self.ndays))])
             perm = None
             if not bool(np.all(d[1:] >= d[:-1])):  # a radix sort on 16-bit days
@@ -278,12 +278,12 @@ class _Days:
         """Ranges of whole days, in day order (NumPy): at most ``parts`` of about equal rows
         and at least ``min_rows`` rows each, then cut into ranges of at most ``max_days``
         days; ``rows`` of each range select from these rows."""
-        n = int(self.d.shape[0])
+        n = int(self.offsets.shape[0])
         parts = min(parts, n // max(min_rows, 1))
         bounds = [0, self.ndays]
         upto = None
         if parts >= 2 and self.ndays >= 2:  # range j ends at the first day by which j/parts of the rows are counted
-            upto = np.cumsum(np.bincount(self.d, minlength=self.ndays))
+            upto = np.cumsum(np.bincount(self.offsets, minlength=self.ndays))
             ends = np.unique(np.minimum(np.searchsorted(upto, np.arange(1, parts) * n / parts) + 1, self.ndays))
             bounds = [0, *[int(e) for e in ends if 0 < e < self.ndays], self.ndays]
         if max_days is not None and self.ndays > max_days:
@@ -291,19 +291,19 @@ class _Days:
                              for b in np.linspace(lo, hi, -(-(hi - lo) // max_days) + 1).round()})
         if len(bounds) == 2:  # one range: these rows, all of them
             return [replace(self, rows=slice(None))]
-        in_order = bool(np.all(self.d[1:] >= self.d[:-1]))
+        in_order = bool(np.all(self.offsets[1:] >= self.offsets[:-1]))
         if in_order and upto is None:
-            upto = np.cumsum(np.bincount(self.d, minlength=self.ndays))
+            upto = np.cumsum(np.bincount(self.offsets, minlength=self.ndays))
         out = []
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             if in_order:
                 start = int(upto[lo - 1]) if lo else 0
                 rows = slice(start, int(upto[hi - 1]))
             else:
-                rows = (self.d >= lo) & (self.d < hi)
-            d = self.d[rows] - np.int32(lo)
+                rows = (self.offsets >= lo) & (self.offsets < hi)
+            d = self.offsets[rows] - np.int32(lo)
             if int(d.shape[0]):
-                out.append(_Days(self.d0 + lo, hi - lo, d, rows))
+                out.append(_Days(self.first_day + lo, hi - lo, d, rows))
         return out
 
 
@@ -325,10 +325,10 @@ def day_value_counts(day, values, xp: Any = np) -> DayCounts:
 
 @dataclass(frozen=True)
 class _DensePlan:
-    """Values that look like decimals with ``scale`` steps per unit: codes ``lo .. lo + span - 1``."""
+    """Values that look like decimals with ``scale`` steps per unit: codes ``first_code .. first_code + span - 1``."""
 
     scale: float
-    lo: int
+    first_code: int
     span: int
 
 
@@ -369,11 +369,11 @@ def _dense(days: "_Days", values, plan: _DensePlan) -> DayCounts | None:
 
     # int32 bins while they cannot overflow: half the memory to zero and scan
     counts = np.zeros(days.ndays * plan.span, np.int32 if values.shape[0] < 2**31 else np.int64)
-    if not fixed_point_day_counts(days.d, values, plan.scale, plan.lo, plan.span, counts):
+    if not fixed_point_day_counts(days.offsets, values, plan.scale, plan.first_code, plan.span, counts):
         return None
     nz = np.flatnonzero(counts)
-    code = (nz % plan.span + plan.lo).astype(np.float64)
-    return DayCounts((nz // plan.span + days.d0).astype("int64"), (code / plan.scale).astype(np.float32),
+    code = (nz % plan.span + plan.first_code).astype(np.float64)
+    return DayCounts((nz // plan.span + days.first_day).astype("int64"), (code / plan.scale).astype(np.float32),
                      counts[nz].astype("int64"))
 
 
@@ -384,7 +384,7 @@ def _count(days: "_Days | None", values, xp, plan: "_DensePlan | None | bool" = 
     if days is None:
         return DayCounts.empty()
     values = xp.asarray(values, dtype=xp.float32)
-    d0, ndays, d = days.d0, days.ndays, days.d
+    d0, ndays, d = days.first_day, days.ndays, days.offsets
     if plan is True:
         plan = _worth_it(_dense_plan(values, xp), ndays, int(values.shape[0]))
     if plan is not None and xp is np:
@@ -398,8 +398,8 @@ def _count(days: "_Days | None", values, xp, plan: "_DensePlan | None | bool" = 
         else:
             return DayCounts.merge(parts)
     elif (plan is not None and plan.scale == 1.0 and plan.span * ndays <= MAX_DENSE_BINS
-          and max(abs(plan.lo), abs(plan.lo + plan.span - 1)) < 2**24):  # CuPy: whole numbers, every day at once
-        lo, span = plan.lo, plan.span
+          and max(abs(plan.first_code), abs(plan.first_code + plan.span - 1)) < 2**24):  # CuPy: whole numbers, every day at once
+        lo, span = plan.first_code, plan.span
         code = values.astype(xp.int32)  # exact for integers below 2**24
         if bool(xp.all(code.astype(xp.float32) == values)):
             code -= xp.int32(lo)
@@ -443,5 +443,5 @@ def _sorted_by_day(days: "_Days", fkey: np.ndarray) -> DayCounts:
     flag[bounds[1:-1][bounds[1:-1] < n]] = True  # a day's first row starts a run
     starts = np.flatnonzero(flag)
     lengths = np.diff(np.append(starts, n))
-    day = np.searchsorted(bounds, starts, side="right") - 1 + days.d0
+    day = np.searchsorted(bounds, starts, side="right") - 1 + days.first_day
     return DayCounts(day.astype("int64"), _key_float(fkey[starts], np), lengths.astype("int64"))

@@ -158,13 +158,11 @@ def ks_needs_exact(ref: Dist, win: Dist) -> bool:
 
 def _ks(ref: Dist, win: Dist, info: RefInfo) -> tuple[float, float]:
     d = ks_statistic(ref, win, info)
+    if ks_needs_exact(ref, win):
+        return d, ks_pvalue(d, int(ref.total), int(win.total), sample1=ref.sample(), sample2=win.sample())
     if ref.exact and win.exact:
-        n1, n2 = int(ref.total), int(win.total)
-        if max(n1, n2) <= MAX_EXACT_N:
-            return d, ks_pvalue(d, n1, n2, sample1=ref.sample(), sample2=win.sample())
-        return d, ks_pvalue(d, n1, n2)
-    m, n = sorted([ref.n_eff, win.n_eff], reverse=True)
-    return d, float(np.clip(kstwo_sf(d, max(1.0, np.round(m * n / (m + n))))[0], 0, 1))
+        return d, ks_pvalue(d, int(ref.total), int(win.total))
+    return d, float(np.clip(kstwo_sf(d, ks_effective_n(ref, win))[0], 0, 1))
 
 
 def _h(ref: Dist):

@@ -104,12 +104,12 @@ def prediction_factor(n: int, alpha: float) -> float:
 
 @dataclass(frozen=True)
 class NullFit:
-    """A gamma with this mean and standard deviation, widened for estimation from ``n`` blocks
+    """A gamma with this mean and standard deviation, widened for estimation from ``n_blocks`` blocks
     (module doc); ``overdispersion``: the blocks' mean square score over sampling's."""
 
     mean: float
     std: float
-    n: int
+    n_blocks: int
     overdispersion: float = float("nan")
 
     @classmethod
@@ -126,7 +126,7 @@ class NullFit:
         scores of multinomial draws from the reference; default ``sampling``), scaled by the
         blocks' overdispersion ``phi = mean(z_b^2) / mean(z_s^2)`` against draws at the
         blocks' own sizes (``sampling``) when above 1 (days vary more than sampling alone
-        makes them: weather, events, ...).  The blocks must vary (see :attr:`ok`); ``n`` is
+        makes them: weather, events, ...).  The blocks must vary (see :attr:`ok`); ``n_blocks`` is
         their number."""
         z = np.asarray(blocks, dtype="float64")
         z = z[np.isfinite(z)]
@@ -146,7 +146,7 @@ class NullFit:
     def ok(self) -> bool:
         """Enough null values, and they vary: a constant null (a calendar feature such as the
         weekday, which one day holds one value of) cannot calibrate a threshold."""
-        return self.n >= 3 and np.isfinite(self.mean) and np.isfinite(self.std) and self.std > 0 and self.mean > 0
+        return self.n_blocks >= 3 and np.isfinite(self.mean) and np.isfinite(self.std) and self.std > 0 and self.mean > 0
 
     def threshold(self, alpha: float) -> float:
         """Score above which a test alarms at level ``alpha`` (inf: too few null values)."""
@@ -154,7 +154,7 @@ class NullFit:
             return np.inf
         k, theta = (self.mean / self.std) ** 2, self.std ** 2 / self.mean
         q = float(_st.gamma.isf(alpha, k, scale=theta))
-        return self.mean + (q - self.mean) * prediction_factor(self.n, alpha)
+        return self.mean + (q - self.mean) * prediction_factor(self.n_blocks, alpha)
 
     def p_value(self, z, alpha: float) -> np.ndarray:
         """Calibrated p-value of scores ``z``: the gamma's tail at the score pulled back by the
@@ -163,7 +163,7 @@ class NullFit:
         if not self.ok:
             return np.full(z.shape, np.nan)
         k, theta = (self.mean / self.std) ** 2, self.std ** 2 / self.mean
-        f = prediction_factor(self.n, alpha)
+        f = prediction_factor(self.n_blocks, alpha)
         back = self.mean + (z - self.mean) / f
         return np.where(z <= self.mean, 1.0, _sp.gammaincc(k, np.maximum(back, 0.0) / theta))  # gamma.sf
 

@@ -65,26 +65,22 @@ class Batch:
     """Windows of one feature compared with the same reference ``ref``, for the statistics
     that bin per category (their tables are dense: values x windows).
 
-    x, c : distinct values (float64) and counts (int64), window after window
-    starts : first entry of every window; wid : window (0..nw-1) of every entry
-    n : int64 total count of every window
+    values, counts : distinct values (float64) and their counts (int64), window after window
+    starts : first entry of every window; wid : window (0..n_windows-1) of every entry
     """
 
     ref: Dist
-    x: np.ndarray
-    c: np.ndarray
+    values: np.ndarray
+    counts: np.ndarray
     starts: np.ndarray
     wid: np.ndarray
-    n: np.ndarray
 
     @classmethod
-    def build(cls, ref: Dist, wid: np.ndarray, x: np.ndarray, c: np.ndarray, nw: int) -> "Batch":
-        starts = np.searchsorted(wid, np.arange(nw))
-        n = np.add.reduceat(c, starts) if len(c) else np.zeros(nw, "int64")
-        return cls(ref, np.asarray(x, dtype="float64"), c, starts, wid, n)
+    def build(cls, ref: Dist, wid: np.ndarray, values: np.ndarray, counts: np.ndarray, n_windows: int) -> "Batch":
+        return cls(ref, np.asarray(values, dtype="float64"), counts, np.searchsorted(wid, np.arange(n_windows)), wid)
 
     @property
-    def nw(self) -> int:
+    def n_windows(self) -> int:
         return len(self.starts)
 
 
@@ -93,15 +89,18 @@ class Batch:
 # ---------------------------------------------------------------------------------------
 @dataclass
 class Walk:
-    """What :func:`~._kernels.ordered_windows` leaves for every window of a feature."""
+    """What :func:`~._kernels.ordered_windows` leaves for every window of a feature: its
+    total count, KS statistic, Wasserstein-1 distance, counts per reference-quantile bin,
+    and the counts of missing (fill) values, of present values and of present values
+    outside the reference's range."""
 
-    n: np.ndarray
+    rows: np.ndarray
     ks: np.ndarray
-    w: np.ndarray
+    wasserstein: np.ndarray
     bins: np.ndarray
-    miss: np.ndarray
-    fine: np.ndarray
-    out: np.ndarray
+    missing: np.ndarray
+    present: np.ndarray
+    outside: np.ndarray
 
     @classmethod
     def empty(cls, nw: int, nbins: int) -> "Walk":
@@ -134,7 +133,7 @@ def walk(ref: Dist, info: RefInfo, x: np.ndarray, c: np.ndarray, ws: np.ndarray,
     want_w = any(s in ("wasserstein", "wasserstein_norm") for s in stats)
     want_bins = not info.categorical_bins and any(s in ("psi", "jensen_shannon") for s in stats)
     ordered_windows(*_walk_ref(ref, info), x, c, ws, we, np.asarray(wsel, dtype="int64"), want_w, want_bins,
-                    res.n, res.ks, res.w, res.bins, res.miss, res.fine, res.out)
+                    res.rows, res.ks, res.wasserstein, res.bins, res.missing, res.present, res.outside)
 
 
 def clipped_wasserstein(ref: Dist, info: RefInfo, x: np.ndarray, c: np.ndarray, ws: np.ndarray, we: np.ndarray,
@@ -157,7 +156,7 @@ def clipped_wasserstein(ref: Dist, info: RefInfo, x: np.ndarray, c: np.ndarray, 
     cwe = np.append(cws[1:], len(xs))
     res = Walk.empty(len(wsel), len(info.edges) + 1)
     walk(clipped_reference(ref, info), info, xs, cs.astype("int64"), cws, cwe, np.arange(len(wsel)), res, ("wasserstein",))
-    return res.w / info.clip_std
+    return res.wasserstein / info.clip_std
 
 
 def walk_values(name: str, ref: Dist, info: RefInfo, res: Walk, wsel: np.ndarray) -> np.ndarray:
@@ -165,17 +164,17 @@ def walk_values(name: str, ref: Dist, info: RefInfo, res: Walk, wsel: np.ndarray
     if name == "ks":
         return res.ks[wsel]
     if name == "wasserstein":
-        return res.w[wsel]
+        return res.wasserstein[wsel]
     if name == "wasserstein_norm":
-        return res.w[wsel] / info.std if info.std > 0 else np.full(len(wsel), np.nan)
+        return res.wasserstein[wsel] / info.std if info.std > 0 else np.full(len(wsel), np.nan)
     if name == "missing_rate":
-        return np.abs(res.miss[wsel] / res.n[wsel] - missing_share(ref, info.fill_value))
+        return np.abs(res.missing[wsel] / res.rows[wsel] - missing_share(ref, info.fill_value))
     if name == "out_of_range":
         if reference_range(ref, info.fill_value) is None:
             return np.full(len(wsel), np.nan)
-        fine, out = res.fine[wsel], res.out[wsel]
+        present, outside = res.present[wsel], res.outside[wsel]
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(fine == 0, 0.0, out / fine)
+            return np.where(present == 0, 0.0, outside / present)
     p = reference_bins(ref, info)
     q = res.bins[wsel]
     p, q = (p / p.sum())[None, :], q / q.sum(axis=1, keepdims=True)
@@ -190,13 +189,13 @@ def _union_dense(b: Batch):
     batch's window values: (K,) and (nw, K), plus the mask of each window's own union
     (reference values present, or carrying window counts)."""
     ref = b.ref
-    u = np.union1d(ref.values, b.x)
+    u = np.union1d(ref.values, b.values)
     pw = np.zeros(len(u))
     pw[np.searchsorted(u, ref.values)] = ref.weights
     present = np.zeros(len(u), bool)
     present[np.searchsorted(u, ref.values[ref.present])] = True
-    q = np.zeros((b.nw, len(u)))
-    q[b.wid, np.searchsorted(u, b.x)] = b.c
+    q = np.zeros((b.n_windows, len(u)))
+    q[b.wid, np.searchsorted(u, b.values)] = b.counts
     mask = present[None, :] | (q > 0)
     return pw, present, q, mask
 
@@ -290,7 +289,7 @@ def _cramers_v(b: Batch, info: RefInfo):
 
 def _no_p(fn):
     def wrapped(b, info):
-        return fn(b, info), np.full(b.nw, np.nan)
+        return fn(b, info), np.full(b.n_windows, np.nan)
     return wrapped
 
 

@@ -43,7 +43,7 @@ class ReplaySpec(Section):
     @classmethod
     def _window(cls, v: str) -> str:
         window = parse_window(v)
-        if window.k > _MAX_WINDOW_UNITS[window.unit]:
+        if window.count > _MAX_WINDOW_UNITS[window.unit]:
             raise ValueError(f"window {v!r} is longer than a year; at most {_MAX_WINDOW_UNITS[window.unit]}{window.unit}")
         return window.label
 

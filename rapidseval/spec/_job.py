@@ -228,8 +228,8 @@ def job_kind(raw: Any) -> str | None:
     """The kind of a raw job (a mapping) or of a job: ``kind`` when given, else ``backtest``
     when the job has a backtest section, else ``study``. None for a kind that is not one of
     :data:`JOB_KINDS` (the union then names the choices)."""
-    if isinstance(raw, JobSpec):
-        return getattr(raw, "kind", None)
+    if isinstance(raw, JobSpec):  # a StudyJob or BacktestJob says so; a bare JobSpec by its sections
+        return getattr(raw, "kind", None) or ("backtest" if raw.backtest is not None else "study")
     if not isinstance(raw, dict):
         return None
     kind = raw.get("kind")
