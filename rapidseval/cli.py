@@ -29,6 +29,14 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 _DEBUG = "rapidseval.debug"
 
+#: what Click/Typer raise to end a command themselves (usage errors print usage, status 2):
+#: the boundary lets them through.  Typer >= 0.26 vendors its own Click, whose exceptions
+#: derive from ``typer.TyperException``, not from ``click.ClickException``.
+_CLICK_EXITS: tuple[type[BaseException], ...] = (
+    click.exceptions.Exit, click.ClickException, click.exceptions.Abort, typer.Exit, typer.Abort,
+    *((typer.TyperException,) if hasattr(typer, "TyperException") else ()),
+)
+
 
 def _one_line(exc: BaseException) -> str:
     from .io.lineage import redact
@@ -58,7 +66,7 @@ class _ErrorBoundary(TyperGroup):
         debug = ctx.meta.get(_DEBUG) or os.environ.get("RAPIDSEVAL_DEBUG", "") not in ("", "0")
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, typer.Exit, typer.Abort):
+        except _CLICK_EXITS:
             raise
         except KeyboardInterrupt:
             if debug:
