@@ -372,6 +372,11 @@ class ShiftCalculator:
             raise SpecError(f"shift threshold must be a rapidseval.shift.Threshold, got {type(self.threshold).__name__}")
         for f in self.kinds:
             feature_kind(f, self.kinds)  # an unknown kind names the feature and the choices
+        for name in self.statistics or ():  # at construction, not as a KeyError in fit
+            if name not in STATISTICS:
+                raise SpecError(f"unknown shift statistic {name!r}; choose from {', '.join(STATISTICS)}")
+        for f, names in self.per_feature.items():
+            check_statistics(f, names, {f: self.kind_of(f)})
         if self.bins < 2:
             raise SpecError(f"shift bins must be at least 2, got {self.bins}")
 
