@@ -126,6 +126,31 @@ def test_shift_names_a_missing_column(trips):
         frame_day_counts(trips, time_column="t", features=["a", "nope"])
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(time_column="pickup"), r"replay: the frame has no column 'pickup' \(time_column\); its columns: t, a"),
+    (dict(label="hi"), r"no column 'hi' \(label\)"),
+    (dict(features=["a", "nope"]), r"no column 'nope' \(features\)"),
+])
+def test_replay_names_a_missing_column_and_its_argument(trips, model, kwargs, match):
+    # these were bare KeyErrors ('pickup', "['nope'] not in index") from deep inside the scoring
+    call = dict(time_column="t", label="y", estimator=model, features=FEATURES) | kwargs
+    with pytest.raises(SpecError, match=match):
+        replay(trips, **call)
+    with pytest.raises(SpecError, match=match):
+        replay(dd.from_pandas(trips, npartitions=2), **call)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(metric="f2"), "backtest metric 'f2' is not one of f1, accuracy, precision, recall"),
+    (dict(label="hi"), r"backtest: the frame has no column 'hi' \(label\)"),
+])
+def test_backtest_refuses_a_bad_metric_or_column_before_fitting(trips, kwargs, match):
+    # a bad metric was a KeyError 'f2' once every fold had been fitted
+    call = dict(features=FEATURES, label="y", time_column="t", splitter=MonthSplitter(train_months=1, horizon=1)) | kwargs
+    with pytest.raises(SpecError, match=match):
+        backtest(trips, LogisticRegression(), **call)
+
+
 @pytest.mark.slow
 def test_backtest_on_dask_equals_pandas(trips):
     frame = trips.assign(b=trips["b"].fillna(-1))

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.arrays import require_columns
 from ..core.errors import SpecError
 from ..core.time import month_bounds, month_range, parse_window
 from ..replay import map_scored_partitions, merge_window_counts, window_counts
@@ -218,6 +219,10 @@ def _models_table(plans: Sequence[ModelPlan], fits: Mapping[str, _FittedModel]) 
     ])
 
 
+#: the metrics a floor and the policies can read (``metric=``), as the job's ``backtest.metric``
+METRICS = ("f1", "accuracy", "precision", "recall")
+
+
 def backtest(frame, estimator, *, features: Sequence[str], label: str, time_column: str,
              policies: Sequence[str | BoundPolicy] | Mapping[str, str | BoundPolicy] = ("static",),
              splitter: MonthSplitter | None = None, metric: str = "f1", floor: float = 0.0, label_delay: int = 0,
@@ -240,6 +245,9 @@ def backtest(frame, estimator, *, features: Sequence[str], label: str, time_colu
         ``ShiftCalculator(features)``.  Used only when a policy reads drift.
     daily : also return per-day metrics of every policy x month (``daily``).
     """
+    if metric not in METRICS:  # before any fitting, not as a KeyError after it
+        raise SpecError(f"backtest metric {metric!r} is not one of {', '.join(METRICS)}")
+    require_columns(frame, {"time_column": time_column, "label": label, "features": features}, what="backtest")
     columns = _Columns(time_column, label, tuple(features))
     bound = _bind_policies(policies)
     months = _month_span(frame, time_column)
