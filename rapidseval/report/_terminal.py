@@ -103,10 +103,12 @@ def _replay_lines(run: RunTables, console) -> None:
             continue
         who = f"{rec['model']} " if rec.get("model") and len(summaries) > 1 else ""
         line = (f"replay {who}per {rec['window']}: cumulative F1 at end {_number(rec.get('cumulative_f1'))}; "
-                f"windowed F1 {_number(rec['f1_min'])}–{_number(rec['f1_max'])}; worst: "
+                f"windowed F1 {_number(rec['f1_min'])}–{_number(rec['f1_max'])}; worst"
+                + (f" (of ≥{rec['min_window_rows']} rows)" if rec.get("min_window_rows") else "") + ": "
                 + ", ".join(f"{_timestamp(w['window_start'])} {_number(w['f1'])}" for w in rec["worst"]))
         if rec.get("windows_below_floor") is not None:
-            line += f"; {_count(rec['windows_below_floor'], 'window')} below the floor"
+            line += f"; {_count(rec['windows_below_floor'], 'window')} below the floor" + (
+                f" ({rec['floor']})" if rec.get("floor") else "")
         if "known_cumulative_f1" in rec:
             line += f"; with label delay {rec.get('label_delay')} a monitor knew {_number(rec['known_cumulative_f1'])} at the end"
         console.print(line, highlight=False)
