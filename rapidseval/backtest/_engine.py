@@ -49,8 +49,10 @@ class BacktestTables:
     models: pd.DataFrame
     daily: pd.DataFrame = field(default_factory=pd.DataFrame)
 
-    def to_df(self, name: str = "backtest") -> pd.DataFrame:
-        """One of the tables by name: ``backtest``, ``staleness``, ``policies``, ``models``, ``daily``."""
+    def to_df(self, name: str | None = "backtest") -> pd.DataFrame:
+        """One of the tables by name: ``backtest`` (the default, also for ``None``, as a job
+        result's ``to_df()``), ``staleness``, ``policies``, ``models``, ``daily``."""
+        name = "backtest" if name is None else name
         if name not in _TABLES:
             raise KeyError(f"no table {name!r}; choose one of {', '.join(_TABLES)}")
         return getattr(self, name)
