@@ -180,7 +180,10 @@ def _policy_table(run: RunTables, console) -> None:
             "retrains", "train_seconds"]
     cols = [c for c in dict.fromkeys(keep) if c in policies.columns] or list(policies.columns)
     # no vertical rules: the columns fit 80 (a pipe) with whole headers
-    table = Table(title="retraining policies", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # the box's blank edges and column separators count too: no edges, and one space of
+    # padding (left) beside the separator, so 8 columns of whole words fit 80 (they took 86)
+    table = Table(title="retraining policies", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  show_edge=False, padding=(0, 0, 0, 1))
     rows = [[str(v) if k in ("policy", "worst_month") else
              _number(v, ".1f" if "seconds" in k else ".4f" if isinstance(v, float) else "")
              for k, v in rec.items()] for rec in policies[cols].to_dict("records")]
