@@ -244,3 +244,10 @@ def test_replay_summary_follows_the_jobs_floor_and_min_window_rows(tmp_path):
     print_summary(load_run(d), console)
     text = console.export_text()
     assert "below the floor (f1 < 0.7)" in text and f"worst (of ≥{int(small)} rows)" in text
+
+
+def test_what_moved_heading_counts_one_window_in_the_singular(tmp_path):
+    # the demo's report said "What moved (6 alarmed features in 1 windows)"
+    from rapidseval.report._html import _count
+
+    assert _count(1, "window") == "1 window" and _count(6, "alarmed feature") == "6 alarmed features"
