@@ -259,6 +259,22 @@ def test_a_policy_reading_what_it_did_not_declare_is_an_error():
         register_policy("bad_reads_test", reads=("labels",))
 
 
+def test_a_user_policy_cannot_replace_a_built_in_one():
+    # register_policy("static") silently replaced the built-in for every later job and backtest
+    from rapidseval.backtest import POLICIES
+
+    static = POLICIES["static"]
+    for name in ("static", "periodic", "drift_triggered"):
+        with pytest.raises(SpecError, match=f"policy '{name}' is built in .*; register yours under another name"):
+            register_policy(name, reads=())
+    assert POLICIES["static"] is static
+    try:  # a notebook cell run twice registers its own policy again
+        for _ in range(2):
+            register_policy("twice_test", reads=())(lambda ctx: None)
+    finally:
+        POLICIES.pop("twice_test")
+
+
 # ---------------------------------------------------------------------------------------
 # cuDF and dask_cudf frames (a GPU with RAPIDS; skipped elsewhere)
 # ---------------------------------------------------------------------------------------
