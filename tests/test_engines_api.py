@@ -121,6 +121,16 @@ def test_shift_on_dask_equals_pandas(trips):
     assert on_pandas.loc[on_pandas["window_start"] >= "2020-03-02", "window_alarm"].all()  # a moved
 
 
+def test_shift_result_shows_in_one_line_and_as_its_window_verdicts(trips):
+    # its dataclass repr printed both tables (and a notebook showed that text)
+    result = shift(trips[trips["t"] < "2020-02-01"], trips, time_column="t",
+                   calculator=ShiftCalculator(FEATURES, frequency="M", threads=1))
+    windows = result.windows()
+    assert repr(result) == (f"<ShiftResult: {int(windows['window_alarm'].sum())} of {len(windows)} windows alarm; "
+                            f"{len(result.to_df())} tests (to_df(), windows())>")
+    assert windows.to_html(index=False) in result._repr_html_()
+
+
 def test_shift_names_a_missing_column(trips):
     with pytest.raises(SpecError, match="no column nope"):
         frame_day_counts(trips, time_column="t", features=["a", "nope"])

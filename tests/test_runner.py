@@ -124,6 +124,7 @@ def test_in_memory_backtest_tables_give_the_main_table_without_a_name():
     frames = {name: pd.DataFrame({name: [1]}) for name in ("backtest", "staleness", "policies", "models")}
     tables = BacktestTables(**frames)
     assert tables.to_df() is tables.to_df(None) is frames["backtest"]  # as a job result's to_df()
+    assert repr(tables) == "<BacktestTables: backtest 1×1, staleness 1×1, policies 1×1, models 1×1, daily 0×0>"
 
 
 def test_monthly_and_daily_f1_equal_sklearn_on_the_same_rows(local_run, months_dir):

@@ -57,6 +57,11 @@ class BacktestTables:
             raise KeyError(f"no table {name!r}; choose one of {', '.join(_TABLES)}")
         return getattr(self, name)
 
+    def __repr__(self) -> str:
+        """One line (the dataclass repr printed every table): each table's shape."""
+        shapes = ", ".join(f"{name} {len(t):,}×{len(t.columns)}" for name in _TABLES for t in [getattr(self, name)])
+        return f"<BacktestTables: {shapes}>"
+
     def _repr_html_(self) -> str:
         return "<h4>backtest: policies</h4>" + self.policies.to_html(index=False)
 
