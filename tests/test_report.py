@@ -251,3 +251,11 @@ def test_what_moved_heading_counts_one_window_in_the_singular(tmp_path):
     from rapidseval.report._html import _count
 
     assert _count(1, "window") == "1 window" and _count(6, "alarmed feature") == "6 alarmed features"
+
+
+def test_a_window_below_the_floor_is_flagged_below_not_alarm():
+    # the replay table said ALARM in below_floor, beside the shift tables' ALARM for a shift
+    from rapidseval.report._html import _cell
+
+    assert _cell(True, "below_floor") == "<td class='alarm'>below</td>"
+    assert _cell(True, "alarm") == "<td class='alarm'>ALARM</td>" and _cell(False, "below_floor") == "<td></td>"

@@ -75,8 +75,9 @@ def _cell(value, column: str) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return "<td></td>"
     if isinstance(value, (bool, np.bool_)):
-        if column == "alarm" or column == "below_floor":
-            return "<td class='alarm'>ALARM</td>" if value else "<td></td>"
+        if column in ("alarm", "below_floor"):  # flagged alike, named apart: a floor breach is no shift alarm
+            word = "ALARM" if column == "alarm" else "below"
+            return f"<td class='alarm'>{word}</td>" if value else "<td></td>"
         return f"<td>{'yes' if value else 'no'}</td>"
     if isinstance(value, (int, np.integer)):
         return f"<td>{int(value):,}</td>"
