@@ -638,6 +638,11 @@ def test_piped_policy_table_keeps_whole_headers_in_80_columns(tmp_path, names):
     assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80, table
     for word in ("accuracy", "worst", "month", "retrains", "2020-03", *(names or {"on_alarm": "on_alarm"}).values()):
         assert word in table, table
+    # worst_month is the month of worst_f1: beside "worst accuracy" it once read as that one's month
+    from rapidseval.report._terminal import _policy_header
+
+    assert _policy_header("worst_month", "accuracy") == "worst f1 month" and "f1" in table, table
+    assert _policy_header("worst_month", "f1") == "worst month"
 
 
 def test_two_threads_of_one_process_do_not_share_a_claim(tmp_path):

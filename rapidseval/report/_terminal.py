@@ -167,6 +167,8 @@ def _explain_table(run: RunTables, console) -> None:
 def _policy_header(column: str, metric: str) -> str:
     if column in (f"mean_{metric}", f"worst_{metric}"):
         return f"{column.split('_')[0]} {metric}"
+    if column == "worst_month" and metric != "f1":  # policies.parquet's worst_month is worst_f1's month
+        return "worst f1 month"
     return _POLICY_HEADERS.get(column, column.replace("_", " "))
 
 
@@ -176,8 +178,9 @@ def _policy_table(run: RunTables, console) -> None:
     if policies.empty:
         return
     metric = str(policies["metric"].iloc[0]) if "metric" in policies.columns else "f1"
-    keep = ["policy", f"mean_{metric}", f"worst_{metric}", "worst_month", "mean_f1", "months_below_floor",
-            "retrains", "train_seconds"]
+    # worst_month is worst_f1's month: beside mean f1 when the policies' metric is another
+    middle = ["worst_month", "mean_f1"] if metric == "f1" else ["mean_f1", "worst_month"]
+    keep = ["policy", f"mean_{metric}", f"worst_{metric}", *middle, "months_below_floor", "retrains", "train_seconds"]
     cols = [c for c in dict.fromkeys(keep) if c in policies.columns] or list(policies.columns)
     # no vertical rules: the columns fit 80 (a pipe) with whole headers
     # the box's blank edges and column separators count too: no edges, and one space of
