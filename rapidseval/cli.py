@@ -269,14 +269,19 @@ def validate(
     set_: List[str] = typer.Option([], "--set", help="override any job field: key.path=value"),
 ) -> None:
     """Check the spec, the output directory and every input's schema and types (as a run does first), without training."""
-    from .jobs.checks import load_job
+    from .backend import get_backend
+    from .jobs.checks import check_models, load_job
     from .io.rundir import RunDirClaim, resolve_run_dir
     from .jobs.inputs import input_months, resolve_inputs
 
     spec = load_job(job, list(set_))
-    RunDirClaim(resolve_run_dir(spec.output.dir, spec.name)).check(spec)  # refused now, not after the run
     warnings: list[str] = []
     notes: list[str] = []
+    if spec.backend == "gpu":  # validated where the job will run, perhaps not this machine
+        notes.append("model.params not checked here (backend gpu: cuML checks them when the run builds the model)")
+    else:  # as a run does before reading: model.params=abc or an unknown parameter fails now
+        check_models(spec, get_backend(spec.backend))
+    RunDirClaim(resolve_run_dir(spec.output.dir, spec.name)).check(spec)  # refused now, not after the run
     inputs = resolve_inputs(spec, input_months(spec), warnings=warnings, notes=notes)  # the run's up-front checks
     for month, month_input in inputs.items():
         info = month_input.info
