@@ -29,6 +29,14 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 _DEBUG = "rapidseval.debug"
 
+#: what Click/Typer raise to end a command themselves (usage errors print usage, status 2):
+#: the boundary lets them through.  Typer >= 0.26 vendors its own Click, whose exceptions
+#: derive from ``typer.TyperException``, not from ``click.ClickException``.
+_CLICK_EXITS: tuple[type[BaseException], ...] = (
+    click.exceptions.Exit, click.ClickException, click.exceptions.Abort, typer.Exit, typer.Abort,
+    *((typer.TyperException,) if hasattr(typer, "TyperException") else ()),
+)
+
 
 def _one_line(exc: BaseException) -> str:
     from .io.lineage import redact
@@ -58,7 +66,7 @@ class _ErrorBoundary(TyperGroup):
         debug = ctx.meta.get(_DEBUG) or os.environ.get("RAPIDSEVAL_DEBUG", "") not in ("", "0")
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, typer.Exit, typer.Abort):
+        except _CLICK_EXITS:
             raise
         except KeyboardInterrupt:
             if debug:
@@ -261,14 +269,19 @@ def validate(
     set_: List[str] = typer.Option([], "--set", help="override any job field: key.path=value"),
 ) -> None:
     """Check the spec, the output directory and every input's schema and types (as a run does first), without training."""
-    from .jobs.checks import load_job
+    from .backend import get_backend
+    from .jobs.checks import check_models, load_job
     from .io.rundir import RunDirClaim, resolve_run_dir
     from .jobs.inputs import input_months, resolve_inputs
 
     spec = load_job(job, list(set_))
-    RunDirClaim(resolve_run_dir(spec.output.dir, spec.name)).check(spec)  # refused now, not after the run
     warnings: list[str] = []
     notes: list[str] = []
+    if spec.backend == "gpu":  # validated where the job will run, perhaps not this machine
+        notes.append("model.params not checked here (backend gpu: cuML checks them when the run builds the model)")
+    else:  # as a run does before reading: model.params=abc or an unknown parameter fails now
+        check_models(spec, get_backend(spec.backend))
+    RunDirClaim(resolve_run_dir(spec.output.dir, spec.name)).check(spec)  # refused now, not after the run
     inputs = resolve_inputs(spec, input_months(spec), warnings=warnings, notes=notes)  # the run's up-front checks
     for month, month_input in inputs.items():
         info = month_input.info

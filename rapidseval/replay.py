@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .core.arrays import to_numpy
+from .core.arrays import require_columns, to_numpy
 from .core.confusion import CODES, KeyedCounts, confusion_codes, count_by_key, count_codes, group_keys, sum_by_key
 from .core.time import US_PER_HOUR, Window, parse_window
 from .metrics import COUNT_COLUMNS, add_metrics
@@ -804,6 +804,8 @@ def replay(frame, *, time_column: str, label: str, proba: str | None = None, est
     """
     if (proba is None) == (estimator is None):
         raise ValueError("give either proba (a column of P(y = 1)) or estimator and features")
+    require_columns(frame, {"time_column": time_column, "label": label, "proba": proba, "features": features},
+                    what="replay")
     summarize = functools.partial(_summarize_partition, time_column=time_column, label=label, proba_column=proba,
                                   threshold=threshold, window=window)
     stream = merge_summaries(map_scored_partitions(frame, summarize, estimator=estimator, features=features))

@@ -615,7 +615,10 @@ def test_validation_is_linear_in_the_months_and_the_period_is_bounded():
         rapidseval.load_job(job)
 
 
-def test_piped_policy_table_keeps_whole_headers_in_80_columns(tmp_path):
+@pytest.mark.parametrize("names", [None, {"never": "static", "monthly": "periodic", "on_alarm": "drift_triggered"}])
+def test_piped_policy_table_keeps_whole_headers_in_80_columns(tmp_path, names):
+    # names: the shipped job's policies; "drift_triggered" once pushed the table to 86 columns
+    # (the box's blank edges and separators), cutting "accura…", "2020-…"
     import io
 
     from rich.console import Console
@@ -626,13 +629,20 @@ def test_piped_policy_table_keeps_whole_headers_in_80_columns(tmp_path):
     run = load_run(write_run(tmp_path, "backtest"))
     policies = run["policies"].rename(columns={"mean_f1": "mean_accuracy", "worst_f1": "worst_accuracy"})
     run.tables["policies"] = policies.assign(metric="accuracy", mean_f1=0.5, worst_month="2020-03")
+    if names:
+        run.tables["policies"]["policy"] = run.tables["policies"]["policy"].map(names)
     buffer = io.StringIO()
     print_summary(run, Console(file=buffer, width=80))
     text = buffer.getvalue()
     table = text[text.index("retraining policies"):text.index("every column in policies.parquet")]
     assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80, table
-    for word in ("accuracy", "worst", "month", "retrains", "on_alarm"):
+    for word in ("accuracy", "worst", "month", "retrains", "2020-03", *(names or {"on_alarm": "on_alarm"}).values()):
         assert word in table, table
+    # worst_month is the month of worst_f1: beside "worst accuracy" it once read as that one's month
+    from rapidseval.report._terminal import _policy_header
+
+    assert _policy_header("worst_month", "accuracy") == "worst f1 month" and "f1" in table, table
+    assert _policy_header("worst_month", "f1") == "worst month"
 
 
 def test_two_threads_of_one_process_do_not_share_a_claim(tmp_path):

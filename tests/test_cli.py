@@ -64,3 +64,25 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
     assert res.exit_code == 2 and "2020-01" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "no manifest.json" in res.output
+
+
+@pytest.mark.parametrize("args, message", [(["run"], "Missing argument"), (["frob"], "No such command 'frob'"),
+                                           (["run", "--bogus", "x.yaml"], "No such option: --bogus")])
+def test_usage_errors_print_usage_not_an_unexpected_error(args, message):
+    # typer >= 0.26 vendors Click: its usage errors are not click.ClickException, and the
+    # boundary once reported them as "error: MissingParameter: ... (unexpected ...)"
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    assert message in res.output and "Usage:" in res.output
+    assert "unexpected" not in res.output and "error:" not in res.output
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.params.n_estimators=abc", "The 'n_estimators' parameter of RandomForestClassifier must be an int"),
+    ("model.params.n_estimatorz=5", "unexpected keyword argument 'n_estimatorz'"),
+])
+def test_validate_checks_model_params_as_a_run_does(override, message):
+    # validate said "job smoke is valid" and the run then failed on the model's params
+    res = runner.invoke(app, ["validate", str(JOBS / "smoke.yaml"), "--set", override])
+    assert res.exit_code == 2 and "error: model.params: " in res.output and message in res.output
+    assert "is valid" not in res.output

@@ -121,9 +121,44 @@ def test_shift_on_dask_equals_pandas(trips):
     assert on_pandas.loc[on_pandas["window_start"] >= "2020-03-02", "window_alarm"].all()  # a moved
 
 
+def test_shift_result_shows_in_one_line_and_as_its_window_verdicts(trips):
+    # its dataclass repr printed both tables (and a notebook showed that text)
+    result = shift(trips[trips["t"] < "2020-02-01"], trips, time_column="t",
+                   calculator=ShiftCalculator(FEATURES, frequency="M", threads=1))
+    windows = result.windows()
+    assert repr(result) == (f"<ShiftResult: {int(windows['window_alarm'].sum())} of {len(windows)} windows alarm; "
+                            f"{len(result.to_df())} tests (to_df(), windows())>")
+    assert windows.to_html(index=False) in result._repr_html_()
+
+
 def test_shift_names_a_missing_column(trips):
     with pytest.raises(SpecError, match="no column nope"):
         frame_day_counts(trips, time_column="t", features=["a", "nope"])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(time_column="pickup"), r"replay: the frame has no column 'pickup' \(time_column\); its columns: t, a"),
+    (dict(label="hi"), r"no column 'hi' \(label\)"),
+    (dict(features=["a", "nope"]), r"no column 'nope' \(features\)"),
+])
+def test_replay_names_a_missing_column_and_its_argument(trips, model, kwargs, match):
+    # these were bare KeyErrors ('pickup', "['nope'] not in index") from deep inside the scoring
+    call = dict(time_column="t", label="y", estimator=model, features=FEATURES) | kwargs
+    with pytest.raises(SpecError, match=match):
+        replay(trips, **call)
+    with pytest.raises(SpecError, match=match):
+        replay(dd.from_pandas(trips, npartitions=2), **call)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(metric="f2"), "backtest metric 'f2' is not one of f1, accuracy, precision, recall"),
+    (dict(label="hi"), r"backtest: the frame has no column 'hi' \(label\)"),
+])
+def test_backtest_refuses_a_bad_metric_or_column_before_fitting(trips, kwargs, match):
+    # a bad metric was a KeyError 'f2' once every fold had been fitted
+    call = dict(features=FEATURES, label="y", time_column="t", splitter=MonthSplitter(train_months=1, horizon=1)) | kwargs
+    with pytest.raises(SpecError, match=match):
+        backtest(trips, LogisticRegression(), **call)
 
 
 @pytest.mark.slow
@@ -232,6 +267,22 @@ def test_a_policy_reading_what_it_did_not_declare_is_an_error():
         POLICIES.pop("reads_nothing_test")
     with pytest.raises(SpecError, match="choose from metrics, drift"):
         register_policy("bad_reads_test", reads=("labels",))
+
+
+def test_a_user_policy_cannot_replace_a_built_in_one():
+    # register_policy("static") silently replaced the built-in for every later job and backtest
+    from rapidseval.backtest import POLICIES
+
+    static = POLICIES["static"]
+    for name in ("static", "periodic", "drift_triggered"):
+        with pytest.raises(SpecError, match=f"policy '{name}' is built in .*; register yours under another name"):
+            register_policy(name, reads=())
+    assert POLICIES["static"] is static
+    try:  # a notebook cell run twice registers its own policy again
+        for _ in range(2):
+            register_policy("twice_test", reads=())(lambda ctx: None)
+    finally:
+        POLICIES.pop("twice_test")
 
 
 # ---------------------------------------------------------------------------------------

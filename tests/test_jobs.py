@@ -123,8 +123,10 @@ def test_a_job_is_a_study_or_a_backtest_by_kind_or_by_its_sections():
     assert type(load_job({"kind": "study"})) is StudyJob
     assert "kind" not in study.model_dump() and "kind" not in backtest.model_dump()  # the manifest's job is the file's
     assert spec_hash(load_job({"kind": "study"})) == spec_hash(study)
-    with pytest.raises(SpecError, match="kind must be one of study, backtest"):
+    with pytest.raises(SpecError, match="unknown job kind 'replay'; kind must be one of study, backtest"):
         load_job({"kind": "replay"})
+    with pytest.raises(SpecError, match="backtest: a backtest job \\(kind: backtest\\) needs a backtest section"):
+        load_job({"kind": "backtest"})  # was "backtest: Field required"
     with pytest.raises(SpecError, match="backtest: a study has no backtest section"):
         load_job({"kind": "study", "backtest": {}})
     again = load_job(backtest, ["seed=3"])  # overrides on a loaded job keep its kind (and its unset sections unset)

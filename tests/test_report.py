@@ -221,3 +221,41 @@ def test_most_shifted_ranks_alarms_then_distance_past_each_threshold(runs):
     ratios = [t["value"] / t["threshold"] for t in top]
     assert ratios[:4] == sorted(ratios[:4], reverse=True) and ratios[4:] == sorted(ratios[4:], reverse=True)
     assert {t["statistic"] for t in top[:4]} == {"ks", "psi"}
+
+
+def test_replay_summary_follows_the_jobs_floor_and_min_window_rows(tmp_path):
+    # the terminal once said "0 windows below the floor" for a job with no floor, and named
+    # worst windows of a handful of rows that the manifest's replay_summary leaves out
+    d = write_run(tmp_path, "replay")
+    replay = pd.read_parquet(d / "replay.parquet")
+    small = replay.loc[replay["n"] > 0, "n"].median()
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["replay_summary"] = {"metric": "f1", "floor": None, "min_window_rows": int(small)}
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    recs = summarize(load_run(d))["replay"]
+    assert all("windows_below_floor" not in r for r in recs)
+    for r in recs:
+        rows = replay[replay["model"] == r["model"]]
+        n = dict(zip(pd.to_datetime(rows["window_start"]), rows["n"]))
+        assert r["min_window_rows"] == int(small) and all(n[pd.Timestamp(w["window_start"])] >= small for w in r["worst"])
+    manifest["replay_summary"]["floor"] = 0.7
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    console = Console(record=True, width=200, file=io.StringIO())
+    print_summary(load_run(d), console)
+    text = console.export_text()
+    assert "below the floor (f1 < 0.7)" in text and f"worst (of ≥{int(small)} rows)" in text
+
+
+def test_what_moved_heading_counts_one_window_in_the_singular(tmp_path):
+    # the demo's report said "What moved (6 alarmed features in 1 windows)"
+    from rapidseval.report._html import _count
+
+    assert _count(1, "window") == "1 window" and _count(6, "alarmed feature") == "6 alarmed features"
+
+
+def test_a_window_below_the_floor_is_flagged_below_not_alarm():
+    # the replay table said ALARM in below_floor, beside the shift tables' ALARM for a shift
+    from rapidseval.report._html import _cell
+
+    assert _cell(True, "below_floor") == "<td class='alarm'>below</td>"
+    assert _cell(True, "alarm") == "<td class='alarm'>ALARM</td>" and _cell(False, "below_floor") == "<td></td>"

@@ -113,6 +113,18 @@ def test_a_backtest_result_names_its_own_tables(tmp_path):
     with pytest.raises(KeyError, match="its tables: backtest, staleness, policies, models"):
         result.to_df("monthly")
     assert "<code>policies</code> (1 × 1)" in result._repr_html_()
+    # one line in a terminal, not the dataclass repr of the spec, manifest and tables (~18k characters)
+    assert repr(result) == (f"<BacktestResult {spec.name!r}: {tmp_path / 'run'}; "
+                            "tables backtest 0×0, staleness 0×0, policies 1×1, models 0×0>")
+
+
+def test_in_memory_backtest_tables_give_the_main_table_without_a_name():
+    from rapidseval.backtest import BacktestTables
+
+    frames = {name: pd.DataFrame({name: [1]}) for name in ("backtest", "staleness", "policies", "models")}
+    tables = BacktestTables(**frames)
+    assert tables.to_df() is tables.to_df(None) is frames["backtest"]  # as a job result's to_df()
+    assert repr(tables) == "<BacktestTables: backtest 1×1, staleness 1×1, policies 1×1, models 1×1, daily 0×0>"
 
 
 def test_monthly_and_daily_f1_equal_sklearn_on_the_same_rows(local_run, months_dir):

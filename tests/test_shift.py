@@ -6,7 +6,7 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from rapidseval.shift import ks_2samp, ks_from_counts, merge_counts, value_counts
+from rapidseval.shift import KSResult, ks_2samp, ks_from_counts, merge_counts, value_counts
 from rapidseval.shift._ks import _scipy_ks
 
 STAT_TOL = 1e-12
@@ -51,6 +51,15 @@ def test_ks_identical_and_disjoint():
     assert ks_2samp(a, a) == (0.0, 1.0)
     d, p = ks_2samp(a, a + 1e6)
     assert d == 1.0 and p == stats.ks_2samp(a, a + 1e6).pvalue
+
+
+def test_ks_2samp_result_reads_like_scipys():
+    # the README says "== scipy.stats.ks_2samp(a, b)": .statistic and .pvalue, as scipy's
+    # KstestResult (it was a bare tuple), and still a (statistic, pvalue) pair
+    a, b = np.random.default_rng(0).normal(size=(2, 50_000))
+    res, ref = ks_2samp(a, b), stats.ks_2samp(a, b)
+    assert isinstance(res, KSResult) and tuple(res) == (res.statistic, res.pvalue)
+    _close(res, ref)
 
 
 def test_ks_empty_raises():

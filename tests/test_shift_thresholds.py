@@ -35,6 +35,9 @@ def test_options_map_to_threshold_objects():
     (lambda: ConstantThreshold(upper={"kss": 0.1}), "upper names unknown statistic 'kss'"),
     (lambda: ConstantThreshold(upper=0.1, lower={"ks": 0.2}), "lower 0.2 must be below upper 0.1"),
     (lambda: ShiftCalculator(threshold="family"), "rapidseval.shift.Threshold"),
+    # once accepted, then a bare KeyError 'kss' in fit
+    (lambda: ShiftCalculator(["trip_time"], statistics=["ks", "kss"]), "unknown shift statistic 'kss'; choose from ks"),
+    (lambda: ShiftCalculator(per_feature={"trip_time": ["kss"]}), "unknown shift statistic 'kss' for trip_time"),
 ])
 def test_bad_thresholds_name_what_is_wrong(call, match):
     with pytest.raises(SpecError, match=match):

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.arrays import require_columns
 from ..core.errors import SpecError
 from ..core.time import month_bounds, month_range, parse_window
 from ..replay import map_scored_partitions, merge_window_counts, window_counts
@@ -48,11 +49,18 @@ class BacktestTables:
     models: pd.DataFrame
     daily: pd.DataFrame = field(default_factory=pd.DataFrame)
 
-    def to_df(self, name: str = "backtest") -> pd.DataFrame:
-        """One of the tables by name: ``backtest``, ``staleness``, ``policies``, ``models``, ``daily``."""
+    def to_df(self, name: str | None = "backtest") -> pd.DataFrame:
+        """One of the tables by name: ``backtest`` (the default, also for ``None``, as a job
+        result's ``to_df()``), ``staleness``, ``policies``, ``models``, ``daily``."""
+        name = "backtest" if name is None else name
         if name not in _TABLES:
             raise KeyError(f"no table {name!r}; choose one of {', '.join(_TABLES)}")
         return getattr(self, name)
+
+    def __repr__(self) -> str:
+        """One line (the dataclass repr printed every table): each table's shape."""
+        shapes = ", ".join(f"{name} {len(t):,}×{len(t.columns)}" for name in _TABLES for t in [getattr(self, name)])
+        return f"<BacktestTables: {shapes}>"
 
     def _repr_html_(self) -> str:
         return "<h4>backtest: policies</h4>" + self.policies.to_html(index=False)
@@ -208,6 +216,10 @@ def _bind_policies(policies) -> dict[str, BoundPolicy]:
     return bound
 
 
+#: the metrics a floor and the policies can read (``metric=``), as the job's ``backtest.metric``
+METRICS = ("f1", "accuracy", "precision", "recall")
+
+
 def backtest(frame, estimator, *, features: Sequence[str], label: str, time_column: str,
              policies: Sequence[str | BoundPolicy] | Mapping[str, str | BoundPolicy] = ("static",),
              splitter: MonthSplitter | None = None, metric: str = "f1", floor: float = 0.0, label_delay: int = 0,
@@ -230,6 +242,9 @@ def backtest(frame, estimator, *, features: Sequence[str], label: str, time_colu
         ``ShiftCalculator(features)``.  Used only when a policy reads drift.
     daily : also return per-day metrics of every policy x month (``daily``).
     """
+    if metric not in METRICS:  # before any fitting, not as a KeyError after it
+        raise SpecError(f"backtest metric {metric!r} is not one of {', '.join(METRICS)}")
+    require_columns(frame, {"time_column": time_column, "label": label, "features": features}, what="backtest")
     columns = _Columns(time_column, label, tuple(features))
     bound = _bind_policies(policies)
     months = _month_span(frame, time_column)

@@ -45,6 +45,8 @@ POLICIES: dict[str, Policy] = {}
 #: the facts a policy may read from its context
 READS = ("metrics", "drift")
 _POLICY_READS: dict[str, frozenset[str]] = {}
+#: the policies this module defines (filled at its end): a user's policy takes another name
+_BUILT_IN: tuple[str, ...] = ()
 
 
 @dataclass
@@ -119,6 +121,8 @@ def register_policy(name: str, *, reads: Iterable[str] = READS) -> Callable[[Pol
     """
     if not isinstance(name, str) or not name:
         raise SpecError("a policy name must be a non-empty string")
+    if name in _BUILT_IN:  # replacing one would change every job's static/periodic/drift_triggered
+        raise SpecError(f"policy {name!r} is built in ({', '.join(_BUILT_IN)}); register yours under another name")
     reads = frozenset(reads)
     unknown = sorted(reads - set(READS))
     if unknown:
@@ -204,3 +208,6 @@ def drift_triggered(ctx: DecisionContext, *, use_drift: bool = True, use_floor: 
         if m is not None and m["n"] > 0 and m[ctx.metric] < ctx.floor:
             return f"floor: {ctx.metric} {m[ctx.metric]:.4f} < {ctx.floor:g} in {ctx.labelled_months[-1]}"
     return None
+
+
+_BUILT_IN = tuple(POLICIES)

@@ -16,12 +16,15 @@ array([0, 1, 2])
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Dispatch", "array_namespace", "to_host", "to_numpy"]
+from .errors import SpecError
+
+__all__ = ["Dispatch", "array_namespace", "require_columns", "to_host", "to_numpy"]
 
 
 class Dispatch:
@@ -99,3 +102,18 @@ def to_numpy(obj, dtype=None) -> np.ndarray:
     """An array or series as a NumPy array on the host."""
     host = to_host(obj)
     return np.asarray(host.to_numpy() if hasattr(host, "to_numpy") else host, dtype=dtype)
+
+
+def require_columns(frame, columns: Mapping[str, str | Iterable[str] | None], *, what: str) -> None:
+    """Raise one :class:`SpecError` naming every column ``frame`` lacks and the argument
+    that named it (``columns``: argument -> a column, several, or ``None``), then the
+    columns it has: ``replay: the frame has no column 'pickup' (time_column); its columns: ...``.
+    """
+    have = set(frame.columns)
+    missing = []
+    for argument, names in columns.items():
+        names = [names] if isinstance(names, str) else list(names or ())
+        missing += [f"{name!r} ({argument})" for name in names if name not in have]
+    if missing:
+        raise SpecError(f"{what}: the frame has no column {', '.join(missing)}; "
+                        f"its columns: {', '.join(map(str, frame.columns))}")

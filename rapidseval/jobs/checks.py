@@ -25,11 +25,12 @@ from ..backtest import MonthSplitter, make_policy
 from ..core.errors import SpecError
 from ..io.rundir import check_dir_template
 from ..io.sources import reject_secrets
+from ..models import make_model
 from ..shift import ShiftCalculator, Threshold, threshold_from_options
 from ..spec import AlarmSpec, BacktestSpec, DriftSpec, JobSpec, ShiftSpec, job_origin
 from ..spec import load_job as load_spec
 
-__all__ = ["JobProblem", "job_problems", "check_job", "load_job", "shift_calculator", "drift_calculator", "splitter"]
+__all__ = ["JobProblem", "job_problems", "check_job", "check_models", "load_job", "shift_calculator", "drift_calculator", "splitter"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,20 @@ def check_job(spec: JobSpec, origin: str = "job") -> JobSpec:
     if problems:
         raise SpecError("\n".join(problem.line(origin) for problem in problems))
     return spec
+
+
+def check_models(spec: JobSpec, backend) -> None:
+    """Build each of the job's models on ``backend`` as a run does before it reads any data
+    (:func:`rapidseval.models.make_model`), for ``rapidseval validate``.
+
+    Raises
+    ------
+    SpecError
+        ``model.params: ...``: a parameter the estimator does not take, or (on the CPU
+        backend, where a copy is fitted on a few rows) a value it refuses.
+    """
+    for model in spec.model_specs():
+        make_model(backend, model.kind, model.params, spec.seed)
 
 
 def load_job(job: str | Path | dict[str, Any] | JobSpec, overrides=None) -> JobSpec:

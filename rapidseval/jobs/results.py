@@ -68,6 +68,12 @@ class JobResult:
         lines.append(f"{self.timings.get('total', 0.0):.1f} s")
         return lines
 
+    def __repr__(self) -> str:
+        """One line: the kind, the job, the run directory and each table's shape (the
+        dataclass repr printed the whole spec, manifest and tables: ~18k characters)."""
+        shapes = ", ".join(f"{name} {len(t):,}×{len(t.columns)}" for name, t in self.tables().items())
+        return f"<{type(self).__name__} {self.spec.name!r}: {self.run_dir}; tables {shapes}>"
+
     def _repr_html_(self) -> str:
         """A short summary and the head of every table (Jupyter calls this)."""
         title = f"{type(self).__name__}: {html.escape(self.spec.name)}"
@@ -80,7 +86,7 @@ class JobResult:
         return "\n".join(sections)
 
 
-@dataclass
+@dataclass(repr=False)  # JobResult's one-line repr
 class StudyResult(JobResult):
     """A study's run (train, threshold, replay, shift): its tables and its fitted models."""
 
@@ -103,7 +109,7 @@ class StudyResult(JobResult):
         return alarms(self.shift)
 
 
-@dataclass
+@dataclass(repr=False)
 class BacktestResult(JobResult):
     """A backtest's run: per policy and month, per origin and month, per policy, per model."""
 

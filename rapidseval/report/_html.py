@@ -56,6 +56,11 @@ _SECTIONS = (
 )
 
 
+def _count(count: int, noun: str) -> str:
+    """``"1 window"``, ``"2 windows"``."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
 def _esc(value) -> str:
     return html.escape(str(value), quote=True)
 
@@ -70,8 +75,9 @@ def _cell(value, column: str) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return "<td></td>"
     if isinstance(value, (bool, np.bool_)):
-        if column == "alarm" or column == "below_floor":
-            return "<td class='alarm'>ALARM</td>" if value else "<td></td>"
+        if column in ("alarm", "below_floor"):  # flagged alike, named apart: a floor breach is no shift alarm
+            word = "ALARM" if column == "alarm" else "below"
+            return f"<td class='alarm'>{word}</td>" if value else "<td></td>"
         return f"<td>{'yes' if value else 'no'}</td>"
     if isinstance(value, (int, np.integer)):
         return f"<td>{int(value):,}</td>"
@@ -156,7 +162,8 @@ def _what_moved(run: RunTables) -> list[str]:
     if lines.empty:
         return []
     windows = list(dict.fromkeys(zip(lines["reference"], lines["window_start"])))
-    out = [f"<h3 id='what-moved'>What moved ({len(lines):,} alarmed features in {len(windows):,} windows)</h3>",
+    out = [f"<h3 id='what-moved'>What moved ({_count(len(lines), 'alarmed feature')} in "
+           f"{_count(len(windows), 'window')})</h3>",
            "<p class='muted'>Effect: the share of rows that moved (total variation of the category shares for "
            "categorical features, the largest CDF gap, KS, for ordered ones), beside what it is on windows without a "
            "shift; features ranked by the excess.  Percentiles by the inverted CDF.</p>"]

@@ -117,6 +117,10 @@ def replay_summary(run: RunTables) -> list[dict[str, Any]]:
         return []
     if "in_period" in replay.columns:
         replay = replay[replay["in_period"].astype(bool)]
+    # the job's replay settings as the manifest records them: the worst windows are named
+    # among windows of at least min_window_rows rows, as the manifest's replay_summary does
+    settings = run.manifest.get("replay_summary") or {}
+    min_rows = int(settings.get("min_window_rows") or 0)
     out = []
     models = replay["model"].unique().tolist() if "model" in replay.columns else [None]
     for model in models:
@@ -127,14 +131,20 @@ def replay_summary(run: RunTables) -> list[dict[str, Any]]:
                                "windows": int(len(rows))}
         if len(scored):
             last = scored.iloc[-1]
-            worst = scored.nsmallest(3, "f1")
+            eligible = scored[scored["n"] >= min_rows] if min_rows and "n" in scored.columns else scored
+            worst = (eligible if len(eligible) else scored).nsmallest(3, "f1")
             rec.update({
                 "cumulative_f1": float(last["cumulative_f1"]) if "cumulative_f1" in scored.columns else None,
                 "f1_min": float(scored["f1"].min()), "f1_max": float(scored["f1"].max()),
                 "worst": [{"window_start": str(w.window_start), "f1": float(w.f1)} for w in worst.itertuples()],
+                "min_window_rows": min_rows if len(eligible) else 0,
             })
-            if "below_floor" in scored.columns:
+            # a job without replay.floor has no floor to be below (a run directory whose
+            # manifest predates replay_summary counts its below_floor column as it stands)
+            if "below_floor" in scored.columns and settings.get("floor", True) is not None:
                 rec["windows_below_floor"] = int(scored["below_floor"].fillna(False).astype(bool).sum())
+                if "floor" in settings:
+                    rec["floor"] = f"{settings.get('metric', 'f1')} < {settings['floor']}"
             if "known_cumulative_f1" in scored.columns:
                 rec["label_delay"] = str(last["label_delay"]) if "label_delay" in scored.columns else None
                 rec["known_cumulative_f1"] = None if pd.isna(last["known_cumulative_f1"]) else float(last["known_cumulative_f1"])

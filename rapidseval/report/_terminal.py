@@ -103,10 +103,12 @@ def _replay_lines(run: RunTables, console) -> None:
             continue
         who = f"{rec['model']} " if rec.get("model") and len(summaries) > 1 else ""
         line = (f"replay {who}per {rec['window']}: cumulative F1 at end {_number(rec.get('cumulative_f1'))}; "
-                f"windowed F1 {_number(rec['f1_min'])}–{_number(rec['f1_max'])}; worst: "
+                f"windowed F1 {_number(rec['f1_min'])}–{_number(rec['f1_max'])}; worst"
+                + (f" (of ≥{rec['min_window_rows']} rows)" if rec.get("min_window_rows") else "") + ": "
                 + ", ".join(f"{_timestamp(w['window_start'])} {_number(w['f1'])}" for w in rec["worst"]))
         if rec.get("windows_below_floor") is not None:
-            line += f"; {_count(rec['windows_below_floor'], 'window')} below the floor"
+            line += f"; {_count(rec['windows_below_floor'], 'window')} below the floor" + (
+                f" ({rec['floor']})" if rec.get("floor") else "")
         if "known_cumulative_f1" in rec:
             line += f"; with label delay {rec.get('label_delay')} a monitor knew {_number(rec['known_cumulative_f1'])} at the end"
         console.print(line, highlight=False)
@@ -165,6 +167,8 @@ def _explain_table(run: RunTables, console) -> None:
 def _policy_header(column: str, metric: str) -> str:
     if column in (f"mean_{metric}", f"worst_{metric}"):
         return f"{column.split('_')[0]} {metric}"
+    if column == "worst_month" and metric != "f1":  # policies.parquet's worst_month is worst_f1's month
+        return "worst f1 month"
     return _POLICY_HEADERS.get(column, column.replace("_", " "))
 
 
@@ -174,11 +178,15 @@ def _policy_table(run: RunTables, console) -> None:
     if policies.empty:
         return
     metric = str(policies["metric"].iloc[0]) if "metric" in policies.columns else "f1"
-    keep = ["policy", f"mean_{metric}", f"worst_{metric}", "worst_month", "mean_f1", "months_below_floor",
-            "retrains", "train_seconds"]
+    # worst_month is worst_f1's month: beside mean f1 when the policies' metric is another
+    middle = ["worst_month", "mean_f1"] if metric == "f1" else ["mean_f1", "worst_month"]
+    keep = ["policy", f"mean_{metric}", f"worst_{metric}", *middle, "months_below_floor", "retrains", "train_seconds"]
     cols = [c for c in dict.fromkeys(keep) if c in policies.columns] or list(policies.columns)
     # no vertical rules: the columns fit 80 (a pipe) with whole headers
-    table = Table(title="retraining policies", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # the box's blank edges and column separators count too: no edges, and one space of
+    # padding (left) beside the separator, so 8 columns of whole words fit 80 (they took 86)
+    table = Table(title="retraining policies", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  show_edge=False, padding=(0, 0, 0, 1))
     rows = [[str(v) if k in ("policy", "worst_month") else
              _number(v, ".1f" if "seconds" in k else ".4f" if isinstance(v, float) else "")
              for k, v in rec.items()] for rec in policies[cols].to_dict("records")]

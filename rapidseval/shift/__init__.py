@@ -31,7 +31,7 @@ from ._calculator import (CALENDARS, FREQUENCIES, SHIFT_COLUMNS, WINDOW_COLUMNS,
                           check_statistics, window_keys, window_verdicts)
 from ._counts import DayCounts, count_days, day_value_counts
 from ._explain import EXPLAIN_COLUMNS, alarmed_pairs, explain, explanation_lines
-from ._ks import (MAX_EXACT_N, ks_2samp, ks_from_counts, ks_pvalue, ks_pvalues, kstwo_sf, merge_counts,
+from ._ks import (MAX_EXACT_N, KSResult, ks_2samp, ks_from_counts, ks_pvalue, ks_pvalues, kstwo_sf, merge_counts,
                   smirnov_sf, value_counts)
 from ._stats import (DEFAULT_STATISTICS, KINDS, PSI_EPS, STATISTICS, Dist, chi2_test, contingency,
                      default_statistics, feature_kind)
@@ -40,7 +40,7 @@ from .thresholds import (ALARM_METHODS, ConstantThreshold, FamilyThreshold, Quan
                          StandardDeviationThreshold, Threshold, threshold_from_options)
 
 __all__ = [
-    "ks_2samp", "ks_from_counts", "ks_pvalue", "ks_pvalues", "kstwo_sf", "smirnov_sf", "merge_counts", "value_counts",
+    "KSResult", "ks_2samp", "ks_from_counts", "ks_pvalue", "ks_pvalues", "kstwo_sf", "smirnov_sf", "merge_counts", "value_counts",
     "MAX_EXACT_N",
     "DayCounts", "day_value_counts", "count_days", "Dist", "STATISTICS", "KINDS", "DEFAULT_STATISTICS", "PSI_EPS",
     "default_statistics", "feature_kind", "chi2_test", "contingency",

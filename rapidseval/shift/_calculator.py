@@ -22,6 +22,7 @@ matter at millions of rows:
 
 from __future__ import annotations
 
+import html
 import os
 import time
 import zlib
@@ -372,6 +373,11 @@ class ShiftCalculator:
             raise SpecError(f"shift threshold must be a rapidseval.shift.Threshold, got {type(self.threshold).__name__}")
         for f in self.kinds:
             feature_kind(f, self.kinds)  # an unknown kind names the feature and the choices
+        for name in self.statistics or ():  # at construction, not as a KeyError in fit
+            if name not in STATISTICS:
+                raise SpecError(f"unknown shift statistic {name!r}; choose from {', '.join(STATISTICS)}")
+        for f, names in self.per_feature.items():
+            check_statistics(f, names, {f: self.kind_of(f)})
         if self.bins < 2:
             raise SpecError(f"shift bins must be at least 2, got {self.bins}")
 
@@ -953,3 +959,14 @@ class ShiftResult:
     def windows(self) -> pd.DataFrame:
         """One verdict per window (:func:`window_verdicts`)."""
         return window_verdicts(self.table)
+
+    def __repr__(self) -> str:
+        """One line (the dataclass repr printed both tables): windows, alarms, tests."""
+        t = self.table
+        windows = t[["reference", "window"]].drop_duplicates() if {"reference", "window"} <= set(t.columns) else t
+        alarmed = int(self.windows()["window_alarm"].sum()) if len(t) else 0
+        return f"<ShiftResult: {alarmed:,} of {len(windows):,} windows alarm; {len(t):,} tests (to_df(), windows())>"
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the one-line summary and the verdict per window."""
+        return f"<p>{html.escape(repr(self))}</p>" + self.windows().to_html(index=False)

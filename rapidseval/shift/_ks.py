@@ -13,13 +13,13 @@ counted once, part by part, and reused against every other month.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..core.arrays import array_namespace, to_numpy
 
-__all__ = ["ks_2samp", "ks_from_counts", "ks_pvalue", "ks_pvalues", "kstwo_sf", "smirnov_sf", "merge_counts", "value_counts", "MAX_EXACT_N"]
+__all__ = ["KSResult", "ks_2samp", "ks_from_counts", "ks_pvalue", "ks_pvalues", "kstwo_sf", "smirnov_sf", "merge_counts", "value_counts", "MAX_EXACT_N"]
 
 #: scipy's ``MAX_AUTO_N``: method "auto" is exact up to this many rows per sample
 MAX_EXACT_N = 10_000
@@ -311,12 +311,25 @@ def ks_pvalues(d, en, *, exact_tail: bool = False) -> tuple[np.ndarray, np.ndarr
     return np.clip(p, 0, 1), approx
 
 
-def ks_2samp(a, b) -> tuple[float, float]:
+class KSResult(NamedTuple):
+    """What :func:`ks_2samp` returns: ``statistic`` and ``pvalue``, by name as scipy's
+    ``KstestResult`` or unpacked as a pair."""
+
+    statistic: float
+    pvalue: float
+
+
+def ks_2samp(a, b) -> KSResult:
     """Two-sample KS test: ``(statistic, pvalue)`` as ``scipy.stats.ks_2samp(a, b)``.
 
     Parameters
     ----------
     a, b : numpy or cupy arrays, 1-D, non-empty, no NaN.
+
+    Returns
+    -------
+    KSResult
+        ``.statistic`` and ``.pvalue`` (as scipy's result), also a ``(statistic, pvalue)`` pair.
     """
     xp = array_namespace(a)
     a = xp.sort(xp.asarray(a).ravel())
@@ -326,13 +339,13 @@ def ks_2samp(a, b) -> tuple[float, float]:
         raise ValueError("Data passed to ks_2samp must not be empty")
     if max(n1, n2) <= MAX_EXACT_N:
         res = _scipy_ks(to_numpy(a), to_numpy(b))
-        return float(res.statistic), float(res.pvalue)
+        return KSResult(float(res.statistic), float(res.pvalue))
     both = xp.concatenate([a, b])
     cdf1 = xp.searchsorted(a, both, side="right") / n1
     cdf2 = xp.searchsorted(b, both, side="right") / n2
     diff = cdf1 - cdf2
     d = float(max(float(xp.clip(-diff.min(), 0, 1)), float(diff.max())))
-    return d, ks_pvalue(d, n1, n2)
+    return KSResult(d, ks_pvalue(d, n1, n2))
 
 
 def value_counts(x, xp=np) -> tuple[Any, Any]:

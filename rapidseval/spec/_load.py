@@ -29,6 +29,10 @@ def format_errors(exc: ValidationError, origin: str) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
+        elif err["type"] == "job_kind" and isinstance(err.get("input"), dict) and "kind" in err["input"]:
+            msg = f"unknown job kind {err['input']['kind']!r}; {msg}"  # name what the file says
+        elif err["type"] == "missing" and tuple(err["loc"]) == ("backtest", "backtest"):
+            msg = "a backtest job (kind: backtest) needs a backtest section"
         lines.append(f"{origin}: {where}: {msg}" if where else f"{origin}: {msg}")
     return "\n".join(lines)
 
