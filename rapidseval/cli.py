@@ -154,7 +154,7 @@ def generate(
     except RapidsEvalError as exc:
         _fail(exc)
     total = sum(res.rows.values())
-    typer.echo(f"wrote {len(res.files)} files, {total:,} rows to {res.out_dir} in {res.seconds:.1f} s "
+    typer.echo(f"wrote {len(res.files)} file{'' if len(res.files) == 1 else 's'}, {total:,} rows to {res.out_dir} in {res.seconds:.1f} s "
                f"({total / max(res.seconds, 1e-9) / 1e6:.2f}M rows/s)")
 
 
@@ -219,7 +219,8 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, only the summary line"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary on stdout"),
 ) -> None:
-    """Run a job: read, train, replay, shift; print a summary; write a run directory."""
+    """Run a job (a study: read, train, replay, shift; or a backtest: folds and retraining policies);
+    print a summary; write a run directory."""
     from .jobs import run as _run
     from .jobs.progress import default_reporter
 

@@ -790,7 +790,7 @@ def replay(frame, *, time_column: str, label: str, proba: str | None = None, est
         ``ParallelPostFit``).
     threshold : float
         Predicted positive when P(y = 1) > threshold.
-    window : {"H", "D", "W", "M", ...}
+    window : {"h", "D", "W", "M", ...}
     trailing, bands, level, replicates, seed, timezone
         As :func:`replay_frame` (``bands``: bootstrap bands, off by default).
 

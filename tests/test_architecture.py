@@ -39,6 +39,7 @@ LAYERS = {
     "report": 5,
     "jobs": 6,
     "cli": 7,
+    "__main__": 7,  # python -m rapidseval: the command line
 }
 #: the spec imports only core and the registries' names (core.registry)
 SPEC_MAY_IMPORT = ("rapidseval.core", "rapidseval.spec")

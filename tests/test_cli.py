@@ -86,3 +86,11 @@ def test_validate_checks_model_params_as_a_run_does(override, message):
     res = runner.invoke(app, ["validate", str(JOBS / "smoke.yaml"), "--set", override])
     assert res.exit_code == 2 and "error: model.params: " in res.output and message in res.output
     assert "is valid" not in res.output
+
+
+def test_python_dash_m_runs_the_command_line():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "rapidseval", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "validate" in out.stdout and "run" in out.stdout, out.stderr
