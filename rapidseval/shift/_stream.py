@@ -29,14 +29,20 @@ class ShiftReduce:
 
     features: tuple[str, ...]
     time_column: str = "pickup_datetime"
+    #: missing values counted as this value (None: the frame has none, e.g. a job's prepared part)
+    fill_value: float | None = None
+    #: NumPy threads per frame (the counts do not depend on it)
+    threads: int = 1
 
     def __call__(self, frame, backend) -> dict[str, DayCounts]:
         xp = backend.xp
         if len(frame) == 0:
             return {f: DayCounts.empty() for f in self.features}
         day = backend.time_us(frame[self.time_column]) // US_PER_DAY
+        columns = {f: frame[f] if self.fill_value is None else frame[f].fillna(self.fill_value) for f in self.features}
         # the day arithmetic (and, for rows out of day order, their day order) once for all features
-        return count_days(day, {f: backend.asarray(frame[f]) for f in self.features}, xp)
+        return count_days(day, {f: backend.asarray(column) for f, column in columns.items()}, xp,
+                          threads=self.threads)
 
 
 @dataclass

@@ -21,9 +21,9 @@ from typing import Any, Sequence
 
 from ..backend import frame_backend, get_backend
 from ..core.errors import SpecError
-from ..core.time import US_PER_DAY
 from ._calculator import ShiftCalculator, ShiftResult
-from ._counts import DayCounts, count_days
+from ._counts import DayCounts
+from ._stream import ShiftReduce
 
 __all__ = ["is_dask_frame", "frame_day_counts", "shift"]
 
@@ -35,15 +35,10 @@ def is_dask_frame(frame: Any) -> bool:
     return dask.is_dask_collection(frame)
 
 
-def _partition_day_counts(part, *, time_column: str, features: tuple[str, ...], fill_value: float,
-                          threads: int) -> dict[str, DayCounts]:
-    """The per-day counts of one pandas or cuDF frame (a whole frame or a Dask partition)."""
-    be = get_backend(frame_backend(part))
-    if len(part) == 0:
-        return {name: DayCounts.empty() for name in features}
-    day = be.time_us(part[time_column]) // US_PER_DAY
-    columns = {name: be.asarray(part[name].fillna(fill_value)) for name in features}
-    return count_days(day, columns, be.xp, threads=threads)
+def _partition_day_counts(part, reduce: ShiftReduce) -> dict[str, DayCounts]:
+    """The per-day counts of one pandas or cuDF frame (a whole frame or a Dask partition):
+    the reduction a job runs on each part, on the frame's own backend."""
+    return reduce(part, get_backend(frame_backend(part)))
 
 
 def frame_day_counts(frame, *, time_column: str, features: Sequence[str], fill_value: float = -1.0,
@@ -66,8 +61,8 @@ def frame_day_counts(frame, *, time_column: str, features: Sequence[str], fill_v
     missing = [c for c in (time_column, *features) if c not in frame.columns]
     if missing:
         raise SpecError(f"the frame has no column {', '.join(missing)} (columns: {', '.join(map(str, frame.columns))})")
-    count = functools.partial(_partition_day_counts, time_column=time_column, features=features,
-                              fill_value=fill_value, threads=threads)
+    count = functools.partial(_partition_day_counts,
+                              reduce=ShiftReduce(features, time_column, fill_value=fill_value, threads=threads))
     if not is_dask_frame(frame):
         return count(frame)
     import dask
