@@ -38,6 +38,11 @@ _CLICK_EXITS: tuple[type[BaseException], ...] = (
 )
 
 
+#: ``rapidseval run``'s exit code when a check of severity ``fail`` did not hold (the run
+#: directory is complete); 1 is an error, 2 a usage error
+EXIT_CHECKS_FAILED = 3
+
+
 def _one_line(exc: BaseException) -> str:
     from .io.lineage import redact
 
@@ -234,6 +239,11 @@ def run(
         typer.echo(_quiet_line(result))
     else:
         _print_summary(result, _console())
+    failed = result.failed_checks
+    if not failed.empty:  # the run directory is complete; a CI pipeline gates on the exit code
+        names = ", ".join(dict.fromkeys(failed["check"].astype(str)))
+        typer.echo(f"checks failed: {len(failed)} fail result(s) ({names}); see checks.parquet (exit code 3)", err=True)
+        raise typer.Exit(EXIT_CHECKS_FAILED)
 
 
 def _quiet_line(result) -> str:

@@ -34,6 +34,7 @@ LAYERS = {
     "replay": 3,
     "shift": 3,
     "backtest": 3,
+    "checks": 3,
     "spec": 4,
     # presentation built from tables alone: below jobs, which writes report.html at the end of a run
     "report": 5,

@@ -115,7 +115,7 @@ def test_a_backtest_result_names_its_own_tables(tmp_path):
     assert "<code>policies</code> (1 × 1)" in result._repr_html_()
     # one line in a terminal, not the dataclass repr of the spec, manifest and tables (~18k characters)
     assert repr(result) == (f"<BacktestResult {spec.name!r}: {tmp_path / 'run'}; "
-                            "tables backtest 0×0, staleness 0×0, policies 1×1, models 0×0>")
+                            "tables backtest 0×0, staleness 0×0, policies 1×1, models 0×0, checks 0×0>")
 
 
 def test_in_memory_backtest_tables_give_the_main_table_without_a_name():

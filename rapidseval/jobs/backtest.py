@@ -369,7 +369,8 @@ def run(ctx: JobContext) -> BacktestResult:
     run_dir = ctx.write(manifest, tables)
     shutil.rmtree(plan.work, ignore_errors=True)  # the run is complete: nothing left to resume
     return BacktestResult(ctx.spec, run_dir, manifest, ctx.timings, backtest=tables["backtest"],
-                          staleness=tables["staleness"], policies=tables["policies"], models=tables["models"])
+                          staleness=tables["staleness"], policies=tables["policies"], models=tables["models"],
+                          checks=tables.get("checks", pd.DataFrame()))
 
 
 # -- 1. features, once per month ---------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from ..checks import failed_checks
 from ..shift import alarms
 from ..spec import JobSpec
 
@@ -40,6 +41,11 @@ class JobResult:
     @property
     def report_path(self) -> Path:
         return self.run_dir / "report.html"
+
+    @property
+    def failed_checks(self) -> pd.DataFrame:
+        """The checks whose status is ``fail`` (``rapidseval run`` then exits 3); empty when none."""
+        return failed_checks(getattr(self, "checks", None))
 
     def to_df(self, name: str | None = None) -> pd.DataFrame:
         """The table ``name`` (one of ``TABLES``; by default the first, the kind's main table)
@@ -90,13 +96,15 @@ class JobResult:
 class StudyResult(JobResult):
     """A study's run (train, threshold, replay, shift): its tables and its fitted models."""
 
-    TABLES: ClassVar[tuple[str, ...]] = ("monthly", "replay", "shift", "attribution", "explain")
+    TABLES: ClassVar[tuple[str, ...]] = ("monthly", "replay", "shift", "attribution", "explain", "checks", "slices")
 
     monthly: pd.DataFrame = field(default_factory=pd.DataFrame)
     replay: pd.DataFrame = field(default_factory=pd.DataFrame)
     shift: pd.DataFrame = field(default_factory=pd.DataFrame)
     attribution: pd.DataFrame = field(default_factory=pd.DataFrame)
     explain: pd.DataFrame = field(default_factory=pd.DataFrame)  # what moved in each alarmed (window, feature)
+    checks: pd.DataFrame = field(default_factory=pd.DataFrame)  # checks.parquet: one row per check and window
+    slices: pd.DataFrame = field(default_factory=pd.DataFrame)  # slices.parquet: metrics per slice and window
     models: list[Any] = field(default_factory=list)
 
     @property
@@ -113,9 +121,10 @@ class StudyResult(JobResult):
 class BacktestResult(JobResult):
     """A backtest's run: per policy and month, per origin and month, per policy, per model."""
 
-    TABLES: ClassVar[tuple[str, ...]] = ("backtest", "staleness", "policies", "models")
+    TABLES: ClassVar[tuple[str, ...]] = ("backtest", "staleness", "policies", "models", "checks")
 
     backtest: pd.DataFrame = field(default_factory=pd.DataFrame)
     staleness: pd.DataFrame = field(default_factory=pd.DataFrame)
     policies: pd.DataFrame = field(default_factory=pd.DataFrame)
     models: pd.DataFrame = field(default_factory=pd.DataFrame)
+    checks: pd.DataFrame = field(default_factory=pd.DataFrame)  # checks.parquet: per fold and month

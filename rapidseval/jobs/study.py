@@ -19,6 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..backend import get_backend
+from ..checks import checks_table
+from ..checks.data import DataAccumulator, DataReduce
+from ..checks.slices import SliceAccumulator, SliceReduce
 from ..core.errors import DataError, RapidsEvalError
 from ..core.time import US_PER_HOUR, month_bounds, parse_delay_hours, parse_window, period_window_keys
 from ..features import FeatureSpec, PartStats, prepare, required_columns
@@ -29,6 +32,8 @@ from ..models import fit, make_model, predict_positive_proba, set_threads
 from ..replay import ScoreSummary, merge_summaries, pooled_metrics, replay_frame, summarize_scores
 from ..shift import SHIFT_COLUMNS, ShiftAccumulator, ShiftReduce, attribute
 from ..spec import JobSpec
+from .check_data import data_plan
+from .check_slices import slice_plan
 from .checks import shift_calculator
 from .context import JobContext
 from .inputs import feature_spec, input_months
@@ -47,6 +52,7 @@ class _ScoredPart:
     frame: Any
     stats: PartStats
     probas: list[Any]
+    raw: Any = None  # the canonical columns as read, kept only for the data checks
 
 
 @dataclass(frozen=True)
@@ -66,25 +72,48 @@ class _PartResult:
     stats: PartStats
     summaries: list[ScoreSummary]
     shift: dict[str, Any] | None = None
+    data: Any = None    # the data checks' counts (checks.data.DataCounts), None without data checks
+    slices: Any = None  # the slices' counts (checks.slices.SliceCounts), None without slices
+
+
+@dataclass(frozen=True)
+class _PartChecks:
+    """What the score pass reduces per part besides scores and shift (None: nothing)."""
+
+    data: DataReduce | None = None
+    slices: SliceReduce | None = None
+
+    def read_columns(self) -> tuple[str, ...]:
+        return self.data.read_columns() if self.data is not None else ()
 
 
 def _load_features(part, fspec: FeatureSpec, backend_name: str):
+    return _load_part(part, fspec, backend_name)[1:]
+
+
+def _load_part(part, fspec: FeatureSpec, backend_name: str, extra_columns: tuple[str, ...] = ()):
+    """``(raw, frame, stats)``: the part's canonical columns as read (the features' and
+    ``extra_columns``), its prepared frame and row accounting."""
     backend = get_backend(backend_name)
-    table = read_part(part, required_columns(fspec))
-    return prepare(backend.from_arrow(table), fspec, month=part.month, backend=backend, path=part.uri)
+    need = required_columns(fspec)
+    for col in extra_columns:
+        need.setdefault(col, []).append("checks.data")
+    raw = backend.from_arrow(read_part(part, need))
+    frame, stats = prepare(raw, fspec, month=part.month, backend=backend, path=part.uri)
+    return raw, frame, stats
 
 
-def _score(part, fspec: FeatureSpec, backend_name: str, models) -> _ScoredPart:
+def _score(part, fspec: FeatureSpec, backend_name: str, models, checks: _PartChecks | None = None) -> _ScoredPart:
     """Read, featurise and score one part."""
     backend = get_backend(backend_name)
-    frame, stats = _load_features(part, fspec, backend_name)
+    raw, frame, stats = _load_part(part, fspec, backend_name, checks.read_columns() if checks else ())
     try:
         probas = [predict_positive_proba(m, frame[list(fspec.features)], backend) if len(frame)
                   else backend.xp.zeros(0) for m in models]
     except ValueError as exc:  # e.g. a feature beyond float32 ("Input X contains infinity")
         raise DataError(f"{redact_uri(part.uri)} ({part.month}): cannot score its rows: {exc} "
                         "(a feature value beyond what the model takes, e.g. a distance of 1e39?)") from exc
-    return _ScoredPart(frame, stats, probas)
+    return _ScoredPart(frame, stats, probas, raw if checks is not None and checks.data is not None else None)
 
 
 def _threshold_part(part, fspec: FeatureSpec, backend_name: str, models) -> list[_ScoreCounts]:
@@ -102,9 +131,9 @@ def _threshold_part(part, fspec: FeatureSpec, backend_name: str, models) -> list
 
 
 def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, models, thresholds, score_opts: dict[str, Any],
-                   time_column: str, shift: ShiftReduce | None) -> _PartResult:
+                   time_column: str, shift: ShiftReduce | None, checks: _PartChecks | None = None) -> _PartResult:
     backend = get_backend(backend_name)
-    scored = _score(part, fspec, backend_name, models)
+    scored = _score(part, fspec, backend_name, models, checks)
     frame, xp = scored.frame, backend.xp
     if len(frame):
         t_us = backend.time_us(frame[time_column])
@@ -114,7 +143,12 @@ def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, models, threshol
     summaries = [summarize_scores(t_us, y_true, proba, threshold=threshold, xp=xp, **score_opts)
                  for proba, threshold in zip(scored.probas, thresholds)]
     # exact counts per (day, value) of every feature, host arrays
-    return _PartResult(scored.stats, summaries, shift(frame, backend) if shift is not None else None)
+    result = _PartResult(scored.stats, summaries, shift(frame, backend) if shift is not None else None)
+    if checks is not None and checks.data is not None:
+        result.data = checks.data.reduce(scored.raw, frame, month=part.month, backend=backend)
+    if checks is not None and checks.slices is not None:
+        result.slices = checks.slices.reduce(frame, scored.probas, thresholds, backend=backend)
+    return result
 
 
 # ---------------------------------------------------------------------------------------
@@ -145,6 +179,8 @@ def run(ctx: JobContext) -> StudyResult:
     return StudyResult(spec, run_dir, manifest, ctx.timings, monthly=tables.monthly, replay=tables.replay,
                        shift=tables.shift, attribution=tables.attribution,
                        explain=tables.explain if tables.explain is not None else pd.DataFrame(),
+                       checks=tables.checks if tables.checks is not None else pd.DataFrame(),
+                       slices=tables.slices if tables.slices is not None else pd.DataFrame(),
                        models=trained.models)
 
 
@@ -251,6 +287,8 @@ class _Scored:
 
     per_month: dict[str, list[_PartResult]]
     shift: ShiftAccumulator | None
+    data: DataAccumulator | None = None
+    slices: SliceAccumulator | None = None
 
 
 def _score_months(ctx: JobContext, executor, fspec: FeatureSpec, shared_models, thresholds: list[float],
@@ -264,18 +302,28 @@ def _score_months(ctx: JobContext, executor, fspec: FeatureSpec, shared_models, 
     with ctx.timed("score_reduce"):
         parts = ctx.parts(months)
         shift_reduce, shift_acc = _shift_plan(spec, fspec, ctx.inputs, ctx.backend.xp)
+        data_reduce, data_acc = data_plan(spec, fspec)
+        slice_reduce, slice_acc = slice_plan(spec, fspec, [m.name for m in spec.model_specs()])
+        checks = (_PartChecks(data_reduce, slice_reduce)
+                  if data_reduce is not None or slice_reduce is not None else None)
         results: dict[str, list[tuple[int, _PartResult]]] = {m: [] for m in months}
         with ctx.reporter.stage("score + reduce", total=len(parts), unit="part",
                                 items={m: len(ctx.inputs[m].parts) for m in months}) as stage:
             for i, result in executor.map_unordered(_evaluate_part, parts, fspec, ctx.backend.name, shared_models,
-                                                    thresholds, score_opts, time_column, shift_reduce):
+                                                    thresholds, score_opts, time_column, shift_reduce, checks):
                 if shift_acc is not None:  # merged and compared month by month, then dropped
                     shift_acc.add(parts[i].month, result.shift)
                     result.shift = None
+                if data_acc is not None:
+                    data_acc.add(parts[i].month, result.data)
+                    result.data = None
+                if slice_acc is not None:
+                    slice_acc.add(result.slices)
+                    result.slices = None
                 results[parts[i].month].append((parts[i].index, result))
                 stage.advance(item=parts[i].month)
         in_order = {m: [r for _, r in sorted(results[m], key=lambda x: x[0])] for m in months}
-    return _Scored(in_order, shift_acc)
+    return _Scored(in_order, shift_acc, data_acc, slice_acc)
 
 
 def _shift_plan(spec, fspec, inputs, xp=None):
@@ -303,10 +351,16 @@ class _StudyTables:
     shift: pd.DataFrame
     attribution: pd.DataFrame
     explain: pd.DataFrame | None = None  # written whenever the run compared shift, even without alarms
+    checks: pd.DataFrame | None = None  # written when the job has checks or slices
+    slices: pd.DataFrame | None = None  # written when the job has evaluation.slices
 
     def to_write(self) -> dict[str, pd.DataFrame]:
         """name -> table, as the run directory holds them."""
         tables = {"monthly": self.monthly, "replay": self.replay, "shift": self.shift}
+        if self.checks is not None:
+            tables["checks"] = self.checks
+        if self.slices is not None:
+            tables["slices"] = self.slices
         if self.explain is not None:
             tables["explain"] = self.explain
         if not self.attribution.empty:
@@ -327,9 +381,17 @@ def _assemble_tables(spec: JobSpec, fspec: FeatureSpec, model_specs, thresholds,
     monthly = _monthly_table(spec, model_specs, thresholds, spec.evaluated_months(), stats, summaries)
     replay, replay_summary = _replay_table(spec, fspec, model_specs, thresholds, summaries)
     shift = shift_acc.table() if shift_acc is not None else pd.DataFrame(columns=SHIFT_COLUMNS)
+    check_rows = []
+    if scored.data is not None:
+        check_rows += scored.data.rows()
+    if scored.slices is not None:
+        check_rows += scored.slices.rows()
+    has_checks = spec.checks.any or scored.slices is not None
     return _StudyTables(stats, monthly, replay, replay_summary, shift,
                         attribution=_attribution_table(spec, shift, replay, monthly),
-                        explain=shift_acc.explanation() if shift_acc is not None else None)
+                        explain=shift_acc.explanation() if shift_acc is not None else None,
+                        checks=checks_table(check_rows) if has_checks else None,
+                        slices=scored.slices.table() if scored.slices is not None else None)
 
 
 def _roles(spec: JobSpec, month: str, model=None) -> str:

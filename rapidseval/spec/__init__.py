@@ -24,6 +24,9 @@ from __future__ import annotations
 
 from ._alarm import AlarmSpec
 from ._backtest import BacktestSpec, DriftSpec, PolicySpec
+from ._checks import (DATA_RULES, SEVERITIES, SLICE_MAPPINGS, AssertionsSpec, BaselineSpec, ChecksSpec,
+                      ConsistencySpec, DataCheckSpec, JumpsSpec, LeakageSpec, MlflowSpec, PredicateSpec, SliceSpec,
+                      SlicesSpec)
 from ._base import MAX_JOB_BYTES, MAX_PERIOD_MONTHS, MAX_ROWS, MAX_SEED, statistic_problem
 from ._data import DataSpec, FeaturesSpec, SyntheticSpec, normalise_drop_rules
 from ._evaluation import BandSpec, EvaluationSpec, ReplaySpec, ShiftSpec
@@ -39,4 +42,6 @@ __all__ = [
     "DataSpec", "SyntheticSpec", "FeaturesSpec", "normalise_drop_rules", "ModelSpec", "ThresholdSpec",
     "EvaluationSpec", "ReplaySpec", "BandSpec", "ShiftSpec", "AlarmSpec", "statistic_problem",
     "BacktestSpec", "PolicySpec", "DriftSpec", "ClusterSpec", "TLSSpec", "OutputSpec",
+    "ChecksSpec", "DataCheckSpec", "PredicateSpec", "AssertionsSpec", "BaselineSpec", "JumpsSpec", "LeakageSpec",
+    "ConsistencySpec", "SlicesSpec", "SliceSpec", "MlflowSpec", "SEVERITIES", "DATA_RULES", "SLICE_MAPPINGS",
 ]

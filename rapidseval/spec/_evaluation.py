@@ -11,6 +11,7 @@ from ..core.registry import FEATURES
 from ..core.time import month_range, parse_delay_hours, parse_window
 from ._alarm import AlarmSpec
 from ._base import MAX_ROWS, Section, checked_month, statistic_problem, unique_sorted
+from ._checks import SlicesSpec
 
 __all__ = ["BandSpec", "ReplaySpec", "ShiftSpec", "EvaluationSpec"]
 
@@ -130,6 +131,7 @@ class EvaluationSpec(Section):
     score: list[str] = Field(default_factory=lambda: ["2020-03", "2020-04", "2020-05", "2020-06"])
     replay: ReplaySpec | None = ReplaySpec()
     shift: ShiftSpec | None = ShiftSpec()
+    slices: SlicesSpec | None = Field(None, description="windowed metrics per slice of a feature (slices.parquet)")
     allow_overlap: bool = Field(
         False, description="let a model's training months overlap or follow the months it is evaluated on "
                            "(test, score, replay); recorded in the manifest as train_eval_overlap")

@@ -20,6 +20,7 @@ from ..core.registry import FEATURES
 from ..core.time import month_index
 from ._backtest import BacktestSpec
 from ._base import MAX_SEED, Section, statistic_problem
+from ._checks import ChecksSpec
 from ._data import DataSpec, FeaturesSpec
 from ._evaluation import EvaluationSpec
 from ._model import ModelSpec
@@ -50,6 +51,8 @@ class JobSpec(Section):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    checks: ChecksSpec = Field(default_factory=ChecksSpec, description="tests of data, model and system (README, "
+                                                                      "\"Checks\"); a failed fail check: exit 3")
     backtest: BacktestSpec | None = None
 
     @field_validator("name")

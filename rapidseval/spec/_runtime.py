@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ._base import Section
+from ._checks import MlflowSpec
 
 __all__ = ["CLUSTER_KINDS", "TLSSpec", "ClusterSpec", "OutputSpec"]
 
@@ -127,3 +128,4 @@ class OutputSpec(Section):
     dir: str = "runs/{name}"
     report: bool = True
     storage_options: dict[str, Any] = Field(default_factory=dict, description="for s3:// outputs (endpoint_url, ...; never credentials)")
+    mlflow: MlflowSpec | None = Field(None, description="also log the run to MLflow (the mlflow extra)")

@@ -1,0 +1,262 @@
+"""The ``checks:`` section (the tests production teams run on data, model and system) and
+``evaluation.slices`` (windowed metrics per slice of a feature).
+
+Every check has a ``severity``: a ``warn`` check that does not hold is reported; a
+``fail`` check that does not hold makes ``rapidseval run`` exit with code 3 after the run
+directory is written (so a CI pipeline can gate on a job). The checks are evaluated by
+:mod:`rapidseval.checks` inside the job's own passes; their results are ``checks.parquet``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ._base import MAX_ROWS, Section
+
+__all__ = ["SEVERITIES", "DATA_RULES", "DataCheckSpec", "PredicateSpec", "AssertionsSpec", "BaselineSpec",
+           "JumpsSpec", "LeakageSpec", "ConsistencySpec", "ChecksSpec", "SliceSpec", "SlicesSpec",
+           "SLICE_MAPPINGS", "MlflowSpec"]
+
+#: what a check that does not hold does: ``warn`` reports it, ``fail`` also makes ``run`` exit 3
+SEVERITIES = ("warn", "fail")
+Severity = Literal["warn", "fail"]
+
+#: data rules: a *row* rule counts the rows that break it (``tolerance`` is the share allowed);
+#: an *aggregate* rule compares one number per month or window with ``[min, max]``
+ROW_RULES = ("not_null", "min", "max", "between", "in_set")
+AGGREGATE_RULES = ("mean_between", "fraction_between", "unique_fraction")
+DATA_RULES = ROW_RULES + AGGREGATE_RULES
+
+#: the mappings that ship with rapidseval (``evaluation.slices[].mapping``): the public TLC
+#: taxi-zone lookup, LocationID -> borough or service zone
+SLICE_MAPPINGS = ("taxi_zone_borough", "taxi_zone_service_zone")
+
+_METRICS = Literal["f1", "precision", "recall", "accuracy", "roc_auc"]
+
+
+def _finite(v: float | None, field: str) -> float | None:
+    if v is not None and not math.isfinite(v):
+        raise ValueError(f"{field} must be a finite number, got {v}")
+    return v
+
+
+class PredicateSpec(Section):
+    """Which rows meet a predicate (``fraction_between``'s ``where``): a value in ``[min, max]``
+    (either end may be left out), or in ``values``."""
+
+    min: float | None = None
+    max: float | None = None
+    values: list[float] | None = Field(None, min_length=1, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        _finite(self.min, "where.min"), _finite(self.max, "where.max")
+        if self.values is not None and (self.min is not None or self.max is not None):
+            raise ValueError("where: give min/max or values, not both")
+        if self.values is None and self.min is None and self.max is None:
+            raise ValueError("where: give min, max or values")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"where: min {self.min} is above max {self.max}")
+        return self
+
+
+class DataCheckSpec(Section):
+    """An invariant of one column, evaluated per month and per replay window.
+
+    ``column`` is a canonical input column (``fare_amount``, ``passenger_count``, ...: checked
+    on every row read, before the drop rules, so a rule sees what arrived), or one of the job's
+    features or its target (checked on the rows the job used). Rules:
+
+    - ``not_null``: no missing value;
+    - ``min`` / ``max`` / ``between``: every (present) value at least ``min`` / at most ``max``;
+    - ``in_set``: every (present) value one of ``values``;
+    - ``mean_between``: the mean of the present values in ``[min, max]``;
+    - ``fraction_between``: the share of rows meeting ``where`` in ``[min, max]``;
+    - ``unique_fraction``: distinct present values / present values in ``[min, max]``.
+
+    A row rule holds when the share of rows breaking it is at most ``tolerance`` (default 0:
+    not one row).
+    """
+
+    column: str = Field(..., min_length=1, max_length=100)
+    rule: Literal[DATA_RULES]
+    min: float | None = None
+    max: float | None = None
+    values: list[float] | None = Field(None, min_length=1, max_length=10_000, description="in_set: the allowed values")
+    where: PredicateSpec | None = Field(None, description="fraction_between: the predicate")
+    tolerance: float = Field(0.0, ge=0, le=1, description="row rules: share of rows allowed to break the rule")
+    severity: Severity = "fail"
+    name: str | None = Field(None, max_length=200, description="the check's name (default: '<column> <rule>')")
+
+    @model_validator(mode="after")
+    def _fields_for_rule(self):
+        _finite(self.min, "min"), _finite(self.max, "max")
+        rule = self.rule
+        needs = {"min": ("min",), "max": ("max",), "between": ("min", "max"), "in_set": ("values",),
+                 "fraction_between": ("where",)}.get(rule, ())
+        for name in needs:
+            if getattr(self, name) is None:
+                raise ValueError(f"rule {rule} needs {name}")
+        if rule in AGGREGATE_RULES and self.min is None and self.max is None:
+            raise ValueError(f"rule {rule} needs min, max or both (the range its value must stay in)")
+        allowed = {"not_null": (), "min": ("min",), "max": ("max",), "between": ("min", "max"),
+                   "in_set": ("values",), "mean_between": ("min", "max"),
+                   "fraction_between": ("min", "max", "where"), "unique_fraction": ("min", "max")}[rule]
+        for name in ("min", "max", "values", "where"):
+            if getattr(self, name) is not None and name not in allowed:
+                raise ValueError(f"rule {rule} takes no {name}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        if rule in AGGREGATE_RULES and self.tolerance:
+            raise ValueError(f"rule {rule} compares one value per window with [min, max]; tolerance is for row rules")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.column} {self.rule}"
+
+
+class AssertionsSpec(Section):
+    """Rows every trained model must get right: a unit test of the model, never fitted on.
+
+    ``path`` is a Parquet or CSV file (local, ``s3://`` or ``builtin:high_tip`` for the set
+    that ships with rapidseval) of canonical input columns, ``expected`` (0/1) and optionally
+    ``proba_min`` / ``proba_max`` (bounds on P(y=1)) and ``note``.
+    """
+
+    path: str = Field("builtin:high_tip", min_length=1)
+    severity: Severity = "fail"
+    max_failures: int = Field(0, ge=0, le=MAX_ROWS, description="rows allowed to fail before the check does")
+
+
+class BaselineSpec(Section):
+    """The primary model against a simpler one, trained on the same months, per window."""
+
+    kind: Literal["majority", "logistic_regression"] = "logistic_regression"
+    metric: _METRICS = "f1"
+    margin: float = Field(0.0, ge=-1, le=1, description="the primary must beat the baseline by this much")
+    severity: Severity = "fail"
+
+
+class JumpsSpec(Section):
+    """Window-to-window changes of a metric outside the windows' bands, either direction
+    ("never trust a big jump in performance without verification")."""
+
+    metric: Literal["f1", "precision", "recall", "accuracy"] = "f1"
+    min_rows: int = Field(100, ge=1, le=MAX_ROWS, description="windows with fewer rows are not compared")
+    severity: Severity = "warn"
+
+
+class LeakageSpec(Section):
+    """Information from the future: a single feature that alone nearly predicts the label on
+    the training months, and training months that overlap or follow the evaluation months."""
+
+    max_feature_auc: float = Field(0.99, gt=0.5, le=1, description="a feature whose AUC (either direction) "
+                                                                   "for the label is above this leaks")
+    severity: Severity = "fail"
+
+
+class ConsistencySpec(Section):
+    """The model file written to the run directory, reloaded, scores a sample as the model in
+    memory does: exactly on the CPU; within ``gpu_cpu_tolerance`` between GPU and CPU."""
+
+    sample_rows: int = Field(10_000, ge=1, le=1_000_000)
+    gpu_cpu_tolerance: float = Field(1e-5, ge=0, le=1, description="max |P_gpu - P_cpu| where both exist")
+    severity: Severity = "fail"
+
+
+class ChecksSpec(Section):
+    """The checks of a job (README, "Checks"): any section left out is not run."""
+
+    data: list[DataCheckSpec] = Field(default_factory=list, max_length=1000)
+    assertions: AssertionsSpec | None = None
+    baseline: BaselineSpec | None = None
+    jumps: JumpsSpec | None = None
+    leakage: LeakageSpec | None = None
+    consistency: ConsistencySpec | None = None
+
+    @field_validator("data")
+    @classmethod
+    def _unique_names(cls, v: list[DataCheckSpec]) -> list[DataCheckSpec]:
+        seen: set[str] = set()
+        for check in v:
+            if check.label in seen:
+                raise ValueError(f"data: two checks are named {check.label!r}; set name: on one")
+            seen.add(check.label)
+        return v
+
+    @property
+    def any(self) -> bool:
+        return bool(self.data) or any(getattr(self, k) is not None
+                                      for k in ("assertions", "baseline", "jumps", "leakage", "consistency"))
+
+
+class SliceSpec(Section):
+    """One way to slice the rows: by a feature's values (categorical), by bins of a numeric
+    feature (``bins``: edges, ``[a, b)``), or by a mapping of its values (a shipped one, such
+    as ``taxi_zone_borough``, or ``{value: label}``)."""
+
+    by: str = Field(..., min_length=1, max_length=100, description="a feature of the job")
+    bins: list[float] | None = Field(None, min_length=2, max_length=1000)
+    mapping: str | dict[str, str] | None = None
+    name: str | None = Field(None, max_length=100, description="the slice_by label (default: by, or by/mapping)")
+
+    @field_validator("bins")
+    @classmethod
+    def _bins(cls, v):
+        if v is not None and (sorted(set(v)) != v or any(math.isnan(b) for b in v)):
+            raise ValueError("bins must be increasing edges (each once); -.inf and .inf may close the ends")
+        return v
+
+    @field_validator("mapping")
+    @classmethod
+    def _mapping(cls, v):
+        if isinstance(v, str) and v not in SLICE_MAPPINGS:
+            raise ValueError(f"unknown mapping {v!r}; the shipped ones: {', '.join(SLICE_MAPPINGS)} "
+                             "(or give {value: label})")
+        return v
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        if self.bins is not None and self.mapping is not None:
+            raise ValueError("a slice takes bins or a mapping, not both")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if isinstance(self.mapping, str):
+            return f"{self.by}/{self.mapping}"
+        return self.by
+
+
+class SlicesSpec(Section):
+    """Windowed metrics with bands per slice (``slices.parquet``), over every scored month."""
+
+    by: list[SliceSpec] = Field(..., min_length=1, max_length=50)
+    window: Literal["D", "W", "M"] = Field("M", description="window of the slice metrics (of the replay's time column)")
+    min_support: int = Field(200, ge=1, le=MAX_ROWS, description="slices of fewer rows in a window are not judged")
+    metric: _METRICS = "f1"
+    worst: int = Field(5, ge=1, le=100, description="the summary and report name this many worst slices")
+
+    @field_validator("by")
+    @classmethod
+    def _unique(cls, v: list[SliceSpec]) -> list[SliceSpec]:
+        labels = [s.label for s in v]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"by: slice labels must differ ({', '.join(dup)} repeated; set name:)")
+        return v
+
+
+class MlflowSpec(Section):
+    """Log the run to MLflow (``pip install 'rapidseval[mlflow]'``): params, tags, metrics,
+    datasets and the run directory as artifacts."""
+
+    tracking_uri: str = Field(..., min_length=1, description="e.g. sqlite:///mlflow.db or http://host:5000")
+    experiment: str = Field("rapidseval", min_length=1, max_length=500)
+    run_name: str | None = Field(None, max_length=500, description="default: the job's name")
