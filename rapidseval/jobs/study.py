@@ -168,7 +168,7 @@ def run(ctx: JobContext) -> StudyResult:
                 set_threads(model, 1)
         shared_models = executor.share(trained.models)
         thresholds = _learn_thresholds(ctx, executor, fspec, trained, model_specs)
-        scored = _score_months(ctx, executor, fspec, shared_models, thresholds, months)
+        scored = _score_months(ctx, executor, fspec, shared_models, thresholds, months, model_specs)
     with ctx.timed("assemble"):
         tables = _assemble_tables(spec, fspec, model_specs, thresholds, scored)
     manifest = ctx.manifest(tables.stats)
@@ -292,7 +292,7 @@ class _Scored:
 
 
 def _score_months(ctx: JobContext, executor, fspec: FeatureSpec, shared_models, thresholds: list[float],
-                  months: list[str]) -> _Scored:
+                  months: list[str], model_specs) -> _Scored:
     """Every month scored and reduced on the workers."""
     spec, ev = ctx.spec, ctx.spec.evaluation
     replay = ev.replay
@@ -303,7 +303,7 @@ def _score_months(ctx: JobContext, executor, fspec: FeatureSpec, shared_models, 
         parts = ctx.parts(months)
         shift_reduce, shift_acc = _shift_plan(spec, fspec, ctx.inputs, ctx.backend.xp)
         data_reduce, data_acc = data_plan(spec, fspec)
-        slice_reduce, slice_acc = slice_plan(spec, fspec, [m.name for m in spec.model_specs()])
+        slice_reduce, slice_acc = slice_plan(spec, fspec, [m.name for m in model_specs])
         checks = (_PartChecks(data_reduce, slice_reduce)
                   if data_reduce is not None or slice_reduce is not None else None)
         results: dict[str, list[tuple[int, _PartResult]]] = {m: [] for m in months}
