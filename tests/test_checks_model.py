@@ -313,3 +313,30 @@ def test_warn_only_failure_exits_0(cache, tmp_path):
     assert res.returncode == 0, res.stderr
     check_complete(out)
     assert list(pd.read_parquet(out / "checks.parquet")["status"]) == ["warn"]
+
+
+# ---------------------------------------------------------------------------------------
+# a backtest: the checks of every fold, in the fold task
+# ---------------------------------------------------------------------------------------
+def test_backtest_runs_the_model_checks_per_fold(cache, tmp_path):
+    job = _job(cache, tmp_path / "bt", checks=CHECKS)
+    del job["evaluation"]
+    job["data"]["end"] = "2020-04"
+    job["backtest"] = {"train_months": 1, "horizon": 1, "metric": "accuracy", "cache_dir": str(tmp_path / "features"),
+                       "policies": [{"kind": "static"}]}
+    result = rapidseval.run(job)
+    checks = result.checks
+    origins = sorted(result.models["origin"]) if "origin" in result.models else None
+    months = sorted(set(checks["month"]))
+    assert origins is None or months == sorted(origins)
+    for month in months:
+        fold = checks[checks["month"] == month]
+        assert set(fold["kind"]) == {"assertions", "leakage", "time_leakage", "consistency"}
+        assert (fold[fold["kind"].isin(["time_leakage", "consistency"])]["status"] == "pass").all()
+        assert len(fold[fold["kind"] == "leakage"]) == len(FeatureSpec().features)
+    assert (checks["model"] == "random_forest").all()
+    marker = check_complete(result.run_dir)
+    assert {"checks.parquet", "assertions.parquet"} <= set(marker["files"])
+    failing = pd.read_parquet(result.run_dir / "assertions.parquet")
+    per_fold = checks[checks["kind"] == "assertions"].set_index("month")["value"]
+    assert failing.groupby("month").size().reindex(per_fold.index, fill_value=0).tolist() == per_fold.tolist()
