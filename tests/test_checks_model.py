@@ -25,7 +25,7 @@ from rapidseval.checks.model import exact_auc, feature_aucs, load_assertions, re
 from rapidseval.core.errors import DataError, RapidsEvalError, SpecError
 from rapidseval.features import FEATURE_KINDS, FEATURES, FeatureSpec, prepare, required_columns
 from rapidseval.io.readers import read_month
-from rapidseval.io.rundir import IncompleteRunDir, check_complete
+from rapidseval.io.rundir import COMPLETE_MARKER, IncompleteRunDir, check_complete
 from rapidseval.models import predict_positive_proba
 
 from _jobs import override
@@ -280,6 +280,24 @@ def test_run_dir_lists_files_with_their_hash_and_refuses_bad_paths(cache, tmp_pa
     for bad in ("../x.pkl", "models/../../x", "/abs.pkl", "models/.hidden"):
         with pytest.raises(SpecError, match="not a plain file name"):
             write_run_dir(spec, {}, {}, files={bad: b""})
+
+
+def test_s3_run_dir_uploads_the_files_listed_in_its_marker(cache, tmp_path, s3_bucket, s3_endpoint):
+    import json
+
+    from rapidseval.io.rundir import write_run_dir
+    from rapidseval.jobs.checks import load_job
+
+    bucket, client = s3_bucket
+    job = _job(cache, f"s3://{bucket}/runs/{{name}}", **{"output.storage_options": {"endpoint_url": s3_endpoint}})
+    write_run_dir(load_job(job), {"rapidseval_manifest": 1}, {"t": pd.DataFrame({"a": [1]})},
+                  files={"models/m.pkl": b"model bytes"})
+    prefix = "runs/model-checks/"
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
+    assert keys == {prefix + n for n in ("t.parquet", "manifest.json", "models/m.pkl", COMPLETE_MARKER)}
+    assert client.get_object(Bucket=bucket, Key=prefix + "models/m.pkl")["Body"].read() == b"model bytes"
+    marker = json.loads(client.get_object(Bucket=bucket, Key=prefix + COMPLETE_MARKER)["Body"].read())
+    assert marker["complete"] is True and marker["files"]["models/m.pkl"]["bytes"] == len(b"model bytes")
 
 
 # ---------------------------------------------------------------------------------------
