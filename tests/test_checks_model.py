@@ -26,7 +26,7 @@ from rapidseval.core.errors import DataError, RapidsEvalError, SpecError
 from rapidseval.features import FEATURE_KINDS, FEATURES, FeatureSpec, prepare, required_columns
 from rapidseval.io.readers import read_month
 from rapidseval.io.rundir import COMPLETE_MARKER, IncompleteRunDir, check_complete
-from rapidseval.models import predict_positive_proba
+from rapidseval.models import fit, make_model, predict_positive_proba
 
 from _jobs import override
 
@@ -358,3 +358,29 @@ def test_backtest_runs_the_model_checks_per_fold(cache, tmp_path):
     failing = pd.read_parquet(result.run_dir / "assertions.parquet")
     per_fold = checks[checks["kind"] == "assertions"].set_index("month")["value"]
     assert failing.groupby("month").size().reindex(per_fold.index, fill_value=0).tolist() == per_fold.tolist()
+
+
+def test_fold_checks_survive_the_fold_marker_json(cache):
+    """What a fold keeps in its marker reads back as the same check rows and failing rows
+    (a resumed backtest takes them from there)."""
+    import json
+
+    from rapidseval.checks import checks_table
+    from rapidseval.jobs.check_model import fold_check_tables, fold_checks
+    from rapidseval.jobs.checks import load_job
+
+    spec = load_job(_job(cache, "/tmp/unused", checks=CHECKS))
+    checks = fold_checks(spec, FeatureSpec())
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({f: rng.normal(size=400).astype("float32") for f in FeatureSpec().features})
+    train["high_tip"] = rng.integers(0, 2, 400).astype("int8")
+    be = get_backend("cpu")
+    model = fit(make_model(be, "random_forest", {"n_estimators": 3, "max_depth": 3}, 0),
+                train[list(FeatureSpec().features)], train["high_tip"], be)
+    made = checks.run(model, pickle.dumps(model), train, 0.5, be, origin="2020-03")
+    record = json.loads(json.dumps({"origin": "2020-03", "checks": made}))
+    tables = fold_check_tables([record], checks)
+    direct = checks_table(made["rows"])
+    pd.testing.assert_frame_equal(tables["checks"], direct)
+    assert record["checks"]["key"] == checks.key and (direct["month"] == "2020-03").all()
+    assert len(tables["assertions"]) == int(direct.set_index("kind").loc["assertions", "value"])
