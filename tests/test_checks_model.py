@@ -384,3 +384,30 @@ def test_fold_checks_survive_the_fold_marker_json(cache):
     pd.testing.assert_frame_equal(tables["checks"], direct)
     assert record["checks"]["key"] == checks.key and (direct["month"] == "2020-03").all()
     assert len(tables["assertions"]) == int(direct.set_index("kind").loc["assertions", "value"])
+
+
+# ---------------------------------------------------------------------------------------
+# the GPU (skipped without cuDF, cuML and a GPU)
+# ---------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.rapids
+def test_gpu_study_model_checks_reload_exactly_and_compare_with_the_cpu_twin(cache, tmp_path):
+    pytest.importorskip("cudf")
+    pytest.importorskip("cuml")
+    from rapidseval.backend import gpu_available
+
+    ok, why = gpu_available()
+    if not ok:
+        pytest.skip(why)
+    job = _job(cache, tmp_path / "gpu", checks=CHECKS, backend="gpu", **{"cluster.kind": "local",
+                                                                          "cluster.n_workers": 1})
+    result = rapidseval.run(job)
+    checks = result.checks
+    reload = checks[checks["check"] == "consistency reload"]
+    assert (reload["status"] == "pass").all() and (reload["value"] == 0).all()
+    twin = checks[checks["check"] == "consistency gpu-cpu"]
+    assert len(twin) == 1 and twin["status"].iloc[0] == "pass"  # within the tolerance, or "not compared: ..."
+    cpu_leak = rapidseval.run(_job(cache, tmp_path / "cpu", checks=CHECKS)).checks
+    gpu_auc = checks[checks["kind"] == "leakage"].set_index("check")["value"]
+    cpu_auc = cpu_leak[cpu_leak["kind"] == "leakage"].set_index("check")["value"]
+    pd.testing.assert_series_equal(gpu_auc.sort_index(), cpu_auc.sort_index(), rtol=0, atol=1e-12)  # same rows, exact
