@@ -320,7 +320,7 @@ def _cli(cache, tmp_path, severity):
 def test_failed_fail_check_exits_3_with_a_complete_run_dir(cache, tmp_path):
     res, out = _cli(cache, tmp_path, "fail")
     assert res.returncode == 3, res.stderr
-    assert "checks failed" in (res.stdout + res.stderr)
+    assert "checks failed: 1 fail result(s) (assertions " in res.stderr and "(exit code 3)" in res.stderr
     check_complete(out)
     table = pd.read_parquet(out / "checks.parquet")
     assert list(table["status"]) == ["fail"] and list(table["value"]) == [2.0]
@@ -329,6 +329,7 @@ def test_failed_fail_check_exits_3_with_a_complete_run_dir(cache, tmp_path):
 def test_warn_only_failure_exits_0(cache, tmp_path):
     res, out = _cli(cache, tmp_path, "warn")
     assert res.returncode == 0, res.stderr
+    assert "checks failed" not in res.stderr
     check_complete(out)
     assert list(pd.read_parquet(out / "checks.parquet")["status"]) == ["warn"]
 
