@@ -99,6 +99,12 @@ def safe_file_name(name: str, what: str = "table name") -> str:
     return name
 
 
+def _plain_path(name: str) -> bool:
+    """Whether a name the marker lists is a file inside the run directory: plain file names
+    joined by '/' (``manifest.json``, ``models/primary.pkl``), no ``..``."""
+    return all(_SAFE_NAME.fullmatch(part) and ".." not in part for part in name.split("/"))
+
+
 def check_dir_template(template: str) -> None:
     """Raise ValueError unless ``template`` uses only :data:`DIR_PLACEHOLDERS` and balanced braces."""
     for m in _PLACEHOLDER.finditer(template):
@@ -161,9 +167,17 @@ def resolve_run_dir(template: str, name: str) -> str:
 Finish = Callable[[Path], Any]
 
 
+def safe_file_path(path: str) -> str:
+    """``path`` if it is a relative path of plain file names (``models/primary.pkl``), else SpecError."""
+    parts = path.split("/")
+    for part in parts:
+        safe_file_name(part, "file name")
+    return path
+
+
 def _write_local(tmp: Path, manifest: Mapping[str, Any], tables: Mapping[str, pd.DataFrame],
-                 finish: Finish | None) -> None:
-    """Write tables, manifest, ``finish(tmp)`` (the report) and (last) the completion marker into ``tmp``."""
+                 finish: Finish | None, files_to_write: Mapping[str, bytes] | None = None) -> None:
+    """Write tables, files, manifest, ``finish(tmp)`` (the report) and (last) the completion marker into ``tmp``."""
     files = []
     for name, table in tables.items():
         fname = safe_file_name(f"{name}.parquet")
@@ -171,6 +185,13 @@ def _write_local(tmp: Path, manifest: Mapping[str, Any], tables: Mapping[str, pd
         table.to_parquet(part, index=False)
         os.replace(part, tmp / fname)
         files.append(fname)
+    for rel, data in (files_to_write or {}).items():
+        target = tmp / safe_file_path(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.parent / f".{target.name}.tmp"
+        part.write_bytes(data)
+        os.replace(part, target)
+        files.append(rel)
     lineage.write_json_atomic(tmp / "manifest.json", manifest)
     files.append("manifest.json")
     if finish is not None:
@@ -204,7 +225,7 @@ def _marker_problem(marker_text: str | None, names: set[str]) -> str | None:
         ours = False
     if not ours:
         return f"its {COMPLETE_MARKER} is not one rapidseval wrote"
-    foreign = sorted(names - set(files) - set(_UNLISTED_OWN))
+    foreign = sorted(names - {f.split("/")[0] for f in files} - set(_UNLISTED_OWN))
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         return f"it holds file(s) rapidseval did not write: {shown}"
@@ -227,7 +248,7 @@ def _local_problem(run_dir: Path) -> str | None:
     if problem is None and marker_text is not None and json.loads(marker_text)["complete"] is True:
         for name, meta in json.loads(marker_text)["files"].items():
             f = run_dir / name
-            if not _SAFE_NAME.fullmatch(name) or ".." in name or not f.is_file():
+            if not _plain_path(name) or not f.is_file():
                 return f"its {COMPLETE_MARKER} lists {name!r}, which is not one of its files"
             if f.stat().st_size != meta.get("bytes") or lineage.file_sha256(f) != meta.get("sha256"):
                 return f"{name} was changed after rapidseval wrote it"
@@ -432,7 +453,7 @@ def claim_run_dir(spec, reporter=None) -> Iterator[RunDirClaim]:
 
 
 def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], reporter=None, *,
-                  finish: Finish | None = None):
+                  finish: Finish | None = None, files: Mapping[str, bytes] | None = None):
     """Write a run directory for ``spec`` (its ``output`` section); return where it is.
 
     The directory is claimed first (see :func:`claim_run_dir`): only an absent or
@@ -451,6 +472,10 @@ def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.Dat
         and the manifest are written, before the completion marker (the jobs layer
         writes ``report.html`` with it); what it writes is not listed in the marker
         (:data:`_UNLISTED_OWN` names the files a run directory may hold unlisted).
+    files : mapping of str to bytes, optional
+        ``relative path -> content`` of other files (``models/primary.pkl``), written as
+        they are and listed in the marker with their size and sha256 like the tables;
+        each part of a path must be a plain file name.
 
     Returns
     -------
@@ -459,14 +484,16 @@ def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.Dat
     """
     for name in tables:
         safe_file_name(f"{name}.parquet")
+    for rel in files or {}:
+        safe_file_path(rel)
     with claim_run_dir(spec, reporter) as claim:
         if claim.is_s3:
-            return _write_s3(claim.target, spec, manifest, tables, reporter, finish)
+            return _write_s3(claim.target, spec, manifest, tables, reporter, finish, files)
         run_dir = claim.path
         tmp = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
-            _write_local(tmp, manifest, tables, finish)
+            _write_local(tmp, manifest, tables, finish, files)
             if run_dir.exists():
                 old = run_dir.parent / f".{run_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
                 os.replace(run_dir, old)
@@ -477,7 +504,8 @@ def write_run_dir(spec, manifest: Mapping[str, Any], tables: Mapping[str, pd.Dat
         return run_dir
 
 
-def _write_s3(uri: str, spec, manifest, tables, reporter, finish: Finish | None = None):
+def _write_s3(uri: str, spec, manifest, tables, reporter, finish: Finish | None = None,
+              files: Mapping[str, bytes] | None = None):
     from upath import UPath
 
     from .sources import open_fs, source_error, storage_options_for
@@ -486,8 +514,9 @@ def _write_s3(uri: str, spec, manifest, tables, reporter, finish: Finish | None 
     fs, root = open_fs(uri, spec.output.storage_options or None, month="output")
     with tempfile.TemporaryDirectory(prefix="rapidseval-out-") as staging:
         local = Path(staging)
-        _write_local(local, manifest, tables, finish)
-        names = sorted(p.name for p in local.iterdir() if p.name != COMPLETE_MARKER)
+        _write_local(local, manifest, tables, finish, files)
+        names = sorted(p.relative_to(local).as_posix() for p in local.rglob("*")
+                       if p.is_file() and p.name != COMPLETE_MARKER)
         try:
             existing = [posixpath.basename(p) for p in fs.ls(root, detail=False, refresh=True)] if fs.exists(root) else []
             # from now until the new marker lands the prefix is incomplete, and says so: a marker
@@ -554,7 +583,7 @@ def check_complete(run_dir: str | os.PathLike) -> dict[str, Any]:
                                f"{', '.join(sorted(files)) or 'no files'}): the marker was changed after rapidseval "
                                "wrote it, so its tables cannot be trusted; re-run the job")
     for name in files:
-        if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
+        if not isinstance(name, str) or not _plain_path(name):
             raise IncompleteRunDir(f"{d}: its {COMPLETE_MARKER} lists {name!r}, which is not a plain file name "
                                    "inside the run directory (path traversal refused); the marker was tampered with")
     problems = []

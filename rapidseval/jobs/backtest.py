@@ -56,6 +56,7 @@ from ..io.rundir import resolve_run_dir
 from ..models import fit, make_model, predict_positive_proba
 from ..replay import window_counts
 from .cached_features import DAY_COLUMN, build_month, read_day_counts
+from .check_model import FoldChecks, fold_check_tables, fold_checks
 from .checks import drift_calculator, splitter
 from .context import JobContext, stopwatch
 from .inputs import feature_spec
@@ -189,9 +190,10 @@ def _load_model(path: str):
             "re-run the job to refit its folds") from exc
 
 
-def _fold_done(work: Path, key: str) -> dict[str, Any] | None:
+def _fold_done(work: Path, key: str, checks_key: str | None = None) -> dict[str, Any] | None:
     """The record of a fold the work area holds intact, or None (absent, or its model damaged:
-    then it is fitted again, since rapidseval wrote it and can write it again)."""
+    then it is fitted again, since rapidseval wrote it and can write it again; or its model
+    checks are not ``checks_key``'s)."""
     marker, model = work / "folds" / f"{key}.json", work / "models" / f"{key}.pkl"
     if not (marker.exists() and model.exists()):
         return None
@@ -200,6 +202,8 @@ def _fold_done(work: Path, key: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict):
+        return None
+    if (record.get("checks") or {}).get("key") != checks_key:  # model checks: the marker holds this job's
         return None
     if "model_sha256" in record and (model.stat().st_size != record.get("model_bytes")
                                      or file_sha256(model) != record["model_sha256"]):
@@ -216,9 +220,9 @@ class _FittedFold:
 
 
 def _fold_task(plan: ModelPlan, entries: dict[str, CachedMonth], fspec, backend_name: str, model_cfg: _ModelConfig,
-               work: str, drift: _DriftPlan | None = None) -> _FittedFold:
-    """Fit one fold's model (and its drift reference), score its horizon months, then write
-    its marker (last)."""
+               work: str, drift: _DriftPlan | None = None, checks: FoldChecks | None = None) -> _FittedFold:
+    """Fit one fold's model (and its drift reference), score its horizon months, run its
+    model checks (``checks``: kept in the marker), then write its marker (last)."""
     be = get_backend(backend_name)
     fold = plan.fold
     where = f"fold {fold.origin} (training months {fold.train_start}..{fold.train_end})"
@@ -231,9 +235,11 @@ def _fold_task(plan: ModelPlan, entries: dict[str, CachedMonth], fspec, backend_
         except RapidsEvalError as exc:
             raise type(exc)(f"{where}: {exc}") from exc
     rows = int(len(train))
-    del train
     blob = pickle.dumps(model, protocol=5)
     write_atomic(Path(work) / "models" / f"{plan.key}.pkl", lambda p: p.write_bytes(blob))
+    checked = (checks.run(model, blob, train, model_cfg.threshold, be, origin=fold.origin)
+               if checks is not None else None)  # model checks: leakage, assertions, the model file reloaded
+    del train
     reference = None
     with stopwatch() as referencing:
         if drift is not None:
@@ -244,6 +250,8 @@ def _fold_task(plan: ModelPlan, entries: dict[str, CachedMonth], fspec, backend_
               "train_rows": rows, "train_seconds": fitting.seconds, "backend": be.name,
               "drift_reference_seconds": referencing.seconds if drift is not None else None,
               "model_bytes": len(blob), "model_sha256": hashlib.sha256(blob).hexdigest()}
+    if checked is not None:
+        record["checks"] = checked
     write_atomic(Path(work) / "folds" / f"{plan.key}.json", lambda p: p.write_text(json.dumps(record)))
     return _FittedFold(record, scores)
 
@@ -312,6 +320,7 @@ class _BacktestPlan:
     model_cfg: _ModelConfig
     work: Path  # the resumable work area
     cache_root: str  # the feature cache
+    checks: FoldChecks | None = None  # the model checks each fold runs (checks.assertions/leakage/consistency)
 
 
 def _plan_backtest(ctx: JobContext) -> _BacktestPlan:
@@ -338,7 +347,8 @@ def _plan_backtest(ctx: JobContext) -> _BacktestPlan:
     make_model(ctx.backend, model_cfg.kind, model_cfg.params, model_cfg.seed)  # bad params fail before any read
     return _BacktestPlan(fspec, folds, truncated, [m for m in spec.data.months if month_index(m) >= first],
                          decisions, watched, drift, model_cfg, _work_dir(spec),
-                         str(Path(bt.cache_dir).expanduser().resolve()))
+                         str(Path(bt.cache_dir).expanduser().resolve()),
+                         fold_checks(spec, fspec))  # the assertion set validated before any read
 
 
 # ---------------------------------------------------------------------------------------
@@ -355,6 +365,7 @@ def run(ctx: JobContext) -> BacktestResult:
             walked = _walk_policies(ctx, executor, plan, entries, folds)
     with ctx.timed("assemble"):
         tables = _assemble_tables(ctx.spec.backtest, folds, walked)
+        tables = _with_fold_checks(tables, folds, plan.checks)
     manifest = ctx.manifest({m: entries[m].stats for m in plan.months})
     manifest["backtest"] = {
         "folds": len(folds.plans), "folds_reused": len(folds.plans) - folds.fitted,
@@ -404,11 +415,11 @@ def _fit_folds(ctx: JobContext, executor, plan: _BacktestPlan, entries: dict[str
     with ctx.timed("folds"):
         plans = [ModelPlan(_model_key(plan.model_cfg, ctx.backend.name, f, entries), f) for f in plan.folds]
         folds = _Folds(plans, {}, {}, 0)
-        todo = _folds_to_fit(ctx, plan.work, folds)
+        todo = _folds_to_fit(ctx, plan.work, folds, plan.checks.key if plan.checks is not None else None)
         folds.fitted = len(todo)
         with ctx.reporter.stage(f"folds ({len(todo)} to fit)", total=len(todo)) as stage:
             for _, fitted in executor.map_unordered(_fold_task, todo, entries, plan.fspec, ctx.backend.name,
-                                                    plan.model_cfg, str(plan.work), plan.drift):
+                                                    plan.model_cfg, str(plan.work), plan.drift, plan.checks):
                 record = fitted.record
                 folds.records[record["key"]] = record
                 # not read back from disk
@@ -419,11 +430,12 @@ def _fit_folds(ctx: JobContext, executor, plan: _BacktestPlan, entries: dict[str
     return folds
 
 
-def _folds_to_fit(ctx: JobContext, work: Path, folds: _Folds) -> list[ModelPlan]:
-    """The folds the work area lacks (or holds damaged); the records of the others go into ``folds``."""
+def _folds_to_fit(ctx: JobContext, work: Path, folds: _Folds, checks_key: str | None = None) -> list[ModelPlan]:
+    """The folds the work area lacks (or holds damaged, or without this job's model checks,
+    ``checks_key``); the records of the others go into ``folds``."""
     todo, damaged = [], []
     for plan in folds.plans:
-        record = _fold_done(work, plan.key)
+        record = _fold_done(work, plan.key, checks_key)
         if record is not None:
             folds.records[plan.key] = record
         else:
@@ -554,6 +566,15 @@ def _assemble_tables(bt, folds: _Folds, walked: _Walked) -> dict[str, pd.DataFra
     if bt.daily:
         tables["backtest_daily"] = daily_table(walked.walks, evidence.counts)
     return tables
+
+
+def _with_fold_checks(tables: dict[str, pd.DataFrame], folds: _Folds, checks: FoldChecks | None):
+    """The folds' model-check rows joined to ``tables["checks"]`` (other checks may be there)
+    and ``assertions`` added."""
+    extra = fold_check_tables([folds.records[p.key] for p in folds.plans], checks)
+    if "checks" in extra and "checks" in tables and not tables["checks"].empty:
+        extra["checks"] = pd.concat([tables["checks"], extra["checks"]], ignore_index=True)
+    return {**tables, **extra}
 
 
 def _models_table(folds: _Folds) -> pd.DataFrame:

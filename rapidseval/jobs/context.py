@@ -123,15 +123,19 @@ class JobContext:
         manifest["cluster_started"] = self.cluster_started  # what ran (e.g. one worker per GPU), beside what was asked
         return manifest
 
-    def write(self, manifest: Mapping[str, Any], tables: Mapping[str, pd.DataFrame]):
+    def write(self, manifest: Mapping[str, Any], tables: Mapping[str, pd.DataFrame],
+              files: Mapping[str, bytes] | None = None):
         """Write the run directory (local or ``s3://``, see :mod:`rapidseval.io.rundir`), with
-        ``report.html`` when ``output.report``; return where it is."""
+        ``report.html`` when ``output.report``; return where it is.
+
+        ``files`` (relative path -> bytes, e.g. ``models/primary.pkl``) are written beside the
+        tables and listed in the completion marker with their sha256."""
         finish = None
         if self.spec.output.report:
             from ..report import write_report
 
             finish = write_report
-        return write_run_dir(self.spec, manifest, tables, self.reporter, finish=finish)
+        return write_run_dir(self.spec, manifest, tables, self.reporter, finish=finish, files=files)
 
 
 def _manifest(spec: JobSpec, backend: Backend, inputs: Mapping[str, MonthInput], stats: Mapping[str, PartStats],

@@ -33,6 +33,7 @@ from ..replay import ScoreSummary, merge_summaries, pooled_metrics, replay_frame
 from ..shift import SHIFT_COLUMNS, ShiftAccumulator, ShiftReduce, attribute
 from ..spec import JobSpec
 from .check_data import data_plan
+from .check_model import ModelChecks, model_checks
 from .check_slices import slice_plan
 from .checks import shift_calculator
 from .context import JobContext
@@ -160,22 +161,28 @@ def run(ctx: JobContext) -> StudyResult:
     fspec = feature_spec(spec)
     model_specs = spec.model_specs()
     months = input_months(spec)
+    model_check = model_checks(spec, fspec)  # checks.assertions/leakage/consistency: the set validated now
     ctx.resolve_inputs(months)
     with ctx.open_executor() as executor:
-        trained = _train_models(ctx, executor, fspec, model_specs)
+        trained = _train_models(ctx, executor, fspec, model_specs, model_check)
         if ctx.backend.name == "cpu":  # fitted on every core, scored inside workers: one part per thread
             for model in trained.models:
                 set_threads(model, 1)
         shared_models = executor.share(trained.models)
         thresholds = _learn_thresholds(ctx, executor, fspec, trained, model_specs)
+        if model_check is not None:  # -- model checks: every trained model scores the assertion set, ...
+            with ctx.timed("checks"):
+                model_check.on_models([m.name for m in model_specs], trained.models, thresholds, ctx.backend)
         scored = _score_months(ctx, executor, fspec, shared_models, thresholds, months, model_specs)
     with ctx.timed("assemble"):
         tables = _assemble_tables(spec, fspec, model_specs, thresholds, scored)
+        model_tables = _with_model_checks(tables, model_check)
     manifest = ctx.manifest(tables.stats)
     manifest["models"] = [{"name": m.name, "kind": m.kind, **info} for m, info in zip(model_specs, trained.fit_info)]
     if tables.replay_summary:
         manifest["replay_summary"] = tables.replay_summary
-    run_dir = ctx.write(manifest, tables.to_write())
+    run_dir = ctx.write(manifest, {**tables.to_write(), **model_tables},
+                        files=model_check.files if model_check is not None else None)
     return StudyResult(spec, run_dir, manifest, ctx.timings, monthly=tables.monthly, replay=tables.replay,
                        shift=tables.shift, attribution=tables.attribution,
                        explain=tables.explain if tables.explain is not None else pd.DataFrame(),
@@ -193,8 +200,10 @@ class _Trained:
     fit_info: list[dict[str, Any]]
 
 
-def _train_models(ctx: JobContext, executor, fspec: FeatureSpec, model_specs) -> _Trained:
-    """Every model fitted, each training set read once; the models and what their fits were."""
+def _train_models(ctx: JobContext, executor, fspec: FeatureSpec, model_specs,
+                  model_check: ModelChecks | None = None) -> _Trained:
+    """Every model fitted, each training set read once; the models and what their fits were
+    (``model_check`` sees each training frame before it is dropped: leakage, consistency sample)."""
     spec = ctx.spec
     models = [make_model(ctx.backend, m.kind, m.params, spec.seed) for m in model_specs]  # bad params fail first
     fit_info: list[dict[str, Any]] = [{} for _ in model_specs]
@@ -206,6 +215,10 @@ def _train_models(ctx: JobContext, executor, fspec: FeatureSpec, model_specs) ->
             train = _read_training_frame(ctx, executor, fspec, train_months)
         for i in indices:
             fit_info[i] = _fit_model(ctx, models[i], model_specs[i].name, train, train_months, fspec)
+        if model_check is not None:
+            with ctx.timed("checks"):
+                model_check.on_training_frame(train, train_months, [model_specs[i].name for i in indices],
+                                              ctx.backend)
         del train
     return _Trained(models, fit_info)
 
@@ -392,6 +405,17 @@ def _assemble_tables(spec: JobSpec, fspec: FeatureSpec, model_specs, thresholds,
                         explain=shift_acc.explanation() if shift_acc is not None else None,
                         checks=checks_table(check_rows) if has_checks else None,
                         slices=scored.slices.table() if scored.slices is not None else None)
+
+
+def _with_model_checks(tables: _StudyTables, model_check: ModelChecks | None) -> dict[str, pd.DataFrame]:
+    """The model checks' rows joined to ``tables.checks`` (in place); their own tables
+    (``assertions``) to write."""
+    if model_check is None:
+        return {}
+    rows = checks_table(model_check.check_rows)
+    tables.checks = rows if tables.checks is None or tables.checks.empty else pd.concat([tables.checks, rows],
+                                                                                      ignore_index=True)
+    return model_check.tables()
 
 
 def _roles(spec: JobSpec, month: str, model=None) -> str:

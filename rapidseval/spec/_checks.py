@@ -124,7 +124,14 @@ class AssertionsSpec(Section):
 
     ``path`` is a Parquet or CSV file (local, ``s3://`` or ``builtin:high_tip`` for the set
     that ships with rapidseval) of canonical input columns, ``expected`` (0/1) and optionally
-    ``proba_min`` / ``proba_max`` (bounds on P(y=1)) and ``note``.
+    ``proba_min`` / ``proba_max`` (bounds on P(y=1)) and ``note``. The columns only the target
+    reads (``tip_amount``) may be left out. The file is read and checked when the run starts,
+    before any training: a missing column, or a row the job's drop rules would drop, is an
+    error naming the file and the row (0-based, the header not counted).
+
+    Every trained model scores the rows (a study's models, each backtest fold's model); a row
+    fails when ``proba >= threshold`` is not ``expected``, or its proba is outside its bounds.
+    One check row per model (and fold); the failing rows go to ``assertions.parquet``.
     """
 
     path: str = Field("builtin:high_tip", min_length=1)
@@ -152,7 +159,12 @@ class JumpsSpec(Section):
 
 class LeakageSpec(Section):
     """Information from the future: a single feature that alone nearly predicts the label on
-    the training months, and training months that overlap or follow the evaluation months."""
+    the training months, and training months that overlap or follow the evaluation months.
+
+    The AUC is exact (ties counted half) on a seeded sample of at most 200,000 training rows,
+    either direction (``max(auc, 1 - auc)``); one ``leakage`` row per feature and model (or
+    fold). The overlap is a ``time_leakage`` row per model: it can only fail when
+    ``evaluation.allow_overlap`` let the job run (a backtest's folds never overlap)."""
 
     max_feature_auc: float = Field(0.99, gt=0.5, le=1, description="a feature whose AUC (either direction) "
                                                                    "for the label is above this leaks")
@@ -161,7 +173,13 @@ class LeakageSpec(Section):
 
 class ConsistencySpec(Section):
     """The model file written to the run directory, reloaded, scores a sample as the model in
-    memory does: exactly on the CPU; within ``gpu_cpu_tolerance`` between GPU and CPU."""
+    memory does: exactly on the CPU; within ``gpu_cpu_tolerance`` between GPU and CPU.
+
+    With this section a study writes each model to ``models/<model name>.pkl`` (a pickle,
+    listed in the completion marker with its sha256) and scores the first ``sample_rows``
+    training rows with the model reloaded from those bytes; a backtest reloads each fold's
+    model from the file in its work area. On the GPU a model with a CPU twin (cuML's
+    ``as_sklearn()``) is also compared with it."""
 
     sample_rows: int = Field(10_000, ge=1, le=1_000_000)
     gpu_cpu_tolerance: float = Field(1e-5, ge=0, le=1, description="max |P_gpu - P_cpu| where both exist")
