@@ -282,7 +282,7 @@ def test_unknown_column_is_a_one_line_error_naming_the_field(data_dir, tmp_path)
 def test_backtest_has_data_check_rows_per_month(data_dir, tmp_path):
     job = _study(data_dir, tmp_path / "r")
     del job["evaluation"]
-    job["backtest"] = {"train_months": 1, "horizon": 1, "step": 1, "cache_dir": str(tmp_path / "cache"),
+    job["backtest"] = {"train_months": 1, "horizon": 1, "cache_dir": str(tmp_path / "cache"),
                        "policies": [{"kind": "static"}]}
     result = rapidseval.run(job)
     checks = result.checks
@@ -290,7 +290,20 @@ def test_backtest_has_data_check_rows_per_month(data_dir, tmp_path):
     assert fare.loc[PLANTED, "status"] == "fail" and set(fare.index) == set(MONTHS)
     assert checks["window_start"].isna().all()
     assert "fare_amount min" in set(pd.read_parquet(result.run_dir / "checks.parquet")["check"])
-    # resumed from the cache: the counts kept beside the cached months give the same rows
+    raw = pd.read_parquet(month_file(data_dir, PLANTED), columns=["fare_amount"])["fare_amount"]
+    assert fare.loc[PLANTED, "value"] == (raw < 0).sum() / len(raw)
+    kept = sorted((tmp_path / "cache").glob("*.checks-*.json"))
+    assert len(kept) == len(MONTHS)
+    # from the cache: the counts kept beside the cached months give the same rows
     job["output"]["dir"] = str(tmp_path / "again")
-    again = rapidseval.run(job).checks
-    pd.testing.assert_frame_equal(again.reset_index(drop=True), checks.reset_index(drop=True))
+    again = rapidseval.run(job)
+    assert again.manifest["backtest"]["feature_cache"]["reused"] == len(MONTHS)
+    pd.testing.assert_frame_equal(again.checks.reset_index(drop=True), checks.reset_index(drop=True))
+    # changed rules on cached months: counted anew (the features stay cached)
+    job["checks"]["data"] = [{"column": "fare_amount", "rule": "min", "min": 0, "tolerance": 0.02}]
+    job["output"]["dir"] = str(tmp_path / "third")
+    third = rapidseval.run(job)
+    assert third.manifest["backtest"]["feature_cache"]["reused"] == len(MONTHS)
+    assert len(list((tmp_path / "cache").glob("*.checks-*.json"))) == 2 * len(MONTHS)
+    assert (third.checks["status"] == "pass").all() and set(third.checks["month"]) == set(MONTHS)
+    assert third.checks.set_index("month").loc[PLANTED, "value"] == fare.loc[PLANTED, "value"]
