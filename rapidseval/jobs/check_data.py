@@ -17,9 +17,13 @@ from ..spec import DataCheckSpec, JobSpec
 __all__ = ["data_plan", "data_rules", "data_column_problems", "rules_hash"]
 
 
-def _resolve(i: int, check: DataCheckSpec, fspec: FeatureSpec) -> DataRule:
+def _used_names(spec: JobSpec) -> tuple[str, ...]:
+    """The columns of the rows used a rule may name: the job's features and its target."""
+    return (*spec.features.features, spec.features.target)
+
+
+def _resolve(i: int, check: DataCheckSpec, used_names: tuple[str, ...]) -> DataRule:
     """One spec entry -> :class:`DataRule` (``on`` from where the column is), or SpecError."""
-    used_names = (*fspec.features, fspec.target)
     where = f"checks.data[{i}].column"
     on = check.on or ("read" if check.column in CANONICAL_COLUMNS else "used" if check.column in used_names else None)
     if on is None or (on == "read" and check.column not in CANONICAL_COLUMNS) or (
@@ -45,15 +49,16 @@ def _resolve(i: int, check: DataCheckSpec, fspec: FeatureSpec) -> DataRule:
 
 def data_rules(spec: JobSpec, fspec: FeatureSpec) -> tuple[DataRule, ...]:
     """Every ``checks.data`` entry resolved (SpecError naming ``checks.data[i].<field>`` on the first bad one)."""
-    return tuple(_resolve(i, check, fspec) for i, check in enumerate(spec.checks.data))
+    used_names = (*fspec.features, fspec.target)
+    return tuple(_resolve(i, check, used_names) for i, check in enumerate(spec.checks.data))
 
 
-def data_column_problems(spec: JobSpec, fspec: FeatureSpec) -> list[tuple[str, str]]:
+def data_column_problems(spec: JobSpec) -> list[tuple[str, str]]:
     """``(where, message)`` for every ``checks.data`` entry that does not resolve (for ``validate``)."""
     problems = []
     for i, check in enumerate(spec.checks.data):
         try:
-            _resolve(i, check, fspec)
+            _resolve(i, check, _used_names(spec))
         except SpecError as exc:
             where, _, message = str(exc).partition(": ")
             problems.append((where, message))
