@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import rapidseval
 from rapidseval import get_backend
+from rapidseval.checks import checks_table
 from rapidseval.checks.data import DataAccumulator, DataCounts, DataReduce, DataRule
 from rapidseval.core.errors import SpecError
 from rapidseval.core.time import parse_window
@@ -104,7 +105,7 @@ def test_rules_equal_pandas_per_month_and_window_over_parts_merged_in_any_order(
     # windows of 6 hours, counted for window keys 480..490 only (the rest: no window)
     w = parse_window("6h")
     keys = w.keys(frame["t"].to_numpy().view("int64"))
-    lo, hi = int(w.keys(np.array([np.datetime64("2020-02-29", "us").astype("int64")]))[0]), None
+    lo = int(w.keys(np.array([np.datetime64("2020-02-29", "us").astype("int64")]))[0])
     hi = lo + 10
     reduce = DataReduce(RULES, "6h", "t", (month,), lo, hi, lo + 5)
     acc = DataAccumulator(reduce)
@@ -113,7 +114,6 @@ def test_rules_equal_pandas_per_month_and_window_over_parts_merged_in_any_order(
     for i in rng.permutation(len(parts)):
         counts = reduce.reduce(parts[i], parts[i], month=month, backend=CPU)
         acc.add(month, DataCounts.from_json(counts.to_json()) if i % 2 else counts)  # JSON round trip too
-    from rapidseval.checks import checks_table
     rows = checks_table(acc.rows())
     in_window = frame["t"].notna().to_numpy() & (keys >= lo) & (keys <= hi)
     window_keys = sorted(set(keys[in_window].tolist()) | set(range(lo, lo + 6)))
@@ -154,8 +154,9 @@ def test_reduce_on_cupy_arrays_equals_numpy(cp):
 
     rng = np.random.default_rng(3)
     n = 50_000
+    hours = rng.integers(0, 31 * 24, n) * np.timedelta64(1, "h")
     frame = pd.DataFrame({"x": rng.choice([-1.0, 0.0, 1.0, 2.5, np.nan], n),
-                          "t": np.datetime64("2020-03-01", "us") + rng.integers(0, 31 * 24, n) * np.timedelta64(1, "h")})
+                          "t": np.datetime64("2020-03-01", "us") + hours})
     reduce = DataReduce(RULES, "D", "t", ("2020-03",), 18322, 18353, 18352)
     host = reduce.reduce(frame, frame, month="2020-03", backend=CPU)
     dev = reduce.reduce(frame, frame, month="2020-03", backend=_CupyColumns())
@@ -265,6 +266,17 @@ def test_study_feature_and_target_rules_on_the_rows_used(study):
     for month in MONTHS[1:]:  # evaluated months: the used rows' positive rate
         assert mean.loc[month, "value"] == pytest.approx(monthly.loc[month, "positive_rate"], abs=1e-12)
         assert f"{int(monthly.loc[month, 'n']):,} present" in mean.loc[month, "detail"]
+
+
+def test_study_used_rules_per_window_equal_the_replay_windows(study):
+    """A target rule's windows hold the replay's rows: its mean is the replay window's positive rate."""
+    checks, replay = study.checks, study.replay.set_index("window_start")
+    mean = checks[(checks["check"] == "high_tip mean_between") & checks["window_start"].notna()]
+    assert list(mean["window_start"]) == list(replay.index)
+    for r in mean.itertuples():
+        window = replay.loc[r.window_start]
+        assert r.value == pytest.approx(window["positives"] / window["n"], rel=1e-12)
+        assert f"of {int(window['n']):,} present" in r.detail
 
 
 def test_unknown_column_is_a_one_line_error_naming_the_field(data_dir, tmp_path):
