@@ -319,3 +319,20 @@ def test_backtest_has_data_check_rows_per_month(data_dir, tmp_path):
     assert len(list((tmp_path / "cache").glob("*.checks-*.json"))) == 2 * len(MONTHS)
     assert (third.checks["status"] == "pass").all() and set(third.checks["month"]) == set(MONTHS)
     assert third.checks.set_index("month").loc[PLANTED, "value"] == fare.loc[PLANTED, "value"]
+
+
+def test_validate_names_the_unknown_column(tmp_path):
+    """``rapidseval validate`` refuses the job before any read, with the field and the choices."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from rapidseval.cli import app
+
+    job = _study(tmp_path, tmp_path / "r", checks=[{"column": "trip_speed", "rule": "min", "min": 0},
+                                                   {"column": "fare_amnt", "rule": "min", "min": 0}])
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2, res.output
+    assert "checks.data[1].column: unknown column 'fare_amnt'" in res.output and "trip_speed" in res.output
+    assert "is valid" not in res.output
