@@ -204,16 +204,25 @@ def _host(a):
     return a.get() if hasattr(a, "get") else a
 
 
-def _windows(quantities: dict[str, Any], values, keys, xp) -> dict[int, GroupCounts]:
-    """Window key -> :class:`GroupCounts` of the rows with ``keys`` (already restricted)."""
-    if len(keys) == 0:
+@dataclass(frozen=True)
+class _Windowed:
+    """The rows of a part that fall in a counted window: ``mask`` over the part's rows, the
+    distinct window keys ``uniq`` (host) and each selected row's index into them ``inverse``."""
+
+    mask: Any
+    uniq: np.ndarray
+    inverse: Any
+
+
+def _windows(quantities: dict[str, Any], values, windowed: _Windowed, xp) -> dict[int, GroupCounts]:
+    """Window key -> :class:`GroupCounts` of the rows ``windowed`` selects (quantities already masked)."""
+    uniq_h, inverse = windowed.uniq, windowed.inverse
+    m = len(uniq_h)
+    if m == 0:
         return {}
-    uniq, inverse = xp.unique(keys, return_inverse=True)
-    inverse = inverse.ravel()
-    m = len(uniq)
     n = xp.bincount(inverse, minlength=m)
     sums = {name: xp.bincount(inverse, weights=q.astype("float64"), minlength=m) for name, q in quantities.items()}
-    uniq_h, n_h = _host(uniq), _host(n)
+    n_h = _host(n)
     sums_h = {name: _host(s) for name, s in sums.items()}
     distinct = None
     if values is not None:  # distinct (window, value) pairs of present values, one sort
@@ -260,8 +269,8 @@ class DataReduce:
             cols.append(self.time_column)
         return tuple(dict.fromkeys(cols))
 
-    def _window_keys(self, frame, month: str, backend):
-        """(keys, mask) of the rows of ``frame`` that fall in a counted window, or None."""
+    def _windowed(self, frame, month: str, backend) -> _Windowed | None:
+        """The rows of ``frame`` that fall in a counted window (None: windows not counted here)."""
         if self.window is None or month not in self.window_months or len(frame) == 0:
             return None
         col = frame[self.time_column]
@@ -272,7 +281,8 @@ class DataReduce:
             ok &= keys >= self.window_lo
         if self.window_hi is not None:
             ok &= keys <= self.window_hi
-        return keys, ok
+        uniq, inverse = backend.xp.unique(keys[ok], return_inverse=True)
+        return _Windowed(ok, np.asarray(_host(uniq), dtype="int64"), inverse.ravel())
 
     def reduce(self, raw, frame, *, month: str, backend) -> DataCounts:
         """Every rule's counts over one part: ``raw`` for ``read`` rules, ``frame`` for ``used`` ones."""
@@ -281,14 +291,14 @@ class DataReduce:
         keyed: dict[str, Any] = {}
         for rule in self.rules:
             source = raw if rule.on == "read" else frame
-            if rule.on not in keyed:
-                keyed[rule.on] = self._window_keys(source, month, backend)
+            if rule.on not in keyed:  # one window grouping per frame, shared by its rules
+                keyed[rule.on] = self._windowed(source, month, backend)
             quantities, values = _row_quantities(rule, source, backend)
-            windows = {}
-            if keyed[rule.on] is not None:
-                keys, ok = keyed[rule.on]
+            windows, windowed = {}, keyed[rule.on]
+            if windowed is not None:
+                ok = windowed.mask
                 windows = _windows({k: q[ok] for k, q in quantities.items()},
-                                   None if values is None else values[ok], keys[ok], xp)
+                                   None if values is None else values[ok], windowed, xp)
             per_rule[rule.label] = {"month": _group(quantities, values, int(len(source)), xp), "windows": windows}
         return DataCounts(per_rule)
 
