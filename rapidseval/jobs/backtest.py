@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ..backend import get_backend
+from ..checks import checks_table
 from ..backtest import (BACKTEST_COLUMNS, POLICY_COLUMNS, STALENESS_COLUMNS, DriftSignal, Fold, ModelPlan,
                         Needs, PolicyWalk, backtest_table, daily_table, drift_signal, fit_reference, make_policy,
                         metrics_of_counts, models_table, policy_table, staleness_table, walk_policies)
@@ -55,7 +56,8 @@ from ..io.feature_cache import CachedMonth, read_month_features, write_atomic
 from ..io.rundir import resolve_run_dir
 from ..models import fit, make_model, predict_positive_proba
 from ..replay import window_counts
-from .cached_features import DAY_COLUMN, build_month, read_day_counts
+from .cached_features import DAY_COLUMN, build_month, data_check_rows, read_day_counts
+from .check_data import data_plan
 from .check_model import FoldChecks, fold_check_tables, fold_checks
 from .checks import drift_calculator, splitter
 from .context import JobContext, stopwatch
@@ -87,8 +89,9 @@ class _MonthToCache:
 # ---------------------------------------------------------------------------------------
 # tasks (module level: they are pickled to Dask workers)
 # ---------------------------------------------------------------------------------------
-def _month_task(item: _MonthToCache, fspec: FeatureSpec, backend_name: str, root: str) -> CachedMonth:
-    return build_month(item.month, item.parts, fspec, backend_name, root=root, fingerprint=item.fingerprint)
+def _month_task(item: _MonthToCache, fspec: FeatureSpec, backend_name: str, root: str, data=None) -> CachedMonth:
+    return build_month(item.month, item.parts, fspec, backend_name, root=root, fingerprint=item.fingerprint,
+                       data=data)
 
 
 def _score_path(work: str, model_key: str, entry: CachedMonth) -> Path:
@@ -365,7 +368,11 @@ def run(ctx: JobContext) -> BacktestResult:
             walked = _walk_policies(ctx, executor, plan, entries, folds)
     with ctx.timed("assemble"):
         tables = _assemble_tables(ctx.spec.backtest, folds, walked)
-        tables = _with_fold_checks(tables, folds, plan.checks)
+        # -- checks.data: one row per rule and month, from the counts kept beside the cached months
+        data_rows = data_check_rows(ctx.spec, plan.fspec, entries)
+        if data_rows:
+            tables["checks"] = checks_table(data_rows)
+        tables = _with_fold_checks(tables, folds, plan.checks)  # the folds' model checks join them
     manifest = ctx.manifest({m: entries[m].stats for m in plan.months})
     manifest["backtest"] = {
         "folds": len(folds.plans), "folds_reused": len(folds.plans) - folds.fitted,
@@ -391,7 +398,9 @@ def _cache_features(ctx: JobContext, executor, plan: _BacktestPlan) -> dict[str,
     items = [_MonthToCache(m, ctx.inputs[m].parts, ctx.inputs[m].info.fingerprint) for m in plan.months]
     with ctx.timed("features"):
         with ctx.reporter.stage("features (cached)", total=len(items)) as stage:
-            for i, entry in executor.map_unordered(_month_task, items, plan.fspec, ctx.backend.name, plan.cache_root):
+            data = data_plan(ctx.spec, plan.fspec, windows=False)[0]  # checks.data, counted as months are read
+            for i, entry in executor.map_unordered(_month_task, items, plan.fspec, ctx.backend.name, plan.cache_root,
+                                                   data):
                 entries[plan.months[i]] = entry
                 stage.advance()
     hits = sum(e.hit for e in entries.values())

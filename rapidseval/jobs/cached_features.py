@@ -6,6 +6,12 @@ feature per calendar day of :data:`DAY_COLUMN` (for the drift signal) and the
 month's row accounting (:class:`~rapidseval.features.PartStats`).  The entry's
 key includes a hash of the :class:`~rapidseval.features.FeatureSpec`: a changed
 feature list, target or drop rule gives a new key, never a stale hit.
+
+With data checks (``checks.data``), the month's check counts
+(:class:`~rapidseval.checks.data.DataCounts`) are computed where the month is read and
+featurised and kept beside the entry, ``<key>.checks-<rules hash>.json``: a resumed or
+repeated job reads them back, and changed rules compute new ones (reading the month again,
+the cached features untouched).
 """
 
 from __future__ import annotations
@@ -14,17 +20,23 @@ import dataclasses
 import functools
 import hashlib
 import json
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ..backend import get_backend
+from ..checks.data import DataCounts, DataReduce
 from ..core.time import US_PER_DAY
 from ..features import FeatureSpec, PartStats, prepare, required_columns
-from ..io.feature_cache import CachedMonth, ComputedMonth, cache_key, cached_month, read_counts
+from ..io.feature_cache import CachedMonth, ComputedMonth, cache_key, cached_month, read_counts, write_atomic
 from ..io.readers import read_part
 from ..shift import DayCounts, count_days
+from ..spec import JobSpec
+from .check_data import data_plan, rules_hash
 
-__all__ = ["DAY_COLUMN", "feature_spec_hash", "build_month", "read_day_counts"]
+__all__ = ["DAY_COLUMN", "feature_spec_hash", "build_month", "read_day_counts", "data_checks_path",
+           "read_data_checks", "data_check_rows"]
 
 #: the time column whose calendar day the cached value counts are kept by
 DAY_COLUMN = "pickup_datetime"
@@ -37,25 +49,80 @@ def feature_spec_hash(fspec: FeatureSpec) -> str:
 
 
 def build_month(month: str, parts, fspec: FeatureSpec, backend_name: str, *, root: str,
-                fingerprint: str) -> CachedMonth:
-    """Return the month's cache entry, building it (read, clean, featurise, count) if missing.
+                fingerprint: str, data: DataReduce | None = None) -> CachedMonth:
+    """Return the month's cache entry, building it (read, clean, featurise, count) if missing;
+    with ``data``, also the month's data-check counts beside it (:func:`read_data_checks`).
 
     A Dask task: ``parts`` are the month's :class:`~rapidseval.io.readers.Part` s.
     """
     key = cache_key(fingerprint, month, feature_spec_hash(fspec))
-    compute = functools.partial(_compute_month, month, parts, fspec, backend_name)
-    return cached_month(month, key, root=root, compute=compute, stats_type=PartStats)
+    computed_checks: dict[str, DataCounts] = {}
+    compute = functools.partial(_compute_month, month, parts, fspec, backend_name, data, computed_checks)
+    entry = cached_month(month, key, root=root, compute=compute, stats_type=PartStats)
+    if data is not None:
+        path = data_checks_path(entry, data)
+        if not path.exists():  # a cached month, new rules: read the month again for them
+            counts = computed_checks.get("data") or _month_data_counts(month, parts, fspec, backend_name, data)
+            write_atomic(path, lambda p: p.write_text(counts.to_json()))
+    return entry
 
 
-def _compute_month(month: str, parts, fspec: FeatureSpec, backend_name: str) -> ComputedMonth:
-    """The month's prepared frame, its per-day value counts and its row accounting."""
+def data_checks_path(entry: CachedMonth, data: DataReduce) -> Path:
+    """Where the month's data-check counts for ``data``'s rules are kept (beside the entry)."""
+    return Path(entry.root) / f"{entry.key}.checks-{rules_hash(data)}.json"
+
+
+def read_data_checks(entry: CachedMonth, data: DataReduce) -> DataCounts:
+    """The month's data-check counts kept by :func:`build_month`."""
+    return DataCounts.from_json(data_checks_path(entry, data).read_text())
+
+
+def data_check_rows(spec: JobSpec, fspec: FeatureSpec, entries: dict[str, CachedMonth]) -> list[dict[str, Any]]:
+    """The backtest's data-check rows (``checks.parquet``): every rule per cached month (no
+    replay windows in a backtest); empty without ``checks.data``."""
+    data, acc = data_plan(spec, fspec, windows=False)
+    if data is None:
+        return []
+    for month, entry in entries.items():
+        acc.add(month, read_data_checks(entry, data))
+    return acc.rows()
+
+
+def _read_prepared(part, month: str, fspec: FeatureSpec, backend, data: DataReduce | None
+                   ) -> tuple[Any, Any, PartStats]:
+    """``(raw, frame, stats)`` of one part: as read (with ``data``'s columns), prepared, accounted."""
+    need = required_columns(fspec)
+    for col in data.read_columns() if data is not None else ():
+        need.setdefault(col, []).append("checks.data")
+    raw = backend.from_arrow(read_part(part, need))
+    frame, stats = prepare(raw, fspec, month=month, backend=backend, path=part.uri)
+    return raw, frame, stats
+
+
+def _month_data_counts(month: str, parts, fspec: FeatureSpec, backend_name: str, data: DataReduce) -> DataCounts:
     backend = get_backend(backend_name)
-    frames, total = [], PartStats()
+    counts = DataCounts()
     for part in sorted(parts, key=lambda p: p.index):
-        table = read_part(part, required_columns(fspec))
-        frame, stats = prepare(backend.from_arrow(table), fspec, month=month, backend=backend, path=part.uri)
+        raw, frame, _ = _read_prepared(part, month, fspec, backend, data)
+        counts = counts.merge(data.reduce(raw, frame, month=month, backend=backend))
+    return counts
+
+
+def _compute_month(month: str, parts, fspec: FeatureSpec, backend_name: str, data: DataReduce | None = None,
+                   checks_out: dict[str, DataCounts] | None = None) -> ComputedMonth:
+    """The month's prepared frame, its per-day value counts and its row accounting (and with
+    ``data``, its data-check counts into ``checks_out["data"]``)."""
+    backend = get_backend(backend_name)
+    frames, total, checks = [], PartStats(), DataCounts()
+    for part in sorted(parts, key=lambda p: p.index):
+        raw, frame, stats = _read_prepared(part, month, fspec, backend, data)
+        if data is not None:
+            checks = checks.merge(data.reduce(raw, frame, month=month, backend=backend))
+        del raw
         frames.append(frame)
         total = total.merge(stats)
+    if data is not None and checks_out is not None:
+        checks_out["data"] = checks
     frame = backend.xdf.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     day = backend.time_us(frame[DAY_COLUMN]) // US_PER_DAY
     by_day = count_days(day, {name: backend.asarray(frame[name]) for name in fspec.features}, backend.xp)

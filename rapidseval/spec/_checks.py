@@ -78,7 +78,19 @@ class DataCheckSpec(Section):
     - ``unique_fraction``: distinct present values / present values in ``[min, max]``.
 
     A row rule holds when the share of rows breaking it is at most ``tolerance`` (default 0:
-    not one row).
+    not one row); it counts the rows breaking it, a missing value only for ``not_null`` (the
+    others do not compare it). An aggregate holds when its value is in ``[min, max]``. A month
+    or window with nothing to judge (no rows, or no present value) passes with no value.
+
+    ``on`` says which rows: ``read`` (a canonical column, every row as read, before the drop
+    rules) or ``used`` (a feature or the target, the rows used). Left out, a canonical column is
+    ``read`` and a feature or the target ``used``; set ``on: used`` to check a feature that is
+    also a canonical column (``trip_distance``, ``passenger_count``) on the rows used.
+    Timestamp and string columns take ``not_null`` only.
+
+    Rules are evaluated per month the job reads and, in a study with a replay, per replay window
+    (rows of the replay months; a row with no time is in no window). A backtest checks every
+    data month it reads.
     """
 
     column: str = Field(..., min_length=1, max_length=100)
@@ -90,6 +102,8 @@ class DataCheckSpec(Section):
     tolerance: float = Field(0.0, ge=0, le=1, description="row rules: share of rows allowed to break the rule")
     severity: Severity = "fail"
     name: str | None = Field(None, max_length=200, description="the check's name (default: '<column> <rule>')")
+    on: Literal["read", "used"] | None = Field(None, description="read: every row as read (a canonical column); "
+                                               "used: the rows used (a feature or the target); default: by column")
 
     @model_validator(mode="after")
     def _fields_for_rule(self):

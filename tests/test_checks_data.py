@@ -1,0 +1,338 @@
+"""Data checks (``checks.data``): counts and values equal pandas' on the same rows, per month and
+per window, over parts merged in any order; a study and a backtest with planted violations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rapidseval
+from rapidseval import get_backend
+from rapidseval.checks import checks_table
+from rapidseval.checks.data import DataAccumulator, DataCounts, DataReduce, DataRule
+from rapidseval.core.errors import SpecError
+from rapidseval.core.time import parse_window
+from rapidseval.data.synthetic import generate
+
+from _damage import month_file
+
+CPU = get_backend("cpu")
+US_PER_HOUR = 3_600_000_000
+
+#: one rule of every kind on column x (with NaN)
+RULES = (
+    DataRule("x not_null", "x", "not_null", "used", "fail"),
+    DataRule("x min", "x", "min", "used", "fail", min=0.0, tolerance=0.1),
+    DataRule("x max", "x", "max", "used", "warn", max=5.0),
+    DataRule("x between", "x", "between", "used", "fail", min=-1.0, max=3.0),
+    DataRule("x in_set", "x", "in_set", "used", "fail", values=(0.0, 1.0, 2.0)),
+    DataRule("x mean_between", "x", "mean_between", "used", "fail", min=-2.0, max=2.0),
+    DataRule("x fraction_between", "x", "fraction_between", "used", "fail", min=0.1, max=0.9, where_min=0.0,
+             where_max=2.0),
+    DataRule("x fraction in set", "x", "fraction_between", "used", "fail", min=0.0, max=0.5,
+             where_values=(1.0, 3.0)),
+    DataRule("x unique_fraction", "x", "unique_fraction", "used", "fail", min=0.0, max=0.5),
+    DataRule("t not_null", "t", "not_null", "used", "fail", numeric=False),
+)
+
+
+def _expected(rule: DataRule, frame: pd.DataFrame) -> tuple[int, float, int]:
+    """(n, value, violations) of ``rule`` on ``frame`` by pandas (value NaN: nothing to judge)."""
+    s, n = frame[rule.column], len(frame)
+    if rule.rule == "not_null":
+        bad = int(s.isna().sum())
+    elif rule.rule == "min":
+        bad = int((s < rule.min).sum())
+    elif rule.rule == "max":
+        bad = int((s > rule.max).sum())
+    elif rule.rule == "between":
+        bad = int(((s < rule.min) | (s > rule.max)).sum())
+    elif rule.rule == "in_set":
+        bad = int((s.notna() & ~s.isin(rule.values)).sum())
+    elif rule.rule == "mean_between":
+        return n, float(s.mean()) if s.notna().any() else np.nan, 0
+    elif rule.rule == "fraction_between":
+        meets = s.isin(rule.where_values) if rule.where_values else s.between(rule.where_min, rule.where_max)
+        return n, float(meets.sum() / n) if n else np.nan, 0
+    else:
+        return n, float(s.nunique() / s.notna().sum()) if s.notna().any() else np.nan, 0
+    return n, bad / n if n else np.nan, bad
+
+
+def _check_rows(rows: pd.DataFrame, rule: DataRule, frame: pd.DataFrame, groups) -> None:
+    """Every group's row for ``rule`` has pandas' value on that group's rows."""
+    for key, sel in groups:
+        row = rows[(rows["check"] == rule.label) & key]
+        assert len(row) == 1, (rule.label, key)
+        n, value, bad = _expected(rule, frame[sel])
+        got = float(row["value"].iloc[0])
+        if np.isnan(value):
+            assert np.isnan(got) and row["status"].iloc[0] == "pass", rule.label
+            continue
+        if rule.rule == "mean_between":
+            scale = max(1.0, float(frame[sel][rule.column].abs().mean()))
+            assert abs(got - value) <= 1e-12 * scale, (rule.label, got, value)
+        else:
+            assert got == value, (rule.label, got, value)
+        if rule.rule in ("not_null", "min", "max", "between", "in_set"):
+            assert f"{bad:,} of {n:,} rows" in row["detail"].iloc[0]
+            assert row["status"].iloc[0] == ("pass" if value <= rule.tolerance else rule.severity)
+
+
+frames = st.integers(min_value=0, max_value=10_000).flatmap(lambda seed: st.tuples(
+    st.just(seed), st.integers(min_value=0, max_value=400), st.integers(min_value=1, max_value=5)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames)
+def test_rules_equal_pandas_per_month_and_window_over_parts_merged_in_any_order(case):
+    seed, n, n_parts = case
+    rng = np.random.default_rng(seed)
+    x = rng.choice([-3.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 6.0, np.nan], n) + rng.choice([0.0, 0.25], n)
+    t = np.datetime64("2020-02-28T00:00", "us") + rng.integers(0, 4 * 24, n) * np.timedelta64(1, "h")
+    t = pd.Series(t).where(rng.random(n) > 0.1)  # some NaT: in the month, in no window
+    frame = pd.DataFrame({"x": x, "t": t.astype("datetime64[us]")})
+    month = "2020-03"
+    # windows of 6 hours, counted for window keys 480..490 only (the rest: no window)
+    w = parse_window("6h")
+    keys = w.keys(frame["t"].to_numpy().view("int64"))
+    lo = int(w.keys(np.array([np.datetime64("2020-02-29", "us").astype("int64")]))[0])
+    hi = lo + 10
+    reduce = DataReduce(RULES, "6h", "t", (month,), lo, hi, lo + 5)
+    acc = DataAccumulator(reduce)
+    cuts = np.sort(rng.integers(0, n + 1, n_parts - 1))
+    parts = [frame.iloc[a:b] for a, b in zip([0, *cuts], [*cuts, n])]
+    for i in rng.permutation(len(parts)):
+        counts = reduce.reduce(parts[i], parts[i], month=month, backend=CPU)
+        acc.add(month, DataCounts.from_json(counts.to_json()) if i % 2 else counts)  # JSON round trip too
+    rows = checks_table(acc.rows())
+    in_window = frame["t"].notna().to_numpy() & (keys >= lo) & (keys <= hi)
+    window_keys = sorted(set(keys[in_window].tolist()) | set(range(lo, lo + 6)))
+    groups = [(rows["month"] == month, np.ones(n, bool))]
+    for k in window_keys:
+        start = pd.Timestamp(w.bounds(np.array([k]))[0][0])
+        groups.append((rows["window_start"] == start, in_window & (keys == k)))
+    for rule in RULES:
+        assert (rows["check"] == rule.label).sum() == len(groups)
+        _check_rows(rows, rule, frame, groups)
+
+
+def test_no_rows_is_a_pass_with_no_value():
+    reduce = DataReduce(RULES)
+    acc = DataAccumulator(reduce)
+    empty = pd.DataFrame({"x": np.zeros(0), "t": pd.Series([], dtype="datetime64[us]")})
+    acc.add("2020-01", reduce.reduce(empty, empty, month="2020-01", backend=CPU))
+    rows = pd.DataFrame(acc.rows())
+    assert (rows["status"] == "pass").all() and rows["value"].isna().all()
+    assert (rows["detail"] == "no rows").all()
+
+
+@pytest.mark.gpu
+@pytest.mark.cupy
+def test_reduce_on_cupy_arrays_equals_numpy(cp):
+    """The reduction on CuPy arrays gives the NumPy counts (host numbers back)."""
+
+    @dataclass
+    class _CupyColumns:  # pandas frame, CuPy arrays: the xp paths without cuDF
+        xp: Any = cp
+        name: str = "gpu"
+
+        def asarray(self, obj, dtype=None):
+            return cp.asarray(obj.to_numpy(dtype=dtype))
+
+        def time_us(self, series):
+            return cp.asarray(series.astype("datetime64[us]").to_numpy().view("int64"))
+
+    rng = np.random.default_rng(3)
+    n = 50_000
+    hours = rng.integers(0, 31 * 24, n) * np.timedelta64(1, "h")
+    frame = pd.DataFrame({"x": rng.choice([-1.0, 0.0, 1.0, 2.5, np.nan], n),
+                          "t": np.datetime64("2020-03-01", "us") + hours})
+    reduce = DataReduce(RULES, "D", "t", ("2020-03",), 18322, 18353, 18352)
+    host = reduce.reduce(frame, frame, month="2020-03", backend=CPU)
+    dev = reduce.reduce(frame, frame, month="2020-03", backend=_CupyColumns())
+    assert dev.to_json() == host.to_json()
+
+
+# ---------------------------------------------------------------------------------------
+# jobs
+# ---------------------------------------------------------------------------------------
+ROWS = 3_000
+MONTHS = ("2020-01", "2020-02", "2020-03")
+PLANTED = "2020-02"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """Three synthetic months; 1% of February's rows get a negative fare."""
+    out = tmp_path_factory.mktemp("tlc-data-checks")
+    generate(out, MONTHS[0], MONTHS[-1], ROWS, seed=7)
+    path = month_file(out, PLANTED)
+    table = pq.read_table(path)
+    fare = table.column("fare_amount").to_numpy(zero_copy_only=False).astype("float64").copy()
+    rows = np.random.default_rng(0).choice(len(fare), len(fare) // 100, replace=False)
+    fare[rows] = -np.abs(fare[rows]) - 1.0
+    i = table.schema.get_field_index("fare_amount")
+    table = table.set_column(i, pa.field("fare_amount", pa.float64()), pa.array(fare))
+    pq.write_table(table, path)
+    return out
+
+
+DATA_CHECKS = [
+    {"column": "fare_amount", "rule": "min", "min": 0, "tolerance": 0.005},  # synthetic months: ~0.1% negative
+    {"column": "trip_speed", "rule": "between", "min": 0, "max": 1, "severity": "warn"},
+    {"column": "high_tip", "rule": "in_set", "values": [0, 1]},
+    {"column": "high_tip", "rule": "mean_between", "min": 0.01, "max": 0.99},
+    {"column": "trip_distance", "rule": "min", "min": 0, "on": "used", "name": "distance used"},
+    {"column": "dropoff_datetime", "rule": "not_null"},
+]
+
+
+def _study(data_dir: Path, out: Path, checks=DATA_CHECKS) -> dict[str, Any]:
+    return {
+        "name": "data-checks", "seed": 1, "backend": "cpu",
+        "data": {"source": str(data_dir / "yellow_tripdata_{month}.parquet"), "start": MONTHS[0], "end": MONTHS[-1],
+                 "partition_rows": 10_000},
+        "model": {"kind": "random_forest", "params": {"n_estimators": 5, "max_depth": 4}},
+        "evaluation": {"train": [MONTHS[0]], "test": [MONTHS[1]], "score": [MONTHS[2]],
+                       "replay": {"months": [MONTHS[1], MONTHS[2]], "window": "W", "bands": None}, "shift": None},
+        "checks": {"data": checks},
+        "cluster": {"kind": "threads", "n_workers": 2},
+        "output": {"dir": str(out), "report": False},
+    }
+
+
+@pytest.fixture(scope="module")
+def study(data_dir, tmp_path_factory):
+    return rapidseval.run(_study(data_dir, tmp_path_factory.mktemp("run") / "r"))
+
+
+def test_study_names_the_planted_negative_fares_in_their_month_only(study, data_dir):
+    checks = study.checks
+    fare = checks[(checks["check"] == "fare_amount min") & checks["month"].notna()].set_index("month")
+    assert list(fare.index) == list(MONTHS)
+    raw = pd.read_parquet(month_file(data_dir, PLANTED), columns=["fare_amount"])["fare_amount"]
+    bad = int((raw < 0).sum())
+    assert bad >= ROWS // 100
+    assert fare.loc[PLANTED, "status"] == "fail"
+    assert fare.loc[PLANTED, "value"] == bad / len(raw)
+    assert fare.loc[PLANTED, "detail"].startswith(f"{bad:,} of {len(raw):,} rows")
+    for month in (MONTHS[0], MONTHS[2]):  # the generator's own few negative fares, within the tolerance
+        clean = pd.read_parquet(month_file(data_dir, month), columns=["fare_amount"])["fare_amount"]
+        assert fare.loc[month, "status"] == "pass"
+        assert fare.loc[month, "value"] == (clean < 0).sum() / len(clean) <= 0.005
+    # the failed check is the run's failed check (run exits 3)
+    assert set(study.failed_checks["check"]) == {"fare_amount min"}
+    assert set(study.failed_checks["month"].dropna()) == {PLANTED}
+    on_disk = pd.read_parquet(study.run_dir / "checks.parquet")
+    assert len(on_disk) == len(checks)
+
+
+def test_study_windows_cover_the_replay_and_count_its_rows(study, data_dir):
+    checks = study.checks
+    fare_w = checks[(checks["check"] == "fare_amount min") & checks["window_start"].notna()]
+    raw = pd.concat([pd.read_parquet(month_file(data_dir, m), columns=["fare_amount", "tpep_dropoff_datetime"])
+                     for m in MONTHS[1:]])
+    week = raw["tpep_dropoff_datetime"].dt.to_period("W-SUN").dt.start_time
+    assert fare_w["window_start"].is_unique
+    assert fare_w["window_start"].min() == pd.Timestamp("2020-01-27")  # the Monday week holding Feb 1
+    assert fare_w["window_start"].max() >= pd.Timestamp("2020-03-30")
+    for r in fare_w.itertuples():
+        sel = (week == r.window_start).to_numpy()
+        assert sel.sum() > 0, r.window_start
+        assert r.value == (raw["fare_amount"].to_numpy()[sel] < 0).sum() / sel.sum()
+        assert f"of {sel.sum():,} rows" in r.detail
+    assert (fare_w["status"] == "fail").any() and (fare_w["status"] == "pass").any()
+
+
+def test_study_feature_and_target_rules_on_the_rows_used(study):
+    checks = study.checks
+    monthly = study.monthly.set_index("month")
+    for label in ("trip_speed between", "high_tip in_set", "high_tip mean_between", "distance used",
+                  "dropoff_datetime not_null"):
+        rows = checks[(checks["check"] == label) & checks["month"].notna()]
+        assert list(rows["month"]) == list(MONTHS), label
+        assert (rows["status"] == "pass").all(), (label, rows[["month", "value", "detail"]])
+    mean = checks[(checks["check"] == "high_tip mean_between") & checks["month"].notna()].set_index("month")
+    for month in MONTHS[1:]:  # evaluated months: the used rows' positive rate
+        assert mean.loc[month, "value"] == pytest.approx(monthly.loc[month, "positive_rate"], abs=1e-12)
+        assert f"{int(monthly.loc[month, 'n']):,} present" in mean.loc[month, "detail"]
+
+
+def test_study_used_rules_per_window_equal_the_replay_windows(study):
+    """A target rule's windows hold the replay's rows: its mean is the replay window's positive rate."""
+    checks, replay = study.checks, study.replay.set_index("window_start")
+    mean = checks[(checks["check"] == "high_tip mean_between") & checks["window_start"].notna()]
+    assert list(mean["window_start"]) == list(replay.index)
+    for r in mean.itertuples():
+        window = replay.loc[r.window_start]
+        assert r.value == pytest.approx(window["positives"] / window["n"], rel=1e-12)
+        assert f"of {int(window['n']):,} present" in r.detail
+
+
+def test_unknown_column_is_a_one_line_error_naming_the_field(data_dir, tmp_path):
+    job = _study(data_dir, tmp_path / "r", checks=[{"column": "fare_amount", "rule": "min", "min": 0},
+                                                   {"column": "fare", "rule": "min", "min": 0}])
+    with pytest.raises(SpecError) as err:
+        rapidseval.load_job(job)
+    message = str(err.value)
+    assert "checks.data[1].column: unknown column 'fare'" in message and "\n" not in message.strip()
+    job["checks"]["data"] = [{"column": "pickup_datetime", "rule": "min", "min": 0}]
+    with pytest.raises(SpecError, match=r"checks.data\[0\].rule: pickup_datetime is a timestamp"):
+        rapidseval.load_job(job)
+
+
+def test_backtest_has_data_check_rows_per_month(data_dir, tmp_path):
+    job = _study(data_dir, tmp_path / "r")
+    del job["evaluation"]
+    job["backtest"] = {"train_months": 1, "horizon": 1, "cache_dir": str(tmp_path / "cache"),
+                       "policies": [{"kind": "static"}]}
+    result = rapidseval.run(job)
+    checks = result.checks
+    fare = checks[checks["check"] == "fare_amount min"].set_index("month")
+    assert fare.loc[PLANTED, "status"] == "fail" and set(fare.index) == set(MONTHS)
+    assert checks["window_start"].isna().all()
+    assert "fare_amount min" in set(pd.read_parquet(result.run_dir / "checks.parquet")["check"])
+    raw = pd.read_parquet(month_file(data_dir, PLANTED), columns=["fare_amount"])["fare_amount"]
+    assert fare.loc[PLANTED, "value"] == (raw < 0).sum() / len(raw)
+    kept = sorted((tmp_path / "cache").glob("*.checks-*.json"))
+    assert len(kept) == len(MONTHS)
+    # from the cache: the counts kept beside the cached months give the same rows
+    job["output"]["dir"] = str(tmp_path / "again")
+    again = rapidseval.run(job)
+    assert again.manifest["backtest"]["feature_cache"]["reused"] == len(MONTHS)
+    pd.testing.assert_frame_equal(again.checks.reset_index(drop=True), checks.reset_index(drop=True))
+    # changed rules on cached months: counted anew (the features stay cached)
+    job["checks"]["data"] = [{"column": "fare_amount", "rule": "min", "min": 0, "tolerance": 0.02}]
+    job["output"]["dir"] = str(tmp_path / "third")
+    third = rapidseval.run(job)
+    assert third.manifest["backtest"]["feature_cache"]["reused"] == len(MONTHS)
+    assert len(list((tmp_path / "cache").glob("*.checks-*.json"))) == 2 * len(MONTHS)
+    assert (third.checks["status"] == "pass").all() and set(third.checks["month"]) == set(MONTHS)
+    assert third.checks.set_index("month").loc[PLANTED, "value"] == fare.loc[PLANTED, "value"]
+
+
+def test_validate_names_the_unknown_column(tmp_path):
+    """``rapidseval validate`` refuses the job before any read, with the field and the choices."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from rapidseval.cli import app
+
+    job = _study(tmp_path, tmp_path / "r", checks=[{"column": "trip_speed", "rule": "min", "min": 0},
+                                                   {"column": "fare_amnt", "rule": "min", "min": 0}])
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2, res.output
+    assert "checks.data[1].column: unknown column 'fare_amnt'" in res.output and "trip_speed" in res.output
+    assert "is valid" not in res.output
