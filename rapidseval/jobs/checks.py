@@ -29,6 +29,7 @@ from ..models import make_model
 from ..shift import ShiftCalculator, Threshold, threshold_from_options
 from ..spec import AlarmSpec, BacktestSpec, DriftSpec, JobSpec, ShiftSpec, job_origin
 from ..spec import load_job as load_spec
+from .check_slices import slice_problems
 
 __all__ = ["JobProblem", "job_problems", "check_job", "check_models", "load_job", "shift_calculator", "drift_calculator", "splitter"]
 
@@ -78,6 +79,7 @@ def job_problems(spec: JobSpec) -> list[JobProblem]:
     """Every domain check ``spec`` fails, in the order of its fields (empty when it passes them all)."""
     problems = [*_secrets("data.storage_options", spec.data.storage_options), *_output_dir(spec.output.dir),
                 *_secrets("output.storage_options", spec.output.storage_options)]
+    problems.extend(JobProblem(where, message) for where, message in slice_problems(spec))
     if spec.backtest is not None:
         problems.extend(_policies(spec.backtest))
         if not problems:  # the folds are judged once every section holds, as the whole-job checks are
