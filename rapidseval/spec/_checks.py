@@ -10,7 +10,7 @@ directory is written (so a CI pipeline can gate on a job). The checks are evalua
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -202,7 +202,8 @@ class SliceSpec(Section):
     ``{value: label}``; values it does not name are ``other``)."""
 
     by: str = Field(..., min_length=1, max_length=100, description="a feature of the job")
-    bins: list[float] | None = Field(None, min_length=2, max_length=1000)
+    bins: list[Annotated[float, Field(allow_inf_nan=True)]] | None = Field(
+        None, min_length=2, max_length=1000, description="increasing edges of [a, b) bins; -.inf/.inf may close the ends")
     mapping: str | dict[str, str] | None = None
     name: str | None = Field(None, max_length=100, description="the slice_by label (default: by, or by/mapping)")
 
