@@ -273,7 +273,8 @@ class SliceAccumulator:
 
         Columns :data:`rapidseval.checks.SLICE_COLUMNS`, then :data:`SLICE_EXTRA_COLUMNS`.
         Metrics are sklearn's on the slice's rows (zero division -> 0); ``f1_low``/``f1_high``
-        (and ``value_low``/``value_high`` of ``metric``) are the replay's bootstrap bands;
+        (and ``value_low``/``value_high`` of ``metric``) are the replay's bootstrap bands, of
+        supported slices only (NaN below ``min_support``);
         ``supported`` is ``n >= min_support``; ``worse_than_all`` is supported with the band's
         top below the metric of all the rows of that slice_by, model and window.
         """
@@ -287,7 +288,7 @@ class SliceAccumulator:
         slice_metrics = add_metrics(counts[list(COUNT_COLUMNS)])
         whole = counts.groupby([frame["_order"], frame["_model"], frame["window_start"]]).transform("sum")
         whole_metrics = add_metrics(whole[list(COUNT_COLUMNS)])
-        bands = bootstrap_bands(counts.to_numpy(), level=self.level, replicates=self.replicates, seed=self.seed)
+        bands = self._bands(counts.to_numpy())
         out = frame[["slice_by", "slice", "model", "window_start", "window_end"]].copy()
         out["n"] = slice_metrics["n"].astype("int64")
         for name in COUNT_COLUMNS:
@@ -314,6 +315,18 @@ class SliceAccumulator:
         for col in ("supported", "worse_than_all"):
             out[col] = out[col].astype(bool)
         return out.reset_index(drop=True)
+
+    def _bands(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        """The bootstrap bands of the supported rows (tn, fp, fn, tp counts); NaN for the others,
+        which are not judged (a slice by a zone's value per day is mostly small: its bands
+        would cost most of the time and say little)."""
+        supported = counts.sum(axis=1) >= self.min_support
+        bands = bootstrap_bands(counts[supported], level=self.level, replicates=self.replicates, seed=self.seed)
+        out = {}
+        for name, values in bands.items():
+            out[name] = np.full(len(counts), np.nan)
+            out[name][supported] = values
+        return out
 
     def rows(self) -> list[dict[str, Any]]:
         """Check rows (kind ``slices``, severity ``warn``), one per (slice_by, model, window):
