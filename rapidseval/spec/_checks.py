@@ -203,7 +203,8 @@ class SliceSpec(Section):
 
     by: str = Field(..., min_length=1, max_length=100, description="a feature of the job")
     bins: list[Annotated[float, Field(allow_inf_nan=True)]] | None = Field(
-        None, min_length=2, max_length=1000, description="increasing edges of [a, b) bins; -.inf/.inf may close the ends")
+        None, min_length=2, max_length=1000,
+        description="increasing edges of [a, b) bins; -.inf and .inf may close the ends")
     mapping: str | dict[str, str] | None = None
     name: str | None = Field(None, max_length=100, description="the slice_by label (default: by, or by/mapping)")
 
