@@ -106,7 +106,7 @@ def test_labels_of_values_bins_and_mappings():
     codes, labels = BOROUGH.codes(np.array([132, 1, 264, 265, 0, 266, -1, 1.5], "float32"), fill_value=-1.0, xp=np)
     assert [labels[c] for c in codes] == ["Queens", "EWR", "Unknown", "N/A", "unknown", "unknown", "unknown",
                                           "unknown"]
-    own = slice_def(SliceSpec(by="PULocationID", mapping={"1": "airport", "132": "airport"}))
+    own = slice_def(SliceSpec(by="PULocationID", mapping={1: "airport", "132": "airport"}))  # YAML: 1 is a number
     codes, labels = own.codes(np.array([1, 132, 5], "float32"), fill_value=-1.0, xp=np)
     assert [labels[c] for c in codes] == ["airport", "airport", "other"]
 

@@ -215,6 +215,14 @@ class SliceSpec(Section):
             raise ValueError("bins must be increasing edges (each once); -.inf and .inf may close the ends")
         return v
 
+    @field_validator("mapping", mode="before")
+    @classmethod
+    def _numbers_as_keys(cls, v):
+        """YAML reads ``{132: airport}`` with a number as the key: keep it as its text."""
+        if isinstance(v, dict):
+            return {k if isinstance(k, str) else str(k): label for k, label in v.items()}
+        return v
+
     @field_validator("mapping")
     @classmethod
     def _mapping(cls, v):
