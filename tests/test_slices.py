@@ -266,3 +266,16 @@ def test_slice_reduce_on_cupy_equals_numpy(cp):
         for name in ("slice_index", "window_key", "counts"):
             assert isinstance(getattr(other, name), np.ndarray)
             np.testing.assert_array_equal(getattr(counts, name), getattr(other, name))
+
+
+def test_no_rows_gives_an_empty_typed_table_and_no_check_rows():
+    reduce = SliceReduce((BOROUGH, HOUR), "high_tip", window="D")
+    acc = SliceAccumulator(reduce, ["a"], min_support=1)
+    empty = _frame(np.random.default_rng(1), 0)
+    acc.add(reduce.reduce(empty, [np.zeros(0)], [0.5], backend=CPU))
+    table = acc.table()
+    assert table.empty and list(table.columns) == SLICE_COLUMNS + SLICE_EXTRA_COLUMNS
+    assert str(table["n"].dtype) == "int64" and str(table["window_start"].dtype) == "datetime64[us]"
+    assert acc.rows() == [] and acc.worst(3).empty
+    with pytest.raises(ValueError, match="metric 'roc_auc' is not one of f1, precision, recall, accuracy"):
+        SliceAccumulator(reduce, ["a"], min_support=1, metric="roc_auc")
