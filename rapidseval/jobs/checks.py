@@ -30,6 +30,7 @@ from ..shift import ShiftCalculator, Threshold, threshold_from_options
 from ..spec import AlarmSpec, BacktestSpec, DriftSpec, JobSpec, ShiftSpec, job_origin
 from ..spec import load_job as load_spec
 from .check_data import data_column_problems
+from .check_slices import slice_problems
 
 __all__ = ["JobProblem", "job_problems", "check_job", "check_models", "load_job", "shift_calculator", "drift_calculator", "splitter"]
 
@@ -85,6 +86,7 @@ def job_problems(spec: JobSpec) -> list[JobProblem]:
     problems = [*_secrets("data.storage_options", spec.data.storage_options), *_output_dir(spec.output.dir),
                 *_secrets("output.storage_options", spec.output.storage_options)]
     problems.extend(_data_checks(spec))  # checks.data: each column canonical, a feature or the target
+    problems.extend(JobProblem(where, message) for where, message in slice_problems(spec))
     if spec.backtest is not None:
         problems.extend(_policies(spec.backtest))
         if not problems:  # the folds are judged once every section holds, as the whole-job checks are

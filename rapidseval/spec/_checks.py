@@ -10,7 +10,7 @@ directory is written (so a CI pipeline can gate on a job). The checks are evalua
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -227,12 +227,16 @@ class ChecksSpec(Section):
 
 
 class SliceSpec(Section):
-    """One way to slice the rows: by a feature's values (categorical), by bins of a numeric
-    feature (``bins``: edges, ``[a, b)``), or by a mapping of its values (a shipped one, such
-    as ``taxi_zone_borough``, or ``{value: label}``)."""
+    """One way to slice the rows: by a feature's values (a categorical or integer feature; the
+    fill value is the slice ``missing``), by bins of a numeric feature (``bins``: edges,
+    ``[a, b)``; a value in no bin is ``outside bins``), or by a mapping of its values (a shipped
+    one, such as ``taxi_zone_borough`` (LocationID -> borough; other values ``unknown``), or
+    ``{value: label}``; values it does not name are ``other``)."""
 
     by: str = Field(..., min_length=1, max_length=100, description="a feature of the job")
-    bins: list[float] | None = Field(None, min_length=2, max_length=1000)
+    bins: list[Annotated[float, Field(allow_inf_nan=True)]] | None = Field(
+        None, min_length=2, max_length=1000,
+        description="increasing edges of [a, b) bins; -.inf and .inf may close the ends")
     mapping: str | dict[str, str] | None = None
     name: str | None = Field(None, max_length=100, description="the slice_by label (default: by, or by/mapping)")
 
@@ -243,12 +247,35 @@ class SliceSpec(Section):
             raise ValueError("bins must be increasing edges (each once); -.inf and .inf may close the ends")
         return v
 
+    @field_validator("mapping", mode="before")
+    @classmethod
+    def _numbers_as_keys(cls, v):
+        """YAML reads ``{132: airport}`` with a number as the key: keep it as its text."""
+        if isinstance(v, dict):
+            return {k if isinstance(k, str) else str(k): label for k, label in v.items()}
+        return v
+
     @field_validator("mapping")
     @classmethod
     def _mapping(cls, v):
         if isinstance(v, str) and v not in SLICE_MAPPINGS:
             raise ValueError(f"unknown mapping {v!r}; the shipped ones: {', '.join(SLICE_MAPPINGS)} "
                              "(or give {value: label})")
+        if isinstance(v, dict):
+            if not v:
+                raise ValueError("mapping: give at least one value: label")
+            values = []
+            for key, label in v.items():
+                try:
+                    values.append(float(key))
+                except ValueError:
+                    raise ValueError(f"mapping: {key!r} is not a number (the feature's value to map)") from None
+                if not math.isfinite(values[-1]):
+                    raise ValueError(f"mapping: {key!r} is not a finite number")
+                if not label:
+                    raise ValueError(f"mapping: {key!r} maps to an empty label")
+            if len(set(values)) != len(values):
+                raise ValueError("mapping: a value is given twice (e.g. 1 and 1.0)")
         return v
 
     @model_validator(mode="after")
@@ -267,12 +294,17 @@ class SliceSpec(Section):
 
 
 class SlicesSpec(Section):
-    """Windowed metrics with bands per slice (``slices.parquet``), over every scored month."""
+    """Windowed metrics with bands per slice (``slices.parquet``), over every scored month.
+
+    A supported slice (``min_support`` rows or more in a window) whose ``metric`` band (the
+    replay's bootstrap bands) lies wholly below the metric of all the rows of that window is
+    *significantly worse than the whole*: a ``warn`` row of ``checks.parquet``."""
 
     by: list[SliceSpec] = Field(..., min_length=1, max_length=50)
     window: Literal["D", "W", "M"] = Field("M", description="window of the slice metrics (of the replay's time column)")
     min_support: int = Field(200, ge=1, le=MAX_ROWS, description="slices of fewer rows in a window are not judged")
-    metric: _METRICS = "f1"
+    metric: Literal["f1", "precision", "recall", "accuracy"] = Field(
+        "f1", description="what slices are judged and ranked by (from their confusion counts)")
     worst: int = Field(5, ge=1, le=100, description="the summary and report name this many worst slices")
 
     @field_validator("by")
