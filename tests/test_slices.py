@@ -207,11 +207,15 @@ def test_a_study_writes_slices_that_add_up_to_its_counts(months_dir, tmp_path):
     assert set(slices["slice_by"]) == {"PULocationID/taxi_zone_borough", "trip_distance", "pickup_hour"}
     assert set(slices["model"]) == {"forest", "logit"}
     counts = ["n", "tp", "fp", "fn", "tn"]
-    monthly = res.monthly.groupby("model")[counts].sum()
+    # slices are judged on held-out months only: no model's training month
+    held_out = res.monthly[~res.monthly["month"].isin(res.monthly.loc[res.monthly["role"].str.contains("train"),
+                                                                         "month"])]
+    assert not held_out.empty and set(slices["window_start"].dt.strftime("%Y-%m")) == set(held_out["month"])
+    monthly = held_out.groupby("model")[counts].sum()
     replay = res.replay.assign(month=res.replay["window_start"].dt.to_period("M").dt.start_time)
     for slice_by, part in slices.groupby("slice_by"):
         totals = part.groupby("model")[counts].sum()
-        for model, row in monthly.iterrows():  # every row of every scored month, in one slice each
+        for model, row in monthly.iterrows():  # every row of every held-out month, in one slice each
             assert totals.loc[model].tolist() == row.tolist(), (slice_by, model)
         # the replayed months: window by window, what the replay counted by day
         by_window = part.groupby(["model", "window_start"])[counts].sum()

@@ -83,6 +83,7 @@ class _PartChecks:
 
     data: DataReduce | None = None
     slices: SliceReduce | None = None
+    slice_months: frozenset[str] = frozenset()  # slices judge held-out months only (never a training month)
 
     def read_columns(self) -> tuple[str, ...]:
         return self.data.read_columns() if self.data is not None else ()
@@ -147,7 +148,7 @@ def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, models, threshol
     result = _PartResult(scored.stats, summaries, shift(frame, backend) if shift is not None else None)
     if checks is not None and checks.data is not None:
         result.data = checks.data.reduce(scored.raw, frame, month=part.month, backend=backend)
-    if checks is not None and checks.slices is not None:
+    if checks is not None and checks.slices is not None and part.month in checks.slice_months:
         result.slices = checks.slices.reduce(frame, scored.probas, thresholds, backend=backend)
     return result
 
@@ -317,7 +318,7 @@ def _score_months(ctx: JobContext, executor, fspec: FeatureSpec, shared_models, 
         shift_reduce, shift_acc = _shift_plan(spec, fspec, ctx.inputs, ctx.backend.xp)
         data_reduce, data_acc = data_plan(spec, fspec)
         slice_reduce, slice_acc = slice_plan(spec, fspec, [m.name for m in model_specs])
-        checks = (_PartChecks(data_reduce, slice_reduce)
+        checks = (_PartChecks(data_reduce, slice_reduce, frozenset(_held_out_months(spec, model_specs)))
                   if data_reduce is not None or slice_reduce is not None else None)
         results: dict[str, list[tuple[int, _PartResult]]] = {m: [] for m in months}
         with ctx.reporter.stage("score + reduce", total=len(parts), unit="part",
@@ -330,13 +331,20 @@ def _score_months(ctx: JobContext, executor, fspec: FeatureSpec, shared_models, 
                 if data_acc is not None:
                     data_acc.add(parts[i].month, result.data)
                     result.data = None
-                if slice_acc is not None:
+                if slice_acc is not None and result.slices is not None:
                     slice_acc.add(result.slices)
                     result.slices = None
                 results[parts[i].month].append((parts[i].index, result))
                 stage.advance(item=parts[i].month)
         in_order = {m: [r for _, r in sorted(results[m], key=lambda x: x[0])] for m in months}
     return _Scored(in_order, shift_acc, data_acc, slice_acc)
+
+
+def _held_out_months(spec: JobSpec, model_specs) -> list[str]:
+    """The evaluated months no model trains on: test, score and replay months (slices are
+    judged there only; in-sample metrics flatter every slice)."""
+    trained = {m for ms in model_specs for m in spec.train_months(ms)}
+    return [m for m in spec.eval_months() if m not in trained]
 
 
 def _shift_plan(spec, fspec, inputs, xp=None):
