@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from _report_runs import HOSTILE_DETAIL, add_checks, check_rows, write_run
+from _report_runs import HOSTILE_DETAIL, add_checks, write_run
 from rapidseval.checks import RUBRIC, check_row, checks_table
 from rapidseval.report import load_run, print_summary, render_html, summarize
 

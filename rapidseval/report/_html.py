@@ -349,6 +349,16 @@ def _unsupported_words(rows: pd.DataFrame, min_support: int) -> str:
             + ", ".join(names) + more + "</p>")
 
 
+def _of_slice_group(frame: pd.DataFrame, slice_by, model) -> pd.DataFrame:
+    """The rows of ``frame`` of one slice definition and model (every model's when ``model`` is None)."""
+    if frame.empty:
+        return frame
+    keep = frame["slice_by"] == slice_by
+    if model is not None and "model" in frame.columns:
+        keep &= frame["model"] == model
+    return frame[keep]
+
+
 def _section_slices(run: RunTables) -> list[str]:
     """Per slice definition and model: the worst supported slices, those significantly worse than the
     whole, the unsupported ones named; then every row."""
@@ -364,25 +374,19 @@ def _section_slices(run: RunTables) -> list[str]:
     worse = worse_than_all(slices, settings)
     unsupported = unsupported_slices(slices)
     for (slice_by, model), _rows in slice_groups(slices):
-        def of(frame: pd.DataFrame) -> pd.DataFrame:
-            if frame.empty:
-                return frame
-            keep = frame["slice_by"] == slice_by
-            return frame[keep & (frame["model"] == model)] if model is not None and "model" in frame.columns else frame[keep]
-
         out.append(f"<h3>{_esc(slice_by)}" + (f" · {_esc(model)}" if several and model is not None else "") + "</h3>")
-        top = of(worst)
-        out.append(f"<p class='t'>Worst {top.shape[0]} supported by {_esc(metric)}</p>" + _table(_slice_table(top, metric))
+        top = _of_slice_group(worst, slice_by, model)
+        out.append(f"<p class='t'>Worst {len(top)} supported by {_esc(metric)}</p>" + _table(_slice_table(top, metric))
                    if not top.empty else "<p class='muted'>no supported slice to rank</p>")
         if "worse_than_all" in slices.columns:
-            below = of(worse)
-            out.append(f"<p class='t'>Significantly worse than the whole: {below.shape[0]:,}</p>"
-                       + (_listed(_slice_table(below, metric), MAX_CHECK_ROWS, "slices.parquet") if not below.empty else ""))
-        unsupported_words = _unsupported_words(of(unsupported), settings.min_support)
-        if unsupported_words:
-            out.append(unsupported_words)
-    out.append("<details><summary>every slice and window</summary>" + _table(run["slices"], source="slices.parquet", cell=_check_cell)
-               + "</details>")
+            below = _of_slice_group(worse, slice_by, model)
+            out.append(f"<p class='t'>Significantly worse than the whole: {len(below):,}</p>"
+                       + (_listed(_slice_table(below, metric), MAX_CHECK_ROWS, "slices.parquet") if len(below) else ""))
+        words = _unsupported_words(_of_slice_group(unsupported, slice_by, model), settings.min_support)
+        if words:
+            out.append(words)
+    out.append("<details><summary>every slice and window</summary>"
+               + _table(run["slices"], source="slices.parquet", cell=_check_cell) + "</details>")
     return out
 
 
