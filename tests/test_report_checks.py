@@ -260,3 +260,16 @@ def test_a_run_without_checks_renders_as_before(tmp_path, study, kind):
     assert set(full) - set(bare) == {"checks", "slices"}
     assert {k: v for k, v in full.items() if k not in ("checks", "slices", "run_dir", "report")} == \
            {k: v for k, v in bare.items() if k not in ("run_dir", "report")}
+
+
+def test_where_a_result_or_a_slice_was_judged_reads_as_a_month_a_day_or_a_minute():
+    from rapidseval.report._checks import where_label, window_label
+
+    assert where_label("2020-03", pd.Timestamp("2020-03-05")) == "2020-03"  # a month names itself
+    assert where_label(pd.NA, pd.Timestamp("2020-03-05")) == "2020-03-05"
+    assert where_label(None, pd.Timestamp("2020-03-05 13:00")) == "2020-03-05 13:00"
+    assert where_label(None, pd.NaT) == ""  # the whole run (a leakage or consistency check)
+    assert window_label(pd.Timestamp("2020-03-01"), pd.Timestamp("2020-04-01")) == "2020-03"
+    assert window_label(pd.Timestamp("2020-03-01"), pd.Timestamp("2020-03-02")) == "2020-03-01"
+    assert window_label(pd.Timestamp("2020-03-02 06:00"), pd.Timestamp("2020-03-02 07:00")) == "2020-03-02 06:00"
+    assert window_label(pd.NaT) == "all"
