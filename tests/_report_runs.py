@@ -274,9 +274,13 @@ def check_rows(months=("2020-02", "2020-03", "2020-04"), model="random_forest") 
     return rows
 
 
-def slices_table(models=("random_forest",), windows=("2020-03", "2020-04"), min_support=200) -> pd.DataFrame:
+def slices_table(models=("random_forest",), windows=("2020-03", "2020-04"), min_support=200, *,
+                 metric: str = "f1", judged: bool = True) -> pd.DataFrame:
     """``slices.parquet`` by borough of PULocationID and by hour bins, per model and month: Staten Island
-    is poor in 2020-03 (and significantly worse than the whole), EWR has too few rows to judge."""
+    is poor in 2020-03 (and significantly worse than the whole), EWR has too few rows to judge.
+
+    ``judged``: the columns the slices stage adds after SLICE_COLUMNS (``metric``, ``value`` and its
+    band, the whole's ``all_n``/``all_value``, ``gap``); without them, SLICE_COLUMNS alone."""
     from rapidseval.checks import SLICE_COLUMNS
 
     plan = {"PULocationID/taxi_zone_borough": {"Manhattan": (9000, 0.9), "Queens": (3000, 0.9), "Brooklyn": (2500, 0.9),
@@ -296,13 +300,19 @@ def slices_table(models=("random_forest",), windows=("2020-03", "2020-04"), min_
                                  "window_end": start + pd.offsets.MonthBegin(1), "tp": tp, "fp": fp, "fn": pos - tp,
                                  "tn": n - pos - fp})
     df = _with_metrics(pd.DataFrame(rows))
-    half = 1.96 * np.sqrt(df["f1"] * (1 - df["f1"]) / df["n"])
-    df["f1_low"], df["f1_high"] = (df["f1"] - half).clip(0, 1), (df["f1"] + half).clip(0, 1)
     df["supported"] = df["n"] >= min_support
-    whole = df.groupby(["slice_by", "model", "window_start"])[["tp", "fp", "fn"]].transform("sum")
-    whole_f1 = 2 * whole.tp / (2 * whole.tp + whole.fp + whole.fn)
-    df["worse_than_all"] = df["supported"] & (df["f1_high"] < whole_f1)
-    return df[SLICE_COLUMNS]
+    for name in dict.fromkeys(("f1", metric)):
+        half = 1.96 * np.sqrt(df[name] * (1 - df[name]) / df["n"])
+        df[f"{name}_low"] = (df[name] - half).clip(0, 1).where(df["supported"])  # bands of supported slices only
+        df[f"{name}_high"] = (df[name] + half).clip(0, 1).where(df["supported"])
+    whole = _with_metrics(df.groupby(["slice_by", "model", "window_start"])[["tp", "fp", "fn", "tn"]].transform("sum"))
+    df["worse_than_all"] = df["supported"] & (df[f"{metric}_high"] < whole[metric])
+    if not judged:
+        return df[SLICE_COLUMNS]
+    extra = pd.DataFrame({"metric": metric, "value": df[metric], "value_low": df[f"{metric}_low"],
+                          "value_high": df[f"{metric}_high"], "all_n": whole["n"], "all_value": whole[metric],
+                          "gap": df[metric] - whole[metric]})
+    return pd.concat([df[SLICE_COLUMNS], extra], axis=1)
 
 
 def assertions_table(model="random_forest") -> pd.DataFrame:

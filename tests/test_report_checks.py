@@ -214,7 +214,7 @@ def test_several_models_and_another_metric(tmp_path):
 
     d = add_checks(write_run(tmp_path, "old"), checks=False, assertions=False,
                    slice_settings={"metric": "precision", "worst": 2})
-    slices = slices_table(models=("rf_small", "rf_large"))
+    slices = slices_table(models=("rf_small", "rf_large"), metric="precision")
     slices.to_parquet(d / "slices.parquet", index=False)
     s = summarize(load_run(d))["slices"]
     assert "checks" not in summarize(load_run(d))
@@ -225,7 +225,13 @@ def test_several_models_and_another_metric(tmp_path):
         assert rows["precision"].tolist() == sorted(of["precision"])[:2]
     page = render_html(load_run(d))
     assert "<section id='checks'>" not in page
-    assert "<h3>pickup_hour · rf_large</h3>" in _section(page, "slices") and "Worst 2 supported by precision" in page
+    section = _section(page, "slices")
+    assert "<h3>pickup_hour · rf_large</h3>" in section and "Worst 2 supported by precision" in section
+    assert "<th>precision_low</th><th>precision_high</th><th>whole precision</th>" in section  # the table's own band
+    source = slices.set_index(["slice_by", "model", "slice", "window_start"])
+    keys = list(zip(got["slice_by"], got["model"], got["slice"], pd.to_datetime(got["window_start"])))
+    assert got["precision_low"].tolist() == source.loc[keys, "value_low"].tolist()
+    assert got["whole_precision"].tolist() == source.loc[keys, "all_value"].tolist()
     line = _line(_terminal(d), "slices:")
     assert line.startswith("slices: worst precision ") and ", rf_" in line  # the model is named beside the window
 
@@ -273,3 +279,17 @@ def test_where_a_result_or_a_slice_was_judged_reads_as_a_month_a_day_or_a_minute
     assert window_label(pd.Timestamp("2020-03-01"), pd.Timestamp("2020-03-02")) == "2020-03-01"
     assert window_label(pd.Timestamp("2020-03-02 06:00"), pd.Timestamp("2020-03-02 07:00")) == "2020-03-02 06:00"
     assert window_label(pd.NaT) == "all"
+
+
+def test_slices_without_the_judged_columns_rank_the_same(tmp_path):
+    # a slices table of SLICE_COLUMNS alone (no metric/value/all_value): the whole is computed from
+    # the counts, and it equals the one the slices stage writes
+    from _report_runs import slices_table
+
+    d = add_checks(write_run(tmp_path, "old"), checks=False, assertions=False)
+    judged = summarize(load_run(d))["slices"]
+    slices_table(judged=False).to_parquet(d / "slices.parquet", index=False)
+    plain = summarize(load_run(d))["slices"]
+    assert [(r["slice"], r["window_start"]) for r in plain["worst"]] == [(r["slice"], r["window_start"]) for r in judged["worst"]]
+    assert [r["whole_f1"] for r in plain["worst"]] == pytest.approx([r["whole_f1"] for r in judged["worst"]], abs=1e-12)
+    assert plain["worse_than_all"] == judged["worse_than_all"]

@@ -118,17 +118,23 @@ class SliceSettings:
 
 
 def slice_settings(run: RunTables) -> SliceSettings:
-    """The resolved job's slice settings (the spec's defaults where the manifest has none)."""
+    """The resolved job's slice settings (the spec's defaults where the manifest has none); the
+    metric the table itself says it judged by (its ``metric`` column) comes first."""
     spec = ((run.job.get("evaluation") or {}).get("slices")) or {}
     default = SliceSettings()
-    return SliceSettings(metric=str(spec.get("metric") or default.metric),
+    judged = run["slices"]["metric"].dropna() if run.has("slices", "metric") else pd.Series(dtype=object)
+    return SliceSettings(metric=str(judged.iloc[0] if len(judged) else spec.get("metric") or default.metric),
                          worst=int(spec.get("worst") or default.worst),
                          min_support=int(spec.get("min_support") or default.min_support))
 
 
 def slice_rows(run: RunTables) -> pd.DataFrame:
-    """``slices.parquet`` with ``whole_<metric>``: the metric of the sum of the slice definition's
-    slices in that window and model (what ``worse_than_all`` compares with); empty when absent."""
+    """``slices.parquet`` with ``<metric>``, ``<metric>_low``/``_high`` and ``whole_<metric>``: the
+    metric of the sum of the slice definition's slices in that window and model (what
+    ``worse_than_all`` compares with); empty when absent.
+
+    The table's own judged columns come first (``value``, ``value_low``/``value_high``, ``all_value``
+    beside ``metric``); where it has none, the whole's metrics are computed from the counts."""
     if not run.has("slices", "slice_by", "slice", "n"):
         return pd.DataFrame()
     slices = run["slices"].copy()
@@ -143,6 +149,11 @@ def slice_rows(run: RunTables) -> pd.DataFrame:
         whole = slices.groupby(keys, dropna=False, sort=False)[list(counts)].transform("sum")
         for metric, values in _count_metrics(*(whole[c].to_numpy("float64") for c in counts)).items():
             slices[f"whole_{metric}"] = values
+    metric = slice_settings(run).metric
+    judged = {"value": metric, "value_low": f"{metric}_low", "value_high": f"{metric}_high", "all_value": f"whole_{metric}"}
+    for column, name in judged.items():
+        if column in slices.columns and (name not in slices.columns or column == "all_value"):
+            slices[name] = slices[column]
     return slices
 
 

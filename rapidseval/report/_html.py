@@ -305,7 +305,7 @@ def _failed_assertions(run: RunTables) -> list[str]:
         assertions = assertions[~assertions["passed"].fillna(False).astype(bool)]
     if assertions.empty:
         return []
-    cols = ("row", "model", "expected", "proba", "predicted", "note")
+    cols = ("row", "model", "month", "expected", "proba", "predicted", "note")  # month: a backtest fold's origin
     return [f"<h3 id='checks-assertions'>Assertion rows a model got wrong ({len(assertions):,})</h3>",
             _listed(_cols(assertions, cols), MAX_ASSERTION_ROWS, "assertions.parquet", cell=_check_cell)]
 
