@@ -189,7 +189,7 @@ def test_terminal_names_warnings_when_nothing_failed_and_counts_the_rest(tmp_pat
             for i in range(5)] + [check_row("assertions", "assertions", "fail", held=True, model="rf", value=0, threshold=0)]
     checks_table(rows).to_parquet(d / "checks.parquet", index=False)
     assert _line(_terminal(d), "checks:") == ("checks: 1 pass · 5 warn · 0 fail — warn: column_0 max (2020-03), "
-                                              "column_1 max (2020-03), column_2 max (2020-03) +2 more")
+                                              "column_1 max (2020-03), column_2 max (2020-03) +2 more checks")
     checks_table(rows[-1:]).to_parquet(d / "checks.parquet", index=False)
     assert _line(_terminal(d), "checks:") == "checks: 1 pass · 0 warn · 0 fail"
 
@@ -293,3 +293,15 @@ def test_slices_without_the_judged_columns_rank_the_same(tmp_path):
     assert [(r["slice"], r["window_start"]) for r in plain["worst"]] == [(r["slice"], r["window_start"]) for r in judged["worst"]]
     assert [r["whole_f1"] for r in plain["worst"]] == pytest.approx([r["whole_f1"] for r in judged["worst"]], abs=1e-12)
     assert plain["worse_than_all"] == judged["worse_than_all"]
+
+
+def test_a_check_failing_for_several_models_is_named_once_with_them(tmp_path):
+    d = write_run(tmp_path, "old")
+    rows = [check_row("assertions builtin:high_tip", "assertions", "fail", held=False, model=model, value=3, threshold=0)
+            for model in ("random_forest", "baseline_logistic_regression")]
+    rows += [check_row("baseline f1", "baseline", "fail", held=False, model="random_forest", month=month, value=0.6,
+                       threshold=0.66) for month in ("2020-02", "2020-03")]
+    checks_table(rows).to_parquet(d / "checks.parquet", index=False)
+    assert _line(_terminal(d), "checks:") == (
+        "checks: 0 pass · 0 warn · 4 fail — fail: assertions builtin:high_tip (random_forest, "
+        "baseline_logistic_regression), baseline f1 (random_forest, 2020-02 +1 more)")

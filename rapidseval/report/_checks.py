@@ -88,20 +88,27 @@ def where_label(month: Any, window_start: Any) -> str:
 
 
 def named_results(rows: pd.DataFrame, limit: int) -> tuple[list[str], int]:
-    """Up to ``limit`` names of the checks in ``rows``, one per check and model, in order:
-    ``"fare_amount min (2020-03)"``, ``"assertions (random_forest)"``, ``"jumps (rf, 2020-03-05 +2 more)"``;
-    and how many checks were left out."""
+    """Up to ``limit`` names of the checks in ``rows``, each once, in order, with the models it
+    was judged for and where it first did not hold: ``"fare_amount min (2020-03)"``,
+    ``"assertions (random_forest, baseline_logistic_regression)"``, ``"jumps (rf, 2020-03-05 +2 more)"``
+    (``+2 more``: results of that check elsewhere); and how many checks were left out."""
+    months = rows["month"] if "month" in rows.columns else [None] * len(rows)
+    starts = rows["window_start"] if "window_start" in rows.columns else [None] * len(rows)
+    models = rows["model"] if "model" in rows.columns else [None] * len(rows)
+    seen: dict[str, tuple[dict[str, None], list[str]]] = {}
+    for check, model, month, start in zip(rows["check"], models, months, starts):
+        check_models, wheres = seen.setdefault(str(check), ({}, []))
+        if model is not None and not _missing(model) and str(model):
+            check_models[str(model)] = None
+        where = where_label(month, start)
+        if where:
+            wheres.append(where)
     names = []
-    with_where = rows.assign(_where=[where_label(m, w) for m, w in zip(
-        rows["month"] if "month" in rows.columns else [None] * len(rows),
-        rows["window_start"] if "window_start" in rows.columns else [None] * len(rows))])
-    model = with_where["model"].astype(object).where(with_where["model"].notna(), "") if "model" in rows.columns else ""
-    for (check, model_name), group in with_where.assign(_model=model).groupby(["check", "_model"], sort=False):
-        wheres = [where for where in group["_where"] if where]
-        parts = [str(model_name)] if model_name else []
+    for check, (check_models, wheres) in seen.items():
+        parts = list(check_models)
         if wheres:
             parts.append(wheres[0] + (f" +{len(wheres) - 1} more" if len(wheres) > 1 else ""))
-        names.append(str(check) + (f" ({', '.join(parts)})" if parts else ""))
+        names.append(check + (f" ({', '.join(parts)})" if parts else ""))
     return names[:limit], max(0, len(names) - limit)
 
 

@@ -214,8 +214,8 @@ def _policy_table(run: RunTables, console) -> None:
 
 def checks_line(run: RunTables) -> str:
     """``"checks: 41 pass · 2 warn · 1 fail — fail: fare_amount min (2020-03)"``: the counts of results,
-    then the checks that failed (or, when none failed, warned), :data:`MAX_NAMED` by name and the rest
-    counted; empty for a run without checks."""
+    then the checks that failed (or, when none failed, warned), :data:`MAX_NAMED` by name (each with
+    its models and where it first did not hold) and the rest counted; empty for a run without checks."""
     checks = checks_by_group(run)
     if checks.empty:
         return ""
@@ -225,7 +225,8 @@ def checks_line(run: RunTables) -> str:
     for status in ("fail", "warn"):
         names, more = named_results(listed[listed["status"] == status], MAX_NAMED)
         if names:
-            return line + f" — {status}: " + ", ".join(names) + (f" +{more} more" if more else "")
+            return line + f" — {status}: " + ", ".join(names) + (f" +{more} more {'check' if more == 1 else 'checks'}"
+                                                                 if more else "")
     return line
 
 
