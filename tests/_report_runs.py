@@ -232,3 +232,114 @@ def write_run(root: Path, kind: str) -> Path:
     for name, t in tables.items():
         t.to_parquet(d / f"{name}.parquet", index=False)
     return d
+
+
+# ---------------------------------------------------------------------------------------
+# checks.parquet, slices.parquet and assertions.parquet (issue 17), added to a run directory
+# ---------------------------------------------------------------------------------------
+#: a detail that comes from a user's YAML: the page must show it as text, never run it
+HOSTILE_DETAIL = "<script>alert('x')</script> & \"quoted\""
+
+
+def check_rows(months=("2020-02", "2020-03", "2020-04"), model="random_forest") -> list[dict]:
+    """Check results of every kind: data checks per month (``fare_amount min`` fails in 2020-03,
+    ``passenger_count in_set`` warns in 2020-04), leakage per feature, assertions, baseline, a slices
+    warning, consistency and time leakage, and a jump (warn) in the replay."""
+    from rapidseval.checks import check_row
+
+    rows = []
+    for month in months:
+        rows.append(check_row("fare_amount min", "data", "fail", held=month != "2020-03", month=month,
+                              value=0.01 if month == "2020-03" else 0.0, threshold=0.0,
+                              detail="194 of 19,400 rows below 0" if month == "2020-03" else ""))
+        rows.append(check_row("passenger_count in_set", "data", "warn", held=month != "2020-04", month=month,
+                              value=0.002 if month == "2020-04" else 0.0, threshold=0.0, detail=HOSTILE_DETAIL))
+        rows.append(check_row("trip_distance not_null", "data", "fail", held=True, month=month, value=0.0, threshold=0.0))
+    for window in pd.date_range("2020-03-01", periods=3, freq="D"):
+        rows.append(check_row("fare_amount min", "data", "fail", held=window.day != 2, window_start=window,
+                              value=0.02 if window.day == 2 else 0.0, threshold=0.0))
+    for feature in ("trip_distance", "fare_leak"):
+        rows.append(check_row(f"{feature} auc", "leakage", "fail", held=feature != "fare_leak", model=model,
+                              value=1.0 if feature == "fare_leak" else 0.62, threshold=0.99))
+    rows.append(check_row("assertions", "assertions", "fail", held=True, model=model, value=0, threshold=0))
+    rows.append(check_row("baseline logistic_regression f1", "baseline", "fail", held=True, model=model,
+                          month="2020-03", value=0.81, threshold=0.66))
+    rows.append(check_row("slices PULocationID/taxi_zone_borough", "slices", "warn", held=False, model=model,
+                          window_start="2020-03-01", value=0.41, threshold=0.8,
+                          detail="Staten Island 0.41 [0.30, 0.52] vs the whole 0.80"))
+    rows.append(check_row("consistency reload", "consistency", "fail", held=True, model=model, value=0.0, threshold=0.0))
+    rows.append(check_row("train before evaluation", "time_leakage", "fail", held=True, model=model))
+    rows.append(check_row("f1 jump", "jumps", "warn", held=False, model=model, window_start="2020-03-16",
+                          value=-0.2, detail="2020-03-15 0.88 [0.85, 0.90] -> 2020-03-16 0.68 [0.64, 0.71]"))
+    return rows
+
+
+def slices_table(models=("random_forest",), windows=("2020-03", "2020-04"), min_support=200, *,
+                 metric: str = "f1", judged: bool = True) -> pd.DataFrame:
+    """``slices.parquet`` by borough of PULocationID and by hour bins, per model and month: Staten Island
+    is poor in 2020-03 (and significantly worse than the whole), EWR has too few rows to judge.
+
+    ``judged``: the columns the slices stage adds after SLICE_COLUMNS (``metric``, ``value`` and its
+    band, the whole's ``all_n``/``all_value``, ``gap``); without them, SLICE_COLUMNS alone."""
+    from rapidseval.checks import SLICE_COLUMNS
+
+    plan = {"PULocationID/taxi_zone_borough": {"Manhattan": (9000, 0.9), "Queens": (3000, 0.9), "Brooklyn": (2500, 0.9),
+                                               "Staten Island": (812, 0.5), "EWR": (40, 0.2)},
+            "pickup_hour": {"[0, 6)": (1500, 0.9), "[6, 12)": (5000, 0.9), "[12, 24)": (9000, 0.9)}}
+    rows = []
+    for k, model in enumerate(models):
+        for w, month in enumerate(windows):
+            start = pd.Timestamp(f"{month}-01")
+            for slice_by, slices in plan.items():
+                for label, (n, quality) in slices.items():
+                    q = quality if not (label == "Staten Island" and w > 0) else 0.9
+                    pos = int(n * 0.6)
+                    tp = int(pos * (q - 0.03 * k))
+                    fp = int((n - pos) * (1 - q) * 0.5)
+                    rows.append({"slice_by": slice_by, "slice": label, "model": model, "window_start": start,
+                                 "window_end": start + pd.offsets.MonthBegin(1), "tp": tp, "fp": fp, "fn": pos - tp,
+                                 "tn": n - pos - fp})
+    df = _with_metrics(pd.DataFrame(rows))
+    df["supported"] = df["n"] >= min_support
+    for name in dict.fromkeys(("f1", metric)):
+        half = 1.96 * np.sqrt(df[name] * (1 - df[name]) / df["n"])
+        df[f"{name}_low"] = (df[name] - half).clip(0, 1).where(df["supported"])  # bands of supported slices only
+        df[f"{name}_high"] = (df[name] + half).clip(0, 1).where(df["supported"])
+    whole = _with_metrics(df.groupby(["slice_by", "model", "window_start"])[["tp", "fp", "fn", "tn"]].transform("sum"))
+    df["worse_than_all"] = df["supported"] & (df[f"{metric}_high"] < whole[metric])
+    if not judged:
+        return df[SLICE_COLUMNS]
+    extra = pd.DataFrame({"metric": metric, "value": df[metric], "value_low": df[f"{metric}_low"],
+                          "value_high": df[f"{metric}_high"], "all_n": whole["n"], "all_value": whole[metric],
+                          "gap": df[metric] - whole[metric]})
+    return pd.concat([df[SLICE_COLUMNS], extra], axis=1)
+
+
+def assertions_table(model="random_forest") -> pd.DataFrame:
+    """``assertions.parquet``: three rows, one of which the model got wrong (its note from the user's file)."""
+    return pd.DataFrame({"row": [0, 1, 2], "model": model, "expected": [1, 0, 1], "proba": [0.93, 0.08, 0.31],
+                         "predicted": [1, 0, 0], "passed": [True, True, False],
+                         "note": ["card payment, long trip", "cash fare", "<b>card</b>, airport flat fare"]})
+
+
+def add_checks(run_dir: Path, *, checks: bool = True, slices: bool = True, assertions: bool = True,
+               slice_settings: dict | None = None) -> Path:
+    """Add checks/slices/assertions tables to a run directory of :func:`write_run`, and the job's
+    ``evaluation.slices`` settings to its manifest."""
+    from rapidseval.checks import checks_table
+
+    run_dir = Path(run_dir)
+    months = ["2020-02", "2020-03", "2020-04"]
+    if checks:
+        checks_table(check_rows(months)).to_parquet(run_dir / "checks.parquet", index=False)
+    if slices:
+        slices_table(min_support=(slice_settings or {}).get("min_support", 200)).to_parquet(run_dir / "slices.parquet",
+                                                                                            index=False)
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        manifest["job"].setdefault("evaluation", {})["slices"] = {
+            "by": [{"by": "PULocationID", "mapping": "taxi_zone_borough"}, {"by": "pickup_hour", "bins": [0, 6, 12, 24]}],
+            "window": "M", "min_support": 200, "metric": "f1", "worst": 3, **(slice_settings or {})}
+        (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    if assertions:
+        assertions_table().to_parquet(run_dir / "assertions.parquet", index=False)
+    return run_dir

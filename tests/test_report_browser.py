@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _report_runs import KINDS, write_run
+from _report_runs import HOSTILE_DETAIL, KINDS, add_checks, write_run
 from rapidseval.report import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -70,6 +70,7 @@ def driver(tmp_path_factory):
 def pages(tmp_path_factory):
     root = tmp_path_factory.mktemp("pages")
     out = {kind: write_report(write_run(root, kind)) for kind in KINDS}
+    out["checks"] = write_report(add_checks(write_run(root / "with-checks", "old")))  # few plots: a quick page
     import rapidseval
 
     res = rapidseval.run(JOBS / "smoke.yaml", backend="cpu", out=root / "smoke-run",
@@ -131,3 +132,28 @@ def test_page_in_chromium(driver, pages, kind):
     assert remote == [], f"the page made network requests: {remote}"
     blocked = [e["message"] for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
     assert blocked == [], blocked
+
+
+def test_checks_section_in_chromium(driver, pages):
+    """The Checks and Slices sections are shown, a failed result stands out in red, and a detail
+    holding markup (from a user's YAML) is text on the page, never markup."""
+    from selenium.webdriver.common.by import By
+
+    driver.get_log("performance"), driver.get_log("browser")
+    driver.get(pages["checks"].as_uri())
+    checks = driver.find_element(By.ID, "checks")
+    slices = driver.find_element(By.ID, "slices")
+    assert checks.is_displayed() and slices.is_displayed()
+    assert checks.find_element(By.TAG_NAME, "h2").text == "Checks"
+    assert [h.get_attribute("id") for h in checks.find_elements(By.TAG_NAME, "h3")] == [
+        "checks-data", "checks-model", "checks-infrastructure", "checks-monitoring", "checks-assertions"]
+    fail = checks.find_element(By.CSS_SELECTOR, "td.fail")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", fail)
+    assert fail.is_displayed() and fail.text == "fail"
+    assert fail.value_of_css_property("color") in ("rgba(187, 0, 0, 1)", "rgb(187, 0, 0)")
+    assert HOSTILE_DETAIL in checks.text  # shown as the text it is
+    assert driver.execute_script("return document.scripts.length") == 0
+    assert "Staten Island" in slices.text and "Below the minimum support" in slices.text
+    urls = _requests(driver)
+    assert [u[:100] for u in urls if not u.startswith(LOCAL_SCHEMES)] == []
+    assert [e["message"] for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []

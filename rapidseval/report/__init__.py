@@ -3,7 +3,10 @@
 Everything here reads the run directory's tables and manifest alone
 (:func:`load_run`), so ``rapidseval report RUN_DIR`` rebuilds the same page
 any time, and an older run directory (fewer tables or columns) still renders:
-what is absent is left out.
+what is absent is left out.  A run with ``checks.parquet`` gets a "Checks"
+section grouped like the ML Test Score rubric and one ``checks:`` line in the
+terminal; one with ``slices.parquet`` a "Slices" section and a ``slices:`` line
+(:mod:`._checks` derives what both show); ``--json`` gains ``checks`` and ``slices``.
 """
 
 from __future__ import annotations

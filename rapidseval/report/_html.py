@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._checks import (GROUP_TITLES, GROUPS, CheckCounts, check_counts, checks_by_group, not_held, slice_groups,
+                      slice_rows, slice_settings, unsupported_slices, where_label, window_label, worse_than_all,
+                      worst_slices)
 from ._load import RunTables, load_run
 from ._plots import Plot, build_plots
 from ._tables import explain_lines, facts, policy_summary, row_accounting, window_alarms
@@ -26,6 +29,11 @@ __all__ = ["write_report", "render_html"]
 MAX_TABLE_ROWS = 400
 #: "what moved" lists this many alarmed windows at most (explain.parquet has them all)
 MAX_EXPLAIN_WINDOWS = 60
+#: results that did not hold listed per rubric group, failed assertion rows, slices named per list
+#: (checks.parquet, assertions.parquet and slices.parquet have them all)
+MAX_CHECK_ROWS = 100
+MAX_ASSERTION_ROWS = 50
+MAX_SLICE_NAMES = 30
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
@@ -45,11 +53,17 @@ figure.plot{margin:1rem 0}figure.plot img{max-width:100%;height:auto;border:1px 
 figcaption{font-size:.8rem;color:#555;margin-top:.2rem}
 pre{background:#f7f7f7;padding:.6rem;font-size:.75rem;overflow:auto;max-height:30rem}
 """
+#: styles of the Checks and Slices sections, added only to pages that have them (an older run's page is unchanged)
+_CHECKS_CSS = """td.fail,span.fail{color:#b00;font-weight:600}td.warn,span.warn{color:#a35200;font-weight:600}
+td.wrap{white-space:normal;min-width:16rem;max-width:40rem;word-break:break-word}
+"""
 
 _SECTIONS = (
     ("summary", "Run summary"),
+    ("checks", "Checks"),
     ("replay", "Replay: metrics per window"),
     ("monthly", "Monthly metrics"),
+    ("slices", "Slices: metrics per slice"),
     ("shift", "Feature shift"),
     ("backtest", "Backtest: staleness and retraining policies"),
     ("lineage", "Lineage"),
@@ -94,7 +108,7 @@ def _cell(value, column: str) -> str:
     return f"<td class='t'>{_esc(value)}</td>"
 
 
-def _table(frame: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, source: str | None = None) -> str:
+def _table(frame: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, source: str | None = None, cell=_cell) -> str:
     if frame.empty:
         return "<p class='muted'>(no rows)</p>"
     note = ""
@@ -104,7 +118,7 @@ def _table(frame: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, source: str |
         frame = frame.head(max_rows)
     head = "".join(f"<th>{_esc(column)}</th>" for column in frame.columns)
     columns = list(frame.columns)
-    body = "".join("<tr>" + "".join(_cell(value, column) for value, column in zip(row, columns)) + "</tr>"
+    body = "".join("<tr>" + "".join(cell(value, column) for value, column in zip(row, columns)) + "</tr>"
                    for row in frame.itertuples(index=False))
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{note}"
 
@@ -228,6 +242,154 @@ def _section_backtest(run: RunTables, plots) -> list[str]:
     return out
 
 
+def _check_cell(value, column: str) -> str:
+    """A cell of a checks table: a status that did not hold stands out, a detail wraps, a missing
+    value (a data check has no model) is blank."""
+    if value is pd.NA:
+        return "<td></td>"
+    if column == "status" and value in ("fail", "warn"):
+        return f"<td class='t {value}'>{value}</td>"
+    if column == "detail" and isinstance(value, str):
+        return f"<td class='t wrap'>{_esc(value)}</td>"
+    return _cell(value, column)
+
+
+def _status_words(counts: CheckCounts) -> str:
+    """``41 pass · <span class='warn'>2 warn</span> · <span class='fail'>1 fail</span>``."""
+    def part(count: int, status: str) -> str:
+        return f"<span class='{status}'>{count:,} {status}</span>" if count and status != "pass" else f"{count:,} {status}"
+
+    return " · ".join(part(count, status) for count, status in ((counts.passed, "pass"), (counts.warned, "warn"),
+                                                                 (counts.failed, "fail")))
+
+
+def _listed(frame: pd.DataFrame, limit: int, source: str, cell=_cell) -> str:
+    """The first ``limit`` rows of ``frame`` as a table, then how many more ``source`` holds."""
+    more = len(frame) - limit
+    return _table(frame.head(limit), cell=cell) + (
+        f"<p class='muted'>{more:,} more in {_esc(source)}</p>" if more > 0 else "")
+
+
+_CHECK_COLS = ("status", "check", "kind", "model", "where", "value", "threshold", "detail")
+
+
+def _check_list(rows: pd.DataFrame) -> pd.DataFrame:
+    """Check results as the page lists them: ``where`` (month or window) in place of month and window_start."""
+    months = rows["month"] if "month" in rows.columns else [None] * len(rows)
+    starts = rows["window_start"] if "window_start" in rows.columns else [None] * len(rows)
+    return _cols(rows.assign(where=[where_label(m, w) for m, w in zip(months, starts)]), _CHECK_COLS)
+
+
+def _check_groups(checks: pd.DataFrame) -> list[str]:
+    """Per rubric group: its counts in the heading, then its results that did not hold (fail first)."""
+    out = []
+    for group in GROUPS:
+        rows = checks[checks["group"] == group]
+        if rows.empty:
+            continue
+        kinds = ", ".join(dict.fromkeys(rows["kind"].astype(str)))
+        out.append(f"<h3 id='checks-{group}'>{_esc(GROUP_TITLES[group])} ({_esc(kinds)}): "
+                   f"{_status_words(check_counts(rows))}</h3>")
+        bad = not_held(rows)
+        out.append("<p class='muted'>every result held</p>" if bad.empty
+                   else _listed(_check_list(bad), MAX_CHECK_ROWS, "checks.parquet", cell=_check_cell))
+    return out
+
+
+def _failed_assertions(run: RunTables) -> list[str]:
+    """The assertion rows a model got wrong (``assertions.parquet``), when the run has them."""
+    assertions = run["assertions"]
+    if assertions.empty:
+        return []
+    if "passed" in assertions.columns:
+        assertions = assertions[~assertions["passed"].fillna(False).astype(bool)]
+    if assertions.empty:
+        return []
+    cols = ("row", "model", "month", "expected", "proba", "predicted", "note")  # month: a backtest fold's origin
+    return [f"<h3 id='checks-assertions'>Assertion rows a model got wrong ({len(assertions):,})</h3>",
+            _listed(_cols(assertions, cols), MAX_ASSERTION_ROWS, "assertions.parquet", cell=_check_cell)]
+
+
+def _section_checks(run: RunTables) -> list[str]:
+    """Counts per rubric group, the results that did not hold, failed assertion rows, every result."""
+    checks = checks_by_group(run)
+    counts = check_counts(checks)
+    out = [f"<p id='checks-counts'>{_count(counts.results, 'result')} of {_count(counts.checks, 'check')}: "
+           f"{_status_words(counts)}. Grouped like the ML Test Score rubric. A <b>fail</b> result makes "
+           "<code>rapidseval run</code> exit with code 3 once the run directory is written; a <b>warn</b> result "
+           "is reported only.</p>"]
+    table = pd.DataFrame([{"group": group, "kinds": ", ".join(dict.fromkeys(rows["kind"].astype(str))),
+                           "checks": c.checks, "pass": c.passed, "warn": c.warned, "fail": c.failed}
+                          for group in GROUPS for rows in [checks[checks["group"] == group]] if not rows.empty
+                          for c in [check_counts(rows)]])
+    out.append(_table(table))
+    out += _check_groups(checks) + _failed_assertions(run)
+    out.append("<details><summary>every check result</summary>"
+               + _table(_check_list(checks), source="checks.parquet", cell=_check_cell) + "</details>")
+    return out
+
+
+def _slice_table(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Slice rows as the page lists them: slice, window, n, the metric, its band, the whole's metric."""
+    named = rows.assign(window=[window_label(s, e) for s, e in zip(
+        rows["window_start"] if "window_start" in rows.columns else [None] * len(rows),
+        rows["window_end"] if "window_end" in rows.columns else [None] * len(rows))])
+    named = named.rename(columns={f"whole_{metric}": f"whole {metric}"})
+    return _cols(named, ("slice", "window", "n", metric, f"{metric}_low", f"{metric}_high", f"whole {metric}"))
+
+
+def _unsupported_words(rows: pd.DataFrame, min_support: int) -> str:
+    """The slices below the minimum support, by name: never ranked."""
+    if rows.empty:
+        return ""
+    names = [f"{_esc(rec['slice'])} ({_count(int(rec['windows']), 'window')}, at most {int(rec['most_rows']):,} rows)"
+             for rec in rows.head(MAX_SLICE_NAMES).to_dict("records")]
+    more = f"; {len(rows) - MAX_SLICE_NAMES:,} more in slices.parquet" if len(rows) > MAX_SLICE_NAMES else ""
+    return (f"<p class='unsupported'>Below the minimum support of {min_support:,} rows in a window, so not ranked: "
+            + ", ".join(names) + more + "</p>")
+
+
+def _of_slice_group(frame: pd.DataFrame, slice_by, model) -> pd.DataFrame:
+    """The rows of ``frame`` of one slice definition and model (every model's when ``model`` is None)."""
+    if frame.empty:
+        return frame
+    keep = frame["slice_by"] == slice_by
+    if model is not None and "model" in frame.columns:
+        keep &= frame["model"] == model
+    return frame[keep]
+
+
+def _section_slices(run: RunTables) -> list[str]:
+    """Per slice definition and model: the worst supported slices, those significantly worse than the
+    whole, the unsupported ones named; then every row."""
+    slices = slice_rows(run)
+    settings = slice_settings(run)
+    metric = settings.metric
+    several = "model" in slices.columns and slices["model"].nunique() > 1
+    out = [f"<p>{_esc(metric)} per slice and window, with its band where the table has one. <i>whole</i>: the "
+           "metric of all the slice definition's slices together in that window. A slice is <i>significantly worse "
+           "than the whole</i> when its band lies below the whole's metric. Slices with fewer than "
+           f"{settings.min_support:,} rows in a window are not judged.</p>"]
+    worst = worst_slices(slices, settings)
+    worse = worse_than_all(slices, settings)
+    unsupported = unsupported_slices(slices)
+    for (slice_by, model), _rows in slice_groups(slices):
+        out.append(f"<h3>{_esc(slice_by)}" + (f" · {_esc(model)}" if several and model is not None else "") + "</h3>")
+        top = _of_slice_group(worst, slice_by, model)
+        out.append(f"<p class='t'>Worst {len(top)} supported by {_esc(metric)}</p>" + _table(_slice_table(top, metric))
+                   if not top.empty else "<p class='muted'>no supported slice to rank</p>")
+        if "worse_than_all" in slices.columns:
+            below = _of_slice_group(worse, slice_by, model)
+            out.append(f"<p class='t'>Significantly worse than the whole: {len(below):,}</p>"
+                       + (_listed(_slice_table(below, metric), MAX_CHECK_ROWS, "slices.parquet") if len(below) else ""))
+        words = _unsupported_words(_of_slice_group(unsupported, slice_by, model), settings.min_support)
+        if words:
+            out.append(words)
+    out.append("<details><summary>every slice and window</summary>"
+               + _table(run["slices"], source="slices.parquet", cell=_check_cell) + "</details>")
+    return out
+
+
 def _section_lineage(run: RunTables) -> list[str]:
     manifest = run.manifest
     out = []
@@ -256,6 +418,8 @@ def _section_bodies(run: RunTables, plots: list[Plot]) -> dict[str, list[str]]:
         by_section.setdefault(plot.section, []).append(plot)
     return {
         "summary": _section_summary(run, by_section.get("summary", [])),
+        "checks": _section_checks(run) if not checks_by_group(run).empty else [],
+        "slices": _section_slices(run) if not slice_rows(run).empty else [],
         "replay": _section_replay(run, by_section.get("replay", [])) if run.has("replay") else [],
         "monthly": _section_monthly(run, by_section.get("monthly", [])) if run.has("monthly") else [],
         "shift": _section_shift(run, by_section.get("shift", [])) if run.has("shift") or run.has("attribution") else [],
@@ -272,7 +436,9 @@ def _page_header(run: RunTables, present: list[tuple[str, str]]) -> list[str]:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<meta http-equiv='Content-Security-Policy' content=\"{_CSP}\">",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{_esc(title)}</title><style>{_CSS}"
+        + (_CHECKS_CSS if any(key in ("checks", "slices") for key, _heading in present) else "")
+        + "</style></head><body>",
         f"<header><h1>rapidseval run: {_esc(run.name)}</h1>",
         f"<p class='sub'>{_esc(run.kind)} job · backend {_esc(run.manifest.get('backend', '?'))} · "
         f"created {_esc(run.manifest.get('created_utc', '?'))} UTC</p>",

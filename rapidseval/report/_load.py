@@ -1,7 +1,8 @@
 """Read a run directory back: the manifest and whichever tables it holds.
 
 The report is built from these alone.  A table that is absent (an older run
-directory, a job kind that does not produce it) reads as an empty frame, and a
+directory, a job kind that does not produce it, a job without ``checks:`` or
+``evaluation.slices``) reads as an empty frame, and a
 column that is absent is simply not shown: every consumer checks with
 :meth:`RunTables.has` before it uses one.
 """
@@ -20,7 +21,8 @@ from ..core.errors import DataError
 __all__ = ["RunTables", "load_run", "TABLES"]
 
 #: every table the report knows how to show, in the order of the page
-TABLES = ("monthly", "replay", "shift", "explain", "attribution", "backtest", "staleness", "policies")
+TABLES = ("monthly", "replay", "shift", "explain", "attribution", "backtest", "staleness", "policies", "checks",
+          "slices", "assertions")
 
 
 @dataclass

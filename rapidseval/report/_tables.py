@@ -8,12 +8,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._checks import (GROUPS, check_counts, checks_by_group, not_held, slice_rows, slice_settings, unsupported_slices,
+                      worse_than_all, worst_slices)
 from ._load import RunTables
 
-__all__ = ["facts", "row_accounting", "policy_summary", "replay_summary", "shift_summary", "explain_summary", "summarize"]
+__all__ = ["facts", "row_accounting", "policy_summary", "replay_summary", "shift_summary", "explain_summary",
+           "checks_summary", "slices_summary", "summarize"]
 
 #: most lines of "what moved" in the terminal (a screenful); the rest are counted
 MAX_EXPLAIN_LINES = 20
+#: most check results (of each status) and slice rows listed in the ``--json`` summary; the rest are counted
+MAX_JSON_ROWS = 100
 
 
 def facts(run: RunTables) -> list[tuple[str, str]]:
@@ -205,6 +210,46 @@ def explain_summary(run: RunTables, *, max_lines: int = MAX_EXPLAIN_LINES) -> di
             "lines": _records(shown[cols]), "more": int(len(lines) - len(shown))}
 
 
+def checks_summary(run: RunTables, *, max_rows: int = MAX_JSON_ROWS) -> dict[str, Any]:
+    """Counts of pass, warn and fail results (overall and per rubric group), the results that did not
+    hold (``failed``: status fail; ``warned``: status warn; at most ``max_rows`` each, the rest counted
+    in ``failed_more`` / ``warned_more``); empty for a run without ``checks.parquet``."""
+    checks = checks_by_group(run)
+    if checks.empty:
+        return {}
+    counts = check_counts(checks)
+    out: dict[str, Any] = {"pass": counts.passed, "warn": counts.warned, "fail": counts.failed, "checks": counts.checks}
+    out["groups"] = {group: {"pass": c.passed, "warn": c.warned, "fail": c.failed, "checks": c.checks}
+                     for group in GROUPS for c in [check_counts(checks[checks["group"] == group])] if c.results}
+    listed = not_held(checks)
+    cols = [c for c in ("check", "kind", "group", "severity", "status", "model", "month", "window_start", "value",
+                        "threshold", "detail") if c in listed.columns]
+    for status, key in (("fail", "failed"), ("warn", "warned")):
+        rows = listed[listed["status"] == status]
+        out[key] = _records(rows[cols].head(max_rows))
+        out[f"{key}_more"] = max(0, len(rows) - max_rows)
+    return out
+
+
+def slices_summary(run: RunTables, *, max_rows: int = MAX_JSON_ROWS) -> dict[str, Any]:
+    """The worst supported slices per ``slice_by`` and model, and those significantly worse than the
+    whole (at most ``max_rows``; ``worse_than_all_more`` counts the rest); empty without ``slices.parquet``."""
+    slices = slice_rows(run)
+    if slices.empty:
+        return {}
+    settings = slice_settings(run)
+    metric = settings.metric
+    cols = [c for c in ("slice_by", "slice", "model", "window_start", "window_end", "n", metric, f"{metric}_low",
+                        f"{metric}_high", f"whole_{metric}") if c in slices.columns]
+    worse = worse_than_all(slices, settings)
+    unsupported = unsupported_slices(slices)
+    return {"metric": metric, "min_support": settings.min_support,
+            "worst": _records(worst_slices(slices, settings).reindex(columns=cols)),
+            "worse_than_all": _records(worse.reindex(columns=cols).head(max_rows)),
+            "worse_than_all_more": max(0, len(worse) - max_rows),
+            "unsupported": int(len(unsupported))}
+
+
 def summarize(run: RunTables) -> dict[str, Any]:
     """The run in one JSON-able dict (what ``rapidseval run --json`` prints)."""
     manifest = run.manifest
@@ -233,6 +278,12 @@ def summarize(run: RunTables) -> dict[str, Any]:
     policies = policy_summary(run)
     if not policies.empty:
         out["policies"] = _records(policies)
+    checks = checks_summary(run)
+    if checks:
+        out["checks"] = checks
+    slices = slices_summary(run)
+    if slices:
+        out["slices"] = slices
     out["rows"] = ((manifest.get("rows") or {}).get("total")) or {}
     out["timings_s"] = manifest.get("timings_s") or {}
     return json.loads(json.dumps(out, default=_jsonable))

@@ -8,6 +8,8 @@ import pandas as pd
 from rich import box
 from rich.table import Table
 
+from ._checks import (check_counts, checks_by_group, named_results, not_held, slice_name, slice_rows, slice_settings,
+                      window_label, worse_than_all, worst_slices)
 from ._load import RunTables
 from ._tables import explain_summary, policy_summary, replay_summary, shift_summary
 
@@ -15,6 +17,8 @@ __all__ = ["print_summary"]
 
 #: longest per-month table printed (a multi-year backtest has the full one in the report)
 MAX_MONTH_ROWS = 24
+#: checks (and slices) named on the one-line summaries; the rest are counted ("+N more")
+MAX_NAMED = 3
 
 
 #: headers of the policy table (any other column: its name with spaces)
@@ -51,9 +55,9 @@ def _timestamp(value: Any) -> str:
 
 def print_summary(run: RunTables, console) -> None:
     """Print the run's summary: headline, metrics per month, replay, shift, what moved, policies,
-    rows, timings, paths (each section only where the run has its tables)."""
+    checks, slices, rows, timings, paths (each section only where the run has its tables)."""
     for section in (_headline, _monthly_table, _replay_lines, _shift_table, _explain_table, _policy_table,
-                    _row_accounting, _stage_timings, _paths):
+                    _checks_line, _slices_line, _row_accounting, _stage_timings, _paths):
         section(run, console)
 
 
@@ -206,6 +210,80 @@ def _policy_table(run: RunTables, console) -> None:
                 console.print(f"{rec['policy']}: {_count(int(rec['drift_retrains']), 'drift retrain')}, "
                               f"{int(rec['true_drift_retrains'])} true and {int(rec['false_drift_retrains'])} false "
                               "against the generator's ground truth", highlight=False)
+
+
+def checks_line(run: RunTables) -> str:
+    """``"checks: 41 pass · 2 warn · 1 fail — fail: fare_amount min (2020-03)"``: the counts of results,
+    then the checks that failed (or, when none failed, warned), :data:`MAX_NAMED` by name (each with
+    its models and where it first did not hold) and the rest counted; empty for a run without checks."""
+    checks = checks_by_group(run)
+    if checks.empty:
+        return ""
+    counts = check_counts(checks)
+    line = f"checks: {counts.passed:,} pass · {counts.warned:,} warn · {counts.failed:,} fail"
+    listed = not_held(checks)
+    for status in ("fail", "warn"):
+        names, more = named_results(listed[listed["status"] == status], MAX_NAMED)
+        if names:
+            return line + f" — {status}: " + ", ".join(names) + (f" +{more} more {'check' if more == 1 else 'checks'}"
+                                                                 if more else "")
+    return line
+
+
+def _checks_line(run: RunTables, console) -> None:
+    line = checks_line(run)
+    if line:
+        failed = check_counts(checks_by_group(run)).failed
+        console.print(line, style="bold red" if failed else None, highlight=False, markup=False)
+
+
+def _slice_item(rec: dict[str, Any], metric: str, several_models: bool) -> str:
+    where = ", ".join(part for part in ((str(rec["model"]) if several_models else ""),
+                                        window_label(rec.get("window_start"), rec.get("window_end"))) if part)
+    return (f"{slice_name(rec['slice_by'], rec['slice'])} {_number(rec[metric], '.2f')} "
+            f"(n {int(rec['n']):,}{', ' + where if where else ''})")
+
+
+def _each_slice_once(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Each slice (of a slice definition and model) once, at its lowest window; lowest first."""
+    ranked = rows.sort_values([metric, "n"], ascending=[True, False], kind="stable")
+    return ranked.drop_duplicates([c for c in ("slice_by", "slice", "model") if c in ranked.columns])
+
+
+def slices_line(run: RunTables) -> str:
+    """``"slices: worst f1 PULocationID/taxi_zone_borough=Staten Island 0.41 (n 812, 2020-03) · significantly
+    worse than the whole: 2 (...)"``: the lowest supported slices and those significantly worse than the
+    whole (the count is of slice × window rows; each slice is named once, at its lowest window); empty for
+    a run without slices."""
+    slices = slice_rows(run)
+    if slices.empty:
+        return ""
+    settings = slice_settings(run)
+    metric = settings.metric
+    several = "model" in slices.columns and slices["model"].nunique() > 1
+    worst = worst_slices(slices, settings)
+    parts = []
+    if not worst.empty:
+        worst = _each_slice_once(worst, metric).head(MAX_NAMED)
+        parts.append(f"worst {metric} " + ", ".join(_slice_item(rec, metric, several) for rec in worst.to_dict("records")))
+    else:
+        parts.append(f"no slice has {settings.min_support:,} rows in a window (the minimum support): none ranked")
+    worse = worse_than_all(slices, settings)
+    words = f"significantly worse than the whole: {len(worse):,}"
+    if len(worse) and metric in worse.columns:
+        distinct = _each_slice_once(worse, metric)
+        named = distinct.head(MAX_NAMED)
+        words += (" (" + ", ".join(_slice_item(rec, metric, several) for rec in named.to_dict("records"))
+                  + (f" +{len(distinct) - len(named)} more" if len(distinct) > len(named) else "") + ")")
+    if "worse_than_all" in slices.columns:
+        parts.append(words)
+    return "slices: " + " · ".join(parts)
+
+
+def _slices_line(run: RunTables, console) -> None:
+    line = slices_line(run)
+    if line:
+        console.print(line, highlight=False, markup=False)
 
 
 def _row_accounting(run: RunTables, console) -> None:
