@@ -124,7 +124,7 @@ def log_run(result: JobResult, spec: JobSpec, *, reporter: Reporter | None = Non
     import_mlflow()
     from mlflow.tracking import MlflowClient
 
-    uri = redact_uri(settings.tracking_uri)
+    uri = _shown_uri(settings.tracking_uri)
     reporter = reporter or Reporter()
     try:
         client = MlflowClient(tracking_uri=settings.tracking_uri)
@@ -445,6 +445,12 @@ class _local_copy:
         if self._tmp is not None:
             self._tmp.cleanup()
         return False
+
+
+def _shown_uri(uri: str) -> str:
+    """``uri`` as messages show it: as given, unless it has user info or a query to redact
+    (redacting re-joins the URI, which would turn ``sqlite:////abs/path`` into another path)."""
+    return redact_uri(uri) if "@" in uri or "?" in uri else uri
 
 
 def _first_line(exc: BaseException) -> str:
