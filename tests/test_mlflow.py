@@ -7,6 +7,7 @@ tables exactly (params, tags, metrics with their steps and timestamps, datasets,
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+# MLflow 3 sends usage telemetry unless told not to; a test run has nothing to report
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'rapidseval[mlflow]')")
 
 import rapidseval  # noqa: E402
@@ -256,6 +259,21 @@ def test_backtest_parent_has_the_policies_summary(backtest):
     for _, row in policies.iterrows():
         for column in ("mean_f1", "worst_accuracy", "retrains", "months_below_floor"):
             assert parent.data.metrics[f"policies.{row['policy']}.{column}"] == float(row[column])
+
+
+def test_an_s3_run_directory_is_logged_as_artifacts(s3_bucket, s3_endpoint, store, client, tmp_path):
+    bucket, s3 = s3_bucket
+    job = _backtest(f"s3://{bucket}/runs/bt", store, **{"output.storage_options": {"endpoint_url": s3_endpoint},
+                                                         "output.mlflow.experiment": "s3 backtests"})
+    result = rapidseval.run(job)
+    experiment = client.get_experiment_by_name("s3 backtests")
+    (parent,) = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
+    keys = {o["Key"].rsplit("/", 1)[1] for o in s3.list_objects_v2(Bucket=bucket, Prefix="runs/bt/")["Contents"]}
+    assert {"report.html", "backtest.parquet", "complete.json"} <= keys
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == keys
+    got = Path(client.download_artifacts(parent.info.run_id, "backtest.parquet", str(tmp_path)))
+    assert got.read_bytes() == s3.get_object(Bucket=bucket, Key="runs/bt/backtest.parquet")["Body"].read()
+    assert parent.data.tags["rapidseval.run_dir"] == str(result.run_dir) == f"s3://{bucket}/runs/bt"
 
 
 # ---------------------------------------------------------------------------------------

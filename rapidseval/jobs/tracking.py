@@ -31,6 +31,11 @@ only when ``output.mlflow`` is set; MLflow is imported then and never otherwise.
 
 A backtest logs one parent run (params, tags, the policies' metrics, datasets, artifacts) and one
 nested child run per policy (tag ``mlflow.parentRunId``; its policy's spec as params).
+
+Credentials and MLflow's own settings come from the environment (``MLFLOW_TRACKING_USERNAME``,
+``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ...). MLflow 3 sends anonymous usage
+telemetry unless ``MLFLOW_DISABLE_TELEMETRY=true`` (or ``DO_NOT_TRACK=true``) is set; rapidseval
+leaves that choice to the environment.
 """
 
 from __future__ import annotations
@@ -434,11 +439,15 @@ class _local_copy:
             return self.run_dir
         self._tmp = tempfile.TemporaryDirectory(prefix="rapidseval-mlflow-")
         local = Path(self._tmp.name) / self.run_dir.name
-        for item in self.run_dir.rglob("*"):
-            if item.is_file():
-                target = local / item.relative_to(self.run_dir)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(item.read_bytes())
+        fs, base = self.run_dir.fs, self.run_dir.path.rstrip("/")
+        fs.invalidate_cache(base)  # the listing the writer cached may predate report.html
+        for path in fs.find(base):
+            parts = path[len(base):].lstrip("/").split("/")
+            if any(part in ("", ".", "..") for part in parts):
+                raise RapidsEvalError(f"run directory {self.run_dir}: a key {path!r} that is not a plain file path")
+            target = local.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(fs.cat_file(path))
         return local
 
     def __exit__(self, *exc):
