@@ -6,6 +6,7 @@ tables exactly (params, tags, metrics with their steps and timestamps, datasets,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip ins
 
 import rapidseval  # noqa: E402
 from rapidseval import RapidsEvalError  # noqa: E402
+from rapidseval.checks import check_row, checks_table  # noqa: E402
 from rapidseval.core.errors import SpecError  # noqa: E402
 from rapidseval.core.time import month_index  # noqa: E402
 from rapidseval.io.rundir import check_complete  # noqa: E402
@@ -195,6 +197,24 @@ def test_artifacts_are_the_run_directory_with_the_report(study, client, tmp_path
     assert not (Path.cwd() / "mlruns").exists()
 
 
+def test_checks_are_counted_by_status_and_rubric_group(study, client):
+    result, _ = study
+    rows = [check_row("fare_amount min", "data", "fail", held=False, month="2020-03", value=0.01, threshold=0.0),
+            check_row("fare_amount min", "data", "fail", held=True, month="2020-02"),
+            check_row("feature auc", "leakage", "fail", held=True),
+            check_row("f1 jump", "jumps", "warn", held=False, model="forest"),
+            check_row("baseline f1", "baseline", "fail", held=True, model="forest")]
+    checked = dataclasses.replace(result, checks=checks_table(rows))
+    tracked = log_run(checked, load_job(result.spec, {"output.mlflow.experiment": "checked"}))
+    metrics = client.get_run(tracked.run_id).data.metrics
+    assert {k: v for k, v in metrics.items() if k.startswith("checks.")} == {
+        "checks.pass": 3.0, "checks.warn": 1.0, "checks.fail": 1.0, "checks.total": 5.0,
+        "checks.data.pass": 2.0, "checks.data.warn": 0.0, "checks.data.fail": 1.0,
+        "checks.model.pass": 1.0, "checks.model.warn": 0.0, "checks.model.fail": 0.0,
+        "checks.monitoring.pass": 0.0, "checks.monitoring.warn": 1.0, "checks.monitoring.fail": 0.0}
+    assert not checked.failed_checks.empty  # (rapidseval run would exit 3; the tracking is the same)
+
+
 @pytest.mark.parametrize("where", ["sqlite", "http"])
 def test_an_unreachable_store_is_one_line_naming_it_and_the_complete_run_dir(study, tmp_path, monkeypatch, where):
     result, _ = study
@@ -312,10 +332,13 @@ def test_tracking_uri_refuses_credentials(tmp_path):
 def test_flat_params_keeps_every_value_within_mlflow_limits():
     long_list = list(range(3000))
     params = flat_params({"a": {"b": 1.5, "c": [1, 2], "d": None, "e": True, "f": "x"},
-                          "mapping": {"1": "Bronx", "bad key?": "x"}, "empty": {}, "long": long_list})
+                          "mapping": {"1": "Bronx", "bad key?": "x"}, "empty": {}, "long": long_list,
+                          "dotted": {"b.c": 1, "b": {"c": 2}}})
     assert params["a.b"] == "1.5" and params["a.c"] == "[1, 2]" and params["a.d"] == "null"
     assert params["a.e"] == "true" and params["a.f"] == "x" and params["empty"] == "{}"
     # keys MLflow would refuse stay inside one JSON value rather than being renamed
     assert json.loads(params["mapping"]) == {"1": "Bronx", "bad key?": "x"}
+    # a key with a dot would make two paths one key (dotted.b.c): the mapping stays one JSON value
+    assert json.loads(params["dotted"]) == {"b.c": 1, "b": {"c": 2}} and "dotted.b.c" not in params
     assert len(params["long"]) == MAX_PARAM_VALUE_LENGTH and params["long"].endswith("manifest.json)")
     assert params["long"].startswith(json.dumps(long_list)[:100])

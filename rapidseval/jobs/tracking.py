@@ -5,9 +5,9 @@ only when ``output.mlflow`` is set; MLflow is imported then and never otherwise.
 
 - **params**: the resolved job (``spec.model_dump``, as the manifest's ``job``) flattened to
   dotted keys (``model.params.n_estimators``). Strings as they are, every other value as JSON
-  (``true``, ``null``, ``[2020-01]`` → ``["2020-01"]``); a mapping whose keys cannot be MLflow key
-  segments is one JSON value; a value longer than MLflow's 6000 characters is cut, saying so
-  (the whole job is in the logged ``manifest.json``).
+  (``true``, ``null``, ``[2020-01]`` → ``["2020-01"]``); a mapping with a key that cannot be one
+  segment of an MLflow key (or holds a dot) is one JSON value; a value longer than MLflow's 6000
+  characters is cut, saying so (the whole job is in the logged ``manifest.json``).
 - **tags**: ``rapidseval.job_hash``, ``rapidseval.git_commit`` (also ``mlflow.source.git.commit``),
   ``rapidseval.backend``, ``rapidseval.version``, ``rapidseval.job_kind``, ``rapidseval.run_dir``.
 - **metrics** (every numeric column of the table; booleans as 0/1; NaN kept):
@@ -19,8 +19,9 @@ only when ``output.mlflow`` is set; MLflow is imported then and never otherwise.
   - a backtest: the parent run has ``policies.<policy>.<column>`` from ``policies.parquet``
     (step 0); each policy's child run has ``<column>`` from its rows of ``backtest.parquet``,
     step = the eval month's index, timestamp = its start;
-  - both: ``checks.pass`` / ``checks.warn`` / ``checks.fail`` / ``checks.total`` (rows of
-    ``checks.parquet`` by status) when the job has checks.
+  - both, when the job has checks: ``checks.pass`` / ``checks.warn`` / ``checks.fail`` /
+    ``checks.total`` (rows of ``checks.parquet`` by status) and ``checks.<group>.<status>`` per
+    rubric group (data, model, infrastructure, monitoring).
 - **datasets**: every input month through :mod:`mlflow.data` (a ``MetaDataset``): name = the
   month, source = its URI (redacted, as in the manifest), digest = the first 36 hex digits of
   its fingerprint (MLflow's limit), context = its role(s) in the job (``train``, ``test``,
@@ -51,6 +52,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
+from ..checks import RUBRIC
 from ..core.errors import RapidsEvalError
 from ..core.time import month_index
 from ..io.sources import redact_uri
@@ -68,8 +70,10 @@ _METRICS_PER_BATCH = 1000
 _DATASETS_PER_BATCH = 1000
 _MAX_DIGEST_LENGTH = 36
 _TRUNCATED = "... (cut at MLflow's 6000 characters; the whole job is in manifest.json)"
-#: what MLflow accepts in a key (``mlflow.utils.validation``): letters, digits, _ - . space / :
-_KEY_SEGMENT = re.compile(r"[\w.\- /:]+")
+#: a mapping key that can be one segment of a dotted param key: what MLflow accepts in a key
+#: (``mlflow.utils.validation``: letters, digits, _ - . space / :) less the dot, so that two
+#: different paths never give one key
+_KEY_SEGMENT = re.compile(r"[\w\- /:]+")
 #: the columns that name a row (not metrics) in the tables logged
 _STATUSES = ("pass", "warn", "fail")
 
@@ -364,14 +368,21 @@ def backtest_metrics_by_policy(backtest: pd.DataFrame) -> dict[str, list]:
 
 
 def checks_metrics(checks: pd.DataFrame | None) -> list:
-    """``checks.<status>`` and ``checks.total``: the rows of ``checks.parquet`` by status (step 0)."""
+    """The rows of ``checks.parquet`` counted by status (step 0): ``checks.<status>`` and
+    ``checks.total``, and per rubric group (:data:`rapidseval.checks.RUBRIC`: data, model,
+    infrastructure, monitoring) ``checks.<group>.<status>`` for the groups the job checked."""
     from mlflow.entities import Metric
 
     if checks is None or checks.empty or "status" not in checks.columns:
         return []
-    counts = checks["status"].value_counts()
-    out = [Metric(f"checks.{status}", float(counts.get(status, 0)), 0, 0) for status in _STATUSES]
-    return out + [Metric("checks.total", float(len(checks)), 0, 0)]
+    status = checks["status"].astype(str)
+    out = [Metric(f"checks.{s}", float((status == s).sum()), 0, 0) for s in _STATUSES]
+    out.append(Metric("checks.total", float(len(checks)), 0, 0))
+    groups = checks["kind"].astype(str).map(RUBRIC).fillna("other")
+    for group in sorted(groups.unique()):
+        out += [Metric(f"checks.{group}.{s}", float(((groups == group) & (status == s)).sum()), 0, 0)
+                for s in _STATUSES]
+    return out
 
 
 # ---------------------------------------------------------------------------------------
