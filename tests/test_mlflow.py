@@ -29,7 +29,7 @@ from rapidseval.core.errors import SpecError  # noqa: E402
 from rapidseval.core.time import month_index  # noqa: E402
 from rapidseval.io.rundir import check_complete  # noqa: E402
 from rapidseval.jobs.checks import load_job  # noqa: E402
-from rapidseval.jobs.tracking import MAX_PARAM_VALUE_LENGTH, flat_params, log_run  # noqa: E402
+from rapidseval.jobs.tracking import MAX_PARAM_VALUE_LENGTH, flat_params, log_run, policies_metrics  # noqa: E402
 
 from _jobs import override  # noqa: E402
 
@@ -342,3 +342,14 @@ def test_flat_params_keeps_every_value_within_mlflow_limits():
     assert json.loads(params["dotted"]) == {"b.c": 1, "b": {"c": 2}} and "dotted.b.c" not in params
     assert len(params["long"]) == MAX_PARAM_VALUE_LENGTH and params["long"].endswith("manifest.json)")
     assert params["long"].startswith(json.dumps(long_list)[:100])
+
+
+def test_free_text_policy_names_give_distinct_metric_keys_mlflow_accepts(client):
+    table = pd.DataFrame({"policy": ["every 2 months!", "every 2 months?", "static"], "mean_f1": [0.5, 0.6, 0.7]})
+    metrics = policies_metrics(table)
+    want = {"policies.every 2 months_.mean_f1": 0.5, "policies.every 2 months__2.mean_f1": 0.6,
+            "policies.static.mean_f1": 0.7}
+    assert {m.key: m.value for m in metrics} == want
+    run_id = client.create_run(client.create_experiment("policy keys")).info.run_id
+    client.log_batch(run_id, metrics=metrics)  # "!" or "?" in a key: MLflow would refuse the batch
+    assert client.get_run(run_id).data.metrics == want

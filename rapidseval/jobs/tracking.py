@@ -17,7 +17,7 @@ only when ``output.mlflow`` is set; MLflow is imported then and never otherwise.
     start (UTC ms); ``replay.<model>.<column>`` from ``replay.parquet``, step = the window's number
     (0, 1, ... in time order per model), timestamp = ``window_start`` (its wall-clock time as UTC ms);
   - a backtest: the parent run has ``policies.<policy>.<column>`` from ``policies.parquet``
-    (step 0); each policy's child run has ``<column>`` from its rows of ``backtest.parquet``,
+    (step 0; a character MLflow refuses in a key becomes ``_``; the child run keeps the name); each policy's child run has ``<column>`` from its rows of ``backtest.parquet``,
     step = the eval month's index, timestamp = its start;
   - both, when the job has checks: ``checks.pass`` / ``checks.warn`` / ``checks.fail`` /
     ``checks.total`` (rows of ``checks.parquet`` by status) and ``checks.<group>.<status>`` per
@@ -345,10 +345,25 @@ def policies_metrics(policies: pd.DataFrame) -> list:
     if policies is None or policies.empty:
         return []
     columns = _metric_columns(policies, ("policy",))
+    segments = _key_segments(str(p) for p in policies["policy"])
     out = []
     for position in range(len(policies)):
         row = policies.iloc[[position]]
-        out += _metrics(f"policies.{row['policy'].iloc[0]}.", row, columns, [0], [0])
+        out += _metrics(f"policies.{segments[str(row['policy'].iloc[0])]}.", row, columns, [0], [0])
+    return out
+
+
+def _key_segments(names: Iterable[str]) -> dict[str, str]:
+    """Name -> a segment MLflow accepts in a metric key: a policy's name (free text) with any
+    other character as ``_``, and ``_2``, ``_3``, ... where two names would then be one."""
+    out: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        base = re.sub(r"[^\w\- /:]", "_", name) or "_"
+        segment, n = base, 1
+        while segment in out.values():
+            n += 1
+            segment = f"{base}_{n}"
+        out[name] = segment
     return out
 
 
