@@ -41,6 +41,7 @@ leaves that choice to the environment.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import re
@@ -74,7 +75,7 @@ _TRUNCATED = "... (cut at MLflow's 6000 characters; the whole job is in manifest
 #: (``mlflow.utils.validation``: letters, digits, _ - . space / :) less the dot, so that two
 #: different paths never give one key
 _KEY_SEGMENT = re.compile(r"[\w\- /:]+")
-#: the columns that name a row (not metrics) in the tables logged
+#: the statuses of checks.parquet, each counted (zeros included)
 _STATUSES = ("pass", "warn", "fail")
 
 
@@ -154,7 +155,7 @@ def log_run(result: JobResult, spec: JobSpec, *, reporter: Reporter | None = Non
 # ---------------------------------------------------------------------------------------
 def _log_study(client, experiment_id: str, result: StudyResult, spec: JobSpec) -> TrackedRun:
     metrics = [*monthly_metrics(result.monthly), *replay_metrics(result.replay), *checks_metrics(result.checks)]
-    run_id = _start_run(client, experiment_id, spec, result, tags=_tags(spec, result))
+    run_id = _start_run(client, experiment_id, spec, tags=_tags(spec, result))
     with _finished_or_failed(client, run_id):
         _log_common(client, run_id, spec, result, metrics)
     return TrackedRun(client.tracking_uri, experiment_id, run_id)
@@ -163,7 +164,7 @@ def _log_study(client, experiment_id: str, result: StudyResult, spec: JobSpec) -
 def _log_backtest(client, experiment_id: str, result: BacktestResult, spec: JobSpec) -> TrackedRun:
     metrics = [*policies_metrics(result.policies), *checks_metrics(result.checks)]
     tags = _tags(spec, result)
-    run_id = _start_run(client, experiment_id, spec, result, tags=tags)
+    run_id = _start_run(client, experiment_id, spec, tags=tags)
     children: dict[str, str] = {}
     with _finished_or_failed(client, run_id):
         _log_common(client, run_id, spec, result, metrics)
@@ -192,7 +193,13 @@ def _experiment_id(client, settings) -> str:
     experiment = client.get_experiment_by_name(settings.experiment)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(settings.experiment, artifact_location=_artifact_location(settings))
+    try:
+        return client.create_experiment(settings.experiment, artifact_location=_artifact_location(settings))
+    except Exception:  # another run created it meanwhile: use that one; else the store's error stands
+        experiment = client.get_experiment_by_name(settings.experiment)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def _artifact_location(settings) -> str | None:
@@ -208,29 +215,23 @@ def _artifact_location(settings) -> str | None:
     return None
 
 
-def _start_run(client, experiment_id: str, spec: JobSpec, result: JobResult, *, tags: dict[str, str]) -> str:
+def _start_run(client, experiment_id: str, spec: JobSpec, *, tags: dict[str, str]) -> str:
     name = spec.output.mlflow.run_name or spec.name
     return client.create_run(experiment_id, tags=tags, run_name=name).info.run_id
 
 
-class _finished_or_failed:
-    """Marks a run FINISHED when its block ends, FAILED (best effort) when it raises."""
-
-    def __init__(self, client, run_id: str):
-        self.client, self.run_id = client, run_id
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if kind is None:
-            self.client.set_terminated(self.run_id, "FINISHED")
-        else:
-            try:
-                self.client.set_terminated(self.run_id, "FAILED")
-            except Exception:  # the store already failed; the original error is what the user needs
-                pass
-        return False
+@contextlib.contextmanager
+def _finished_or_failed(client, run_id: str) -> Iterator[None]:
+    """Marks a run FINISHED when the block ends, FAILED (best effort) when it raises."""
+    try:
+        yield
+    except BaseException:
+        try:
+            client.set_terminated(run_id, "FAILED")
+        except Exception:  # the store already failed; the original error is what the user needs
+            pass
+        raise
+    client.set_terminated(run_id, "FINISHED")
 
 
 def _tags(spec: JobSpec, result: JobResult) -> dict[str, str]:
@@ -453,33 +454,24 @@ def _dataset_source(uri: str):
 # ---------------------------------------------------------------------------------------
 # artifacts
 # ---------------------------------------------------------------------------------------
-class _local_copy:
+@contextlib.contextmanager
+def _local_copy(run_dir) -> Iterator[Path]:
     """The run directory as a local path: itself, or (``s3://``) a temporary copy of its files."""
-
-    def __init__(self, run_dir):
-        self.run_dir = run_dir
-        self._tmp: tempfile.TemporaryDirectory | None = None
-
-    def __enter__(self) -> Path:
-        if isinstance(self.run_dir, Path):
-            return self.run_dir
-        self._tmp = tempfile.TemporaryDirectory(prefix="rapidseval-mlflow-")
-        local = Path(self._tmp.name) / self.run_dir.name
-        fs, base = self.run_dir.fs, self.run_dir.path.rstrip("/")
+    if isinstance(run_dir, Path):
+        yield run_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="rapidseval-mlflow-") as tmp:
+        local = Path(tmp) / run_dir.name
+        fs, base = run_dir.fs, run_dir.path.rstrip("/")
         fs.invalidate_cache(base)  # the listing the writer cached may predate report.html
         for path in fs.find(base):
             parts = path[len(base):].lstrip("/").split("/")
             if any(part in ("", ".", "..") for part in parts):
-                raise RapidsEvalError(f"run directory {self.run_dir}: a key {path!r} that is not a plain file path")
+                raise RapidsEvalError(f"run directory {run_dir}: a key {path!r} that is not a plain file path")
             target = local.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(fs.cat_file(path))
-        return local
-
-    def __exit__(self, *exc):
-        if self._tmp is not None:
-            self._tmp.cleanup()
-        return False
+        yield local
 
 
 def _shown_uri(uri: str) -> str:
