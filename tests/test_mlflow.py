@@ -197,6 +197,18 @@ def test_artifacts_are_the_run_directory_with_the_report(study, client, tmp_path
     assert not (Path.cwd() / "mlruns").exists()
 
 
+def test_a_new_experiment_keeps_its_artifacts_where_artifact_location_says(study, client, tmp_path):
+    result, _ = study
+    where = tmp_path / "artifacts"
+    spec = load_job(result.spec, {"output.mlflow.experiment": "elsewhere",
+                                  "output.mlflow.artifact_location": where.as_uri()})
+    tracked = log_run(result, spec)
+    assert client.get_experiment(tracked.experiment_id).artifact_location == where.as_uri()
+    stored = where / tracked.run_id / "artifacts"
+    assert {p.name for p in stored.iterdir()} == {p.name for p in result.run_dir.iterdir()}
+    assert (stored / "report.html").read_bytes() == (result.run_dir / "report.html").read_bytes()
+
+
 def test_checks_are_counted_by_status_and_rubric_group(study, client):
     result, _ = study
     rows = [check_row("fare_amount min", "data", "fail", held=False, month="2020-03", value=0.01, threshold=0.0),
