@@ -21,6 +21,7 @@ from .context import JobContext
 from .inputs import MonthInput, input_months, resolve_inputs
 from .progress import Reporter
 from .results import BacktestResult, JobResult, StudyResult
+from .tracking import log_run, require_mlflow
 
 __all__ = ["run", "JOB_RUNNERS", "job_kind", "JobContext", "JobResult", "StudyResult", "BacktestResult",
            "MonthInput", "input_months", "resolve_inputs"]
@@ -67,8 +68,13 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     check_overrides_type(overrides)
     spec = load_job(job, _all_overrides(overrides, backend=backend, scheduler=scheduler, out=out))
     reporter = reporter or Reporter()
+    if spec.output.mlflow is not None:
+        require_mlflow()  # a missing extra is said before any work, not after the run
     with claim_run_dir(spec, reporter):  # refused or locked before any work; released when written
-        return JOB_RUNNERS[job_kind(spec)](JobContext.start(spec, reporter))
+        result = JOB_RUNNERS[job_kind(spec)](JobContext.start(spec, reporter))
+        if spec.output.mlflow is not None:  # after the run directory is complete; imports MLflow only then
+            log_run(result, spec, reporter=reporter)
+        return result
 
 
 def _all_overrides(overrides, *, backend: str | None, scheduler: str | None, out: str | os.PathLike | None):

@@ -318,9 +318,31 @@ class SlicesSpec(Section):
 
 
 class MlflowSpec(Section):
-    """Log the run to MLflow (``pip install 'rapidseval[mlflow]'``): params, tags, metrics,
-    datasets and the run directory as artifacts."""
+    """Log the run to MLflow (``pip install 'rapidseval[mlflow]'``) after its run directory is
+    written: params (the resolved job, flattened), tags, metrics per month and model and per
+    replay window, the inputs as datasets, and the run directory as artifacts (a backtest: one
+    parent run and a child run per policy). :mod:`rapidseval.jobs.tracking` says what goes where.
 
-    tracking_uri: str = Field(..., min_length=1, description="e.g. sqlite:///mlflow.db or http://host:5000")
+    Credentials never go in the job: MLflow reads ``MLFLOW_TRACKING_USERNAME`` /
+    ``MLFLOW_TRACKING_PASSWORD`` / ``MLFLOW_TRACKING_TOKEN`` from the environment.
+    """
+
+    tracking_uri: str = Field(..., min_length=1, max_length=2000,
+                              description="e.g. sqlite:///mlflow.db or http://host:5000")
     experiment: str = Field("rapidseval", min_length=1, max_length=500)
     run_name: str | None = Field(None, max_length=500, description="default: the job's name")
+    artifact_location: str | None = Field(
+        None, min_length=1, max_length=2000,
+        description="where a NEW experiment keeps its artifacts (an existing one keeps its own); default: the "
+                    "server's choice, or for a sqlite:/// store the folder 'mlartifacts' beside the database file")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, v: str) -> str:
+        head, sep, rest = v.partition("://")
+        if sep and "@" in rest.split("/", 1)[0]:
+            raise ValueError("tracking_uri must not hold credentials (user:password@); set MLFLOW_TRACKING_USERNAME "
+                             "and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment")
+        if v.strip() != v:
+            raise ValueError("tracking_uri has leading or trailing spaces")
+        return v
