@@ -1,0 +1,208 @@
+"""Checks that compare metrics: the primary model against a simpler baseline, and a metric
+against itself one window earlier (jumps).
+
+Both read tables the job already holds (``monthly.parquet``, ``replay.parquet``, a
+backtest's counts), never rows: a window's metric comes with a band, either the replay's
+bootstrap band or one drawn here from the window's confusion counts
+(:func:`rapidseval.replay.bootstrap_bands`; ROC AUC: the Hanley-McNeil band), and a check
+judges a difference only when the bands say it is significant.
+
+- **baseline** (:func:`baseline_rows`): per month or window, the primary's metric against
+  the baseline's metric plus a margin. It does not hold when the primary is significantly
+  below: the upper end of its band is below ``baseline + margin``.
+- **jumps** (:func:`jump_rows`): per model, consecutive months or windows (both with at
+  least ``min_rows`` rows); a jump when the two bands do not overlap, in either direction.
+  One row per jump, and one ``pass`` row per model without any (so a report can count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from ..core.confusion import CODES
+from ..metrics import COUNT_COLUMNS, add_metrics
+from ..replay import bootstrap_bands
+from . import check_row
+
+__all__ = ["BANDED_METRICS", "BandSettings", "BaselineRule", "JumpRule", "with_bands", "baseline_rows",
+           "jump_rows"]
+
+#: metrics a band can be drawn for from confusion counts (bootstrap), and ROC AUC (Hanley-McNeil)
+COUNT_METRICS = ("precision", "recall", "f1", "accuracy")
+BANDED_METRICS = (*COUNT_METRICS, "roc_auc")
+
+
+@dataclass(frozen=True)
+class BandSettings:
+    """How bands are drawn from counts: two-sided ``level``, bootstrap ``replicates`` and ``seed``."""
+
+    level: float = 0.95
+    replicates: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BaselineRule:
+    """The primary must not be significantly below ``baseline``'s metric plus ``margin``."""
+
+    baseline: str  # the baseline model's name in the tables
+    kind: str  # majority | logistic_regression
+    metric: str = "f1"
+    margin: float = 0.0
+    severity: str = "fail"
+    min_rows: int = 1  # months or windows with fewer rows are not judged
+
+    @property
+    def check(self) -> str:
+        return f"baseline {self.kind} {self.metric}"
+
+
+@dataclass(frozen=True)
+class JumpRule:
+    """Consecutive months or windows whose bands of ``metric`` do not overlap."""
+
+    metric: str = "f1"
+    min_rows: int = 100
+    severity: str = "warn"
+
+    @property
+    def check(self) -> str:
+        return f"jumps {self.metric}"
+
+
+def _code_counts(table: pd.DataFrame) -> np.ndarray:
+    """``(len(table), 4)`` counts in :data:`CODES` order (what :func:`bootstrap_bands` takes)."""
+    out = np.zeros((len(table), 4), dtype="int64")
+    for name in COUNT_COLUMNS:
+        out[:, CODES[name]] = table[name].to_numpy(dtype="int64")
+    return out
+
+
+def _auc_band(auc: np.ndarray, positives: np.ndarray, negatives: np.ndarray, level: float):
+    """Hanley-McNeil band of ROC AUC (as the replay table's ``roc_auc_low`` / ``roc_auc_high``)."""
+    z = float(norm.ppf(0.5 + level / 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+        var = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (
+            positives * negatives)
+        se = np.sqrt(np.maximum(var, 0))
+    return np.clip(auc - z * se, 0, 1), np.clip(auc + z * se, 0, 1)
+
+
+def with_bands(table: pd.DataFrame, metric: str, bands: BandSettings = BandSettings()) -> pd.DataFrame:
+    """``table`` (rows with ``tp, fp, fn, tn``; ``roc_auc`` for that metric) with the metric
+    and its band (``<metric>_low`` / ``<metric>_high``): kept where the table has them (a
+    replay table with bands), else drawn from the counts. A copy; empty rows get NaN."""
+    if metric not in BANDED_METRICS:
+        raise ValueError(f"no band for metric {metric!r}; choose from {', '.join(BANDED_METRICS)}")
+    out = table.copy()
+    if metric not in out.columns or "n" not in out.columns:
+        metrics = add_metrics(out[list(COUNT_COLUMNS)])
+        for col in ("n", "positives", *COUNT_METRICS):
+            if col not in out.columns:
+                out[col] = metrics[col].to_numpy()
+    low, high = f"{metric}_low", f"{metric}_high"
+    if low in out.columns and high in out.columns:
+        return out
+    if metric == "roc_auc":
+        if "roc_auc" not in out.columns:
+            raise ValueError("roc_auc bands need the table's roc_auc column")
+        pos = out["positives"].to_numpy(dtype="float64")
+        out[low], out[high] = _auc_band(out["roc_auc"].to_numpy(dtype="float64"), pos,
+                                        out["n"].to_numpy(dtype="float64") - pos, bands.level)
+        return out
+    drawn = bootstrap_bands(_code_counts(out), level=bands.level, replicates=bands.replicates, seed=bands.seed)
+    out[low], out[high] = drawn[low], drawn[high]
+    return out
+
+
+def _unit(row: Any) -> tuple[str | None, Any, str]:
+    """``(month, window_start, label)`` of a table row: a month (``month``) or a window (``window_start``)."""
+    if "window_start" in row.index and pd.notna(row["window_start"]):
+        start = pd.Timestamp(row["window_start"])
+        return None, start, str(start.date()) if start == start.normalize() else str(start)
+    return str(row["month"]), None, str(row["month"])
+
+
+def _banded(value: float, low: float, high: float) -> str:
+    return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def _judged(table: pd.DataFrame, metric: str, min_rows: int) -> pd.DataFrame:
+    """The rows with enough rows and a metric and band to judge."""
+    ok = (table["n"] >= min_rows) & table[metric].notna() & table[f"{metric}_low"].notna() \
+        & table[f"{metric}_high"].notna()
+    return table[ok]
+
+
+def baseline_rows(primary: pd.DataFrame, baseline: pd.DataFrame, rule: BaselineRule, *, model: str,
+                  key: str, bands: BandSettings = BandSettings()) -> list[dict[str, Any]]:
+    """One check row per month or window (``key``: ``month`` or ``window_start``) that both
+    tables hold with at least ``rule.min_rows`` rows: the primary's metric (``value``) against
+    the baseline's plus the margin (``threshold``); it does not hold when the primary's band
+    lies wholly below the threshold."""
+    metric = rule.metric
+    ours = _judged(with_bands(primary, metric, bands), metric, rule.min_rows).set_index(key, drop=False)
+    theirs = baseline.set_index(key)
+    if metric not in theirs.columns:
+        theirs = add_metrics(theirs[list(COUNT_COLUMNS)])
+    rows = []
+    for at, row in ours.iterrows():
+        if at not in theirs.index or pd.isna(theirs.at[at, metric]):
+            continue
+        month, window_start, _ = _unit(row)
+        threshold = float(theirs.at[at, metric]) + rule.margin
+        value, low, high = float(row[metric]), float(row[f"{metric}_low"]), float(row[f"{metric}_high"])
+        detail = (f"{metric} {_banded(value, low, high)} vs {rule.kind} {float(theirs.at[at, metric]):.4f}"
+                  f" + margin {rule.margin:.2f}")
+        rows.append(check_row(rule.check, "baseline", rule.severity, held=not high < threshold, model=model,
+                              month=month, window_start=window_start, value=value, threshold=threshold,
+                              detail=detail))
+    return rows
+
+
+def jump_rows(table: pd.DataFrame, rule: JumpRule, *, model: str, key: str,
+              bands: BandSettings = BandSettings()) -> list[dict[str, Any]]:
+    """Jumps of ``rule.metric`` between consecutive months or windows of one model's table
+    (ordered by ``key``), both with at least ``rule.min_rows`` rows: one row per pair whose
+    bands do not overlap (``value``: new - old; ``threshold``: the gap between the bands),
+    or a single ``pass`` row when no pair jumps (``value``: the largest change seen)."""
+    metric = rule.metric
+    judged = _judged(with_bands(table, metric, bands).sort_values(key), metric, rule.min_rows)
+    rows, largest, pairs = [], 0.0, 0
+    previous = None
+    for _, row in judged.iterrows():
+        if previous is not None:
+            pairs += 1
+            rows += _jump(previous, row, rule, model)
+            change = float(row[metric]) - float(previous[metric])
+            largest = change if abs(change) > abs(largest) else largest
+        previous = row
+    if not rows:
+        detail = (f"no jump of {metric} in {pairs} consecutive pairs with n >= {rule.min_rows}"
+                  + (f" (largest change {largest:+.4f})" if pairs else ""))
+        rows.append(check_row(rule.check, "jumps", rule.severity, held=True, model=model,
+                              value=largest if pairs else None, detail=detail))
+    return rows
+
+
+def _jump(old: pd.Series, new: pd.Series, rule: JumpRule, model: str) -> list[dict[str, Any]]:
+    """The check row of a jump from ``old`` to ``new`` (none when their bands overlap)."""
+    m = rule.metric
+    old_low, old_high, new_low, new_high = (float(old[f"{m}_low"]), float(old[f"{m}_high"]),
+                                            float(new[f"{m}_low"]), float(new[f"{m}_high"]))
+    gap = max(new_low - old_high, old_low - new_high)
+    if not gap > 0:
+        return []
+    change = float(new[m]) - float(old[m])
+    month, window_start, label = _unit(new)
+    detail = (f"{m} {'up' if change > 0 else 'down'} {abs(change):.4f}: {_unit(old)[2]} "
+              f"{_banded(float(old[m]), old_low, old_high)} -> {label} {_banded(float(new[m]), new_low, new_high)}"
+              f" (bands {gap:.4f} apart)")
+    return [check_row(rule.check, "jumps", rule.severity, held=False, model=model, month=month,
+                      window_start=window_start, value=change, threshold=gap, detail=detail)]
