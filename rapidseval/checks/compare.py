@@ -10,9 +10,11 @@ judges a difference only when the bands say it is significant.
 - **baseline** (:func:`baseline_rows`): per month or window, the primary's metric against
   the baseline's metric plus a margin. It does not hold when the primary is significantly
   below: the upper end of its band is below ``baseline + margin``.
-- **jumps** (:func:`jump_rows`): per model, consecutive months or windows (both with at
-  least ``min_rows`` rows); a jump when the two bands do not overlap, in either direction.
-  One row per jump, and one ``pass`` row per model without any (so a report can count).
+- **jumps** (:func:`jump_rows`): per model, each month or window against the one ``lag``
+  before it (both with at least ``min_rows`` rows); a jump when the two bands do not
+  overlap, in either direction. One row per jump, and one ``pass`` row per model without
+  any (so a report can count). A stream with a weekly rhythm compares daily windows a week
+  apart (``lag`` 7): consecutive days jump every weekend on quiet generated data.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..replay import bootstrap_bands
 from . import check_row
 
 __all__ = ["BANDED_METRICS", "BandSettings", "BaselineRule", "JumpRule", "with_bands", "baseline_rows",
-           "jump_rows"]
+           "jump_rows", "season_lag"]
 
 #: metrics a band can be drawn for from confusion counts (bootstrap), and ROC AUC (Hanley-McNeil)
 COUNT_METRICS = ("precision", "recall", "f1", "accuracy")
@@ -69,10 +71,20 @@ class JumpRule:
     metric: str = "f1"
     min_rows: int = 100
     severity: str = "warn"
+    lag: int = 1  # compare each row with the row this many before it (a week of daily windows: 7)
 
     @property
     def check(self) -> str:
         return f"jumps {self.metric}"
+
+
+def season_lag(unit: str, count: int) -> int:
+    """Windows of ``count`` ``unit`` (h, D, W, M) per week when a week is a whole number (>1)
+    of them, else 1: the lag that compares a window with the same time a week before."""
+    per_week = {"h": 168, "D": 7}.get(unit)
+    if per_week is None or per_week % count or per_week // count < 2:
+        return 1
+    return per_week // count
 
 
 def _code_counts(table: pd.DataFrame) -> np.ndarray:
@@ -168,41 +180,54 @@ def baseline_rows(primary: pd.DataFrame, baseline: pd.DataFrame, rule: BaselineR
 
 def jump_rows(table: pd.DataFrame, rule: JumpRule, *, model: str, key: str,
               bands: BandSettings = BandSettings()) -> list[dict[str, Any]]:
-    """Jumps of ``rule.metric`` between consecutive months or windows of one model's table
-    (ordered by ``key``), both with at least ``rule.min_rows`` rows: one row per pair whose
-    bands do not overlap (``value``: new - old; ``threshold``: the gap between the bands),
-    or a single ``pass`` row when no pair jumps (``value``: the largest change seen)."""
+    """Jumps of ``rule.metric`` in one model's table (months or windows, ordered by ``key``):
+    each row against the row ``rule.lag`` before it, both with at least ``rule.min_rows``
+    rows. One check row per pair whose bands do not overlap (``value``: new - old;
+    ``threshold``: the gap between the bands); with a lag above 1, a change that lasts is
+    reported where it starts (a pair jumping the same way as the pair one row earlier is not
+    reported again). A single ``pass`` row when no pair jumps (``value``: the largest change)."""
     metric = rule.metric
-    judged = _judged(with_bands(table, metric, bands).sort_values(key), metric, rule.min_rows)
+    ordered = with_bands(table, metric, bands).sort_values(key).reset_index(drop=True)
+    judged = np.zeros(len(ordered), dtype=bool)
+    judged[_judged(ordered, metric, rule.min_rows).index.to_numpy()] = True
     rows, largest, pairs = [], 0.0, 0
-    previous = None
-    for _, row in judged.iterrows():
-        if previous is not None:
-            pairs += 1
-            rows += _jump(previous, row, rule, model)
-            change = float(row[metric]) - float(previous[metric])
-            largest = change if abs(change) > abs(largest) else largest
-        previous = row
+    direction = np.zeros(len(ordered), dtype="int8")  # the sign of the jump ending at each row (0: none)
+    for i in range(rule.lag, len(ordered)):
+        if not (judged[i] and judged[i - rule.lag]):
+            continue
+        old, new = ordered.iloc[i - rule.lag], ordered.iloc[i]
+        pairs += 1
+        change = float(new[metric]) - float(old[metric])
+        largest = change if abs(change) > abs(largest) else largest
+        row = _jump(old, new, rule, model)
+        if row is None:
+            continue
+        direction[i] = 1 if change > 0 else -1
+        if rule.lag > 1 and direction[i - 1] == direction[i]:
+            continue  # the same change, seen again one window later
+        rows.append(row)
     if not rows:
-        detail = (f"no jump of {metric} in {pairs} consecutive pairs with n >= {rule.min_rows}"
-                  + (f" (largest change {largest:+.4f})" if pairs else ""))
+        what = "consecutive pairs" if rule.lag == 1 else f"pairs {rule.lag} apart"
+        detail = f"no jump of {metric} in {pairs} {what} with n >= {rule.min_rows}"
+        if pairs:
+            detail += f" (largest change {largest:+.4f})"
         rows.append(check_row(rule.check, "jumps", rule.severity, held=True, model=model,
                               value=largest if pairs else None, detail=detail))
     return rows
 
 
-def _jump(old: pd.Series, new: pd.Series, rule: JumpRule, model: str) -> list[dict[str, Any]]:
-    """The check row of a jump from ``old`` to ``new`` (none when their bands overlap)."""
+def _jump(old: pd.Series, new: pd.Series, rule: JumpRule, model: str) -> dict[str, Any] | None:
+    """The check row of a jump from ``old`` to ``new`` (None when their bands overlap)."""
     m = rule.metric
     old_low, old_high, new_low, new_high = (float(old[f"{m}_low"]), float(old[f"{m}_high"]),
                                             float(new[f"{m}_low"]), float(new[f"{m}_high"]))
     gap = max(new_low - old_high, old_low - new_high)
     if not gap > 0:
-        return []
+        return None
     change = float(new[m]) - float(old[m])
     month, window_start, label = _unit(new)
     detail = (f"{m} {'up' if change > 0 else 'down'} {abs(change):.4f}: {_unit(old)[2]} "
               f"{_banded(float(old[m]), old_low, old_high)} -> {label} {_banded(float(new[m]), new_low, new_high)}"
               f" (bands {gap:.4f} apart)")
-    return [check_row(rule.check, "jumps", rule.severity, held=False, model=model, month=month,
-                      window_start=window_start, value=change, threshold=gap, detail=detail)]
+    return check_row(rule.check, "jumps", rule.severity, held=False, model=model, month=month,
+                     window_start=window_start, value=change, threshold=gap, detail=detail)

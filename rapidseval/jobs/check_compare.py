@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from ..checks import checks_table
-from ..checks.compare import BandSettings, BaselineRule, JumpRule, baseline_rows, jump_rows
+from ..checks.compare import BandSettings, BaselineRule, JumpRule, baseline_rows, jump_rows, season_lag
 from ..core.errors import SpecError
+from ..core.time import parse_window
 from ..io.feature_cache import CachedMonth, read_month_features, write_atomic
 from ..metrics import COUNT_COLUMNS
 from ..models import fit, make_model, predict_positive_proba
@@ -77,14 +78,29 @@ def study_compare_rows(spec: JobSpec, model_specs: list[ModelSpec], monthly: pd.
             rows += baseline_rows(windows[windows["model"] == primary.name], windows[windows["model"] == name],
                                   rule, model=primary.name, key="window_start", bands=bands)
     if checks.jumps is not None:
-        rule = JumpRule(checks.jumps.metric, checks.jumps.min_rows, checks.jumps.severity)
+        monthly_rule = _jump_rule(spec, lag=1)
+        window_rule = _jump_rule(spec, lag=_window_lag(spec))
         for i, model in enumerate(model_specs):
             seeded = BandSettings(bands.level, bands.replicates, spec.seed * 1000 + i)
-            rows += jump_rows(months_of(model), rule, model=model.name, key="month", bands=seeded)
+            rows += jump_rows(months_of(model), monthly_rule, model=model.name, key="month", bands=seeded)
             if not windows.empty:
-                rows += jump_rows(windows[windows["model"] == model.name], rule, model=model.name,
+                rows += jump_rows(windows[windows["model"] == model.name], window_rule, model=model.name,
                                   key="window_start", bands=seeded)
     return rows
+
+
+def _jump_rule(spec: JobSpec, *, lag: int) -> JumpRule:
+    jumps = spec.checks.jumps
+    return JumpRule(jumps.metric, jumps.min_rows, jumps.severity, lag=lag)
+
+
+def _window_lag(spec: JobSpec) -> int:
+    """``checks.jumps.lag`` of replay windows: as given, or (auto) a week of the replay's windows."""
+    lag = spec.checks.jumps.lag
+    if lag != "auto":
+        return int(lag)
+    window = parse_window(spec.evaluation.replay.window)
+    return season_lag(window.unit, window.count)
 
 
 # ---------------------------------------------------------------------------------------
@@ -161,7 +177,7 @@ def backtest_compare_rows(spec: JobSpec, folds: list[tuple[str, str, list[str]]]
             rows += baseline_rows(ours, theirs, rule, model=f"fold {origin}", key="month",
                                   bands=BandSettings(seed=spec.seed * 1000 + i))
     if checks.jumps is not None:
-        rule = JumpRule(checks.jumps.metric, checks.jumps.min_rows, checks.jumps.severity)
+        rule = _jump_rule(spec, lag=1)
         for i, (policy, table) in enumerate(backtest.groupby("policy", sort=False)):
             table = table.rename(columns={"eval_month": "month"})[["month", *COUNT_COLUMNS]]
             rows += jump_rows(table, rule, model=str(policy), key="month", bands=BandSettings(seed=spec.seed * 1000 + i))

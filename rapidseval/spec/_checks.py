@@ -143,11 +143,29 @@ class BaselineSpec(Section):
 
 class JumpsSpec(Section):
     """Window-to-window changes of a metric outside the windows' bands, either direction
-    ("never trust a big jump in performance without verification")."""
+    ("never trust a big jump in performance without verification").
+
+    Two windows jump when their bands (the replay's, or drawn from their counts) do not
+    overlap. A study compares each replay window with the one ``lag`` windows before: by
+    default (``auto``) the same time a week earlier when a week is a whole number of
+    windows (daily windows: the same weekday), else the previous window, so a stream's
+    weekly rhythm (weekend F1 below weekday F1) is not a jump every Saturday and Monday; a
+    change that lasts is reported once, where it starts. Months (``monthly.parquet``, a
+    backtest's policy months) are compared with the previous month.
+    """
 
     metric: Literal["f1", "precision", "recall", "accuracy"] = "f1"
     min_rows: int = Field(100, ge=1, le=MAX_ROWS, description="windows with fewer rows are not compared")
+    lag: int | Literal["auto"] = Field("auto", description="compare a replay window with the one this many windows "
+                                                           "before (auto: a week before when whole, else 1)")
     severity: Severity = "warn"
+
+    @field_validator("lag")
+    @classmethod
+    def _lag(cls, v):
+        if isinstance(v, int) and not 1 <= v <= 10_000:
+            raise ValueError("lag must be within [1, 10000] windows, or auto")
+        return v
 
 
 class LeakageSpec(Section):
