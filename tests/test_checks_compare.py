@@ -124,3 +124,129 @@ def test_majority_baseline_and_learned_threshold(months_dir, tmp_path_factory):
     monthly = result.monthly.set_index(["model", "month"])
     for r in base[base["month"].notna()].itertuples():
         assert r.threshold == pytest.approx(monthly.loc[("baseline_majority", r.month), "f1"] + 0.05, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------
+# jumps: ground truth on generated streams
+# ---------------------------------------------------------------------------------------
+STEP_DAY = pd.Timestamp("2020-03-10")
+
+
+@pytest.fixture(scope="module")
+def daily(tmp_path_factory):
+    """A quiet generated stream (scenario none, ~650 rows a day), replayed day by day over
+    February and March; jumps at the default lag (a week of daily windows)."""
+    months = tmp_path_factory.mktemp("tlc-daily")
+    generate(months, *MONTHS, 20_000, scenario="none", seed=8)
+    job = _job(months, tmp_path_factory.mktemp("run") / "daily",
+               **{"evaluation.test": [], "evaluation.score": [],
+                  "evaluation.replay": {"months": ["2020-02", "2020-03"], "window": "D", "min_window_rows": 100,
+                                        "bands": {"replicates": 300}}})
+    return rapidseval.run(job)
+
+
+def _flip(windows: pd.DataFrame, start, share: float, label: int, seed: int) -> pd.DataFrame:
+    """The windows' counts as if ``share`` of the rows labelled ``label`` had the other label
+    from window ``start`` on (each row drawn independently: binomial thinning of the counts;
+    a flipped positive turns tp into fp and fn into tn, a flipped negative the reverse)."""
+    rng = np.random.default_rng(seed)
+    out = windows[["window_start", *COUNT_COLUMNS]].copy()
+    later = (out["window_start"] >= start).to_numpy()
+    moves = (("tp", "fp"), ("fn", "tn")) if label == 1 else (("fp", "tp"), ("tn", "fn"))
+    for source, target in moves:
+        flipped = np.where(later, rng.binomial(out[source].to_numpy(), share), 0)
+        out[source] -= flipped
+        out[target] += flipped
+    return out
+
+
+def _window_jumps(table: pd.DataFrame, lag: int = 7, seed: int = 0) -> pd.DataFrame:
+    rows = jump_rows(table, JumpRule("f1", 100, "warn", lag=lag), model="m", key="window_start",
+                     bands=BandSettings(replicates=300, seed=seed))
+    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
+
+
+def _primary_windows(run) -> pd.DataFrame:
+    replay = run.replay
+    return replay[(replay["model"] == "random_forest") & replay["in_period"]].reset_index(drop=True)
+
+
+def test_quiet_generated_stream_has_no_jump(daily):
+    """No day of a quiet stream jumps against the same weekday a week before (two models,
+    ~50 pairs each); the measured rate over more seeds and sizes is in the README."""
+    jumps = daily.checks[daily.checks["kind"] == "jumps"]
+    assert set(jumps["model"]) == {"random_forest", "baseline_logistic_regression"}
+    assert (jumps["status"] == "pass").all(), jumps["detail"].tolist()
+    windows = jumps[jumps["window_start"].isna() & jumps["month"].isna()]
+    assert len(windows) == 4 and windows["detail"].str.contains("pairs 7 apart").sum() == 2
+
+
+@pytest.mark.parametrize("label, direction", [(1, -1), (0, 1)])
+def test_planted_step_is_found_where_it_starts(daily, label, direction):
+    """40% of one class's labels flipped from 2020-03-10 on: one jump, on that day, in the
+    right direction (positives lost: F1 down; negatives turned positive: F1 up), for every seed."""
+    windows = _primary_windows(daily)
+    for seed in range(4):
+        jumps = _window_jumps(_flip(windows, STEP_DAY, 0.4, label, seed), seed=seed)
+        assert list(jumps["status"]) == ["warn"], jumps["detail"].tolist()
+        assert jumps["window_start"].iloc[0] == STEP_DAY and np.sign(jumps["value"].iloc[0]) == direction
+        assert "2020-03-03" in jumps["detail"].iloc[0] and "2020-03-10" in jumps["detail"].iloc[0]
+    # the unflipped stream: no jump
+    assert list(_window_jumps(windows)["status"]) == ["pass"]
+
+
+def test_false_jump_rate_on_identical_windows():
+    """Windows drawn from one confusion distribution (sizes 300 to 3,000): the share of pairs
+    reported as jumps stays below the stated window_rate (0.001; the bands alone would give
+    ~0.6% for equal sizes, up to 5% for very unequal ones)."""
+    rng = np.random.default_rng(17)
+    jumps = pairs = 0
+    for seed in range(30):
+        n = rng.integers(300, 3_000, size=60)
+        counts = np.array([rng.multinomial(k, [0.35, 0.15, 0.2, 0.3]) for k in n])
+        table = pd.DataFrame(counts, columns=COUNT_COLUMNS)
+        table.insert(0, "window_start", pd.date_range("2020-01-01", periods=60, freq="D"))
+        found = _window_jumps(table, lag=1, seed=seed)
+        jumps += int((found["status"] != "pass").sum())
+        pairs += 59
+    assert jumps / pairs <= 0.002, (jumps, pairs)
+
+
+def test_metric_variance_is_the_multinomial_variance():
+    rng = np.random.default_rng(0)
+    shares, n = np.array([0.3, 0.1, 0.15, 0.45]), 2_000
+    reps = add_metrics(pd.DataFrame(rng.multinomial(n, shares, size=40_000), columns=COUNT_COLUMNS))
+    expected = pd.Series(dict(zip(COUNT_COLUMNS, shares * n)))
+    from rapidseval.checks.compare import metric_variance
+
+    for metric in ("precision", "recall", "f1", "accuracy"):
+        assert float(metric_variance(expected, metric)) == pytest.approx(reps[metric].var(), rel=0.03)
+
+
+def test_bands_from_counts_are_the_replay_bootstrap():
+    table = pd.DataFrame({"tp": [30, 0, 5], "fp": [10, 0, 7], "fn": [5, 0, 1], "tn": [55, 0, 9]})
+    banded = with_bands(table, "f1", BandSettings(0.9, 200, 5))
+    counts = np.zeros((3, 4), dtype="int64")
+    for c in COUNT_COLUMNS:
+        counts[:, CODES[c]] = table[c]
+    want = bootstrap_bands(counts, level=0.9, replicates=200, seed=5)
+    np.testing.assert_array_equal(banded["f1_low"], want["f1_low"])
+    np.testing.assert_array_equal(banded["f1_high"], want["f1_high"])
+    assert np.isnan(banded["f1"].iloc[1]) and np.isnan(banded["f1_low"].iloc[1])
+
+
+def test_season_lag():
+    from rapidseval.checks.compare import season_lag
+
+    assert [season_lag(*w) for w in (("D", 1), ("h", 1), ("h", 6), ("h", 5), ("D", 2), ("W", 1), ("M", 1))] == \
+        [7, 168, 28, 1, 1, 1, 1]
+
+
+def test_baseline_rule_on_counts():
+    """Significantly below the baseline fails; level with it (within the band) passes."""
+    months = pd.DataFrame({"month": ["2020-02", "2020-03"], "tp": [300, 520], "fp": [200, 100], "fn": [300, 80],
+                           "tn": [200, 300]})
+    base = pd.DataFrame({"month": ["2020-02", "2020-03"], "f1": [0.70, 0.85]})
+    rows = baseline_rows(months, base, BaselineRule("baseline_majority", "majority"), model="m", key="month")
+    assert [r["status"] for r in rows] == ["fail", "pass"]  # f1 0.545 vs 0.70; 0.852 vs 0.85
+    assert rows[0]["detail"].startswith("f1 0.5455 [") and rows[0]["detail"].endswith("vs majority 0.7000 + margin 0.00")

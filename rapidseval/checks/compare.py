@@ -12,7 +12,10 @@ judges a difference only when the bands say it is significant.
   below: the upper end of its band is below ``baseline + margin``.
 - **jumps** (:func:`jump_rows`): per model, each month or window against the one ``lag``
   before it (both with at least ``min_rows`` rows); a jump when the two bands do not
-  overlap, in either direction. One row per jump, and one ``pass`` row per model without
+  overlap and a two-sample test on their counts rejects equal metrics at ``window_rate``
+  (the stated false-jump rate per pair of quiet windows; bands alone are not calibrated: two
+  95% bands of windows of very different sizes miss each other up to 5% of the time), in
+  either direction. One row per jump, and one ``pass`` row per model without
   any (so a report can count). A stream with a weekly rhythm compares daily windows a week
   apart (``lag`` 7): consecutive days jump every weekend on quiet generated data.
 """
@@ -32,7 +35,7 @@ from ..replay import bootstrap_bands
 from . import check_row
 
 __all__ = ["BANDED_METRICS", "BandSettings", "BaselineRule", "JumpRule", "with_bands", "baseline_rows",
-           "jump_rows", "season_lag"]
+           "jump_rows", "season_lag", "metric_variance"]
 
 #: metrics a band can be drawn for from confusion counts (bootstrap), and ROC AUC (Hanley-McNeil)
 COUNT_METRICS = ("precision", "recall", "f1", "accuracy")
@@ -72,6 +75,7 @@ class JumpRule:
     min_rows: int = 100
     severity: str = "warn"
     lag: int = 1  # compare each row with the row this many before it (a week of daily windows: 7)
+    window_rate: float = 0.001  # the two-sample test's level: the false-jump rate per pair of quiet windows
 
     @property
     def check(self) -> str:
@@ -85,6 +89,28 @@ def season_lag(unit: str, count: int) -> int:
     if per_week is None or per_week % count or per_week // count < 2:
         return 1
     return per_week // count
+
+
+def metric_variance(counts: pd.Series | pd.DataFrame, metric: str):
+    """The sampling variance of a count metric (precision, recall, f1, accuracy) of windows
+    whose rows are a sample: the delta method under multinomial counts. A ratio metric
+    ``g = A.p / B.p`` of the cell shares ``p`` has gradient ``d = (A - g B) / B.p`` with
+    ``p.d = 0``, so ``Var = sum(p d^2) / n``."""
+    tp, fp, fn, tn = (np.asarray(counts[c], dtype="float64") for c in COUNT_COLUMNS)
+    n = tp + fp + fn + tn
+    weights = {"precision": ((1, 1), (0, 1), (0, 0), (0, 0)), "recall": ((1, 1), (0, 0), (0, 1), (0, 0)),
+               "f1": ((2, 2), (0, 1), (0, 1), (0, 0)), "accuracy": ((1, 1), (0, 1), (0, 1), (1, 1))}
+    if metric not in weights:
+        raise ValueError(f"no variance for metric {metric!r}; choose from {', '.join(weights)}")
+    cells = (tp, fp, fn, tn)
+    (a_w, b_w) = zip(*weights[metric])  # per cell: its weight in the numerator A and denominator B
+    with np.errstate(divide="ignore", invalid="ignore"):
+        num = sum(w * c for w, c in zip(a_w, cells))
+        den = sum(w * c for w, c in zip(b_w, cells))
+        g = num / den
+        # sum over cells of share * d^2, with d = (a - g b) / (den / n)
+        total = sum(c / n * ((a - g * b) / (den / n)) ** 2 for a, b, c in zip(a_w, b_w, cells))
+        return np.where(den > 0, total / n, np.nan)
 
 
 def _code_counts(table: pd.DataFrame) -> np.ndarray:
@@ -216,18 +242,29 @@ def jump_rows(table: pd.DataFrame, rule: JumpRule, *, model: str, key: str,
     return rows
 
 
+def _significant(old: pd.Series, new: pd.Series, change: float, rule: JumpRule) -> bool:
+    """Whether the change passes the two-sample z-test at ``rule.window_rate`` (two-sided),
+    the variance of each window's metric from its counts (:func:`metric_variance`)."""
+    var = float(metric_variance(old, rule.metric)) + float(metric_variance(new, rule.metric))
+    if not np.isfinite(var):
+        return False
+    if var == 0:
+        return change != 0
+    return abs(change) / np.sqrt(var) > norm.isf(rule.window_rate / 2)
+
+
 def _jump(old: pd.Series, new: pd.Series, rule: JumpRule, model: str) -> dict[str, Any] | None:
     """The check row of a jump from ``old`` to ``new`` (None when their bands overlap)."""
     m = rule.metric
     old_low, old_high, new_low, new_high = (float(old[f"{m}_low"]), float(old[f"{m}_high"]),
                                             float(new[f"{m}_low"]), float(new[f"{m}_high"]))
     gap = max(new_low - old_high, old_low - new_high)
-    if not gap > 0:
-        return None
     change = float(new[m]) - float(old[m])
+    if not gap > 0 or not _significant(old, new, change, rule):
+        return None
     month, window_start, label = _unit(new)
     detail = (f"{m} {'up' if change > 0 else 'down'} {abs(change):.4f}: {_unit(old)[2]} "
               f"{_banded(float(old[m]), old_low, old_high)} -> {label} {_banded(float(new[m]), new_low, new_high)}"
-              f" (bands {gap:.4f} apart)")
+              f" (bands {gap:.4f} apart; two-sample p < {rule.window_rate:g})")
     return check_row(rule.check, "jumps", rule.severity, held=False, model=model, month=month,
                      window_start=window_start, value=change, threshold=gap, detail=detail)

@@ -91,7 +91,7 @@ def study_compare_rows(spec: JobSpec, model_specs: list[ModelSpec], monthly: pd.
 
 def _jump_rule(spec: JobSpec, *, lag: int) -> JumpRule:
     jumps = spec.checks.jumps
-    return JumpRule(jumps.metric, jumps.min_rows, jumps.severity, lag=lag)
+    return JumpRule(jumps.metric, jumps.min_rows, jumps.severity, lag=lag, window_rate=jumps.window_rate)
 
 
 def _window_lag(spec: JobSpec) -> int:

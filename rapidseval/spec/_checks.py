@@ -146,7 +146,9 @@ class JumpsSpec(Section):
     ("never trust a big jump in performance without verification").
 
     Two windows jump when their bands (the replay's, or drawn from their counts) do not
-    overlap. A study compares each replay window with the one ``lag`` windows before: by
+    overlap and a two-sample test on their confusion counts rejects equal metrics at
+    ``window_rate``: the false-jump rate per pair of quiet windows (measured on quiet
+    generated streams: README, "Checks"). A study compares each replay window with the one ``lag`` windows before: by
     default (``auto``) the same time a week earlier when a week is a whole number of
     windows (daily windows: the same weekday), else the previous window, so a stream's
     weekly rhythm (weekend F1 below weekday F1) is not a jump every Saturday and Monday; a
@@ -158,6 +160,8 @@ class JumpsSpec(Section):
     min_rows: int = Field(100, ge=1, le=MAX_ROWS, description="windows with fewer rows are not compared")
     lag: int | Literal["auto"] = Field("auto", description="compare a replay window with the one this many windows "
                                                            "before (auto: a week before when whole, else 1)")
+    window_rate: float = Field(0.001, gt=0, le=0.5, description="false jumps per pair of quiet windows "
+                                                                 "(the two-sample test's level)")
     severity: Severity = "warn"
 
     @field_validator("lag")
