@@ -5,6 +5,8 @@ streams; the same checks per fold and month in a backtest."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -250,3 +252,100 @@ def test_baseline_rule_on_counts():
     rows = baseline_rows(months, base, BaselineRule("baseline_majority", "majority"), model="m", key="month")
     assert [r["status"] for r in rows] == ["fail", "pass"]  # f1 0.545 vs 0.70; 0.852 vs 0.85
     assert rows[0]["detail"].startswith("f1 0.5455 [") and rows[0]["detail"].endswith("vs majority 0.7000 + margin 0.00")
+
+
+# ---------------------------------------------------------------------------------------
+# backtests: a baseline per fold and month, jumps per policy
+# ---------------------------------------------------------------------------------------
+BT_MONTHS = ("2019-10", "2020-02")
+
+
+@pytest.fixture(scope="module")
+def bt_history(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bt-history")
+    generate(out, *BT_MONTHS, 4_000, scenario="none", seed=12)
+    return out
+
+
+def _bt_job(history, out, cache, checks=True):
+    job = {
+        "name": "btc", "seed": 4, "backend": "cpu",
+        "data": {"source": str(history / "yellow_tripdata_{month}.parquet"), "start": BT_MONTHS[0],
+                 "end": BT_MONTHS[1]},
+        "model": {"params": {"n_estimators": 5, "max_depth": 5}},
+        "cluster": {"kind": "threads", "n_workers": 2},
+        "output": {"dir": str(out)},
+        "backtest": {"train_months": 1, "horizon": 2, "metric": "f1", "floor": 0.5, "cache_dir": str(cache),
+                     "policies": [{"kind": "static"}, {"kind": "periodic", "params": {"every": 2}}]},
+    }
+    if checks:
+        job["checks"] = {"baseline": {"kind": "logistic_regression", "metric": "f1", "severity": "warn"},
+                         "jumps": {"metric": "f1", "min_rows": 100}}
+    return job
+
+
+@pytest.fixture(scope="module")
+def bt(bt_history, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("bt-cache")
+    return rapidseval.run(_bt_job(bt_history, tmp_path_factory.mktemp("run") / "bt", cache)), cache
+
+
+def test_backtest_baseline_rows_per_fold_and_month(bt):
+    result, _ = bt
+    checks = result.checks
+    assert list(checks.columns) == CHECK_COLUMNS
+    on_disk = pd.read_parquet(result.run_dir / "checks.parquet")
+    assert len(on_disk) == len(checks)
+    base = checks[checks["kind"] == "baseline"].set_index(["model", "month"])
+    # one row per fold and horizon month, the fold model's F1 against the baseline's
+    staleness = result.staleness
+    want = {(f"fold {r.origin}", r.eval_month): r.f1 for r in staleness.itertuples()}
+    assert set(base.index) == set(want)
+    for key, f1 in want.items():
+        assert base.loc[key, "value"] == f1
+        assert 0 <= base.loc[key, "threshold"] <= 1 and base.loc[key, "detail"].startswith("f1 ")
+    assert set(base["status"]) <= {"pass", "warn"}
+
+
+def test_backtest_jumps_per_policy(bt):
+    result, _ = bt
+    jumps = result.checks[result.checks["kind"] == "jumps"]
+    assert set(jumps["model"]) == {"static", "periodic"}
+    for policy, rows in jumps.groupby("model"):
+        months = result.backtest[result.backtest["policy"] == policy]["eval_month"]
+        assert set(rows["month"].dropna()) <= set(months.iloc[1:])
+        if (rows["status"] == "pass").any():
+            assert len(rows) == 1 and "consecutive pairs" in rows["detail"].iloc[0]
+
+
+def test_backtest_resumed_without_baselines_fits_them(bt, bt_history, tmp_path):
+    """Folds done by a killed run without checks.baseline get their baselines when the job
+    is resumed with it: the same rows as a run that had it from the start."""
+    from rapidseval.jobs.progress import Reporter
+
+    class Killed(Exception):
+        pass
+
+    class Killer(Reporter):
+        """Raises (like a killed driver) when the first fold has finished."""
+
+        in_folds = False
+
+        @contextlib.contextmanager
+        def stage(self, name, total=None, **kwargs):
+            self.in_folds = name.startswith("folds")
+            yield self
+
+        def advance(self, n=1, **kwargs):
+            if self.in_folds:
+                raise Killed("killed after a fold")
+
+    result, cache = bt
+    with pytest.raises(Killed):
+        rapidseval.run(_bt_job(bt_history, tmp_path / "run", cache, checks=False), reporter=Killer())
+    assert list((tmp_path / ".run.work" / "folds").glob("*.json"))
+    assert not (tmp_path / ".run.work" / "baseline").exists()
+    resumed = rapidseval.run(_bt_job(bt_history, tmp_path / "run", cache))
+    assert resumed.manifest["backtest"]["folds_reused"] >= 1
+    cols = ["check", "model", "month", "status", "value", "threshold"]
+    pd.testing.assert_frame_equal(resumed.checks[cols].reset_index(drop=True), result.checks[cols].reset_index(drop=True))
