@@ -349,3 +349,40 @@ def test_backtest_resumed_without_baselines_fits_them(bt, bt_history, tmp_path):
     assert resumed.manifest["backtest"]["folds_reused"] >= 1
     cols = ["check", "model", "month", "status", "value", "threshold"]
     pd.testing.assert_frame_equal(resumed.checks[cols].reset_index(drop=True), result.checks[cols].reset_index(drop=True))
+
+
+def test_roc_auc_bands_from_counts_are_the_replays(study):
+    """A table without bands gets the replay's Hanley-McNeil band of ROC AUC."""
+    windows = study.replay[study.replay["n"] > 0]
+    drawn = with_bands(windows.drop(columns=["roc_auc_low", "roc_auc_high"]), "roc_auc")
+    np.testing.assert_allclose(drawn["roc_auc_low"], windows["roc_auc_low"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(drawn["roc_auc_high"], windows["roc_auc_high"], rtol=0, atol=1e-12)
+
+
+def test_study_without_replay_judges_months(months_dir, tmp_path_factory):
+    job = _job(months_dir, tmp_path_factory.mktemp("run") / "noreplay",
+               **{"evaluation.replay": None, "checks.baseline.metric": "roc_auc"})
+    result = rapidseval.run(job)
+    base = result.checks[result.checks["kind"] == "baseline"]
+    assert list(base["month"]) == ["2020-02", "2020-03"] and base["window_start"].isna().all()
+    assert base["detail"].str.startswith("roc_auc ").all()
+    jumps = result.checks[result.checks["kind"] == "jumps"]
+    assert set(jumps["model"]) == {"random_forest", "baseline_logistic_regression"}
+
+
+def test_bad_compare_specs(months_dir, tmp_path):
+    from rapidseval import SpecError, load_job
+
+    base = _job(months_dir, tmp_path / "bad")
+    with pytest.raises(SpecError, match="checks.jumps.lag"):
+        load_job(override(base, {"checks.jumps.lag": 0}))
+    with pytest.raises(SpecError, match="checks.jumps.window_rate"):
+        load_job(override(_job(months_dir, tmp_path / "bad"), {"checks.jumps.window_rate": 0}))
+    assert load_job(override(_job(months_dir, tmp_path / "bad"), {"checks.jumps.lag": 3})).checks.jumps.lag == 3
+    clash = override(_job(months_dir, tmp_path / "clash"), {"models": [
+        {"name": "rf", "kind": "random_forest", "params": {"n_estimators": 2, "max_depth": 2}},
+        {"name": "baseline_logistic_regression", "kind": "logistic_regression", "params": {}}]})
+    del clash["model"]
+    with pytest.raises(SpecError, match="checks.baseline: the job already has a model named 'baseline_logistic_regr"):
+        rapidseval.run(clash)
+    assert not (tmp_path / "clash").exists()  # refused before anything was written

@@ -79,7 +79,7 @@ def study_compare_rows(spec: JobSpec, model_specs: list[ModelSpec], monthly: pd.
                                   rule, model=primary.name, key="window_start", bands=bands)
     if checks.jumps is not None:
         monthly_rule = _jump_rule(spec, lag=1)
-        window_rule = _jump_rule(spec, lag=_window_lag(spec))
+        window_rule = _jump_rule(spec, lag=_window_lag(spec)) if not windows.empty else None
         for i, model in enumerate(model_specs):
             seeded = BandSettings(bands.level, bands.replicates, spec.seed * 1000 + i)
             rows += jump_rows(months_of(model), monthly_rule, model=model.name, key="month", bands=seeded)

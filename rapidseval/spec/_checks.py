@@ -148,7 +148,7 @@ class JumpsSpec(Section):
     Two windows jump when their bands (the replay's, or drawn from their counts) do not
     overlap and a two-sample test on their confusion counts rejects equal metrics at
     ``window_rate``: the false-jump rate per pair of quiet windows (measured on quiet
-    generated streams: README, "Checks"). A study compares each replay window with the one ``lag`` windows before: by
+    generated streams: :mod:`rapidseval.checks.compare`). A study compares each replay window with the one ``lag`` windows before: by
     default (``auto``) the same time a week earlier when a week is a whole number of
     windows (daily windows: the same weekday), else the previous window, so a stream's
     weekly rhythm (weekend F1 below weekday F1) is not a jump every Saturday and Monday; a
