@@ -386,3 +386,33 @@ def test_bad_compare_specs(months_dir, tmp_path):
     with pytest.raises(SpecError, match="checks.baseline: the job already has a model named 'baseline_logistic_regr"):
         rapidseval.run(clash)
     assert not (tmp_path / "clash").exists()  # refused before anything was written
+
+
+def test_planted_step_through_the_job(tmp_path):
+    """Rows, not counts: 40% of March's high-tip trips from the 10th on lose their tip in the
+    file (their label turns 0); the study's replay reports the primary's jump on the 10th,
+    downwards, and no other from then on."""
+    months = tmp_path / "months"
+    generate(months, *MONTHS, 20_000, scenario="none", seed=9)
+    path = months / "yellow_tripdata_2020-03.parquet"
+    trips = pd.read_parquet(path)
+    rng = np.random.default_rng(1)
+    later = trips["tpep_dropoff_datetime"] >= STEP_DAY
+    high = trips["tip_amount"] / trips["fare_amount"] > 0.2
+    flip = later & high & (rng.random(len(trips)) < 0.4)
+    trips.loc[flip, "total_amount"] -= trips.loc[flip, "tip_amount"]
+    trips.loc[flip, "tip_amount"] = 0.0
+    trips.to_parquet(path, index=False)
+    job = _job(months, tmp_path / "run",
+               **{"evaluation.test": [], "evaluation.score": [],
+                  "evaluation.replay": {"months": ["2020-02", "2020-03"], "window": "D", "min_window_rows": 100,
+                                        "bands": {"replicates": 300}}})
+    result = rapidseval.run(job)
+    jumps = result.checks[(result.checks["kind"] == "jumps") & (result.checks["model"] == "random_forest")
+                          & result.checks["window_start"].notna()]
+    after = jumps[jumps["window_start"] >= STEP_DAY]
+    # the lasting change: reported once, where it starts, downwards
+    assert list(after["window_start"]) == [STEP_DAY] and (after["value"] < 0).all(), jumps["detail"].tolist()
+    # before it, a quiet month: this seed's stream has one pair past the test (2020-02-03 ->
+    # 2020-02-10, F1 0.61 -> 0.70) among ~30; the rate over many seeds is measured apart
+    assert len(jumps) - len(after) <= 1
