@@ -251,7 +251,8 @@ def test_baseline_rule_on_counts():
     base = pd.DataFrame({"month": ["2020-02", "2020-03"], "f1": [0.70, 0.85]})
     rows = baseline_rows(months, base, BaselineRule("baseline_majority", "majority"), model="m", key="month")
     assert [r["status"] for r in rows] == ["fail", "pass"]  # f1 0.545 vs 0.70; 0.852 vs 0.85
-    assert rows[0]["detail"].startswith("f1 0.5455 [") and rows[0]["detail"].endswith("vs majority 0.7000 + margin 0.00")
+    assert rows[0]["detail"].startswith("f1 0.5455 [")
+    assert rows[0]["detail"].endswith("vs majority 0.7000 + margin 0.00")
 
 
 # ---------------------------------------------------------------------------------------
@@ -348,7 +349,8 @@ def test_backtest_resumed_without_baselines_fits_them(bt, bt_history, tmp_path):
     resumed = rapidseval.run(_bt_job(bt_history, tmp_path / "run", cache))
     assert resumed.manifest["backtest"]["folds_reused"] >= 1
     cols = ["check", "model", "month", "status", "value", "threshold"]
-    pd.testing.assert_frame_equal(resumed.checks[cols].reset_index(drop=True), result.checks[cols].reset_index(drop=True))
+    pd.testing.assert_frame_equal(resumed.checks[cols].reset_index(drop=True),
+                                  result.checks[cols].reset_index(drop=True))
 
 
 def test_roc_auc_bands_from_counts_are_the_replays(study):

@@ -28,8 +28,9 @@ figures from the issue-17 work):
   February to April), consecutive days (lag 1): bands alone 4.9% at ~1,000 rows a day, every
   one a weekend boundary; with the test 1.3% at ~1,000 and 6.2% at ~5,000 rows a day (the
   weekday rhythm is real and grows significant with size); a week apart (lag 7): bands
-  alone 0.4% (5 of ~1,330) at ~1,000 and 0.8% (4 of ~500) at ~5,000 rows a day, with the
-  test 0 of 1,826 pairs (8 seeds at ~1,000 rows a day, 3 at ~5,000; two models each).
+  alone 0.4% (5 of ~1,330) at ~1,000 and 0.8% (4 of ~500) at ~5,000 rows a day; with the
+  test 2 of ~3,800 pairs, 0.05% (20 seeds at ~1,000 rows a day, 3 at ~5,000; two models
+  each): about one false page per model in five years of daily windows.
 """
 
 from __future__ import annotations

@@ -180,7 +180,8 @@ def backtest_compare_rows(spec: JobSpec, folds: list[tuple[str, str, list[str]]]
         rule = _jump_rule(spec, lag=1)
         for i, (policy, table) in enumerate(backtest.groupby("policy", sort=False)):
             table = table.rename(columns={"eval_month": "month"})[["month", *COUNT_COLUMNS]]
-            rows += jump_rows(table, rule, model=str(policy), key="month", bands=BandSettings(seed=spec.seed * 1000 + i))
+            rows += jump_rows(table, rule, model=str(policy), key="month",
+                              bands=BandSettings(seed=spec.seed * 1000 + i))
     return rows
 
 

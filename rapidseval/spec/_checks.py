@@ -133,7 +133,15 @@ class AssertionsSpec(Section):
 
 
 class BaselineSpec(Section):
-    """The primary model against a simpler one, trained on the same months, per window."""
+    """The primary model against a simpler one, trained on the same months, per window.
+
+    A study scores the baseline as one more model, ``baseline_<kind>`` (default params, the
+    primary's training months and threshold rule), in ``monthly.parquet`` and
+    ``replay.parquet``; a backtest fits it beside each fold's model. Per evaluated month
+    (not a training month) and in-period replay window with ``replay.min_window_rows``, the
+    check does not hold when the primary is significantly below the baseline's metric plus
+    ``margin``: the upper end of its band (bootstrap; ROC AUC: Hanley-McNeil) is below it.
+    """
 
     kind: Literal["majority", "logistic_regression"] = "logistic_regression"
     metric: _METRICS = "f1"
@@ -148,7 +156,8 @@ class JumpsSpec(Section):
     Two windows jump when their bands (the replay's, or drawn from their counts) do not
     overlap and a two-sample test on their confusion counts rejects equal metrics at
     ``window_rate``: the false-jump rate per pair of quiet windows (measured on quiet
-    generated streams: :mod:`rapidseval.checks.compare`). A study compares each replay window with the one ``lag`` windows before: by
+    generated streams: :mod:`rapidseval.checks.compare`). A study compares each replay
+    window with the one ``lag`` windows before: by
     default (``auto``) the same time a week earlier when a week is a whole number of
     windows (daily windows: the same weekday), else the previous window, so a stream's
     weekly rhythm (weekend F1 below weekday F1) is not a jump every Saturday and Monday; a
