@@ -221,63 +221,73 @@ def jump_rows(table: pd.DataFrame, rule: JumpRule, *, model: str, key: str,
               bands: BandSettings = BandSettings()) -> list[dict[str, Any]]:
     """Jumps of ``rule.metric`` in one model's table (months or windows, ordered by ``key``):
     each row against the row ``rule.lag`` before it, both with at least ``rule.min_rows``
-    rows. One check row per pair whose bands do not overlap (``value``: new - old;
+    rows. One check row per pair that jumps (:class:`_Pairs`; ``value``: new - old;
     ``threshold``: the gap between the bands); with a lag above 1, a change that lasts is
     reported where it starts (a pair jumping the same way as the pair one row earlier is not
     reported again). A single ``pass`` row when no pair jumps (``value``: the largest change)."""
-    metric = rule.metric
-    ordered = with_bands(table, metric, bands).sort_values(key).reset_index(drop=True)
-    judged = np.zeros(len(ordered), dtype=bool)
-    judged[_judged(ordered, metric, rule.min_rows).index.to_numpy()] = True
-    rows, largest, pairs = [], 0.0, 0
-    direction = np.zeros(len(ordered), dtype="int8")  # the sign of the jump ending at each row (0: none)
-    for i in range(rule.lag, len(ordered)):
-        if not (judged[i] and judged[i - rule.lag]):
-            continue
-        old, new = ordered.iloc[i - rule.lag], ordered.iloc[i]
-        pairs += 1
-        change = float(new[metric]) - float(old[metric])
-        largest = change if abs(change) > abs(largest) else largest
-        row = _jump(old, new, rule, model)
-        if row is None:
-            continue
-        direction[i] = 1 if change > 0 else -1
-        if rule.lag > 1 and direction[i - 1] == direction[i]:
-            continue  # the same change, seen again one window later
-        rows.append(row)
+    ordered = with_bands(table, rule.metric, bands).sort_values(key).reset_index(drop=True)
+    pairs = _Pairs.of(ordered, rule)
+    direction = np.where(pairs.jump, np.sign(pairs.change), 0)
+    reported = pairs.jump.copy()
+    if rule.lag > 1:  # the same change, seen again one window later
+        reported[1:] &= direction[1:] != direction[:-1]
+    rows = [_jump_row(ordered.iloc[i - rule.lag], ordered.iloc[i], pairs.change[i], pairs.gap[i], rule, model)
+            for i in np.nonzero(reported)[0]]
     if not rows:
+        compared = int(pairs.compared.sum())
+        largest = pairs.change[pairs.compared][np.argmax(np.abs(pairs.change[pairs.compared]))] if compared else None
         what = "consecutive pairs" if rule.lag == 1 else f"pairs {rule.lag} apart"
-        detail = f"no jump of {metric} in {pairs} {what} with n >= {rule.min_rows}"
-        if pairs:
+        detail = f"no jump of {rule.metric} in {compared} {what} with n >= {rule.min_rows}"
+        if compared:
             detail += f" (largest change {largest:+.4f})"
-        rows.append(check_row(rule.check, "jumps", rule.severity, held=True, model=model,
-                              value=largest if pairs else None, detail=detail))
+        rows.append(check_row(rule.check, "jumps", rule.severity, held=True, model=model, value=largest,
+                              detail=detail))
     return rows
 
 
-def _significant(old: pd.Series, new: pd.Series, change: float, rule: JumpRule) -> bool:
-    """Whether the change passes the two-sample z-test at ``rule.window_rate`` (two-sided),
-    the variance of each window's metric from its counts (:func:`metric_variance`)."""
-    var = float(metric_variance(old, rule.metric)) + float(metric_variance(new, rule.metric))
-    if not np.isfinite(var):
-        return False
-    if var == 0:
-        return change != 0
-    return abs(change) / np.sqrt(var) > norm.isf(rule.window_rate / 2)
+@dataclass(frozen=True)
+class _Pairs:
+    """Each row ``i`` of an ordered table against row ``i - lag`` (arrays over rows; the first
+    ``lag`` rows compare with nothing): whether the pair is compared (both rows judged), the
+    change, the gap between the bands (positive: apart) and whether it jumps (bands apart and
+    the two-sample z-test on the counts rejects equal metrics at ``window_rate``, two-sided)."""
+
+    compared: np.ndarray
+    change: np.ndarray
+    gap: np.ndarray
+    jump: np.ndarray
+
+    @classmethod
+    def of(cls, ordered: pd.DataFrame, rule: JumpRule) -> "_Pairs":
+        m, lag, size = rule.metric, rule.lag, len(ordered)
+        judged = np.zeros(size, dtype=bool)
+        judged[_judged(ordered, m, rule.min_rows).index.to_numpy()] = True
+
+        def shifted(values: np.ndarray) -> np.ndarray:  # row i -> the value of row i - lag
+            out = np.full(size, np.nan)
+            out[lag:] = values[:size - lag] if size > lag else []
+            return out
+
+        value, low, high = (ordered[c].to_numpy(dtype="float64") for c in (m, f"{m}_low", f"{m}_high"))
+        variance = np.asarray(metric_variance(ordered, m), dtype="float64")
+        compared = judged & np.concatenate([np.zeros(min(lag, size), bool), judged[:max(size - lag, 0)]])
+        change = value - shifted(value)
+        gap = np.maximum(low - shifted(high), shifted(low) - high)
+        var = variance + shifted(variance)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(var > 0, np.abs(change) / np.sqrt(var), np.where(change != 0, np.inf, 0.0))
+        jump = compared & (gap > 0) & np.isfinite(var) & (z > norm.isf(rule.window_rate / 2))
+        return cls(compared, change, gap, jump)
 
 
-def _jump(old: pd.Series, new: pd.Series, rule: JumpRule, model: str) -> dict[str, Any] | None:
-    """The check row of a jump from ``old`` to ``new`` (None when their bands overlap)."""
+def _jump_row(old: pd.Series, new: pd.Series, change: float, gap: float, rule: JumpRule,
+              model: str) -> dict[str, Any]:
+    """The check row of a jump from ``old`` to ``new``."""
     m = rule.metric
-    old_low, old_high, new_low, new_high = (float(old[f"{m}_low"]), float(old[f"{m}_high"]),
-                                            float(new[f"{m}_low"]), float(new[f"{m}_high"]))
-    gap = max(new_low - old_high, old_low - new_high)
-    change = float(new[m]) - float(old[m])
-    if not gap > 0 or not _significant(old, new, change, rule):
-        return None
     month, window_start, label = _unit(new)
     detail = (f"{m} {'up' if change > 0 else 'down'} {abs(change):.4f}: {_unit(old)[2]} "
-              f"{_banded(float(old[m]), old_low, old_high)} -> {label} {_banded(float(new[m]), new_low, new_high)}"
+              f"{_banded(float(old[m]), float(old[f'{m}_low']), float(old[f'{m}_high']))} -> {label} "
+              f"{_banded(float(new[m]), float(new[f'{m}_low']), float(new[f'{m}_high']))}"
               f" (bands {gap:.4f} apart; two-sample p < {rule.window_rate:g})")
     return check_row(rule.check, "jumps", rule.severity, held=False, model=model, month=month,
-                     window_start=window_start, value=change, threshold=gap, detail=detail)
+                     window_start=window_start, value=float(change), threshold=float(gap), detail=detail)
