@@ -57,6 +57,8 @@ from ..io.rundir import resolve_run_dir
 from ..models import fit, make_model, predict_positive_proba
 from ..replay import window_counts
 from .cached_features import DAY_COLUMN, build_month, data_check_rows, read_day_counts
+from .check_compare import (FoldBaseline, append_checks, backtest_compare_rows, fit_fold_baseline, fold_baseline,
+                            fold_baseline_done)
 from .check_data import data_plan
 from .check_model import FoldChecks, fold_check_tables, fold_checks
 from .checks import drift_calculator, splitter
@@ -223,9 +225,10 @@ class _FittedFold:
 
 
 def _fold_task(plan: ModelPlan, entries: dict[str, CachedMonth], fspec, backend_name: str, model_cfg: _ModelConfig,
-               work: str, drift: _DriftPlan | None = None, checks: FoldChecks | None = None) -> _FittedFold:
-    """Fit one fold's model (and its drift reference), score its horizon months, run its
-    model checks (``checks``: kept in the marker), then write its marker (last)."""
+               work: str, drift: _DriftPlan | None = None, checks: FoldChecks | None = None,
+               baseline: FoldBaseline | None = None) -> _FittedFold:
+    """Fit one fold's model (and its drift reference, and its baseline), score its horizon
+    months, run its model checks (``checks``: kept in the marker), then write its marker (last)."""
     be = get_backend(backend_name)
     fold = plan.fold
     where = f"fold {fold.origin} (training months {fold.train_start}..{fold.train_end})"
@@ -238,6 +241,8 @@ def _fold_task(plan: ModelPlan, entries: dict[str, CachedMonth], fspec, backend_
         except RapidsEvalError as exc:
             raise type(exc)(f"{where}: {exc}") from exc
     rows = int(len(train))
+    if baseline is not None:  # checks.baseline: fitted on the same rows, scored on the same months (work area)
+        fit_fold_baseline(baseline, train, plan.key, entries, fold.eval, fspec, be, work)
     blob = pickle.dumps(model, protocol=5)
     write_atomic(Path(work) / "models" / f"{plan.key}.pkl", lambda p: p.write_bytes(blob))
     checked = (checks.run(model, blob, train, model_cfg.threshold, be, origin=fold.origin)
@@ -269,6 +274,18 @@ def _fold_training_frame(fold: Fold, entries: dict[str, CachedMonth], fspec, be,
     if model_cfg.max_train_rows is not None and len(train) > model_cfg.max_train_rows:
         train = train.sample(n=model_cfg.max_train_rows, random_state=model_cfg.seed)
     return train
+
+
+def _fold_baseline_task(plan: ModelPlan, entries: dict[str, CachedMonth], fspec, backend_name: str,
+                        model_cfg: _ModelConfig, work: str, baseline: FoldBaseline) -> str:
+    """The baseline of a fold the work area holds without it (a resumed job that now has
+    ``checks.baseline``): fitted on the fold's training rows, scored on its horizon."""
+    be = get_backend(backend_name)
+    fold = plan.fold
+    where = f"fold {fold.origin} baseline (training months {fold.train_start}..{fold.train_end})"
+    train = _fold_training_frame(fold, entries, fspec, be, model_cfg, where)
+    fit_fold_baseline(baseline, train, plan.key, entries, fold.eval, fspec, be, work)
+    return plan.key
 
 
 @dataclass(frozen=True)
@@ -360,10 +377,13 @@ def _plan_backtest(ctx: JobContext) -> _BacktestPlan:
 def run(ctx: JobContext) -> BacktestResult:
     """The backtest of ``ctx``'s validated spec (it has a ``backtest`` section), its run directory claimed."""
     plan = _plan_backtest(ctx)
+    baseline = fold_baseline(ctx.spec)  # checks.baseline: one more (cheap) model per fold
     ctx.resolve_inputs(plan.months)
     with ctx.open_executor() as executor:
         entries = _cache_features(ctx, executor, plan)
-        folds = _fit_folds(ctx, executor, plan, entries)
+        folds = _fit_folds(ctx, executor, plan, entries, baseline)
+        if baseline is not None:
+            _fit_fold_baselines(ctx, executor, plan, entries, folds, baseline)
         with ctx.timed("policies"):
             walked = _walk_policies(ctx, executor, plan, entries, folds)
     with ctx.timed("assemble"):
@@ -373,6 +393,9 @@ def run(ctx: JobContext) -> BacktestResult:
         if data_rows:
             tables["checks"] = checks_table(data_rows)
         tables = _with_fold_checks(tables, folds, plan.checks)  # the folds' model checks join them
+        append_checks(tables, backtest_compare_rows(  # checks.baseline per fold and month, checks.jumps per policy
+            ctx.spec, [(p.fold.origin, p.key, list(p.fold.eval)) for p in folds.plans], walked.evidence.counts,
+            tables["backtest"], str(plan.work), entries), ctx.spec)
     manifest = ctx.manifest({m: entries[m].stats for m in plan.months})
     manifest["backtest"] = {
         "folds": len(folds.plans), "folds_reused": len(folds.plans) - folds.fitted,
@@ -419,7 +442,8 @@ class _Folds:
     fitted: int
 
 
-def _fit_folds(ctx: JobContext, executor, plan: _BacktestPlan, entries: dict[str, CachedMonth]) -> _Folds:
+def _fit_folds(ctx: JobContext, executor, plan: _BacktestPlan, entries: dict[str, CachedMonth],
+               baseline: FoldBaseline | None = None) -> _Folds:
     """Fit (in parallel) every fold the work area does not hold intact; reuse the others."""
     with ctx.timed("folds"):
         plans = [ModelPlan(_model_key(plan.model_cfg, ctx.backend.name, f, entries), f) for f in plan.folds]
@@ -428,7 +452,8 @@ def _fit_folds(ctx: JobContext, executor, plan: _BacktestPlan, entries: dict[str
         folds.fitted = len(todo)
         with ctx.reporter.stage(f"folds ({len(todo)} to fit)", total=len(todo)) as stage:
             for _, fitted in executor.map_unordered(_fold_task, todo, entries, plan.fspec, ctx.backend.name,
-                                                    plan.model_cfg, str(plan.work), plan.drift, plan.checks):
+                                                    plan.model_cfg, str(plan.work), plan.drift, plan.checks,
+                                                    baseline):
                 record = fitted.record
                 folds.records[record["key"]] = record
                 # not read back from disk
@@ -437,6 +462,20 @@ def _fit_folds(ctx: JobContext, executor, plan: _BacktestPlan, entries: dict[str
                                  f"({record['train_rows']:,} rows) in {record['train_seconds']:.1f} s")
                 stage.advance()
     return folds
+
+
+def _fit_fold_baselines(ctx: JobContext, executor, plan: _BacktestPlan, entries: dict[str, CachedMonth],
+                        folds: _Folds, baseline: FoldBaseline) -> None:
+    """Fit the baseline of every fold whose baseline scores the work area lacks (folds fitted
+    now scored theirs in the fold task; a resumed fold may not have)."""
+    work = str(plan.work)
+    todo = [p for p in folds.plans if not fold_baseline_done(baseline, work, p.key, entries, p.fold.eval)]
+    if not todo:
+        return
+    with ctx.timed("folds"), ctx.reporter.stage(f"baselines ({len(todo)} folds)", total=len(todo)) as stage:
+        for _ in executor.map_unordered(_fold_baseline_task, todo, entries, plan.fspec, ctx.backend.name,
+                                        plan.model_cfg, work, baseline):
+            stage.advance()
 
 
 def _folds_to_fit(ctx: JobContext, work: Path, folds: _Folds, checks_key: str | None = None) -> list[ModelPlan]:

@@ -32,6 +32,7 @@ from ..models import fit, make_model, predict_positive_proba, set_threads
 from ..replay import ScoreSummary, merge_summaries, pooled_metrics, replay_frame, summarize_scores
 from ..shift import SHIFT_COLUMNS, ShiftAccumulator, ShiftReduce, attribute
 from ..spec import JobSpec
+from .check_compare import study_compare_rows, with_baseline
 from .check_data import data_plan
 from .check_model import ModelChecks, model_checks
 from .check_slices import slice_plan
@@ -160,7 +161,7 @@ def run(ctx: JobContext) -> StudyResult:
     """The study (train, thresholds, replay, shift) of ``ctx``'s validated spec, its run directory claimed."""
     spec = ctx.spec
     fspec = feature_spec(spec)
-    model_specs = spec.model_specs()
+    model_specs = with_baseline(spec, spec.model_specs())  # checks.baseline: one more model, scored like a shadow
     months = input_months(spec)
     model_check = model_checks(spec, fspec)  # checks.assertions/leakage/consistency: the set validated now
     ctx.resolve_inputs(months)
@@ -178,6 +179,9 @@ def run(ctx: JobContext) -> StudyResult:
     with ctx.timed("assemble"):
         tables = _assemble_tables(spec, fspec, model_specs, thresholds, scored)
         model_tables = _with_model_checks(tables, model_check)
+        compared = study_compare_rows(spec, model_specs, tables.monthly, tables.replay)  # checks.baseline, .jumps
+        if compared:
+            tables.checks = checks_table([*tables.checks.to_dict("records"), *compared])
     manifest = ctx.manifest(tables.stats)
     manifest["models"] = [{"name": m.name, "kind": m.kind, **info} for m, info in zip(model_specs, trained.fit_info)]
     if tables.replay_summary:

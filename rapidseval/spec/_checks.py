@@ -154,7 +154,15 @@ class AssertionsSpec(Section):
 
 
 class BaselineSpec(Section):
-    """The primary model against a simpler one, trained on the same months, per window."""
+    """The primary model against a simpler one, trained on the same months, per window.
+
+    A study scores the baseline as one more model, ``baseline_<kind>`` (default params, the
+    primary's training months and threshold rule), in ``monthly.parquet`` and
+    ``replay.parquet``; a backtest fits it beside each fold's model. Per evaluated month
+    (not a training month) and in-period replay window with ``replay.min_window_rows``, the
+    check does not hold when the primary is significantly below the baseline's metric plus
+    ``margin``: the upper end of its band (bootstrap; ROC AUC: Hanley-McNeil) is below it.
+    """
 
     kind: Literal["majority", "logistic_regression"] = "logistic_regression"
     metric: _METRICS = "f1"
@@ -164,11 +172,34 @@ class BaselineSpec(Section):
 
 class JumpsSpec(Section):
     """Window-to-window changes of a metric outside the windows' bands, either direction
-    ("never trust a big jump in performance without verification")."""
+    ("never trust a big jump in performance without verification").
+
+    Two windows jump when their bands (the replay's, or drawn from their counts) do not
+    overlap and a two-sample test on their confusion counts rejects equal metrics at
+    ``window_rate``: the false-jump rate per pair of quiet windows (measured on quiet
+    generated streams: :mod:`rapidseval.checks.compare`). A study compares each replay
+    window with the one ``lag`` windows before: by
+    default (``auto``) the same time a week earlier when a week is a whole number of
+    windows (daily windows: the same weekday), else the previous window, so a stream's
+    weekly rhythm (weekend F1 below weekday F1) is not a jump every Saturday and Monday; a
+    change that lasts is reported once, where it starts. Months (``monthly.parquet``, a
+    backtest's policy months) are compared with the previous month.
+    """
 
     metric: Literal["f1", "precision", "recall", "accuracy"] = "f1"
     min_rows: int = Field(100, ge=1, le=MAX_ROWS, description="windows with fewer rows are not compared")
+    lag: int | Literal["auto"] = Field("auto", description="compare a replay window with the one this many windows "
+                                                           "before (auto: a week before when whole, else 1)")
+    window_rate: float = Field(0.001, gt=0, le=0.5, description="false jumps per pair of quiet windows "
+                                                                 "(the two-sample test's level)")
     severity: Severity = "warn"
+
+    @field_validator("lag")
+    @classmethod
+    def _lag(cls, v):
+        if isinstance(v, int) and not 1 <= v <= 10_000:
+            raise ValueError("lag must be within [1, 10000] windows, or auto")
+        return v
 
 
 class LeakageSpec(Section):
