@@ -32,7 +32,7 @@ from ..models import fit, make_model, predict_positive_proba, set_threads
 from ..replay import ScoreSummary, merge_summaries, pooled_metrics, replay_frame, summarize_scores
 from ..shift import SHIFT_COLUMNS, ShiftAccumulator, ShiftReduce, attribute
 from ..spec import JobSpec
-from .check_compare import study_compare_rows, with_baseline
+from .check_compare import baseline_name, study_compare_rows, with_baseline
 from .check_data import data_plan
 from .check_model import ModelChecks, model_checks
 from .check_slices import slice_plan
@@ -174,7 +174,9 @@ def run(ctx: JobContext) -> StudyResult:
         thresholds = _learn_thresholds(ctx, executor, fspec, trained, model_specs)
         if model_check is not None:  # -- model checks: every trained model scores the assertion set, ...
             with ctx.timed("checks"):
-                model_check.on_models([m.name for m in model_specs], trained.models, thresholds, ctx.backend)
+                judged = [i for i, m in enumerate(model_specs) if m.name != baseline_name(spec)]
+                model_check.on_models([model_specs[i].name for i in judged], [trained.models[i] for i in judged],
+                                      [thresholds[i] for i in judged], ctx.backend)
         scored = _score_months(ctx, executor, fspec, shared_models, thresholds, months, model_specs)
     with ctx.timed("assemble"):
         tables = _assemble_tables(spec, fspec, model_specs, thresholds, scored)
@@ -182,6 +184,7 @@ def run(ctx: JobContext) -> StudyResult:
         compared = study_compare_rows(spec, model_specs, tables.monthly, tables.replay)  # checks.baseline, .jumps
         if compared:
             tables.checks = checks_table([*tables.checks.to_dict("records"), *compared])
+        _leave_out_baseline(tables, baseline_name(spec))
     manifest = ctx.manifest(tables.stats)
     manifest["models"] = [{"name": m.name, "kind": m.kind, **info} for m, info in zip(model_specs, trained.fit_info)]
     if tables.replay_summary:
@@ -222,7 +225,8 @@ def _train_models(ctx: JobContext, executor, fspec: FeatureSpec, model_specs,
             fit_info[i] = _fit_model(ctx, models[i], model_specs[i].name, train, train_months, fspec)
         if model_check is not None:
             with ctx.timed("checks"):
-                model_check.on_training_frame(train, train_months, [model_specs[i].name for i in indices],
+                model_check.on_training_frame(train, train_months, [model_specs[i].name for i in indices
+                                                                    if model_specs[i].name != baseline_name(spec)],
                                               ctx.backend)
         del train
     return _Trained(models, fit_info)
@@ -417,6 +421,19 @@ def _assemble_tables(spec: JobSpec, fspec: FeatureSpec, model_specs, thresholds,
                         explain=shift_acc.explanation() if shift_acc is not None else None,
                         checks=checks_table(check_rows) if has_checks else None,
                         slices=scored.slices.table() if scored.slices is not None else None)
+
+
+def _leave_out_baseline(tables: _StudyTables, baseline: str | None) -> None:
+    """The baseline model is a yardstick, not a candidate: its own check rows (jumps, slices,
+    leakage, consistency) and slices are left out; it keeps its rows in monthly and replay and
+    is judged against in the ``baseline`` rows."""
+    if baseline is None:
+        return
+    if tables.checks is not None and not tables.checks.empty:
+        own = (tables.checks["model"] == baseline).fillna(False) & (tables.checks["kind"] != "baseline")
+        tables.checks = tables.checks[~own].reset_index(drop=True)
+    if tables.slices is not None and not tables.slices.empty:
+        tables.slices = tables.slices[tables.slices["model"] != baseline].reset_index(drop=True)
 
 
 def _with_model_checks(tables: _StudyTables, model_check: ModelChecks | None) -> dict[str, pd.DataFrame]:
