@@ -121,6 +121,32 @@ def test_builtin_set_reads_and_its_features_are_the_jobs_own():
         np.testing.assert_array_equal(frame[list(fspec.features)].to_numpy(), aset.features.iloc[[i]].to_numpy())
 
 
+class _ConstantModel:
+    """P(y=1) = ``p`` for every row (a forest's vote of 2 trees in 4, or a learned threshold's level)."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def predict_proba(self, X):
+        return np.column_stack([np.full(len(X), 1 - self.p), np.full(len(X), self.p)])
+
+
+def test_assertions_predict_as_every_table_does_a_proba_at_the_threshold_is_negative():
+    from rapidseval.checks.model import score_assertions
+    from rapidseval.replay import window_counts
+
+    aset = load_assertions("builtin:high_tip", FeatureSpec())
+    be = get_backend("cpu")
+    outcome = score_assertions(aset, _ConstantModel(0.5), 0.5, be, model_name="m")
+    assert (outcome.table["predicted"] == 0).all()  # P = threshold: not a positive
+    assert list(outcome.table["passed"]) == list(aset.expected == 0)
+    # the replay's counts of the same probas: no predicted positive either
+    counts = window_counts(np.zeros(len(aset), "int64"), aset.expected, np.full(len(aset), 0.5) > 0.5, window="D")
+    assert int(counts["tp"].sum() + counts["fp"].sum()) == int(outcome.table["predicted"].sum()) == 0
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda t: t.drop(columns=["trip_distance"]), "missing column(s) trip_distance needed by trip_distance"),
     (lambda t: t.drop(columns=["expected"]), "missing column(s) expected"),

@@ -263,13 +263,14 @@ class AssertionOutcome:
 
 def score_assertions(aset: AssertionSet, model, threshold: float, backend, *, model_name: str,
                      month: str | None = None) -> AssertionOutcome:
-    """Score the set with ``model``: a row passes when ``proba >= threshold`` is its expected
+    """Score the set with ``model``: a row passes when ``proba > threshold`` (the prediction,
+    as everywhere in rapidseval: a proba at a learned threshold is a negative) is its expected
     label and its proba is within its bounds (``month``: the fold's marker in a backtest)."""
     X = aset.features
     if backend.name != "cpu":
         X = backend.from_arrow(pa.Table.from_pandas(X, preserve_index=False))
     proba = np.asarray(backend.to_host(predict_positive_proba(model, X, backend)), dtype="float64")
-    predicted = (proba >= threshold).astype("int8")
+    predicted = (proba > threshold).astype("int8")
     within = ~(proba < aset.proba_min) & ~(proba > aset.proba_max)  # NaN bounds compare False: no bound
     passed = (predicted == aset.expected) & within
     table = pd.DataFrame({"row": np.arange(len(aset)), "model": model_name, "month": month,

@@ -147,7 +147,8 @@ class AssertionsSpec(Section):
     error naming the file and the row (0-based, the header not counted).
 
     Every trained model scores the rows (a study's models, each backtest fold's model); a row
-    fails when ``proba >= threshold`` is not ``expected``, or its proba is outside its bounds.
+    fails when ``proba > threshold`` (the model's prediction, as in every table) is not
+    ``expected``, or its proba is outside its bounds.
     One check row per model (and fold); the failing rows go to ``assertions.parquet``.
     """
 
