@@ -326,6 +326,43 @@ def test_s3_run_dir_uploads_the_files_listed_in_its_marker(cache, tmp_path, s3_b
     assert marker["complete"] is True and marker["files"]["models/m.pkl"]["bytes"] == len(b"model bytes")
 
 
+def test_a_file_of_someone_else_inside_the_models_folder_is_never_replaced(cache, tmp_path):
+    from rapidseval.io.rundir import write_run_dir
+    from rapidseval.jobs.checks import load_job
+
+    spec = load_job(_job(cache, tmp_path / "run"))
+    run_dir = write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": pd.DataFrame({"a": [1]})},
+                            files={"models/m.pkl": b"abc"})
+    (run_dir / "models" / "notes.txt").write_text("mine")
+    with pytest.raises(RapidsEvalError, match="did not write: models/notes.txt"):
+        write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": pd.DataFrame({"a": [2]})})
+    assert (run_dir / "models" / "notes.txt").read_text() == "mine"
+    (run_dir / "models" / "notes.txt").unlink()
+    (run_dir / "models" / "sub").mkdir()
+    with pytest.raises(RapidsEvalError, match="did not write: models/sub"):
+        write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": pd.DataFrame({"a": [2]})})
+
+
+def test_s3_run_dir_rewritten_without_its_model_files_drops_them_and_stays_ours(cache, tmp_path, s3_bucket,
+                                                                              s3_endpoint):
+    from rapidseval.io.rundir import write_run_dir
+    from rapidseval.jobs.checks import load_job
+
+    bucket, client = s3_bucket
+    job = _job(cache, f"s3://{bucket}/again/{{name}}", **{"output.storage_options": {"endpoint_url": s3_endpoint}})
+    spec = load_job(job)
+    table = pd.DataFrame({"a": [1]})
+    write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": table}, files={"models/m.pkl": b"model bytes"})
+    write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": table})  # consistency off: no model file now
+    prefix = "again/model-checks/"
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
+    assert keys == {prefix + n for n in ("t.parquet", "manifest.json", COMPLETE_MARKER)}
+    write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": table})  # still a run directory rapidseval wrote
+    client.put_object(Bucket=bucket, Key=prefix + "models/theirs.bin", Body=b"x")
+    with pytest.raises(RapidsEvalError, match="did not write: models"):
+        write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": table}, files={"models/m.pkl": b"model bytes"})
+
+
 # ---------------------------------------------------------------------------------------
 # exit code 3
 # ---------------------------------------------------------------------------------------
