@@ -450,6 +450,26 @@ def test_fold_checks_survive_the_fold_marker_json(cache):
     assert len(tables["assertions"]) == int(direct.set_index("kind").loc["assertions", "value"])
 
 
+def test_an_edited_assertion_file_changes_the_fold_checks_key(cache, tmp_path):
+    """A resumed backtest keeps a fold's outcomes only while its assertion set is the same:
+    the same path with other rows is another key (the fold is scored again)."""
+    import dataclasses
+
+    from rapidseval.jobs.check_model import fold_checks
+    from rapidseval.jobs.checks import load_job
+
+    path = tmp_path / "set.csv"
+    _assertion_rows().to_csv(path, index=False)
+    spec = load_job(_job(cache, "/tmp/unused", checks={"assertions": {"path": str(path)}}))
+    before = fold_checks(spec, FeatureSpec())
+    assert fold_checks(spec, FeatureSpec()).key == before.key  # the same file: the same key
+    _assertion_rows().assign(expected=[0, 1, 1, 1]).to_csv(path, index=False)
+    after = fold_checks(spec, FeatureSpec())
+    assert after.key != before.key
+    moved = dataclasses.replace(after.assertion_set, proba_min=after.assertion_set.proba_min + 0.0)
+    assert moved.fingerprint() == after.assertion_set.fingerprint()
+
+
 # ---------------------------------------------------------------------------------------
 # the GPU (skipped without cuDF, cuML and a GPU)
 # ---------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Every function here returns :func:`rapidseval.checks.check_row` rows (``checks.p
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 from dataclasses import dataclass
@@ -79,6 +80,15 @@ class AssertionSet:
 
     def __len__(self) -> int:
         return len(self.expected)
+
+    def fingerprint(self) -> str:
+        """A hash of what the set asks (features, expected labels, bounds): an edited file at
+        the same path has another one (a resumed backtest scores its folds again)."""
+        digest = hashlib.sha256()
+        digest.update(pd.util.hash_pandas_object(self.features, index=False).to_numpy().tobytes())
+        for values in (self.expected, self.proba_min, self.proba_max):
+            digest.update(np.ascontiguousarray(values).tobytes())
+        return digest.hexdigest()[:16]
 
 
 def read_assertion_file(source: str, storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
