@@ -54,6 +54,7 @@ __all__ = [
     "merge_window_counts",
     "replay_table",
     "bootstrap_bands",
+    "roc_auc_band",
     "score_quantiles",
 ]
 
@@ -330,6 +331,13 @@ def _hanley_mcneil(auc: np.ndarray, pos: np.ndarray, neg: np.ndarray, z: float) 
         var = (auc * (1 - auc) + (pos - 1) * (q1 - auc**2) + (neg - 1) * (q2 - auc**2)) / (pos * neg)
         se = np.sqrt(np.maximum(var, 0))
     return np.clip(auc - z * se, 0, 1), np.clip(auc + z * se, 0, 1)
+
+
+def roc_auc_band(auc, positives, negatives, *, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """The two-sided ``level`` Hanley-McNeil band of ROC AUC per window (the replay table's
+    ``roc_auc_low`` / ``roc_auc_high``) from each window's positives and negatives."""
+    return _hanley_mcneil(np.asarray(auc, dtype="float64"), np.asarray(positives, dtype="float64"),
+                          np.asarray(negatives, dtype="float64"), _z(level))
 
 
 def _quantiles(values: np.ndarray, counts: np.ndarray, qs, *, width: float | None) -> list[float]:

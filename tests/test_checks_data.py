@@ -136,6 +136,40 @@ def test_no_rows_is_a_pass_with_no_value():
     assert (rows["detail"] == "no rows").all()
 
 
+def test_used_feature_fill_value_counts_as_missing_and_float32_compares_as_pandas():
+    """A used feature holds the job's fill value where its input was missing (float32, as
+    prepare writes it): every rule sees that value as missing, and the bounds compare as
+    pandas compares the float32 input (0.1 meets max 0.1 and in_set [0.1])."""
+    rng = np.random.default_rng(3)
+    s = pd.Series(rng.choice([-3.0, 0.1, 0.3, 0.5, 1.0, 2.0, np.nan], 500).astype("float32"))  # the input
+    frame = pd.DataFrame({"x": s.fillna(-1.0).astype("float32")})  # what prepare gives the rules
+    rules = (
+        DataRule("nn", "x", "not_null", "used", "fail", missing_value=-1.0),
+        DataRule("min", "x", "min", "used", "fail", min=0.1, missing_value=-1.0),
+        DataRule("max", "x", "max", "used", "fail", max=0.3, missing_value=-1.0),
+        DataRule("between", "x", "between", "used", "fail", min=0.1, max=0.5, missing_value=-1.0),
+        DataRule("in_set", "x", "in_set", "used", "fail", values=(0.1, 0.3, 1.0), missing_value=-1.0),
+        DataRule("mean", "x", "mean_between", "used", "fail", min=-9.0, max=9.0, missing_value=-1.0),
+        DataRule("frac", "x", "fraction_between", "used", "fail", min=0.0, max=1.0, where_min=0.1, where_max=0.3,
+                 missing_value=-1.0),
+        DataRule("uniq", "x", "unique_fraction", "used", "fail", min=0.0, max=1.0, missing_value=-1.0),
+    )
+    acc = DataAccumulator(DataReduce(rules))
+    acc.add("2020-03", DataReduce(rules).reduce(frame, frame, month="2020-03", backend=CPU))
+    got = checks_table(acc.rows()).set_index("check")["value"]
+    n, present = len(s), s.notna()
+    assert s.isna().sum() > 0 and (s == np.float32(0.1)).sum() > 0
+    expected = {"nn": s.isna().sum() / n, "min": (s < 0.1).sum() / n, "max": (s > 0.3).sum() / n,
+                "between": ((s < 0.1) | (s > 0.5)).sum() / n,
+                "in_set": (present & ~s.isin(np.float32([0.1, 0.3, 1.0]))).sum() / n,
+                "frac": s.between(0.1, 0.3).sum() / n, "uniq": s.nunique() / present.sum()}
+    for label, value in expected.items():
+        assert got[label] == value, (label, got[label], value)
+    assert got["mean"] == pytest.approx(s.astype("float64").mean(), rel=1e-12)
+    assert got["max"] < (s.astype("float64") > 0.3).sum() / n  # 0.3 as read (0.30000001 in float32): not above 0.3
+    assert got["nn"] > 0  # the filled rows are missing: not_null on a feature can fail
+
+
 @pytest.mark.gpu
 @pytest.mark.cupy
 def test_reduce_on_cupy_arrays_equals_numpy(cp):
@@ -336,3 +370,16 @@ def test_validate_names_the_unknown_column(tmp_path):
     assert res.exit_code == 2, res.output
     assert "checks.data[1].column: unknown column 'fare_amnt'" in res.output and "trip_speed" in res.output
     assert "is valid" not in res.output
+
+
+def test_used_feature_rules_take_the_fill_value_as_missing_the_target_and_read_rules_do_not(tmp_path):
+    from rapidseval.jobs.check_data import data_rules
+    from rapidseval.jobs.inputs import feature_spec
+
+    spec = rapidseval.load_job(_study(tmp_path, tmp_path / "r"))
+    fspec = feature_spec(spec)
+    by_label = {r.label: r for r in data_rules(spec, fspec)}
+    assert by_label["distance used"].missing_value == fspec.fill_value  # a feature, on the rows used
+    assert by_label["trip_speed between"].missing_value == fspec.fill_value
+    assert by_label["high_tip in_set"].missing_value is None  # the target is never filled
+    assert by_label["fare_amount min"].missing_value is None  # as read

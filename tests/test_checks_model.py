@@ -121,6 +121,32 @@ def test_builtin_set_reads_and_its_features_are_the_jobs_own():
         np.testing.assert_array_equal(frame[list(fspec.features)].to_numpy(), aset.features.iloc[[i]].to_numpy())
 
 
+class _ConstantModel:
+    """P(y=1) = ``p`` for every row (a forest's vote of 2 trees in 4, or a learned threshold's level)."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def predict_proba(self, X):
+        return np.column_stack([np.full(len(X), 1 - self.p), np.full(len(X), self.p)])
+
+
+def test_assertions_predict_as_every_table_does_a_proba_at_the_threshold_is_negative():
+    from rapidseval.checks.model import score_assertions
+    from rapidseval.replay import window_counts
+
+    aset = load_assertions("builtin:high_tip", FeatureSpec())
+    be = get_backend("cpu")
+    outcome = score_assertions(aset, _ConstantModel(0.5), 0.5, be, model_name="m")
+    assert (outcome.table["predicted"] == 0).all()  # P = threshold: not a positive
+    assert list(outcome.table["passed"]) == list(aset.expected == 0)
+    # the replay's counts of the same probas: no predicted positive either
+    counts = window_counts(np.zeros(len(aset), "int64"), aset.expected, np.full(len(aset), 0.5) > 0.5, window="D")
+    assert int(counts["tp"].sum() + counts["fp"].sum()) == int(outcome.table["predicted"].sum()) == 0
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda t: t.drop(columns=["trip_distance"]), "missing column(s) trip_distance needed by trip_distance"),
     (lambda t: t.drop(columns=["expected"]), "missing column(s) expected"),
@@ -300,6 +326,43 @@ def test_s3_run_dir_uploads_the_files_listed_in_its_marker(cache, tmp_path, s3_b
     assert marker["complete"] is True and marker["files"]["models/m.pkl"]["bytes"] == len(b"model bytes")
 
 
+def test_a_file_of_someone_else_inside_the_models_folder_is_never_replaced(cache, tmp_path):
+    from rapidseval.io.rundir import write_run_dir
+    from rapidseval.jobs.checks import load_job
+
+    spec = load_job(_job(cache, tmp_path / "run"))
+    run_dir = write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": pd.DataFrame({"a": [1]})},
+                            files={"models/m.pkl": b"abc"})
+    (run_dir / "models" / "notes.txt").write_text("mine")
+    with pytest.raises(RapidsEvalError, match="did not write: models/notes.txt"):
+        write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": pd.DataFrame({"a": [2]})})
+    assert (run_dir / "models" / "notes.txt").read_text() == "mine"
+    (run_dir / "models" / "notes.txt").unlink()
+    (run_dir / "models" / "sub").mkdir()
+    with pytest.raises(RapidsEvalError, match="did not write: models/sub"):
+        write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": pd.DataFrame({"a": [2]})})
+
+
+def test_s3_run_dir_rewritten_without_its_model_files_drops_them_and_stays_ours(cache, tmp_path, s3_bucket,
+                                                                              s3_endpoint):
+    from rapidseval.io.rundir import write_run_dir
+    from rapidseval.jobs.checks import load_job
+
+    bucket, client = s3_bucket
+    job = _job(cache, f"s3://{bucket}/again/{{name}}", **{"output.storage_options": {"endpoint_url": s3_endpoint}})
+    spec = load_job(job)
+    table = pd.DataFrame({"a": [1]})
+    write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": table}, files={"models/m.pkl": b"model bytes"})
+    write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": table})  # consistency off: no model file now
+    prefix = "again/model-checks/"
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
+    assert keys == {prefix + n for n in ("t.parquet", "manifest.json", COMPLETE_MARKER)}
+    write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": table})  # still a run directory rapidseval wrote
+    client.put_object(Bucket=bucket, Key=prefix + "models/theirs.bin", Body=b"x")
+    with pytest.raises(RapidsEvalError, match="did not write: models"):
+        write_run_dir(spec, {"rapidseval_manifest": 1}, {"t": table}, files={"models/m.pkl": b"model bytes"})
+
+
 # ---------------------------------------------------------------------------------------
 # exit code 3
 # ---------------------------------------------------------------------------------------
@@ -385,6 +448,26 @@ def test_fold_checks_survive_the_fold_marker_json(cache):
     pd.testing.assert_frame_equal(tables["checks"], direct)
     assert record["checks"]["key"] == checks.key and (direct["month"] == "2020-03").all()
     assert len(tables["assertions"]) == int(direct.set_index("kind").loc["assertions", "value"])
+
+
+def test_an_edited_assertion_file_changes_the_fold_checks_key(cache, tmp_path):
+    """A resumed backtest keeps a fold's outcomes only while its assertion set is the same:
+    the same path with other rows is another key (the fold is scored again)."""
+    import dataclasses
+
+    from rapidseval.jobs.check_model import fold_checks
+    from rapidseval.jobs.checks import load_job
+
+    path = tmp_path / "set.csv"
+    _assertion_rows().to_csv(path, index=False)
+    spec = load_job(_job(cache, "/tmp/unused", checks={"assertions": {"path": str(path)}}))
+    before = fold_checks(spec, FeatureSpec())
+    assert fold_checks(spec, FeatureSpec()).key == before.key  # the same file: the same key
+    _assertion_rows().assign(expected=[0, 1, 1, 1]).to_csv(path, index=False)
+    after = fold_checks(spec, FeatureSpec())
+    assert after.key != before.key
+    moved = dataclasses.replace(after.assertion_set, proba_min=after.assertion_set.proba_min + 0.0)
+    assert moved.fingerprint() == after.assertion_set.fingerprint()
 
 
 # ---------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from scipy.stats import norm
 
 from ..core.confusion import CODES
 from ..metrics import COUNT_COLUMNS, add_metrics
-from ..replay import bootstrap_bands
+from ..replay import bootstrap_bands, roc_auc_band
 from . import check_row
 
 __all__ = ["BANDED_METRICS", "BandSettings", "BaselineRule", "JumpRule", "with_bands", "baseline_rows",
@@ -134,17 +134,6 @@ def _code_counts(table: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def _auc_band(auc: np.ndarray, positives: np.ndarray, negatives: np.ndarray, level: float):
-    """Hanley-McNeil band of ROC AUC (as the replay table's ``roc_auc_low`` / ``roc_auc_high``)."""
-    z = float(norm.ppf(0.5 + level / 2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-        var = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (
-            positives * negatives)
-        se = np.sqrt(np.maximum(var, 0))
-    return np.clip(auc - z * se, 0, 1), np.clip(auc + z * se, 0, 1)
-
-
 def with_bands(table: pd.DataFrame, metric: str, bands: BandSettings = BandSettings()) -> pd.DataFrame:
     """``table`` (rows with ``tp, fp, fn, tn``; ``roc_auc`` for that metric) with the metric
     and its band (``<metric>_low`` / ``<metric>_high``): kept where the table has them (a
@@ -164,8 +153,8 @@ def with_bands(table: pd.DataFrame, metric: str, bands: BandSettings = BandSetti
         if "roc_auc" not in out.columns:
             raise ValueError("roc_auc bands need the table's roc_auc column")
         pos = out["positives"].to_numpy(dtype="float64")
-        out[low], out[high] = _auc_band(out["roc_auc"].to_numpy(dtype="float64"), pos,
-                                        out["n"].to_numpy(dtype="float64") - pos, bands.level)
+        out[low], out[high] = roc_auc_band(out["roc_auc"].to_numpy(dtype="float64"), pos,
+                                           out["n"].to_numpy(dtype="float64") - pos, level=bands.level)
         return out
     drawn = bootstrap_bands(_code_counts(out), level=bands.level, replicates=bands.replicates, seed=bands.seed)
     out[low], out[high] = drawn[low], drawn[high]

@@ -20,6 +20,12 @@ them: only ``not_null`` counts a missing value (NaN, NaT, null); the others do n
 (as pandas' ``s < x`` is False for NaN). ``n`` is the rows evaluated, the value is
 ``violations / n`` and the rule holds when the value is at most the tolerance.
 
+A feature of the rows used holds the job's fill value where its input was missing: a rule
+with ``missing_value`` (the jobs layer sets it to the fill value for a feature) counts that
+value as missing, so ``not_null`` on a feature can fail and the other rules leave it out.
+A float32 column (the features) is compared with its bounds and values rounded to float32,
+as pandas compares it (a value read as 0.1 meets ``max: 0.1`` and ``in_set: [0.1]``).
+
 Aggregates: ``mean_between`` (the mean of the present values, float64 sums),
 ``fraction_between`` (the share of *all* rows whose value meets ``where``; NaN never meets it)
 and ``unique_fraction`` (distinct present values / present values: exact, each part sends its
@@ -44,7 +50,7 @@ NumPy numbers and arrays only (a few numbers per rule and window; distinct value
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -82,6 +88,7 @@ class DataRule:
     where_values: tuple[float, ...] | None = None
     tolerance: float = 0.0
     numeric: bool = True  # False: a timestamp or string column (not_null only)
+    missing_value: float | None = None  # a value standing for a missing one (a used feature's fill value)
 
     def __post_init__(self):
         if self.rule not in ROW_RULES + AGGREGATE_RULES:
@@ -168,13 +175,41 @@ def _in(xp, values, lo: float | None, hi: float | None, allowed: tuple[float, ..
     return ok
 
 
+def _float32(col) -> bool:
+    try:
+        return np.dtype(col.dtype) == np.float32
+    except TypeError:  # an extension dtype: not a plain float32 column
+        return False
+
+
+def _as_stored(rule: DataRule, col) -> DataRule:
+    """``rule`` with its bounds and values as ``col`` holds them: rounded to float32 for a
+    float32 column (as pandas compares one), unchanged otherwise."""
+    if not _float32(col):
+        return rule
+
+    def r(x):
+        return None if x is None else float(np.float32(x))
+
+    def rs(xs):
+        return None if xs is None else tuple(r(x) for x in xs)
+
+    return replace(rule, min=r(rule.min), max=r(rule.max), values=rs(rule.values), where_min=r(rule.where_min),
+                   where_max=r(rule.where_max), where_values=rs(rule.where_values),
+                   missing_value=r(rule.missing_value))
+
+
 def _row_quantities(rule: DataRule, frame, backend) -> tuple[dict[str, Any], Any]:
     """Per-row quantities of ``rule`` on ``frame`` (backend arrays) and its present values (or None)."""
     xp, col = backend.xp, frame[rule.column]
     if not rule.numeric:
         return {"bad": backend.asarray(col.isna()).astype("int64")}, None
+    rule = _as_stored(rule, col)
     values = backend.asarray(col, dtype="float64")
     missing = xp.isnan(values)
+    if rule.missing_value is not None:  # a used feature's fill value: its input was missing
+        missing |= values == rule.missing_value
+        values = xp.where(missing, xp.nan, values)
     if rule.rule == "not_null":
         return {"bad": missing.astype("int64")}, None
     if rule.rule in ("min", "max", "between", "in_set"):

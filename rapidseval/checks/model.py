@@ -15,6 +15,7 @@ Every function here returns :func:`rapidseval.checks.check_row` rows (``checks.p
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 from dataclasses import dataclass
@@ -79,6 +80,15 @@ class AssertionSet:
 
     def __len__(self) -> int:
         return len(self.expected)
+
+    def fingerprint(self) -> str:
+        """A hash of what the set asks (features, expected labels, bounds): an edited file at
+        the same path has another one (a resumed backtest scores its folds again)."""
+        digest = hashlib.sha256()
+        digest.update(pd.util.hash_pandas_object(self.features, index=False).to_numpy().tobytes())
+        for values in (self.expected, self.proba_min, self.proba_max):
+            digest.update(np.ascontiguousarray(values).tobytes())
+        return digest.hexdigest()[:16]
 
 
 def read_assertion_file(source: str, storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -263,13 +273,14 @@ class AssertionOutcome:
 
 def score_assertions(aset: AssertionSet, model, threshold: float, backend, *, model_name: str,
                      month: str | None = None) -> AssertionOutcome:
-    """Score the set with ``model``: a row passes when ``proba >= threshold`` is its expected
+    """Score the set with ``model``: a row passes when ``proba > threshold`` (the prediction,
+    as everywhere in rapidseval: a proba at a learned threshold is a negative) is its expected
     label and its proba is within its bounds (``month``: the fold's marker in a backtest)."""
     X = aset.features
     if backend.name != "cpu":
         X = backend.from_arrow(pa.Table.from_pandas(X, preserve_index=False))
     proba = np.asarray(backend.to_host(predict_positive_proba(model, X, backend)), dtype="float64")
-    predicted = (proba >= threshold).astype("int8")
+    predicted = (proba > threshold).astype("int8")
     within = ~(proba < aset.proba_min) & ~(proba > aset.proba_max)  # NaN bounds compare False: no bound
     passed = (predicted == aset.expected) & within
     table = pd.DataFrame({"row": np.arange(len(aset)), "model": model_name, "month": month,

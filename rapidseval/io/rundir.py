@@ -205,9 +205,42 @@ def _write_local(tmp: Path, manifest: Mapping[str, Any], tables: Mapping[str, pd
     lineage.write_json_atomic(tmp / COMPLETE_MARKER, marker)
 
 
+def _listed_folders(marker_text: str | None) -> set[str]:
+    """The folders a marker lists files in (``models`` of ``models/primary.pkl``); none when
+    there is no marker or it is not one rapidseval wrote (then it is refused anyway)."""
+    try:
+        files = json.loads(marker_text)["files"] if marker_text is not None else {}
+        return {f.split("/")[0] for f in files if isinstance(f, str) and "/" in f}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return set()
+
+
+def _names_as_listed(paths, folders: set[str]) -> set[str]:
+    """What a directory holding ``paths`` (relative, '/'-separated) holds, as its marker would
+    list it: top-level names, and every path inside a folder the marker lists files in (so a
+    file of someone else's inside ``models/`` is seen, not hidden behind the folder's name)."""
+    out = set()
+    for path in paths:
+        top = path.split("/")[0]
+        out.add(path if top in folders and "/" in path else top)
+    return out
+
+
+def _local_paths(run_dir: Path, folders: set[str]) -> list[str]:
+    """The top-level names of ``run_dir`` and, inside ``folders``, every file and empty folder."""
+    paths = []
+    for p in run_dir.iterdir():
+        if p.name in folders and p.is_dir() and not p.is_symlink():
+            inner = [q for q in p.rglob("*") if not q.is_dir() or q.is_symlink() or not any(q.iterdir())]
+            paths += [q.relative_to(run_dir).as_posix() for q in inner] or [p.name]
+        else:
+            paths.append(p.name)
+    return paths
+
+
 def _marker_problem(marker_text: str | None, names: set[str]) -> str | None:
-    """Why a directory holding ``names`` (and ``marker_text``, its marker's content) is not a
-    rapidseval run directory; None when it is one (or empty)."""
+    """Why a directory holding ``names`` (:func:`_names_as_listed`; and ``marker_text``, its
+    marker's content) is not a rapidseval run directory; None when it is one (or empty)."""
     names = names - {COMPLETE_MARKER}
     if marker_text is None:
         if not names:
@@ -225,7 +258,7 @@ def _marker_problem(marker_text: str | None, names: set[str]) -> str | None:
         ours = False
     if not ours:
         return f"its {COMPLETE_MARKER} is not one rapidseval wrote"
-    foreign = sorted(names - {f.split("/")[0] for f in files} - set(_UNLISTED_OWN))
+    foreign = sorted(names - set(files) - {f.split("/")[0] for f in files} - set(_UNLISTED_OWN))
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         return f"it holds file(s) rapidseval did not write: {shown}"
@@ -239,9 +272,10 @@ def _local_problem(run_dir: Path) -> str | None:
     if run_dir.is_symlink() or not run_dir.is_dir():
         return "it is a file, not a directory" if not run_dir.is_symlink() else "it is a symbolic link"
     try:
-        names = {p.name for p in run_dir.iterdir()}
         marker_path = run_dir / COMPLETE_MARKER
         marker_text = marker_path.read_text() if marker_path.is_file() else None
+        folders = _listed_folders(marker_text)
+        names = _names_as_listed(_local_paths(run_dir, folders), folders)
     except (OSError, UnicodeDecodeError) as exc:
         return f"it cannot be read ({getattr(exc, 'strerror', None) or exc})"
     problem = _marker_problem(marker_text, names)
@@ -400,6 +434,23 @@ class RunDirClaim:
             raise _refusal(self.target, problem)
 
 
+def _s3_listing(fs, root: str) -> tuple[list[str], str | None]:
+    """What the prefix ``root`` holds (relative, '/'-separated: the top-level names, and every
+    object inside a folder its marker lists files in) and its marker's text (None: none)."""
+    if not fs.exists(root):
+        return [], None
+    base = root.rstrip("/") + "/"
+    top = [posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False, refresh=True)]
+    marker = fs.cat_file(f"{base}{COMPLETE_MARKER}").decode("utf-8", "replace") if COMPLETE_MARKER in top else None
+    folders = _listed_folders(marker)
+    paths = []
+    for name in top:
+        inner = ([p[len(base):] for p in fs.find(base + name, refresh=True) if p.startswith(base + name + "/")]
+                 if name in folders else [])
+        paths += inner or [name]
+    return paths, marker
+
+
 def _s3_problem(uri: str, spec) -> str | None:
     from .sources import open_fs, source_error
 
@@ -408,8 +459,8 @@ def _s3_problem(uri: str, spec) -> str | None:
     try:
         if not fs.exists(root):
             return None
-        names = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False, refresh=True)}
-        marker = fs.cat_file(f"{root}/{COMPLETE_MARKER}").decode("utf-8", "replace") if COMPLETE_MARKER in names else None
+        paths, marker = _s3_listing(fs, root)
+        names = _names_as_listed(paths, _listed_folders(marker))
     except Exception as exc:
         raise source_error(exc, uri, "output", "inspect") from exc
     finally:
@@ -518,7 +569,7 @@ def _write_s3(uri: str, spec, manifest, tables, reporter, finish: Finish | None 
         names = sorted(p.relative_to(local).as_posix() for p in local.rglob("*")
                        if p.is_file() and p.name != COMPLETE_MARKER)
         try:
-            existing = [posixpath.basename(p) for p in fs.ls(root, detail=False, refresh=True)] if fs.exists(root) else []
+            existing = _s3_listing(fs, root)[0]  # inside models/ too: a model file this run drops goes
             # from now until the new marker lands the prefix is incomplete, and says so: a marker
             # listing every name this write may leave, so an interrupted write is still known as ours
             writing = {"rapidseval_run": 1, "complete": False, "created_utc": lineage.utc_now(),

@@ -22,8 +22,12 @@ def _used_names(spec: JobSpec) -> tuple[str, ...]:
     return (*spec.features.features, spec.features.target)
 
 
-def _resolve(i: int, check: DataCheckSpec, used_names: tuple[str, ...]) -> DataRule:
-    """One spec entry -> :class:`DataRule` (``on`` from where the column is), or SpecError."""
+def _resolve(i: int, check: DataCheckSpec, used_names: tuple[str, ...], fill_value: float | None = None
+             ) -> DataRule:
+    """One spec entry -> :class:`DataRule` (``on`` from where the column is), or SpecError.
+
+    ``used_names`` are the job's features then its target (last): a used feature holds
+    ``fill_value`` where its input was missing, and the rule counts that value as missing."""
     where = f"checks.data[{i}].column"
     on = check.on or ("read" if check.column in CANONICAL_COLUMNS else "used" if check.column in used_names else None)
     if on is None or (on == "read" and check.column not in CANONICAL_COLUMNS) or (
@@ -44,13 +48,14 @@ def _resolve(i: int, check: DataCheckSpec, used_names: tuple[str, ...]) -> DataR
         where_min=where_spec.min if where_spec else None, where_max=where_spec.max if where_spec else None,
         where_values=tuple(where_spec.values) if where_spec and where_spec.values is not None else None,
         tolerance=check.tolerance, numeric=numeric,
+        missing_value=fill_value if on == "used" and check.column in used_names[:-1] else None,
     )
 
 
 def data_rules(spec: JobSpec, fspec: FeatureSpec) -> tuple[DataRule, ...]:
     """Every ``checks.data`` entry resolved (SpecError naming ``checks.data[i].<field>`` on the first bad one)."""
     used_names = (*fspec.features, fspec.target)
-    return tuple(_resolve(i, check, used_names) for i, check in enumerate(spec.checks.data))
+    return tuple(_resolve(i, check, used_names, fspec.fill_value) for i, check in enumerate(spec.checks.data))
 
 
 def data_column_problems(spec: JobSpec) -> list[tuple[str, str]]:

@@ -112,10 +112,11 @@ class FoldChecks:
     @property
     def key(self) -> str:
         """What the checks are (a fold marker whose key differs is fitted again, so a resumed
-        job never lacks a check)."""
+        job never lacks a check, nor keeps the outcomes of an assertion file since edited)."""
         sections = [s.model_dump(mode="json") if s is not None else None
                     for s in (self.assertions, self.leakage, self.consistency)]
-        return json.dumps([self.model_name, sections, self.assertion_set.source if self.assertion_set else None],
+        aset = self.assertion_set
+        return json.dumps([self.model_name, sections, [aset.source, aset.fingerprint()] if aset else None],
                           sort_keys=True)
 
     def run(self, model, file_bytes: bytes, train, threshold: float, backend, *, origin: str) -> dict[str, Any]:

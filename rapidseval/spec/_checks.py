@@ -86,7 +86,10 @@ class DataCheckSpec(Section):
     rules) or ``used`` (a feature or the target, the rows used). Left out, a canonical column is
     ``read`` and a feature or the target ``used``; set ``on: used`` to check a feature that is
     also a canonical column (``trip_distance``, ``passenger_count``) on the rows used.
-    Timestamp and string columns take ``not_null`` only.
+    Timestamp and string columns take ``not_null`` only. A feature holds the job's fill value
+    where its input was missing: a ``used`` rule on a feature counts that value as missing
+    (``not_null`` counts it; the others leave it out), and compares the float32 feature with
+    its bounds rounded to float32 (a value read as 0.1 meets ``max: 0.1``).
 
     Rules are evaluated per month the job reads and, in a study with a replay, per replay window
     (rows of the replay months; a row with no time is in no window). A backtest checks every
@@ -144,7 +147,8 @@ class AssertionsSpec(Section):
     error naming the file and the row (0-based, the header not counted).
 
     Every trained model scores the rows (a study's models, each backtest fold's model); a row
-    fails when ``proba >= threshold`` is not ``expected``, or its proba is outside its bounds.
+    fails when ``proba > threshold`` (the model's prediction, as in every table) is not
+    ``expected``, or its proba is outside its bounds.
     One check row per model (and fold); the failing rows go to ``assertions.parquet``.
     """
 
