@@ -161,6 +161,44 @@ def test_a_planted_bad_slice_is_named_and_a_uniform_one_is_not():
     assert worst["slice"].tolist()[0] == "Queens" and len(worst) == 2 and worst["supported"].all()
 
 
+def _equal_slices(rng, *, days=60, slices=8, per_cell=800):
+    """``slices`` slices of one model's quality (the same label and score law everywhere), a
+    window a day for ``days`` days: the ground truth is that no slice is worse."""
+    n = days * slices * per_cell
+    y = rng.integers(0, 2, n).astype("int8")
+    p = np.clip(0.5 + (y - 0.5) * 0.3 + rng.normal(0, 0.25, n), 0, 1)
+    return pd.DataFrame({"zone": rng.integers(0, slices, n).astype("float32"), "high_tip": y, "proba": p,
+                         "dropoff_datetime": pd.Timestamp("2020-01-01")
+                         + pd.to_timedelta(rng.integers(0, days * 86400, n), "s")})
+
+
+def test_slices_of_equal_quality_warn_at_most_the_stated_rate_per_window():
+    """The verdict a user acts on is a warning per (slicing, model, window): on slices of equal
+    quality it must stay near ``window_rate`` (the band-below-the-whole rule warned on ~8% of
+    these windows); a slice made worse is still found."""
+    reduce = SliceReduce((SliceDef("zone", "zone"),), "high_tip", window="D")
+    warned = windows = 0
+    for seed in range(5):
+        frame = _equal_slices(np.random.default_rng(seed))
+        acc = _reduce_in_parts(reduce, frame, [frame["proba"].to_numpy()], [0.5], ["m"], 2, min_support=200,
+                               window_rate=0.01)
+        rows = pd.DataFrame(acc.rows())
+        warned += int((rows["status"] == "warn").sum())
+        windows += len(rows)
+    assert windows == 5 * 60
+    assert warned / windows <= 0.02, f"{warned} of {windows} windows warned on slices of equal quality"
+    # ground truth: zone 3's labels flipped for a fifth of its rows on day 10 -> named that day only
+    frame = _equal_slices(np.random.default_rng(11))
+    day10 = (frame["dropoff_datetime"].dt.day == 10) & (frame["zone"] == 3)
+    flip = day10 & (np.random.default_rng(12).random(len(frame)) < 0.2)
+    frame.loc[flip, "high_tip"] = 1 - frame.loc[flip, "high_tip"]
+    acc = _reduce_in_parts(reduce, frame, [frame["proba"].to_numpy()], [0.5], ["m"], 2, min_support=200,
+                           window_rate=0.01)
+    bad = acc.table().query("worse_than_all")
+    assert (bad["slice"] == "3").all() and pd.Timestamp("2020-01-10") in set(bad["window_start"])
+    assert len(bad) <= 2
+
+
 def test_min_support_leaves_small_slices_unjudged():
     frame = _planted(np.random.default_rng(4), per_cell=400)
     reduce = SliceReduce((BOROUGH,), "high_tip", window="M")

@@ -68,5 +68,6 @@ def slice_plan(spec: JobSpec, fspec: FeatureSpec,
                          time_column=time_column, fill_value=fspec.fill_value)
     acc = SliceAccumulator(reduce, list(model_names), min_support=slices.min_support, metric=slices.metric,
                            level=bands.level if bands is not None else 0.95,
-                           replicates=bands.replicates if bands is not None else 1000, seed=spec.seed)
+                           replicates=bands.replicates if bands is not None else 1000, seed=spec.seed,
+                           window_rate=slices.window_rate)
     return reduce, acc

@@ -331,9 +331,11 @@ class SliceSpec(Section):
 class SlicesSpec(Section):
     """Windowed metrics with bands per slice (``slices.parquet``), over every scored month.
 
-    A supported slice (``min_support`` rows or more in a window) whose ``metric`` band (the
-    replay's bootstrap bands) lies wholly below the metric of all the rows of that window is
-    *significantly worse than the whole*: a ``warn`` row of ``checks.parquet``."""
+    A supported slice (``min_support`` rows or more in a window) whose ``metric`` is
+    significantly below the rest of that window's rows (a one-sided two-sample test on the
+    two sets of confusion counts, Bonferroni over the window's judged slices, so that on
+    slices of equal quality at most ``window_rate`` of the (slicing, model, window) groups
+    warn) is *significantly worse than the whole*: a ``warn`` row of ``checks.parquet``."""
 
     by: list[SliceSpec] = Field(..., min_length=1, max_length=50)
     window: Literal["D", "W", "M"] = Field("M", description="window of the slice metrics (of the replay's time column)")
@@ -341,6 +343,8 @@ class SlicesSpec(Section):
     metric: Literal["f1", "precision", "recall", "accuracy"] = Field(
         "f1", description="what slices are judged and ranked by (from their confusion counts)")
     worst: int = Field(5, ge=1, le=100, description="the summary and report name this many worst slices")
+    window_rate: float = Field(0.01, gt=0, lt=1, description="slice warnings per (slicing, model, window) when "
+                                                             "every slice is as good as the rest (family-wise)")
 
     @field_validator("by")
     @classmethod
