@@ -89,6 +89,23 @@ def test_feature_aucs_take_either_direction_on_a_seeded_sample():
     assert sample["up"] == pytest.approx(roc_auc_score(y[take], frame["up"].to_numpy()[take]), abs=1e-12)
 
 
+def test_a_leak_through_codes_is_caught_and_codes_of_no_label_are_not():
+    """Not every leak is monotone: a zone-like code whose even values are positive has an AUC
+    of ~0.5 as a raw score and ~1 as its (out-of-fold) label rate; an ID seen once per row,
+    or a code unrelated to the label, stays near 0.5."""
+    be = get_backend("cpu")
+    rng = np.random.default_rng(5)
+    n = 20_000
+    code = rng.integers(1, 266, n).astype("float32")
+    y = (code % 2 == 0).astype("int8")
+    frame = pd.DataFrame({"leaky_code": code, "row_id": np.arange(n, dtype="float64"),
+                          "zone": rng.integers(1, 266, n).astype("float32"), "high_tip": y})
+    assert abs(roc_auc_score(y, code) - 0.5) < 0.02  # invisible as a raw score
+    aucs = feature_aucs(frame, ["leaky_code", "row_id", "zone"], "high_tip", be, seed=3)
+    assert aucs["leaky_code"] > 0.99
+    assert aucs["row_id"] < 0.55 and aucs["zone"] < 0.55
+
+
 # ---------------------------------------------------------------------------------------
 # the assertion set
 # ---------------------------------------------------------------------------------------

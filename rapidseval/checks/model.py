@@ -343,8 +343,9 @@ def exact_auc(values: np.ndarray, labels: np.ndarray) -> float:
 
 def feature_aucs(frame, features: Sequence[str], target: str, backend, *, seed: int,
                  sample_rows: int = LEAKAGE_SAMPLE_ROWS) -> dict[str, float]:
-    """feature -> max(AUC, 1 - AUC) for ``target`` on (a seeded sample of at most
-    ``sample_rows`` of) ``frame``'s rows."""
+    """feature -> how well it alone predicts ``target`` on (a seeded sample of at most
+    ``sample_rows`` of) ``frame``'s rows: the larger of its AUC as a score in either direction,
+    and the AUC of its values' out-of-fold label rates (a leak through codes, not monotone)."""
     n = len(frame)
     take = None
     if n > sample_rows:
@@ -352,12 +353,41 @@ def feature_aucs(frame, features: Sequence[str], target: str, backend, *, seed: 
     labels = np.asarray(backend.to_host(backend.asarray(frame[target])))
     if take is not None:
         labels = labels[take]
+    folds = np.random.default_rng(seed + 1).integers(0, 2, len(labels))
     out = {}
     for name in features:
         values = np.asarray(backend.to_host(backend.asarray(frame[name], dtype="float64")))
-        auc = exact_auc(values if take is None else values[take], labels)
-        out[name] = max(auc, 1.0 - auc) if auc == auc else auc
+        values = values if take is None else values[take]
+        auc = exact_auc(values, labels)
+        raw = max(auc, 1.0 - auc) if auc == auc else auc
+        encoded = exact_auc(_out_of_fold_rates(values, labels, folds), labels)
+        out[name] = max(raw, encoded) if encoded == encoded else raw
     return out
+
+
+#: pseudo-rows of the prior that shrink a value's label rate (a value seen a few times says little)
+_RATE_SHRINK = 20.0
+
+
+def _out_of_fold_rates(values: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Each row's score: its value's label rate on the *other* fold (shrunk to that fold's
+    rate by :data:`_RATE_SHRINK` pseudo-rows; a value the other fold lacks gets the prior).
+
+    A leak need not be monotone: a zone code or hash whose values carry the label (even codes
+    positive, odd negative) has an AUC of 0.5 as a raw score, and near 1 as its label rate.
+    Out of fold, so a value seen once (an ID) cannot score its own label."""
+    codes, inverse = np.unique(values, return_inverse=True)
+    y = labels.astype("float64")
+    scores = np.empty(len(values), dtype="float64")
+    for fold in (0, 1):
+        other = folds != fold
+        count = np.bincount(inverse[other], minlength=len(codes))
+        positives = np.bincount(inverse[other], weights=y[other], minlength=len(codes))
+        prior = y[other].mean() if other.any() else 0.5
+        rate = (positives + _RATE_SHRINK * prior) / (count + _RATE_SHRINK)
+        here = folds == fold
+        scores[here] = rate[inverse[here]]
+    return scores
 
 
 def leakage_rows(aucs: Mapping[str, float], *, max_feature_auc: float, severity: str, models: Sequence[str],
