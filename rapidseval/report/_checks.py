@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..checks import RUBRIC, STATUSES
+from ..metrics import add_metrics
 from ._load import RunTables
 
 __all__ = ["GROUPS", "CheckCounts", "check_counts", "checks_by_group", "not_held", "where_label", "named_results",
@@ -154,23 +155,15 @@ def slice_rows(run: RunTables) -> pd.DataFrame:
     if all(c in slices.columns for c in counts):
         keys = [c for c in ("slice_by", "model", "window_start") if c in slices.columns]
         whole = slices.groupby(keys, dropna=False, sort=False)[list(counts)].transform("sum")
-        for metric, values in _count_metrics(*(whole[c].to_numpy("float64") for c in counts)).items():
-            slices[f"whole_{metric}"] = values
+        whole_metrics = add_metrics(whole)  # a window's slices hold rows: no empty whole
+        for metric in COUNT_METRICS:
+            slices[f"whole_{metric}"] = whole_metrics[metric].to_numpy()
     metric = slice_settings(run).metric
     judged = {"value": metric, "value_low": f"{metric}_low", "value_high": f"{metric}_high", "all_value": f"whole_{metric}"}
     for column, name in judged.items():
         if column in slices.columns and (name not in slices.columns or column == "all_value"):
             slices[name] = slices[column]
     return slices
-
-
-def _count_metrics(tp, fp, fn, tn) -> dict[str, np.ndarray]:
-    """Metrics of confusion counts as scikit-learn defines them (``zero_division=0``)."""
-    def ratio(num, den):
-        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-
-    return {"f1": ratio(2 * tp, 2 * tp + fp + fn), "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
-            "accuracy": ratio(tp + tn, tp + fp + fn + tn), "positive_rate": ratio(tp + fn, tp + fp + fn + tn)}
 
 
 def _ranked(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
