@@ -21,7 +21,7 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -88,14 +88,14 @@ def data_check_rows(spec: JobSpec, fspec: FeatureSpec, entries: dict[str, Cached
     return acc.rows()
 
 
-def _read_prepared(part, month: str, fspec: FeatureSpec, backend, data: DataReduce | None
-                   ) -> tuple[Any, Any, PartStats]:
-    """``(raw, frame, stats)`` of one part: as read (with ``data``'s columns), prepared, accounted."""
+def read_prepared(part, fspec: FeatureSpec, backend, extra_columns: Sequence[str] = ()) -> tuple[Any, Any, PartStats]:
+    """``(raw, frame, stats)`` of one part: its canonical columns as read (the features' and
+    ``extra_columns``, which the data checks read), its prepared frame and its row accounting."""
     need = required_columns(fspec)
-    for col in data.read_columns() if data is not None else ():
+    for col in extra_columns:
         need.setdefault(col, []).append("checks.data")
     raw = backend.from_arrow(read_part(part, need))
-    frame, stats = prepare(raw, fspec, month=month, backend=backend, path=part.uri)
+    frame, stats = prepare(raw, fspec, month=part.month, backend=backend, path=part.uri)
     return raw, frame, stats
 
 
@@ -103,7 +103,7 @@ def _month_data_counts(month: str, parts, fspec: FeatureSpec, backend_name: str,
     backend = get_backend(backend_name)
     counts = DataCounts()
     for part in sorted(parts, key=lambda p: p.index):
-        raw, frame, _ = _read_prepared(part, month, fspec, backend, data)
+        raw, frame, _ = read_prepared(part, fspec, backend, data.read_columns() if data is not None else ())
         counts = counts.merge(data.reduce(raw, frame, month=month, backend=backend))
     return counts
 
@@ -115,7 +115,7 @@ def _compute_month(month: str, parts, fspec: FeatureSpec, backend_name: str, dat
     backend = get_backend(backend_name)
     frames, total, checks = [], PartStats(), DataCounts()
     for part in sorted(parts, key=lambda p: p.index):
-        raw, frame, stats = _read_prepared(part, month, fspec, backend, data)
+        raw, frame, stats = read_prepared(part, fspec, backend, data.read_columns() if data is not None else ())
         if data is not None:
             checks = checks.merge(data.reduce(raw, frame, month=month, backend=backend))
         del raw

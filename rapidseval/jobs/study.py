@@ -24,8 +24,7 @@ from ..checks.data import DataAccumulator, DataReduce
 from ..checks.slices import SliceAccumulator, SliceReduce
 from ..core.errors import DataError, RapidsEvalError
 from ..core.time import US_PER_HOUR, month_bounds, parse_delay_hours, parse_window, period_window_keys
-from ..features import FeatureSpec, PartStats, prepare, required_columns
-from ..io.readers import read_part
+from ..features import FeatureSpec, PartStats
 from ..io.sources import redact_uri
 from ..metrics import COUNT_COLUMNS, add_metrics, learn_threshold
 from ..models import fit, make_model, predict_positive_proba, set_threads
@@ -33,6 +32,7 @@ from ..replay import ScoreSummary, merge_summaries, pooled_metrics, replay_frame
 from ..shift import SHIFT_COLUMNS, ShiftAccumulator, ShiftReduce, attribute
 from ..spec import JobSpec
 from .check_compare import baseline_name, study_compare_rows, with_baseline
+from .cached_features import read_prepared
 from .check_data import data_plan
 from .check_model import ModelChecks, model_checks
 from .check_slices import slice_plan
@@ -91,25 +91,13 @@ class _PartChecks:
 
 
 def _load_features(part, fspec: FeatureSpec, backend_name: str):
-    return _load_part(part, fspec, backend_name)[1:]
-
-
-def _load_part(part, fspec: FeatureSpec, backend_name: str, extra_columns: tuple[str, ...] = ()):
-    """``(raw, frame, stats)``: the part's canonical columns as read (the features' and
-    ``extra_columns``), its prepared frame and row accounting."""
-    backend = get_backend(backend_name)
-    need = required_columns(fspec)
-    for col in extra_columns:
-        need.setdefault(col, []).append("checks.data")
-    raw = backend.from_arrow(read_part(part, need))
-    frame, stats = prepare(raw, fspec, month=part.month, backend=backend, path=part.uri)
-    return raw, frame, stats
+    return read_prepared(part, fspec, get_backend(backend_name))[1:]
 
 
 def _score(part, fspec: FeatureSpec, backend_name: str, models, checks: _PartChecks | None = None) -> _ScoredPart:
     """Read, featurise and score one part."""
     backend = get_backend(backend_name)
-    raw, frame, stats = _load_part(part, fspec, backend_name, checks.read_columns() if checks else ())
+    raw, frame, stats = read_prepared(part, fspec, backend, checks.read_columns() if checks else ())
     try:
         probas = [predict_positive_proba(m, frame[list(fspec.features)], backend) if len(frame)
                   else backend.xp.zeros(0) for m in models]
