@@ -198,7 +198,7 @@ def _load_model(path: str):
 def _fold_done(work: Path, key: str, checks_key: str | None = None) -> dict[str, Any] | None:
     """The record of a fold the work area holds intact, or None (absent, or its model damaged:
     then it is fitted again, since rapidseval wrote it and can write it again; or its model
-    checks are not ``checks_key``'s)."""
+    checks are not ``checks_key``'s; a job without model checks reuses any intact fold)."""
     marker, model = work / "folds" / f"{key}.json", work / "models" / f"{key}.pkl"
     if not (marker.exists() and model.exists()):
         return None
@@ -208,8 +208,8 @@ def _fold_done(work: Path, key: str, checks_key: str | None = None) -> dict[str,
         return None
     if not isinstance(record, dict):
         return None
-    if (record.get("checks") or {}).get("key") != checks_key:  # model checks: the marker holds this job's
-        return None
+    if checks_key is not None and (record.get("checks") or {}).get("key") != checks_key:
+        return None  # model checks: the marker must hold this job's (without checks, any fold will do)
     if "model_sha256" in record and (model.stat().st_size != record.get("model_bytes")
                                      or file_sha256(model) != record["model_sha256"]):
         return None
