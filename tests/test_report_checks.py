@@ -305,3 +305,15 @@ def test_a_check_failing_for_several_models_is_named_once_with_them(tmp_path):
     assert _line(_terminal(d), "checks:") == (
         "checks: 0 pass · 0 warn · 4 fail — fail: assertions builtin:high_tip (random_forest, "
         "baseline_logistic_regression), baseline f1 (random_forest, 2020-02 +1 more)")
+
+
+def test_a_backtest_check_failing_for_many_folds_names_three_and_counts_the_rest(tmp_path):
+    # a backtest's baseline rows carry one model per fold ("fold 2020-01"): 27 folds listed them all on one line
+    d = write_run(tmp_path, "old")
+    folds = [f"2020-{m:02d}" for m in range(1, 8)]
+    rows = [check_row("baseline accuracy", "baseline", "warn", held=False, model=f"fold {fold}", month=fold,
+                      value=0.5, threshold=0.52) for fold in folds]
+    checks_table(rows).to_parquet(d / "checks.parquet", index=False)
+    assert _line(_terminal(d), "checks:") == (
+        "checks: 0 pass · 7 warn · 0 fail — warn: baseline accuracy (fold 2020-01, fold 2020-02, "
+        "fold 2020-03 +4 more models, 2020-01 +6 more)")
