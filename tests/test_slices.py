@@ -157,6 +157,7 @@ def test_a_planted_bad_slice_is_named_and_a_uniform_one_is_not():
     queens = bad.iloc[0]
     assert warned["value"].iloc[0] == queens["f1"] and warned["threshold"].iloc[0] == queens["all_value"]
     assert "Queens" in warned["detail"].iloc[0] and "1 of 3" in warned["detail"].iloc[0]
+    assert f"{BOROUGH.label}=Queens {queens['f1']:.4f} [" in warned["detail"].iloc[0]  # named as the summary does
     worst = acc.worst(2)
     assert worst["slice"].tolist()[0] == "Queens" and len(worst) == 2 and worst["supported"].all()
 

@@ -352,7 +352,7 @@ class SliceAccumulator:
         if bad.empty:
             return (f"no slice of {n_supported} with at least {self.min_support} rows has its {metric} {band} "
                     f"below all rows' {all_value:.4f}")
-        named = [f"{r.slice} {r.value:.4f} [{r.value_low:.4f}, {r.value_high:.4f}] n={r.n}"
+        named = [f"{r.slice_by}={r.slice} {r.value:.4f} [{r.value_low:.4f}, {r.value_high:.4f}] n={r.n}"
                  for r in bad.head(_DETAIL_SLICES).itertuples()]
         more = f" and {len(bad) - _DETAIL_SLICES} more" if len(bad) > _DETAIL_SLICES else ""
         return (f"{len(bad)} of {n_supported} slices have a {metric} {band} below all rows' {all_value:.4f}: "
