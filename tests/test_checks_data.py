@@ -336,3 +336,16 @@ def test_validate_names_the_unknown_column(tmp_path):
     assert res.exit_code == 2, res.output
     assert "checks.data[1].column: unknown column 'fare_amnt'" in res.output and "trip_speed" in res.output
     assert "is valid" not in res.output
+
+
+def test_on_used_written_in_yaml_is_the_field_on_not_the_boolean_true():
+    """PyYAML reads the key ``on`` as True (YAML 1.1): ``on: used`` failed with
+    "checks.data.0.1: Keys should be strings"."""
+    import yaml
+
+    from rapidseval.spec import DataCheckSpec
+
+    rule = yaml.safe_load("{column: trip_distance, rule: min, min: 0, on: used}")
+    assert True in rule  # the YAML trap itself
+    assert DataCheckSpec.model_validate(rule).on == "used"
+    assert DataCheckSpec.model_validate({"column": "trip_distance", "rule": "min", "min": 0, "on": "read"}).on == "read"
