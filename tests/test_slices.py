@@ -169,7 +169,10 @@ def test_min_support_leaves_small_slices_unjudged():
     table = acc.table()
     assert not table["supported"].any() and not table["worse_than_all"].any()
     assert table[["f1_low", "f1_high"]].isna().all().all()  # no bands where nothing is judged
-    assert (pd.DataFrame(acc.rows())["status"] == "pass").all()
+    rows = pd.DataFrame(acc.rows())
+    assert (rows["status"] == "pass").all()
+    # said "no slice of 0 with at least 401 rows has its f1 95% band below all rows' ..."
+    assert (rows["detail"] == "no slice has 401 rows in this window (the minimum support): none judged").all()
 
 
 # -- through a study -------------------------------------------------------------------------------

@@ -349,6 +349,8 @@ class SliceAccumulator:
 
     def _detail(self, bad: pd.DataFrame, n_supported: int, all_value: float) -> str:
         metric, band = self.metric, f"{self.level:.0%} band"
+        if n_supported == 0:  # not "no slice of 0 with at least 500 rows has ..."
+            return f"no slice has {self.min_support:,} rows in this window (the minimum support): none judged"
         if bad.empty:
             return (f"no slice of {n_supported} with at least {self.min_support} rows has its {metric} {band} "
                     f"below all rows' {all_value:.4f}")
