@@ -283,7 +283,8 @@ def validate(
     from .backend import get_backend
     from .jobs.checks import check_models, load_job
     from .io.rundir import RunDirClaim, resolve_run_dir
-    from .jobs.inputs import input_months, resolve_inputs
+    from .jobs.check_model import model_checks
+    from .jobs.inputs import feature_spec, input_months, resolve_inputs
 
     spec = load_job(job, list(set_))
     warnings: list[str] = []
@@ -293,6 +294,10 @@ def validate(
     else:  # as a run does before reading: model.params=abc or an unknown parameter fails now
         check_models(spec, get_backend(spec.backend))
     RunDirClaim(resolve_run_dir(spec.output.dir, spec.name)).check(spec)  # refused now, not after the run
+    model_check = model_checks(spec, feature_spec(spec))  # checks.assertions: read and checked, as a run does
+    if model_check is not None and model_check.assertion_set is not None:
+        aset = model_check.assertion_set
+        typer.echo(f"ok checks.assertions: {aset.source} ({len(aset.expected)} rows)")
     inputs = resolve_inputs(spec, input_months(spec), warnings=warnings, notes=notes)  # the run's up-front checks
     for month, month_input in inputs.items():
         info = month_input.info

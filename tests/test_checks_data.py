@@ -383,3 +383,16 @@ def test_used_feature_rules_take_the_fill_value_as_missing_the_target_and_read_r
     assert by_label["trip_speed between"].missing_value == fspec.fill_value
     assert by_label["high_tip in_set"].missing_value is None  # the target is never filled
     assert by_label["fare_amount min"].missing_value is None  # as read
+
+
+def test_on_used_written_in_yaml_is_the_field_on_not_the_boolean_true():
+    """PyYAML reads the key ``on`` as True (YAML 1.1): ``on: used`` failed with
+    "checks.data.0.1: Keys should be strings"."""
+    import yaml
+
+    from rapidseval.spec import DataCheckSpec
+
+    rule = yaml.safe_load("{column: trip_distance, rule: min, min: 0, on: used}")
+    assert True in rule  # the YAML trap itself
+    assert DataCheckSpec.model_validate(rule).on == "used"
+    assert DataCheckSpec.model_validate({"column": "trip_distance", "rule": "min", "min": 0, "on": "read"}).on == "read"

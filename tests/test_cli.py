@@ -94,3 +94,21 @@ def test_python_dash_m_runs_the_command_line():
 
     out = subprocess.run([sys.executable, "-m", "rapidseval", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "validate" in out.stdout and "run" in out.stdout, out.stderr
+
+
+def test_validate_reads_the_assertion_set_as_a_run_does(tmp_path):
+    # validate said "job smoke is valid" and the run then stopped on the assertion file
+    from rapidseval.checks.model import read_assertion_file
+
+    rows = read_assertion_file("builtin:high_tip").head(3).astype({"trip_distance": object})
+    rows.loc[1, "trip_distance"] = "abc"
+    rows.to_csv(tmp_path / "bad.csv", index=False)
+    rows.drop(index=1).to_csv(tmp_path / "good.csv", index=False)
+    base = ["validate", str(JOBS / "smoke.yaml"), "--set", "data.synthetic.rows_per_month=2000",
+            "--set", f"output.dir={tmp_path}/out"]
+    for name, message in [("missing.csv", f"error: checks.assertions.path: {tmp_path}/missing.csv: no such file"),
+                          ("bad.csv", f"error: {tmp_path}/bad.csv: row 1: column trip_distance: 'abc' is not a number")]:
+        res = runner.invoke(app, [*base, "--set", f"checks.assertions.path={tmp_path}/{name}"])
+        assert res.exit_code == 2 and message in res.output and "is valid" not in res.output, res.output
+    res = runner.invoke(app, [*base, "--set", f"checks.assertions.path={tmp_path}/good.csv"])
+    assert res.exit_code == 0 and f"ok checks.assertions: {tmp_path}/good.csv (2 rows)" in res.output, res.output

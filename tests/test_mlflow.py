@@ -29,6 +29,7 @@ from rapidseval.core.errors import SpecError  # noqa: E402
 from rapidseval.core.time import month_index  # noqa: E402
 from rapidseval.io.rundir import check_complete  # noqa: E402
 from rapidseval.jobs.checks import load_job  # noqa: E402
+from rapidseval.jobs.progress import Reporter  # noqa: E402
 from rapidseval.jobs.tracking import MAX_PARAM_VALUE_LENGTH, flat_params, log_run, policies_metrics  # noqa: E402
 
 from _jobs import override  # noqa: E402
@@ -240,8 +241,18 @@ def test_an_unreachable_store_is_one_line_naming_it_and_the_complete_run_dir(stu
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
         bad_uri = f"http://127.0.0.1:{free_port()}"
     spec = load_job(result.spec, {"output.mlflow.tracking_uri": bad_uri})
+    lines: list[str] = []
+
+    class Lines(Reporter):
+        def log(self, message: str) -> None:
+            lines.append(message)
+
     with pytest.raises(RapidsEvalError) as err:
-        log_run(result, spec)
+        log_run(result, spec, reporter=Lines())
+    # a server is said before MLflow's retries (about four minutes by its defaults) start; a local store is not
+    assert lines == ([] if where == "sqlite" else [f"mlflow: logging to {bad_uri} (the run directory is complete; "
+                                                   "MLflow retries an unreachable server for minutes: "
+                                                   "MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT)"])
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"MLflow tracking at {bad_uri} failed")

@@ -183,6 +183,20 @@ def test_terminal_lines(study):
     assert line.count("=") == 1 + 3  # three worst slices, each named once, then the one worse than the whole
 
 
+def test_terminal_counts_slices_worse_in_several_windows_once_and_their_windows(study, tmp_path):
+    # "significantly worse than the whole: 21 (A, B, C +2 more)" read as 21 slices; there were 5, in 21 windows
+    d = tmp_path / "run"
+    shutil.copytree(study[0], d)
+    slices = pd.read_parquet(d / "slices.parquet")
+    staten = slices["slice"].eq("Staten Island") & slices["supported"]
+    assert staten.sum() >= 2
+    slices.loc[staten, "worse_than_all"] = True
+    slices.to_parquet(d / "slices.parquet", index=False)
+    line = _line(_terminal(d), "slices:")
+    assert f"· significantly worse than the whole: 1 slice in {staten.sum()} slice-windows (PULocationID/" \
+           f"taxi_zone_borough=Staten Island " in line and line.count("Staten Island") == 2
+
+
 def test_terminal_names_warnings_when_nothing_failed_and_counts_the_rest(tmp_path):
     d = write_run(tmp_path, "study")
     rows = [check_row(f"column_{i} max", "data", "warn", held=False, month="2020-03", value=1.0, threshold=0.0)
@@ -305,3 +319,15 @@ def test_a_check_failing_for_several_models_is_named_once_with_them(tmp_path):
     assert _line(_terminal(d), "checks:") == (
         "checks: 0 pass · 0 warn · 4 fail — fail: assertions builtin:high_tip (random_forest, "
         "baseline_logistic_regression), baseline f1 (random_forest, 2020-02 +1 more)")
+
+
+def test_a_backtest_check_failing_for_many_folds_names_three_and_counts_the_rest(tmp_path):
+    # a backtest's baseline rows carry one model per fold ("fold 2020-01"): 27 folds listed them all on one line
+    d = write_run(tmp_path, "old")
+    folds = [f"2020-{m:02d}" for m in range(1, 8)]
+    rows = [check_row("baseline accuracy", "baseline", "warn", held=False, model=f"fold {fold}", month=fold,
+                      value=0.5, threshold=0.52) for fold in folds]
+    checks_table(rows).to_parquet(d / "checks.parquet", index=False)
+    assert _line(_terminal(d), "checks:") == (
+        "checks: 0 pass · 7 warn · 0 fail — warn: baseline accuracy (fold 2020-01, fold 2020-02, "
+        "fold 2020-03 +4 more models, 2020-01 +6 more)")

@@ -157,6 +157,7 @@ def test_a_planted_bad_slice_is_named_and_a_uniform_one_is_not():
     queens = bad.iloc[0]
     assert warned["value"].iloc[0] == queens["f1"] and warned["threshold"].iloc[0] == queens["all_value"]
     assert "Queens" in warned["detail"].iloc[0] and "1 of 3" in warned["detail"].iloc[0]
+    assert f"{BOROUGH.label}=Queens {queens['f1']:.4f} [" in warned["detail"].iloc[0]  # named as the summary does
     worst = acc.worst(2)
     assert worst["slice"].tolist()[0] == "Queens" and len(worst) == 2 and worst["supported"].all()
 
@@ -206,7 +207,10 @@ def test_min_support_leaves_small_slices_unjudged():
     table = acc.table()
     assert not table["supported"].any() and not table["worse_than_all"].any()
     assert table[["f1_low", "f1_high"]].isna().all().all()  # no bands where nothing is judged
-    assert (pd.DataFrame(acc.rows())["status"] == "pass").all()
+    rows = pd.DataFrame(acc.rows())
+    assert (rows["status"] == "pass").all()
+    # said "no slice of 0 with at least 401 rows has its f1 95% band below all rows' ..."
+    assert (rows["detail"] == "no slice has 401 rows in this window (the minimum support): none judged").all()
 
 
 # -- through a study -------------------------------------------------------------------------------

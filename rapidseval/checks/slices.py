@@ -374,11 +374,13 @@ class SliceAccumulator:
     def _detail(self, bad: pd.DataFrame, n_supported: int, all_value: float) -> str:
         metric = self.metric
         test = f"one-sided two-sample test against the rest of the window, {self.window_rate:g} per window"
+        if n_supported == 0:  # not "no slice of 0 with at least 500 rows is ..."
+            return f"no slice has {self.min_support:,} rows in this window (the minimum support): none judged"
         if bad.empty:
             return (f"no slice of {n_supported} with at least {self.min_support} rows is significantly worse "
                     f"than the rest ({test}); all rows' {metric} {all_value:.4f}")
-        named = [f"{r.slice} {r.value:.4f} [{r.value_low:.4f}, {r.value_high:.4f}] n={r.n} vs the rest "
-                 f"{r.rest_value:.4f} (p {r.p_worse:.1e})" for r in bad.head(_DETAIL_SLICES).itertuples()]
+        named = [f"{r.slice_by}={r.slice} {r.value:.4f} [{r.value_low:.4f}, {r.value_high:.4f}] n={r.n} vs the "
+                 f"rest {r.rest_value:.4f} (p {r.p_worse:.1e})" for r in bad.head(_DETAIL_SLICES).itertuples()]
         more = f" and {len(bad) - _DETAIL_SLICES} more" if len(bad) > _DETAIL_SLICES else ""
         return (f"{len(bad)} of {n_supported} slices significantly worse than the rest ({test}): "
                 + "; ".join(named) + more)

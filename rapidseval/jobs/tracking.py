@@ -114,6 +114,12 @@ def import_mlflow():
     return mlflow
 
 
+#: what the line before logging to a tracking server says of MLflow's retries (its defaults: 7 retries
+#: with exponential backoff, about four minutes against a server that refuses the connection)
+MLFLOW_RETRIES_HINT = ("MLflow retries an unreachable server for minutes: "
+                       "MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT")
+
+
 def log_run(result: JobResult, spec: JobSpec, *, reporter: Reporter | None = None) -> TrackedRun | None:
     """Log a finished run (its run directory already written) to ``spec.output.mlflow``.
 
@@ -136,6 +142,8 @@ def log_run(result: JobResult, spec: JobSpec, *, reporter: Reporter | None = Non
 
     uri = _shown_uri(settings.tracking_uri)
     reporter = reporter or Reporter()
+    if not settings.tracking_uri.startswith(("sqlite:", "file:", "/", ".")):  # a server: MLflow retries for minutes
+        reporter.log(f"mlflow: logging to {uri} (the run directory is complete; {MLFLOW_RETRIES_HINT})")
     try:
         client = MlflowClient(tracking_uri=settings.tracking_uri)
         experiment_id = _experiment_id(client, settings)

@@ -88,11 +88,16 @@ def where_label(month: Any, window_start: Any) -> str:
     return start.strftime("%Y-%m-%d") if start == start.normalize() else start.strftime("%Y-%m-%d %H:%M")
 
 
+#: models named per check in the summary's checks line (the rest counted)
+MODELS_NAMED = 3
+
+
 def named_results(rows: pd.DataFrame, limit: int) -> tuple[list[str], int]:
     """Up to ``limit`` names of the checks in ``rows``, each once, in order, with the models it
     was judged for and where it first did not hold: ``"fare_amount min (2020-03)"``,
     ``"assertions (random_forest, baseline_logistic_regression)"``, ``"jumps (rf, 2020-03-05 +2 more)"``
-    (``+2 more``: results of that check elsewhere); and how many checks were left out."""
+    (``+2 more``: results of that check elsewhere; past :data:`MODELS_NAMED` models,
+    ``+N more models``); and how many checks were left out."""
     months = rows["month"] if "month" in rows.columns else [None] * len(rows)
     starts = rows["window_start"] if "window_start" in rows.columns else [None] * len(rows)
     models = rows["model"] if "model" in rows.columns else [None] * len(rows)
@@ -106,7 +111,9 @@ def named_results(rows: pd.DataFrame, limit: int) -> tuple[list[str], int]:
             wheres.append(where)
     names = []
     for check, (check_models, wheres) in seen.items():
-        parts = list(check_models)
+        parts = list(check_models)[:MODELS_NAMED]  # a backtest judges a model per fold: not 27 names on one line
+        if len(check_models) > MODELS_NAMED:
+            parts[-1] += f" +{len(check_models) - MODELS_NAMED} more models"
         if wheres:
             parts.append(wheres[0] + (f" +{len(wheres) - 1} more" if len(wheres) > 1 else ""))
         names.append(check + (f" ({', '.join(parts)})" if parts else ""))

@@ -253,8 +253,8 @@ def _each_slice_once(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
 def slices_line(run: RunTables) -> str:
     """``"slices: worst f1 PULocationID/taxi_zone_borough=Staten Island 0.41 (n 812, 2020-03) · significantly
     worse than the whole: 2 (...)"``: the lowest supported slices and those significantly worse than the
-    whole (the count is of slice × window rows; each slice is named once, at its lowest window); empty for
-    a run without slices."""
+    whole (the count is of slice × window rows, with the distinct slices first where a slice is worse in
+    several windows; each slice is named once, at its lowest window); empty for a run without slices."""
     slices = slice_rows(run)
     if slices.empty:
         return ""
@@ -272,6 +272,9 @@ def slices_line(run: RunTables) -> str:
     words = f"significantly worse than the whole: {len(worse):,}"
     if len(worse) and metric in worse.columns:
         distinct = _each_slice_once(worse, metric)
+        if len(distinct) < len(worse):  # "21 (A, B, C +2 more)" read as 21 slices where there were 5
+            words = (f"significantly worse than the whole: {len(distinct):,} slice{'s' if len(distinct) > 1 else ''} "
+                     f"in {len(worse):,} slice-windows")
         named = distinct.head(MAX_NAMED)
         words += (" (" + ", ".join(_slice_item(rec, metric, several) for rec in named.to_dict("records"))
                   + (f" +{len(distinct) - len(named)} more" if len(distinct) > len(named) else "") + ")")

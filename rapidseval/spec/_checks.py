@@ -108,6 +108,15 @@ class DataCheckSpec(Section):
     on: Literal["read", "used"] | None = Field(None, description="read: every row as read (a canonical column); "
                                                "used: the rows used (a feature or the target); default: by column")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, data):
+        """``on: used`` as YAML 1.1 reads it: the key ``on`` is the boolean true (PyYAML), which
+        failed as "checks.data.0.1: Keys should be strings"."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _fields_for_rule(self):
         _finite(self.min, "min"), _finite(self.max, "max")
