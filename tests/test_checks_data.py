@@ -12,13 +12,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from scipy.stats import binom
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rapidseval
 from rapidseval import get_backend
 from rapidseval.checks import checks_table
-from rapidseval.checks.data import DataAccumulator, DataCounts, DataReduce, DataRule
+from rapidseval.checks.data import DataAccumulator, DataCounts, DataReduce, DataRule, GroupCounts, judge_group
 from rapidseval.core.errors import SpecError
 from rapidseval.core.time import parse_window
 from rapidseval.data.synthetic import generate
@@ -85,7 +86,9 @@ def _check_rows(rows: pd.DataFrame, rule: DataRule, frame: pd.DataFrame, groups)
             assert got == value, (rule.label, got, value)
         if rule.rule in ("not_null", "min", "max", "between", "in_set"):
             assert f"{bad:,} of {n:,} rows" in row["detail"].iloc[0]
-            assert row["status"].iloc[0] == ("pass" if value <= rule.tolerance else rule.severity)
+            # a tolerance is judged by the binomial: what that share gives by chance at window_rate
+            allowed = 0 if rule.tolerance == 0 else binom.isf(rule.window_rate, n, rule.tolerance)
+            assert row["status"].iloc[0] == ("pass" if bad <= allowed else rule.severity)
 
 
 frames = st.integers(min_value=0, max_value=10_000).flatmap(lambda seed: st.tuples(
@@ -370,6 +373,24 @@ def test_validate_names_the_unknown_column(tmp_path):
     assert res.exit_code == 2, res.output
     assert "checks.data[1].column: unknown column 'fare_amnt'" in res.output and "trip_speed" in res.output
     assert "is valid" not in res.output
+
+
+def test_a_tolerance_fails_a_month_or_window_by_chance_at_the_stated_rate_whatever_its_size():
+    """One refund in a day of 100 trips is 1%: judged on the share alone a 0.5% tolerance
+    fails it. Judged by the binomial, windows of any size holding exactly the tolerated
+    share of bad rows fail at most window_rate of the time, and a doubled share is caught."""
+    from rapidseval.checks.data import tolerance_allows
+
+    rng = np.random.default_rng(0)
+    rule = DataRule("fare", "fare_amount", "min", "read", "fail", min=0.0, tolerance=0.005, window_rate=0.001)
+    for n in (100, 1_000, 30_000, 200_000):
+        bad = rng.binomial(n, 0.005, 20_000)
+        assert np.mean(bad > tolerance_allows(n, 0.005, 0.001)) <= 0.002, n
+        if n >= 30_000:  # enough rows to see a doubled share, every time
+            assert np.all(rng.binomial(n, 0.01, 1_000) > tolerance_allows(n, 0.005, 0.001)), n
+    g = GroupCounts(n=100, bad=1)
+    held, value, threshold, detail = judge_group(rule, g)
+    assert held and value == 0.01 and threshold == 0.005 and "explains up to" in detail
 
 
 def test_used_feature_rules_take_the_fill_value_as_missing_the_target_and_read_rules_do_not(tmp_path):

@@ -18,7 +18,10 @@ at a feature or the target of the rows the job used (the prepared frame).
 Row rules (``not_null``, ``min``, ``max``, ``between``, ``in_set``) count the rows that break
 them: only ``not_null`` counts a missing value (NaN, NaT, null); the others do not compare it
 (as pandas' ``s < x`` is False for NaN). ``n`` is the rows evaluated, the value is
-``violations / n`` and the rule holds when the value is at most the tolerance.
+``violations / n``. With tolerance 0 the rule holds when no row breaks it; with a tolerance,
+when the violations are at most :func:`tolerance_allows` (the binomial's upper
+``window_rate`` quantile of ``n`` rows at the tolerance), so a month or window fails by chance
+``window_rate`` of the time at exactly the tolerated share, whatever its size.
 
 A feature of the rows used holds the job's fill value where its input was missing: a rule
 with ``missing_value`` (the jobs layer sets it to the fill value for a feature) counts that
@@ -54,11 +57,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from scipy.stats import binom
 
 from ..core.time import parse_window
 from . import check_row
 
-__all__ = ["DataRule", "DataReduce", "DataCounts", "GroupCounts", "DataAccumulator", "ROW_RULES",
+__all__ = ["DataRule", "DataReduce", "DataCounts", "GroupCounts", "DataAccumulator", "judge_group", "tolerance_allows", "ROW_RULES",
            "AGGREGATE_RULES"]
 
 #: rules that count the rows breaking them (a tolerance is the share allowed)
@@ -87,6 +91,7 @@ class DataRule:
     where_max: float | None = None
     where_values: tuple[float, ...] | None = None
     tolerance: float = 0.0
+    window_rate: float = 0.001  # with a tolerance: false failures per month or window at that share
     numeric: bool = True  # False: a timestamp or string column (not_null only)
     missing_value: float | None = None  # a value standing for a missing one (a used feature's fill value)
 
@@ -342,7 +347,15 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def _judge(rule: DataRule, g: GroupCounts) -> tuple[bool, float | None, float | None, str]:
+def tolerance_allows(n: int, tolerance: float, window_rate: float) -> int:
+    """The most rows of ``n`` a ``tolerance`` share of bad rows gives by chance but for
+    ``window_rate`` of the months or windows: the binomial's upper ``window_rate`` quantile.
+    A tolerance judged by the share alone fails small windows for one row (one refund in a
+    day of 100 trips is 1%), and a large one for a share a hair above it."""
+    return int(binom.isf(window_rate, n, tolerance))
+
+
+def judge_group(rule: DataRule, g: GroupCounts) -> tuple[bool, float | None, float | None, str]:
     """(held, value, threshold, detail) of ``rule`` over one group."""
     if rule.rule in ROW_RULES:
         if g.n == 0:
@@ -352,7 +365,12 @@ def _judge(rule: DataRule, g: GroupCounts) -> tuple[bool, float | None, float | 
                 "max": f"above {_fmt(rule.max or 0)}",
                 "between": f"outside [{_fmt(rule.min or 0)}, {_fmt(rule.max or 0)}]",
                 "in_set": "not in the set"}[rule.rule]
-        return value <= rule.tolerance, value, rule.tolerance, f"{g.bad:,} of {g.n:,} rows ({value:.2%}) {what}"
+        detail = f"{g.bad:,} of {g.n:,} rows ({value:.2%}) {what}"
+        if rule.tolerance == 0:
+            return g.bad == 0, value, 0.0, detail
+        allowed = tolerance_allows(g.n, rule.tolerance, rule.window_rate)
+        return (g.bad <= allowed, value, rule.tolerance,
+                f"{detail}; a {rule.tolerance:.2%} share explains up to {allowed:,} at {rule.window_rate:g}")
     if rule.rule == "fraction_between":
         if g.n == 0:
             return True, None, None, "no rows"
@@ -415,6 +433,6 @@ class DataAccumulator:
 
     @staticmethod
     def _row(rule: DataRule, g: GroupCounts, *, month=None, window_start=None) -> dict[str, Any]:
-        held, value, threshold, detail = _judge(rule, g)
+        held, value, threshold, detail = judge_group(rule, g)
         return check_row(rule.label, "data", rule.severity, held=held, month=month, window_start=window_start,
                          value=value, threshold=threshold, detail=detail)

@@ -47,7 +47,7 @@ def _resolve(i: int, check: DataCheckSpec, used_names: tuple[str, ...], fill_val
         min=check.min, max=check.max, values=tuple(check.values) if check.values is not None else None,
         where_min=where_spec.min if where_spec else None, where_max=where_spec.max if where_spec else None,
         where_values=tuple(where_spec.values) if where_spec and where_spec.values is not None else None,
-        tolerance=check.tolerance, numeric=numeric,
+        tolerance=check.tolerance, window_rate=check.window_rate, numeric=numeric,
         missing_value=fill_value if on == "used" and check.column in used_names[:-1] else None,
     )
 

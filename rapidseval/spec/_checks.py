@@ -77,10 +77,13 @@ class DataCheckSpec(Section):
     - ``fraction_between``: the share of rows meeting ``where`` in ``[min, max]``;
     - ``unique_fraction``: distinct present values / present values in ``[min, max]``.
 
-    A row rule holds when the share of rows breaking it is at most ``tolerance`` (default 0:
-    not one row); it counts the rows breaking it, a missing value only for ``not_null`` (the
-    others do not compare it). An aggregate holds when its value is in ``[min, max]``. A month
-    or window with nothing to judge (no rows, or no present value) passes with no value.
+    A row rule with ``tolerance`` 0 holds when no row breaks it; with a tolerance, when the
+    rows breaking it are no more than a ``tolerance`` share gives by chance but for
+    ``window_rate`` of the months or windows (the binomial's upper quantile: judged on the
+    share alone, one refund in a day of 100 trips fails a 0.5% tolerance). A row rule counts
+    the rows breaking it, a missing value only for ``not_null`` (the others do not compare
+    it). An aggregate holds when its value is in ``[min, max]``. A month or window with
+    nothing to judge (no rows, or no present value) passes with no value.
 
     ``on`` says which rows: ``read`` (a canonical column, every row as read, before the drop
     rules) or ``used`` (a feature or the target, the rows used). Left out, a canonical column is
@@ -103,6 +106,8 @@ class DataCheckSpec(Section):
     values: list[float] | None = Field(None, min_length=1, max_length=10_000, description="in_set: the allowed values")
     where: PredicateSpec | None = Field(None, description="fraction_between: the predicate")
     tolerance: float = Field(0.0, ge=0, le=1, description="row rules: share of rows allowed to break the rule")
+    window_rate: float = Field(0.001, gt=0, lt=1, description="row rules with a tolerance: months or windows that "
+                                                               "fail by chance at that share (a binomial test)")
     severity: Severity = "fail"
     name: str | None = Field(None, max_length=200, description="the check's name (default: '<column> <rule>')")
     on: Literal["read", "used"] | None = Field(None, description="read: every row as read (a canonical column); "
