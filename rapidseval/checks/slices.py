@@ -35,7 +35,7 @@ from scipy.stats import norm
 
 from ..core.arrays import to_numpy
 from ..core.confusion import confusion_codes, count_by_key, sum_by_key
-from ..core.time import parse_window
+from ..core.time import month_index, parse_window
 from ..metrics import COUNT_COLUMNS, add_metrics
 from ..replay import bootstrap_bands
 from . import SLICE_COLUMNS, check_row
@@ -180,13 +180,21 @@ class SliceReduce:
     time_column: str = "dropoff_datetime"
     fill_value: float = -1.0
 
-    def reduce(self, frame, probas, thresholds, *, backend) -> SliceCounts:
-        """Host-side counts of one prepared part (``probas``: one P(y=1) array per model)."""
+    def reduce(self, frame, probas, thresholds, *, backend, month: str | None = None) -> SliceCounts:
+        """Host-side counts of one prepared part (``probas``: one P(y=1) array per model).
+
+        With monthly windows and the part's ``month`` given, every row is in that month's
+        window, as in ``monthly.parquet`` (a February trip that ends on 1 March is February's;
+        no stray window of the month after the period); other windows are of ``time_column``."""
         n_models = len(probas)
         if len(frame) == 0:
             return SliceCounts({s.label: SliceDefCounts.empty(n_models) for s in self.slices})
         xp = backend.xp
-        window_keys = parse_window(self.window).keys(backend.time_us(frame[self.time_column]), xp)
+        window = parse_window(self.window)
+        if window.label == "M" and month is not None:
+            window_keys = xp.full(len(frame), month_index(month) - _EPOCH_MONTH, dtype="int64")
+        else:
+            window_keys = window.keys(backend.time_us(frame[self.time_column]), xp)
         first_window = int(window_keys.min())
         span = int(window_keys.max()) - first_window + 1
         window_offset = window_keys - first_window
@@ -203,6 +211,7 @@ class SliceReduce:
         return SliceCounts(out)
 
 
+_EPOCH_MONTH = month_index("1970-01")  # monthly window keys count months from the epoch
 _WINDOW_OFFSET = 1 << 31  # window keys (signed) -> non-negative, below 2**32
 _SLICE_STRIDE = 1 << 32   # merged key: slice id * 2**32 + window key + 2**31
 

@@ -138,7 +138,7 @@ def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, models, threshol
     if checks is not None and checks.data is not None:
         result.data = checks.data.reduce(scored.raw, frame, month=part.month, backend=backend)
     if checks is not None and checks.slices is not None and part.month in checks.slice_months:
-        result.slices = checks.slices.reduce(frame, scored.probas, thresholds, backend=backend)
+        result.slices = checks.slices.reduce(frame, scored.probas, thresholds, backend=backend, month=part.month)
     return result
 
 
