@@ -226,11 +226,16 @@ def run(
 ) -> None:
     """Run a job (a study: read, train, replay, shift; or a backtest: folds and retraining policies);
     print a summary; write a run directory."""
+    from .jobs import TrackingError
     from .jobs import run as _run
     from .jobs.progress import default_reporter
 
-    result = _run(job, backend=backend, scheduler=scheduler, out=out, overrides=list(set_),
-                  reporter=default_reporter(quiet or as_json))
+    tracking_error = None
+    try:
+        result = _run(job, backend=backend, scheduler=scheduler, out=out, overrides=list(set_),
+                      reporter=default_reporter(quiet or as_json))
+    except TrackingError as exc:  # the run is complete: its summary and its checks' verdict still count
+        result, tracking_error = exc.result, exc
     if as_json:
         from .report import load_run, summarize
 
@@ -239,11 +244,15 @@ def run(
         typer.echo(_quiet_line(result))
     else:
         _print_summary(result, _console())
+    if tracking_error is not None:
+        typer.echo(f"error: {_one_line(tracking_error)}", err=True)
     failed = result.failed_checks
     if not failed.empty:  # the run directory is complete; a CI pipeline gates on the exit code
         names = ", ".join(dict.fromkeys(failed["check"].astype(str)))
         typer.echo(f"checks failed: {len(failed)} fail result(s) ({names}); see checks.parquet (exit code 3)", err=True)
-        raise typer.Exit(EXIT_CHECKS_FAILED)
+        raise typer.Exit(EXIT_CHECKS_FAILED)  # the verdict outranks a tracking failure (said above)
+    if tracking_error is not None:
+        raise typer.Exit(EXIT_ERROR)
 
 
 def _quiet_line(result) -> str:

@@ -383,12 +383,14 @@ def test_s3_run_dir_rewritten_without_its_model_files_drops_them_and_stays_ours(
 # ---------------------------------------------------------------------------------------
 # exit code 3
 # ---------------------------------------------------------------------------------------
-def _cli(cache, tmp_path, severity):
+def _cli(cache, tmp_path, severity, tracking_uri=None):
     impossible = _assertion_rows(2).assign(proba_min=[1.0, 1.0], proba_max=[1.0, 1.0])  # a forest never says 1.0 here
     path = tmp_path / f"impossible-{severity}.csv"
     impossible.to_csv(path, index=False)
     out = tmp_path / f"run-{severity}"
     job = _job(cache, out, checks={"assertions": {"path": str(path), "severity": severity}})
+    if tracking_uri is not None:
+        job["output"]["mlflow"] = {"tracking_uri": tracking_uri}
     job_path = tmp_path / f"job-{severity}.yaml"
     job_path.write_text(yaml.safe_dump(job))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -512,3 +514,19 @@ def test_gpu_study_model_checks_reload_exactly_and_compare_with_the_cpu_twin(cac
     gpu_auc = checks[checks["kind"] == "leakage"].set_index("check")["value"]
     cpu_auc = cpu_leak[cpu_leak["kind"] == "leakage"].set_index("check")["value"]
     pd.testing.assert_series_equal(gpu_auc.sort_index(), cpu_auc.sort_index(), rtol=0, atol=1e-12)  # same rows, exact
+
+
+@pytest.mark.parametrize("severity, code", [("fail", 3), ("warn", 2)])
+def test_a_failed_tracking_keeps_the_summary_and_the_checks_verdict(cache, tmp_path, severity, code):
+    """MLflow failing after a complete run is an error line, not the end of the story: the
+    summary is printed, and failed fail checks still exit 3 (a CI gate on 3 must not miss them
+    because the tracking store was down); otherwise the tracking failure exits 2."""
+    pytest.importorskip("mlflow")
+    (tmp_path / "a-file").write_text("not a directory")
+    res, out = _cli(cache, tmp_path, severity, tracking_uri=f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}")
+    assert res.returncode == code, res.stderr
+    assert "error: MLflow tracking at sqlite:///" in res.stderr
+    assert ("checks failed: 1 fail result(s)" in res.stderr) == (severity == "fail")
+    assert "checks: " in res.stdout and str(out) in res.stdout  # the summary, read back from the run directory
+    check_complete(out)
+

@@ -21,9 +21,10 @@ from .context import JobContext
 from .inputs import MonthInput, input_months, resolve_inputs
 from .progress import Reporter
 from .results import BacktestResult, JobResult, StudyResult
-from .tracking import log_run, require_mlflow
+from ..core.errors import RapidsEvalError
+from .tracking import TrackingError, log_run, require_mlflow
 
-__all__ = ["run", "JOB_RUNNERS", "job_kind", "JobContext", "JobResult", "StudyResult", "BacktestResult",
+__all__ = ["run", "JOB_RUNNERS", "job_kind", "JobContext", "JobResult", "StudyResult", "BacktestResult", "TrackingError",
            "MonthInput", "input_months", "resolve_inputs"]
 
 #: job kind (:func:`rapidseval.spec.job_kind`) -> the function that runs it on a :class:`JobContext`
@@ -63,6 +64,9 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     RapidsEvalError
         Anything the job, its inputs or its output directory make impossible;
         the output directory is checked and locked before any work starts.
+    TrackingError
+        (a RapidsEvalError) ``output.mlflow`` logging failed after the run directory was
+        complete; its ``result`` is the run's result.
     """
     _check_types(backend=backend, scheduler=scheduler, out=out, reporter=reporter)
     check_overrides_type(overrides)
@@ -73,7 +77,10 @@ def run(job, *, backend: str | None = None, scheduler: str | None = None, out: s
     with claim_run_dir(spec, reporter):  # refused or locked before any work; released when written
         result = JOB_RUNNERS[job_kind(spec)](JobContext.start(spec, reporter))
         if spec.output.mlflow is not None:  # after the run directory is complete; imports MLflow only then
-            log_run(result, spec, reporter=reporter)
+            try:
+                log_run(result, spec, reporter=reporter)
+            except RapidsEvalError as exc:  # the run is complete: its result travels with the error
+                raise TrackingError(str(exc), result) from exc
         return result
 
 

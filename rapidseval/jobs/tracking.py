@@ -61,7 +61,7 @@ from ..spec import JobSpec, job_kind
 from .progress import Reporter
 from .results import BacktestResult, JobResult, StudyResult
 
-__all__ = ["TrackedRun", "log_run", "flat_params", "import_mlflow", "require_mlflow", "MAX_PARAM_VALUE_LENGTH"]
+__all__ = ["TrackedRun", "TrackingError", "log_run", "flat_params", "import_mlflow", "require_mlflow", "MAX_PARAM_VALUE_LENGTH"]
 
 #: MLflow's limits: a param value's length, a key's length, entities per ``log_batch`` call
 MAX_PARAM_VALUE_LENGTH = 6000
@@ -92,6 +92,15 @@ class TrackedRun:
 
 _MISSING = ("output.mlflow needs MLflow, which is not installed: pip install 'rapidseval[mlflow]' "
             "(mlflow-skinny, sqlalchemy and alembic)")
+
+
+class TrackingError(RapidsEvalError):
+    """Logging a complete run to MLflow failed: the message says why; ``result`` is the run's
+    result all the same (its run directory is complete, its checks judged)."""
+
+    def __init__(self, message: str, result):
+        super().__init__(message)
+        self.result = result
 
 
 def require_mlflow() -> None:
