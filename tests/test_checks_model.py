@@ -383,7 +383,7 @@ def test_s3_run_dir_rewritten_without_its_model_files_drops_them_and_stays_ours(
 # ---------------------------------------------------------------------------------------
 # exit code 3
 # ---------------------------------------------------------------------------------------
-def _cli(cache, tmp_path, severity, tracking_uri=None):
+def _cli(cache, tmp_path, severity, tracking_uri=None, env=None):
     impossible = _assertion_rows(2).assign(proba_min=[1.0, 1.0], proba_max=[1.0, 1.0])  # a forest never says 1.0 here
     path = tmp_path / f"impossible-{severity}.csv"
     impossible.to_csv(path, index=False)
@@ -393,7 +393,7 @@ def _cli(cache, tmp_path, severity, tracking_uri=None):
         job["output"]["mlflow"] = {"tracking_uri": tracking_uri}
     job_path = tmp_path / f"job-{severity}.yaml"
     job_path.write_text(yaml.safe_dump(job))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     res = subprocess.run([sys.executable, "-m", "rapidseval", "run", str(job_path)], capture_output=True, text=True,
                          env=env, cwd=tmp_path, timeout=300)
     return res, out
@@ -522,10 +522,14 @@ def test_a_failed_tracking_keeps_the_summary_and_the_checks_verdict(cache, tmp_p
     summary is printed, and failed fail checks still exit 3 (a CI gate on 3 must not miss them
     because the tracking store was down); otherwise the tracking failure exits 2."""
     pytest.importorskip("mlflow")
-    (tmp_path / "a-file").write_text("not a directory")
-    res, out = _cli(cache, tmp_path, severity, tracking_uri=f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}")
+    from _servers import free_port
+
+    # nothing listens on a port just freed; MLflow's retries turned down (by default it waits minutes)
+    res, out = _cli(cache, tmp_path, severity, tracking_uri=f"http://127.0.0.1:{free_port()}",
+                    env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+                         "MLFLOW_DISABLE_TELEMETRY": "true"})
     assert res.returncode == code, res.stderr
-    assert "error: MLflow tracking at sqlite:///" in res.stderr
+    assert "error: MLflow tracking at http://127.0.0.1:" in res.stderr
     assert ("checks failed: 1 fail result(s)" in res.stderr) == (severity == "fail")
     assert "checks: " in res.stdout and str(out) in res.stdout  # the summary, read back from the run directory
     check_complete(out)

@@ -231,8 +231,8 @@ def test_checks_are_counted_by_status_and_rubric_group(study, client):
 @pytest.mark.parametrize("where", ["sqlite", "http"])
 def test_an_unreachable_store_is_one_line_naming_it_and_the_complete_run_dir(study, tmp_path, monkeypatch, where):
     result, _ = study
-    if where == "sqlite":
-        (tmp_path / "a-file").write_text("not a directory")
+    if where == "sqlite":  # a folder when the job is loaded, a file by the time the run is logged
+        (tmp_path / "a-file").mkdir()
         bad_uri = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
     else:  # nothing listens on a port just freed; MLflow's own retry settings, turned down for the test
         from _servers import free_port
@@ -241,6 +241,9 @@ def test_an_unreachable_store_is_one_line_naming_it_and_the_complete_run_dir(stu
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
         bad_uri = f"http://127.0.0.1:{free_port()}"
     spec = load_job(result.spec, {"output.mlflow.tracking_uri": bad_uri})
+    if where == "sqlite":
+        (tmp_path / "a-file").rmdir()
+        (tmp_path / "a-file").write_text("not a directory")
     lines: list[str] = []
 
     class Lines(Reporter):
@@ -340,7 +343,7 @@ def test_mlflow_is_not_imported_when_not_configured(tmp_path):
 
 def test_a_missing_extra_is_said_before_any_work(monkeypatch, tmp_path, store):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # what Python does for a module that cannot be imported
-    with pytest.raises(RapidsEvalError, match=r"^output.mlflow needs MLflow, which is not installed: "
+    with pytest.raises(RapidsEvalError, match=r"output.mlflow needs MLflow, which is not installed: "
                                               r"pip install 'rapidseval\[mlflow\]'"):
         rapidseval.run(_study(tmp_path / "never", store))
     assert not (tmp_path / "never").exists()
@@ -376,3 +379,15 @@ def test_free_text_policy_names_give_distinct_metric_keys_mlflow_accepts(client)
     run_id = client.create_run(client.create_experiment("policy keys")).info.run_id
     client.log_batch(run_id, metrics=metrics)  # "!" or "?" in a key: MLflow would refuse the batch
     assert client.get_run(run_id).data.metrics == want
+
+
+def test_a_sqlite_store_in_a_missing_folder_is_said_at_load_not_after_the_run(tmp_path):
+    """``validate`` and ``run`` say it before any work: MLflow creates the database file, not its folder."""
+    from rapidseval.core.errors import SpecError
+
+    uri = f"sqlite:///{tmp_path / 'no-such-folder' / 'mlflow.db'}"
+    with pytest.raises(SpecError) as err:
+        load_job(_study(tmp_path / "r", uri))
+    message = str(err.value)
+    assert "output.mlflow.tracking_uri" in message and "does not exist" in message and "\n" not in message
+    load_job(_study(tmp_path / "r", f"sqlite:///{tmp_path / 'mlflow.db'}"))  # an existing folder is fine

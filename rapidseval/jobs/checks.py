@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backtest import MonthSplitter, make_policy
-from ..core.errors import SpecError
+from ..core.errors import RapidsEvalError, SpecError
 from ..io.rundir import check_dir_template
 from ..io.sources import reject_secrets
 from ..models import make_model
@@ -31,6 +31,7 @@ from ..spec import AlarmSpec, BacktestSpec, DriftSpec, JobSpec, ShiftSpec, job_o
 from ..spec import load_job as load_spec
 from .check_data import data_column_problems
 from .check_slices import slice_problems
+from .tracking import require_mlflow
 
 __all__ = ["JobProblem", "job_problems", "check_job", "check_models", "load_job", "shift_calculator", "drift_calculator", "splitter"]
 
@@ -81,12 +82,31 @@ def _data_checks(spec: JobSpec) -> Iterator[JobProblem]:
         yield JobProblem(where, message)
 
 
+def _tracking(spec: JobSpec) -> Iterator[JobProblem]:
+    """``output.mlflow``: the extra installed, and a local sqlite store's folder there (found
+    now, not after the whole run)."""
+    tracking = spec.output.mlflow
+    if tracking is None:
+        return
+    try:
+        require_mlflow()
+    except RapidsEvalError as exc:
+        yield JobProblem("", str(exc))  # the message names output.mlflow
+    uri = tracking.tracking_uri
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        if not folder.is_dir():
+            yield JobProblem("output.mlflow.tracking_uri", f"{uri}: the folder {folder} of the sqlite store "
+                                                           "does not exist (MLflow creates the file, not its folder)")
+
+
 def job_problems(spec: JobSpec) -> list[JobProblem]:
     """Every domain check ``spec`` fails, in the order of its fields (empty when it passes them all)."""
     problems = [*_secrets("data.storage_options", spec.data.storage_options), *_output_dir(spec.output.dir),
                 *_secrets("output.storage_options", spec.output.storage_options)]
     problems.extend(_data_checks(spec))  # checks.data: each column canonical, a feature or the target
     problems.extend(JobProblem(where, message) for where, message in slice_problems(spec))
+    problems.extend(_tracking(spec))
     if spec.backtest is not None:
         problems.extend(_policies(spec.backtest))
         if not problems:  # the folds are judged once every section holds, as the whole-job checks are
