@@ -3,7 +3,6 @@ per window, over parts merged in any order; a study and a backtest with planted 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,31 +172,7 @@ def test_used_feature_fill_value_counts_as_missing_and_float32_compares_as_panda
     assert got["nn"] > 0  # the filled rows are missing: not_null on a feature can fail
 
 
-@pytest.mark.gpu
-@pytest.mark.cupy
-def test_reduce_on_cupy_arrays_equals_numpy(cp):
-    """The reduction on CuPy arrays gives the NumPy counts (host numbers back)."""
-
-    @dataclass
-    class _CupyColumns:  # pandas frame, CuPy arrays: the xp paths without cuDF
-        xp: Any = cp
-        name: str = "gpu"
-
-        def asarray(self, obj, dtype=None):
-            return cp.asarray(obj.to_numpy(dtype=dtype))
-
-        def time_us(self, series):
-            return cp.asarray(series.astype("datetime64[us]").to_numpy().view("int64"))
-
-    rng = np.random.default_rng(3)
-    n = 50_000
-    hours = rng.integers(0, 31 * 24, n) * np.timedelta64(1, "h")
-    frame = pd.DataFrame({"x": rng.choice([-1.0, 0.0, 1.0, 2.5, np.nan], n),
-                          "t": np.datetime64("2020-03-01", "us") + hours})
-    reduce = DataReduce(RULES, "D", "t", ("2020-03",), 18322, 18353, 18352)
-    host = reduce.reduce(frame, frame, month="2020-03", backend=CPU)
-    dev = reduce.reduce(frame, frame, month="2020-03", backend=_CupyColumns())
-    assert dev.to_json() == host.to_json()
+# (the reduction on CuPy arrays: tests/test_cupy_checks.py, which the device's quick check runs)
 
 
 # ---------------------------------------------------------------------------------------

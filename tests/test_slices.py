@@ -286,33 +286,7 @@ def test_a_slice_of_no_feature_is_a_one_line_error(months_dir, tmp_path):
         rapidseval.load_job(_job(months_dir, tmp_path / "r", {"by": [{"by": "PULocationID", "mapping": {"x": "y"}}]}))
 
 
-# -- CuPy ------------------------------------------------------------------------------------------
-@pytest.mark.gpu
-@pytest.mark.cupy
-def test_slice_reduce_on_cupy_equals_numpy(cp):
-    class _CupyBackend:  # the prepared frame stays pandas; the arrays go to the device
-        xp = cp
-
-        @staticmethod
-        def asarray(series):
-            return cp.asarray(series.to_numpy())
-
-        @staticmethod
-        def time_us(series):
-            return cp.asarray(CPU.time_us(series))
-
-    rng = np.random.default_rng(8)
-    frame = _frame(rng, 20_000, days=60, hours=24)
-    probas = [rng.random(len(frame))]
-    reduce = SliceReduce((BOROUGH, DISTANCE, HOUR), "high_tip", window="D")
-    cpu = reduce.reduce(frame, probas, [0.4], backend=CPU)
-    gpu = reduce.reduce(frame, [cp.asarray(p) for p in probas], [0.4], backend=_CupyBackend())
-    for label, counts in cpu.per_slice.items():
-        other = gpu.per_slice[label]
-        assert counts.labels == other.labels
-        for name in ("slice_index", "window_key", "counts"):
-            assert isinstance(getattr(other, name), np.ndarray)
-            np.testing.assert_array_equal(getattr(counts, name), getattr(other, name))
+# (the reduction on CuPy arrays: tests/test_cupy_checks.py, which the device's quick check runs)
 
 
 def test_no_rows_gives_an_empty_typed_table_and_no_check_rows():
