@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rapidseval.checks.data import DataReduce, DataRule
+from rapidseval.checks.data import DataReduce
 from rapidseval.checks.slices import SliceDef, SliceReduce
 from rapidseval.checks.zones import UNMAPPED, taxi_zone_borough
+
+from _data_rules import RULES
 
 
 class _Arrays:
@@ -31,18 +33,6 @@ class _Arrays:
         return self.xp.asarray(series.astype("datetime64[us]").to_numpy().view("int64"))
 
 
-#: one rule of every kind on column x (with NaN)
-RULES = (
-    DataRule("x not_null", "x", "not_null", "used", "fail"),
-    DataRule("x min", "x", "min", "used", "fail", min=0.0, tolerance=0.1),
-    DataRule("x max", "x", "max", "used", "warn", max=5.0),
-    DataRule("x between", "x", "between", "used", "fail", min=-1.0, max=3.0),
-    DataRule("x in_set", "x", "in_set", "used", "fail", values=(0.0, 1.0, 2.0)),
-    DataRule("x mean_between", "x", "mean_between", "used", "fail", min=-2.0, max=2.0),
-    DataRule("x fraction_between", "x", "fraction_between", "used", "fail", min=0.1, max=0.9, where_min=0.0,
-             where_max=2.0),
-    DataRule("x unique_fraction", "x", "unique_fraction", "used", "fail", min=0.0, max=0.5),
-)
 
 
 @pytest.mark.gpu
