@@ -259,6 +259,12 @@ class FeatureSpec:
             if rule.always or name in self.drop_rules
         }
 
+    @property
+    def max_trip_hours(self) -> float:
+        """The longest trip the ``outside_period`` guard keeps: how far past its month a kept
+        row's time may fall (the period's windows reach that far)."""
+        return self.active_rules()["outside_period"]["max_trip_hours"]
+
 
 @dataclass
 class PartStats:

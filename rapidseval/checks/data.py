@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binom
 
+from ..core.arrays import to_host
 from ..core.time import parse_window
 from . import check_row
 
@@ -148,10 +149,7 @@ class DataCounts:
             if a is None or b is None:
                 out[label] = a if b is None else b
                 continue
-            windows = dict(a["windows"])
-            for key, counts in b["windows"].items():
-                windows[key] = windows[key].merge(counts) if key in windows else counts
-            out[label] = {"month": a["month"].merge(b["month"]), "windows": windows}
+            out[label] = {"month": a["month"].merge(b["month"]), "windows": _merge_windows(a["windows"], b["windows"])}
         return DataCounts(out)
 
     def to_json(self) -> str:
@@ -166,6 +164,14 @@ class DataCounts:
         return cls({label: {"month": GroupCounts.from_json(c["month"]),
                             "windows": {int(k): GroupCounts.from_json(g) for k, g in c["windows"]}}
                     for label, c in raw.items()})
+
+
+def _merge_windows(a: dict[int, GroupCounts], b: dict[int, GroupCounts]) -> dict[int, GroupCounts]:
+    """Window key -> counts of both (a new dict; a window in one only is taken as it is)."""
+    out = dict(a)
+    for key, counts in b.items():
+        out[key] = out[key].merge(counts) if key in out else counts
+    return out
 
 
 def _in(xp, values, lo: float | None, hi: float | None, allowed: tuple[float, ...] | None):
@@ -236,12 +242,8 @@ def _group(quantities: dict[str, Any], values, n: int, xp) -> GroupCounts:
         total = q.sum()
         setattr(out, name, float(total) if name == "total" else int(total))
     if values is not None:
-        out.distinct = np.asarray(_host(xp.unique(values[~xp.isnan(values)])), dtype="float64")
+        out.distinct = np.asarray(to_host(xp.unique(values[~xp.isnan(values)])), dtype="float64")
     return out
-
-
-def _host(a):
-    return a.get() if hasattr(a, "get") else a
 
 
 @dataclass(frozen=True)
@@ -262,8 +264,8 @@ def _windows(quantities: dict[str, Any], values, windowed: _Windowed, xp) -> dic
         return {}
     n = xp.bincount(inverse, minlength=m)
     sums = {name: xp.bincount(inverse, weights=q.astype("float64"), minlength=m) for name, q in quantities.items()}
-    n_h = _host(n)
-    sums_h = {name: _host(s) for name, s in sums.items()}
+    n_h = to_host(n)
+    sums_h = {name: to_host(s) for name, s in sums.items()}
     distinct = None
     if values is not None:  # distinct (window, value) pairs of present values, one sort
         ok = ~xp.isnan(values)
@@ -273,7 +275,7 @@ def _windows(quantities: dict[str, Any], values, windowed: _Windowed, xp) -> dic
         first = xp.ones(len(v), dtype=bool)
         if len(v) > 1:
             first[1:] = (w[1:] != w[:-1]) | (v[1:] != v[:-1])
-        w, v = _host(w[first]).astype("int64"), _host(v[first])
+        w, v = to_host(w[first]).astype("int64"), to_host(v[first])
         bounds = np.searchsorted(w, np.arange(m + 1))
         distinct = [v[bounds[i]:bounds[i + 1]] for i in range(m)]
     out = {}
@@ -322,7 +324,7 @@ class DataReduce:
         if self.window_hi is not None:
             ok &= keys <= self.window_hi
         uniq, inverse = backend.xp.unique(keys[ok], return_inverse=True)
-        return _Windowed(ok, np.asarray(_host(uniq), dtype="int64"), inverse.ravel())
+        return _Windowed(ok, np.asarray(to_host(uniq), dtype="int64"), inverse.ravel())
 
     def reduce(self, raw, frame, *, month: str, backend) -> DataCounts:
         """Every rule's counts over one part: ``raw`` for ``read`` rules, ``frame`` for ``used`` ones."""
@@ -406,8 +408,7 @@ class DataAccumulator:
         out: dict[str, dict[int, GroupCounts]] = {r.label: {} for r in self.reduce.rules}
         for counts in self.months.values():
             for label, c in counts.per_rule.items():
-                for key, g in c["windows"].items():
-                    out[label][key] = out[label][key].merge(g) if key in out[label] else g
+                out[label] = _merge_windows(out[label], c["windows"])
         return out
 
     def rows(self) -> list[dict[str, Any]]:

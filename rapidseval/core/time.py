@@ -35,6 +35,8 @@ __all__ = [
     "parse_delay_hours",
     "window_key_range",
     "period_window_keys",
+    "PeriodWindows",
+    "period_windows",
 ]
 
 US_PER_SECOND = 1_000_000
@@ -195,6 +197,25 @@ def window_key_range(month: str, window: str | Window) -> tuple[int, int]:
     both = np.array([lo, end - np.timedelta64(1, "us")]).view("int64")
     keys = w.keys(both)
     return int(keys[0]), int(keys[1])
+
+
+@dataclass(frozen=True)
+class PeriodWindows:
+    """The window keys of a replayed period, from the period and never from the data: the
+    first (``lo``), the last a row may spill to past the period (``hi``) and the last inside
+    the period (``last_in_period``)."""
+
+    lo: int
+    hi: int
+    last_in_period: int
+
+
+def period_windows(first_month: str, last_month: str, window: str | Window, *,
+                   spill_hours: float) -> PeriodWindows:
+    """:class:`PeriodWindows` of the months ``first_month..last_month`` in ``window``s, a row's
+    time reaching at most ``spill_hours`` past the last month."""
+    lo, hi = period_window_keys(first_month, last_month, window, spill_hours=spill_hours)
+    return PeriodWindows(lo, hi, period_window_keys(first_month, last_month, window)[1])
 
 
 def period_window_keys(first_month: str, last_month: str, window: str | Window, *,

@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from ..checks.data import DataAccumulator, DataReduce, DataRule
 from ..core.errors import SpecError
-from ..core.time import period_window_keys
+from ..core.time import period_windows
 from ..features import FeatureSpec
 from ..io.canonical import CANONICAL_COLUMNS, CANONICAL_SCHEMA
 from ..spec import DataCheckSpec, JobSpec
@@ -92,8 +92,7 @@ def data_plan(spec: JobSpec, fspec: FeatureSpec, *, windows: bool = True
     if not windows or replay is None:
         reduce = DataReduce(rules)
     else:
-        spill = fspec.active_rules()["outside_period"]["max_trip_hours"]
-        lo, hi = period_window_keys(replay.months[0], replay.months[-1], replay.window, spill_hours=spill)
-        last_in_period = period_window_keys(replay.months[0], replay.months[-1], replay.window)[1]
-        reduce = DataReduce(rules, replay.window, replay.time_column, tuple(replay.months), lo, hi, last_in_period)
+        keys = period_windows(replay.months[0], replay.months[-1], replay.window, spill_hours=fspec.max_trip_hours)
+        reduce = DataReduce(rules, replay.window, replay.time_column, tuple(replay.months), keys.lo, keys.hi,
+                            keys.last_in_period)
     return reduce, DataAccumulator(reduce)

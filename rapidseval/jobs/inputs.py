@@ -238,7 +238,7 @@ def _time_range_notes(ranges: dict[str, tuple[Any, Any]], month: str, fspec: Fea
                       said: InputNotes) -> None:
     """A warning when every pickup falls outside ``month``, else a note for event times beyond the period."""
     lo, hi = (int(b.astype("int64")) for b in month_bounds(month))
-    period_end = hi + int(fspec.active_rules()["outside_period"]["max_trip_hours"] * US_PER_HOUR)
+    period_end = hi + int(fspec.max_trip_hours * US_PER_HOUR)
     beyond = []
     for col in ("pickup_datetime", "dropoff_datetime"):
         if col in ranges:

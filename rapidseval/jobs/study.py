@@ -23,7 +23,7 @@ from ..checks import checks_table
 from ..checks.data import DataAccumulator, DataReduce
 from ..checks.slices import SliceAccumulator, SliceReduce
 from ..core.errors import DataError, RapidsEvalError
-from ..core.time import US_PER_HOUR, month_bounds, parse_delay_hours, parse_window, period_window_keys
+from ..core.time import US_PER_HOUR, PeriodWindows, month_bounds, parse_delay_hours, parse_window, period_windows
 from ..features import FeatureSpec, PartStats
 from ..io.sources import redact_uri
 from ..metrics import COUNT_COLUMNS, add_metrics, learn_threshold
@@ -467,10 +467,11 @@ def _replay_table(spec, fspec, model_specs, thresholds, summaries) -> tuple[pd.D
     rp = spec.evaluation.replay
     if rp is None:
         return pd.DataFrame(), {}
-    spill = fspec.active_rules()["outside_period"]["max_trip_hours"]
+    # windows from the period (and the longest trip the guard lets spill past it), never from the data
+    keys = period_windows(rp.months[0], rp.months[-1], rp.window, spill_hours=fspec.max_trip_hours)
     tables, outside = [], 0
     for i, model_spec in enumerate(model_specs):
-        table = _model_replay(spec, model_spec, i, thresholds[i], summaries, spill)
+        table = _model_replay(spec, model_spec, i, thresholds[i], summaries, keys)
         # windows outside the replayed months hold rows of those months whose event time
         # spilled over (a trip ending after midnight on the last day): kept, but flagged
         outside = max(outside, int(table.attrs.get("rows_outside_windows", 0)))
@@ -485,19 +486,17 @@ def _replay_table(spec, fspec, model_specs, thresholds, summaries) -> tuple[pd.D
     return out, _replay_summary(rp, out, eligible, outside)
 
 
-def _model_replay(spec, model_spec, index: int, threshold: float, summaries, spill_hours: float) -> pd.DataFrame:
-    """The replay windows of one model (the ``index``-th), labelled."""
+def _model_replay(spec, model_spec, index: int, threshold: float, summaries, keys: PeriodWindows) -> pd.DataFrame:
+    """The replay windows of one model (the ``index``-th), labelled (``keys``: the period's windows)."""
     rp = spec.evaluation.replay
-    # windows from the period (and the longest trip the guard lets spill past it), never from the data
-    lo, hi = period_window_keys(rp.months[0], rp.months[-1], rp.window, spill_hours=spill_hours)
-    last_in_period = period_window_keys(rp.months[0], rp.months[-1], rp.window)[1]
     period_start, period_end = month_bounds(rp.months[0], rp.months[-1])
     stream = merge_summaries([summaries[m][index] for m in rp.months])
     train = merge_summaries([summaries[m][index] for m in spec.train_months(model_spec)])
     # spill-over windows after the period appear only as far as rows reach them
     spilled = parse_window(rp.window).keys(stream.hours[-1:] * US_PER_HOUR) if len(stream.hours) else []
     table = replay_frame(
-        stream, fill_from=lo, fill_to=min(hi, max([last_in_period, *map(int, spilled)])), trailing=rp.trailing,
+        stream, fill_from=keys.lo, fill_to=min(keys.hi, max([keys.last_in_period, *map(int, spilled)])),
+        trailing=rp.trailing,
         label_delay_hours=parse_delay_hours(rp.label_delay), bands=rp.bands is not None,
         level=rp.bands.level if rp.bands else 0.95, replicates=rp.bands.replicates if rp.bands else 0,
         seed=spec.seed * 1000 + index, train=train, timezone=rp.timezone,
