@@ -55,6 +55,7 @@ __all__ = [
     "replay_table",
     "bootstrap_bands",
     "roc_auc_band",
+    "mann_whitney_auc",
     "score_quantiles",
 ]
 
@@ -312,8 +313,10 @@ def bootstrap_bands(counts: np.ndarray, *, level: float = 0.95, replicates: int 
     return out
 
 
-def _auc(values: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> float:
-    """Mann-Whitney AUC from (value, label, count) entries sorted by value (ties count 1/2)."""
+def mann_whitney_auc(values: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> float:
+    """ROC AUC of ``values`` as a score for 0/1 ``labels`` from (value, label, count) entries
+    (Mann-Whitney: ties count 1/2; what :func:`sklearn.metrics.roc_auc_score` gives); NaN when
+    one class is absent."""
     uniq, inv = np.unique(values, return_inverse=True)
     pos = np.bincount(inv, weights=counts * (labels == 1), minlength=len(uniq))
     neg = np.bincount(inv, weights=counts * (labels == 0), minlength=len(uniq))
@@ -395,7 +398,7 @@ def pooled_metrics(s: ScoreSummary) -> dict[str, float]:
     row = _count_frame(s.counts.sum(axis=0)).iloc[0].to_dict()
     _, v, y, c, _ = _score_entries(s)
     n = row["n"]
-    row["roc_auc"] = _auc(v, y, c) if len(c) else np.nan
+    row["roc_auc"] = mann_whitney_auc(v, y, c) if len(c) else np.nan
     row["roc_auc_method"] = "exact" if s.exact is not None else f"binned{s.bins}"
     sums = s.sums.sum(axis=0)
     row["log_loss"] = sums[0] / n if n else np.nan
@@ -572,7 +575,7 @@ def _threshold_free_metrics(s: ScoreSummary, keys: np.ndarray) -> tuple[np.ndarr
         a, b = bounds[i], bounds[i + 1]
         if a == b:
             continue
-        auc[i] = _auc(value[a:b], label[a:b], count[a:b])
+        auc[i] = mann_whitney_auc(value[a:b], label[a:b], count[a:b])
         uniq, inv = np.unique(value[a:b], return_inverse=True)
         quantiles[i] = _quantiles(uniq, np.bincount(inv, weights=count[a:b], minlength=len(uniq)), QUANTILES,
                                   width=width)

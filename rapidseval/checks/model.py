@@ -29,6 +29,7 @@ import pyarrow as pa
 from ..core.errors import DataError
 from ..features import FeatureSpec, prepare, required_columns
 from ..models import predict_positive_proba
+from ..replay import mann_whitney_auc
 from . import check_row
 
 __all__ = ["BUILTIN_ASSERTIONS", "LEAKAGE_SAMPLE_ROWS", "ASSERTION_COLUMNS", "AssertionSet", "AssertionOutcome",
@@ -323,22 +324,8 @@ def exact_auc(values: np.ndarray, labels: np.ndarray) -> float:
     """The ROC AUC of ``values`` as a score for 0/1 ``labels``, ties counted half (the
     Mann-Whitney U over n1*n0; what :func:`sklearn.metrics.roc_auc_score` gives); NaN when
     only one class is present."""
-    values = np.asarray(values, dtype="float64")
-    labels = np.asarray(labels).astype(bool)
-    n1 = int(labels.sum())
-    n0 = len(labels) - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    # average ranks of tied values (1-based)
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    avg_rank = (starts + ends + 1) / 2.0
-    ranks = np.empty(len(values), dtype="float64")
-    ranks[order] = np.repeat(avg_rank, ends - starts)
-    u = ranks[labels].sum() - n1 * (n1 + 1) / 2.0
-    return float(u / (n1 * n0))
+    labels = np.asarray(labels).astype("int8")
+    return float(mann_whitney_auc(np.asarray(values, dtype="float64"), labels, np.ones(len(labels))))
 
 
 def feature_aucs(frame, features: Sequence[str], target: str, backend, *, seed: int,

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from ..core.arrays import to_numpy
-from ..core.confusion import confusion_codes, count_by_key, sum_by_key
+from ..core.confusion import CODES, confusion_codes, count_by_key, sum_by_key
 from ..core.time import month_index, parse_window
 from ..metrics import COUNT_COLUMNS, add_metrics
 from ..replay import bootstrap_bands
@@ -57,7 +57,7 @@ OUTSIDE_BINS = "outside bins"
 #: being worse than the rest (NaN where not judged)
 SLICE_EXTRA_COLUMNS = ["metric", "value", "value_low", "value_high", "all_n", "all_value", "gap", "rest_value",
                        "p_worse"]
-_COUNT_ORDER = ("tn", "fp", "fn", "tp")  # the columns of every count array here (core.confusion.CODES)
+_COUNT_ORDER = tuple(sorted(CODES, key=CODES.get))  # tn, fp, fn, tp: the columns of every count array here
 
 
 def _number_label(value: float) -> str:
