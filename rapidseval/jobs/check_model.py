@@ -48,12 +48,9 @@ class ModelChecks:
         """Leakage of ``train`` (the training frame of ``models``), and the consistency sample
         (its first ``sample_rows`` rows), before the frame is dropped."""
         checks = self.spec.checks
-        month = _months_label(train_months)
         if checks.leakage is not None:
-            aucs = feature_aucs(train, self.fspec.features, self.fspec.target, backend, seed=self.spec.seed)
-            self.check_rows += leakage_rows(aucs, max_feature_auc=checks.leakage.max_feature_auc,
-                                            severity=checks.leakage.severity, models=models, month=month,
-                                            rows=len(train))
+            self.check_rows += _leakage(train, self.fspec, self.spec.seed, checks.leakage, backend, models=models,
+                                        month=_months_label(train_months))
         if checks.consistency is not None:
             sample = train.head(checks.consistency.sample_rows)
             for name in models:
@@ -67,18 +64,15 @@ class ModelChecks:
             self.check_rows += time_leakage_rows(self.spec.train_eval_overlap(), names,
                                                  severity=checks.leakage.severity)
         for name, model, threshold in zip(names, models, thresholds):
-            if self.assertion_set is not None:
-                outcome = score_assertions(self.assertion_set, model, threshold, backend, model_name=name)
-                self.outcomes.append(outcome)
-                self.check_rows.append(assertion_row(outcome, self.assertion_set.source,
-                                                     severity=checks.assertions.severity,
-                                                     max_failures=checks.assertions.max_failures))
-            if checks.consistency is not None:
-                data = model_file_bytes(model)
+            data = model_file_bytes(model) if checks.consistency is not None else None
+            if data is not None:
                 self.files[f"models/{name}.pkl"] = data
-                self.check_rows += consistency_rows(
-                    model, data, self.samples[name], self.fspec.features, backend, model_name=name,
-                    severity=checks.consistency.severity, gpu_cpu_tolerance=checks.consistency.gpu_cpu_tolerance)
+            rows, outcome = _model_rows(model, name, threshold, self.assertion_set, checks.assertions,
+                                        checks.consistency, data,
+                                        self.samples[name] if data is not None else None, self.fspec, backend)
+            self.check_rows += rows
+            if outcome is not None:
+                self.outcomes.append(outcome)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """``assertions.parquet`` (the failing rows) when the job has an assertion set."""
@@ -125,24 +119,44 @@ class FoldChecks:
         (consistency reloads them). A fold's training months precede its evaluation months by
         construction, so its time-leakage row passes."""
         rows: list[dict[str, Any]] = []
-        outcomes = []
         if self.leakage is not None:
-            aucs = feature_aucs(train, self.fspec.features, self.fspec.target, backend, seed=self.seed)
-            rows += leakage_rows(aucs, max_feature_auc=self.leakage.max_feature_auc, severity=self.leakage.severity,
-                                 models=[self.model_name], month=origin, rows=len(train))
+            rows += _leakage(train, self.fspec, self.seed, self.leakage, backend, models=[self.model_name],
+                             month=origin)
             rows += time_leakage_rows({}, [self.model_name], severity=self.leakage.severity,
                                       month_of={self.model_name: origin})
-        if self.assertion_set is not None:
-            outcome = score_assertions(self.assertion_set, model, threshold, backend, model_name=self.model_name,
-                                       month=origin)
-            outcomes.append(outcome.to_json())
-            rows.append(assertion_row(outcome, self.assertion_set.source, severity=self.assertions.severity,
-                                      max_failures=self.assertions.max_failures))
-        if self.consistency is not None:
-            rows += consistency_rows(model, file_bytes, train.head(self.consistency.sample_rows), self.fspec.features,
-                                     backend, model_name=self.model_name, severity=self.consistency.severity,
-                                     gpu_cpu_tolerance=self.consistency.gpu_cpu_tolerance, month=origin)
-        return {"key": self.key, "rows": [{**r, "window_start": None} for r in rows], "assertions": outcomes}
+        sample = train.head(self.consistency.sample_rows) if self.consistency is not None else None
+        model_rows, outcome = _model_rows(model, self.model_name, threshold, self.assertion_set, self.assertions,
+                                          self.consistency, file_bytes, sample, self.fspec, backend, month=origin)
+        rows += model_rows
+        return {"key": self.key, "rows": [{**r, "window_start": None} for r in rows],
+                "assertions": [outcome.to_json()] if outcome is not None else []}
+
+
+def _leakage(train, fspec: FeatureSpec, seed: int, leakage, backend, *, models: Sequence[str],
+             month: str | None) -> list[dict[str, Any]]:
+    """The ``leakage`` rows of a training frame (``leakage``: the spec's section), for ``models``."""
+    aucs = feature_aucs(train, fspec.features, fspec.target, backend, seed=seed)
+    return leakage_rows(aucs, max_feature_auc=leakage.max_feature_auc, severity=leakage.severity, models=models,
+                        month=month, rows=len(train))
+
+
+def _model_rows(model, name: str, threshold: float, aset: AssertionSet | None, assertions, consistency,
+                file_bytes: bytes | None, sample, fspec: FeatureSpec, backend, *, month: str | None = None
+                ) -> tuple[list[dict[str, Any]], AssertionOutcome | None]:
+    """One fitted model's ``assertions`` and ``consistency`` rows (the spec's sections; None: not
+    run), and its assertion outcome (None without a set): what a study's model and a
+    backtest's fold both get."""
+    rows: list[dict[str, Any]] = []
+    outcome = None
+    if aset is not None:
+        outcome = score_assertions(aset, model, threshold, backend, model_name=name, month=month)
+        rows.append(assertion_row(outcome, aset.source, severity=assertions.severity,
+                                  max_failures=assertions.max_failures))
+    if consistency is not None:
+        rows += consistency_rows(model, file_bytes, sample, fspec.features, backend, model_name=name,
+                                 severity=consistency.severity, gpu_cpu_tolerance=consistency.gpu_cpu_tolerance,
+                                 month=month)
+    return rows, outcome
 
 
 def fold_checks(spec: JobSpec, fspec: FeatureSpec) -> FoldChecks | None:
