@@ -81,6 +81,8 @@ def study_compare_rows(spec: JobSpec, model_specs: list[ModelSpec], monthly: pd.
         monthly_rule = _jump_rule(spec, lag=1)
         window_rule = _jump_rule(spec, lag=_window_lag(spec)) if not windows.empty else None
         for i, model in enumerate(model_specs):
+            if model.name == baseline_name(spec):  # a yardstick: its own jumps are not judged
+                continue
             seeded = BandSettings(bands.level, bands.replicates, spec.seed * 1000 + i)
             rows += jump_rows(months_of(model), monthly_rule, model=model.name, key="month", bands=seeded)
             if not windows.empty:
@@ -170,7 +172,7 @@ def backtest_compare_rows(spec: JobSpec, folds: list[tuple[str, str, list[str]]]
     baseline = fold_baseline(spec)
     if baseline is not None:
         cfg = checks.baseline
-        rule = BaselineRule(f"baseline_{cfg.kind}", cfg.kind, cfg.metric, cfg.margin, cfg.severity)
+        rule = BaselineRule(baseline_name(spec), cfg.kind, cfg.metric, cfg.margin, cfg.severity)
         for i, (origin, key, months) in enumerate(folds):
             ours = _month_totals({m: counts((key, m)) for m in months})
             theirs = _month_totals({m: pd.read_parquet(_score_path(work, key, baseline, entries[m])) for m in months})

@@ -85,6 +85,7 @@ class _PartChecks:
     data: DataReduce | None = None
     slices: SliceReduce | None = None
     slice_months: frozenset[str] = frozenset()  # slices judge held-out months only (never a training month)
+    slice_models: int = 0  # the first models are sliced: the job's own (a baseline, scored last, is not)
 
     def read_columns(self) -> tuple[str, ...]:
         return self.data.read_columns() if self.data is not None else ()
@@ -138,7 +139,9 @@ def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, models, threshol
     if checks is not None and checks.data is not None:
         result.data = checks.data.reduce(scored.raw, frame, month=part.month, backend=backend)
     if checks is not None and checks.slices is not None and part.month in checks.slice_months:
-        result.slices = checks.slices.reduce(frame, scored.probas, thresholds, backend=backend, month=part.month)
+        k = checks.slice_models
+        result.slices = checks.slices.reduce(frame, scored.probas[:k], thresholds[:k], backend=backend,
+                                             month=part.month)
     return result
 
 
@@ -162,17 +165,17 @@ def run(ctx: JobContext) -> StudyResult:
         thresholds = _learn_thresholds(ctx, executor, fspec, trained, model_specs)
         if model_check is not None:  # -- model checks: every trained model scores the assertion set, ...
             with ctx.timed("checks"):
-                judged = [i for i, m in enumerate(model_specs) if m.name != baseline_name(spec)]
+                judged = _judged(spec, model_specs)
                 model_check.on_models([model_specs[i].name for i in judged], [trained.models[i] for i in judged],
                                       [thresholds[i] for i in judged], ctx.backend)
         scored = _score_months(ctx, executor, fspec, shared_models, thresholds, months, model_specs)
     with ctx.timed("assemble"):
         tables = _assemble_tables(spec, fspec, model_specs, thresholds, scored)
-        model_tables = _with_model_checks(tables, model_check)
-        compared = study_compare_rows(spec, model_specs, tables.monthly, tables.replay)  # checks.baseline, .jumps
-        if compared:
-            tables.checks = checks_table([*tables.checks.to_dict("records"), *compared])
-        _leave_out_baseline(tables, baseline_name(spec))
+        if tables.check_rows is not None:  # data and slices (the score pass), the models, the comparisons
+            model_rows = model_check.check_rows if model_check is not None else []
+            tables.checks = checks_table([*tables.check_rows, *model_rows,
+                                          *study_compare_rows(spec, model_specs, tables.monthly, tables.replay)])
+        model_tables = model_check.tables() if model_check is not None else {}
     manifest = ctx.manifest(tables.stats)
     manifest["models"] = [{"name": m.name, "kind": m.kind, **info} for m, info in zip(model_specs, trained.fit_info)]
     if tables.replay_summary:
@@ -213,9 +216,9 @@ def _train_models(ctx: JobContext, executor, fspec: FeatureSpec, model_specs,
             fit_info[i] = _fit_model(ctx, models[i], model_specs[i].name, train, train_months, fspec)
         if model_check is not None:
             with ctx.timed("checks"):
+                judged = set(_judged(spec, model_specs))
                 model_check.on_training_frame(train, train_months, [model_specs[i].name for i in indices
-                                                                    if model_specs[i].name != baseline_name(spec)],
-                                              ctx.backend)
+                                                                    if i in judged], ctx.backend)
         del train
     return _Trained(models, fit_info)
 
@@ -313,8 +316,9 @@ def _score_months(ctx: JobContext, executor, fspec: FeatureSpec, shared_models, 
         parts = ctx.parts(months)
         shift_reduce, shift_acc = _shift_plan(spec, fspec, ctx.inputs, ctx.backend.xp)
         data_reduce, data_acc = data_plan(spec, fspec)
-        slice_reduce, slice_acc = slice_plan(spec, fspec, [m.name for m in model_specs])
-        checks = (_PartChecks(data_reduce, slice_reduce, frozenset(_held_out_months(spec, model_specs)))
+        judged = _judged(spec, model_specs)
+        slice_reduce, slice_acc = slice_plan(spec, fspec, [model_specs[i].name for i in judged])
+        checks = (_PartChecks(data_reduce, slice_reduce, frozenset(_held_out_months(spec, model_specs)), len(judged))
                   if data_reduce is not None or slice_reduce is not None else None)
         results: dict[str, list[tuple[int, _PartResult]]] = {m: [] for m in months}
         with ctx.reporter.stage("score + reduce", total=len(parts), unit="part",
@@ -334,6 +338,13 @@ def _score_months(ctx: JobContext, executor, fspec: FeatureSpec, shared_models, 
                 stage.advance(item=parts[i].month)
         in_order = {m: [r for _, r in sorted(results[m], key=lambda x: x[0])] for m in months}
     return _Scored(in_order, shift_acc, data_acc, slice_acc)
+
+
+def _judged(spec: JobSpec, model_specs) -> list[int]:
+    """The indices of the models the checks judge: every model but the baseline, a yardstick
+    (it keeps its rows in monthly and replay and is judged against in the ``baseline`` rows)."""
+    baseline = baseline_name(spec)
+    return [i for i, m in enumerate(model_specs) if m.name != baseline]
 
 
 def _held_out_months(spec: JobSpec, model_specs) -> list[str]:
@@ -368,7 +379,8 @@ class _StudyTables:
     shift: pd.DataFrame
     attribution: pd.DataFrame
     explain: pd.DataFrame | None = None  # written whenever the run compared shift, even without alarms
-    checks: pd.DataFrame | None = None  # written when the job has checks or slices
+    check_rows: list[dict[str, Any]] | None = None  # the score pass's (data, slices); None: no checks, no slices
+    checks: pd.DataFrame | None = None  # every check row (checks.parquet), made by run()
     slices: pd.DataFrame | None = None  # written when the job has evaluation.slices
 
     def to_write(self) -> dict[str, pd.DataFrame]:
@@ -407,32 +419,8 @@ def _assemble_tables(spec: JobSpec, fspec: FeatureSpec, model_specs, thresholds,
     return _StudyTables(stats, monthly, replay, replay_summary, shift,
                         attribution=_attribution_table(spec, shift, replay, monthly),
                         explain=shift_acc.explanation() if shift_acc is not None else None,
-                        checks=checks_table(check_rows) if has_checks else None,
+                        check_rows=check_rows if has_checks else None,
                         slices=scored.slices.table() if scored.slices is not None else None)
-
-
-def _leave_out_baseline(tables: _StudyTables, baseline: str | None) -> None:
-    """The baseline model is a yardstick, not a candidate: its own check rows (jumps, slices,
-    leakage, consistency) and slices are left out; it keeps its rows in monthly and replay and
-    is judged against in the ``baseline`` rows."""
-    if baseline is None:
-        return
-    if tables.checks is not None and not tables.checks.empty:
-        own = (tables.checks["model"] == baseline).fillna(False) & (tables.checks["kind"] != "baseline")
-        tables.checks = tables.checks[~own].reset_index(drop=True)
-    if tables.slices is not None and not tables.slices.empty:
-        tables.slices = tables.slices[tables.slices["model"] != baseline].reset_index(drop=True)
-
-
-def _with_model_checks(tables: _StudyTables, model_check: ModelChecks | None) -> dict[str, pd.DataFrame]:
-    """The model checks' rows joined to ``tables.checks`` (in place); their own tables
-    (``assertions``) to write."""
-    if model_check is None:
-        return {}
-    rows = checks_table(model_check.check_rows)
-    tables.checks = rows if tables.checks is None or tables.checks.empty else pd.concat([tables.checks, rows],
-                                                                                      ignore_index=True)
-    return model_check.tables()
 
 
 def _roles(spec: JobSpec, month: str, model=None) -> str:
