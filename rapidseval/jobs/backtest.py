@@ -57,10 +57,10 @@ from ..io.rundir import resolve_run_dir
 from ..models import fit, make_model, predict_positive_proba
 from ..replay import window_counts
 from .cached_features import DAY_COLUMN, build_month, data_check_rows, read_day_counts
-from .check_compare import (FoldBaseline, append_checks, backtest_compare_rows, fit_fold_baseline, fold_baseline,
+from .check_compare import (FoldBaseline, backtest_compare_rows, fit_fold_baseline, fold_baseline,
                             fold_baseline_done)
 from .check_data import data_plan
-from .check_model import FoldChecks, fold_check_tables, fold_checks
+from .check_model import FoldChecks, fold_assertions, fold_check_rows, fold_checks
 from .checks import drift_calculator, splitter
 from .context import JobContext, stopwatch
 from .inputs import feature_spec
@@ -388,14 +388,8 @@ def run(ctx: JobContext) -> BacktestResult:
             walked = _walk_policies(ctx, executor, plan, entries, folds)
     with ctx.timed("assemble"):
         tables = _assemble_tables(ctx.spec.backtest, folds, walked)
-        # -- checks.data: one row per rule and month, from the counts kept beside the cached months
-        data_rows = data_check_rows(ctx.spec, plan.fspec, entries)
-        if data_rows:
-            tables["checks"] = checks_table(data_rows)
-        tables = _with_fold_checks(tables, folds, plan.checks)  # the folds' model checks join them
-        append_checks(tables, backtest_compare_rows(  # checks.baseline per fold and month, checks.jumps per policy
-            ctx.spec, [(p.fold.origin, p.key, list(p.fold.eval)) for p in folds.plans], walked.evidence.counts,
-            tables["backtest"], str(plan.work), entries), ctx.spec)
+        if ctx.spec.checks.any:
+            tables.update(_check_tables(ctx.spec, plan, entries, folds, walked, tables["backtest"]))
     manifest = ctx.manifest({m: entries[m].stats for m in plan.months})
     manifest["backtest"] = {
         "folds": len(folds.plans), "folds_reused": len(folds.plans) - folds.fitted,
@@ -616,13 +610,16 @@ def _assemble_tables(bt, folds: _Folds, walked: _Walked) -> dict[str, pd.DataFra
     return tables
 
 
-def _with_fold_checks(tables: dict[str, pd.DataFrame], folds: _Folds, checks: FoldChecks | None):
-    """The folds' model-check rows joined to ``tables["checks"]`` (other checks may be there)
-    and ``assertions`` added."""
-    extra = fold_check_tables([folds.records[p.key] for p in folds.plans], checks)
-    if "checks" in extra and "checks" in tables and not tables["checks"].empty:
-        extra["checks"] = pd.concat([tables["checks"], extra["checks"]], ignore_index=True)
-    return {**tables, **extra}
+def _check_tables(spec, plan: _BacktestPlan, entries: dict[str, CachedMonth], folds: _Folds, walked: _Walked,
+                  backtest: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``checks``: the data rows (per rule and month, from the counts kept beside the cached
+    months), the folds' model checks (from their markers), the baseline per fold and month and
+    the jumps per policy; and ``assertions`` (the failing rows) with an assertion set."""
+    records = [folds.records[p.key] for p in folds.plans]
+    rows = [*data_check_rows(spec, plan.fspec, entries), *fold_check_rows(records, plan.checks),
+            *backtest_compare_rows(spec, [(p.fold.origin, p.key, list(p.fold.eval)) for p in folds.plans],
+                                   walked.evidence.counts, backtest, str(plan.work), entries)]
+    return {"checks": checks_table(rows), **fold_assertions(records, plan.checks)}
 
 
 def _models_table(folds: _Folds) -> pd.DataFrame:

@@ -11,7 +11,6 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..checks import checks_table
 from ..checks.compare import BandSettings, BaselineRule, JumpRule, baseline_rows, jump_rows, season_lag
 from ..core.errors import SpecError
 from ..core.time import parse_window
@@ -23,7 +22,7 @@ from ..spec import JobSpec, ModelSpec
 from .cached_features import DAY_COLUMN
 
 __all__ = ["baseline_name", "with_baseline", "study_compare_rows", "FoldBaseline", "fold_baseline",
-           "fit_fold_baseline", "fold_baseline_done", "backtest_compare_rows", "append_checks"]
+           "fit_fold_baseline", "fold_baseline_done", "backtest_compare_rows"]
 
 
 def baseline_name(spec: JobSpec) -> str | None:
@@ -185,11 +184,3 @@ def backtest_compare_rows(spec: JobSpec, folds: list[tuple[str, str, list[str]]]
             rows += jump_rows(table, rule, model=str(policy), key="month",
                               bands=BandSettings(seed=spec.seed * 1000 + i))
     return rows
-
-
-def append_checks(tables: dict[str, pd.DataFrame], rows: list[dict[str, Any]], spec: JobSpec) -> None:
-    """Add ``rows`` to ``tables["checks"]`` (made when the job has checks), after any rows it holds."""
-    if not rows and not spec.checks.any:
-        return
-    rows = [*tables["checks"].to_dict("records"), *rows] if "checks" in tables else rows
-    tables["checks"] = checks_table(rows)

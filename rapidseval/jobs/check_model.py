@@ -28,7 +28,8 @@ from ..checks.model import (AssertionOutcome, AssertionSet, assertion_row, asser
 from ..features import FeatureSpec
 from ..spec import JobSpec
 
-__all__ = ["ModelChecks", "model_checks", "FoldChecks", "fold_checks", "fold_check_tables"]
+__all__ = ["ModelChecks", "model_checks", "FoldChecks", "fold_checks", "fold_check_rows", "fold_assertions",
+           "fold_check_tables"]
 
 
 @dataclass
@@ -170,18 +171,29 @@ def fold_checks(spec: JobSpec, fspec: FeatureSpec) -> FoldChecks | None:
                       checks.leakage, checks.consistency)
 
 
+def fold_check_rows(records: Sequence[dict[str, Any]], checks: FoldChecks | None) -> list[dict[str, Any]]:
+    """The folds' check rows, in origin order, from their records (none without model checks)."""
+    if checks is None:
+        return []
+    return [row for r in sorted(records, key=lambda r: r["origin"]) for row in r["checks"]["rows"]]
+
+
+def fold_assertions(records: Sequence[dict[str, Any]], checks: FoldChecks | None) -> dict[str, pd.DataFrame]:
+    """``assertions`` (the failing rows, in origin order) from the folds' records, when the job
+    has an assertion set."""
+    if checks is None or checks.assertion_set is None:
+        return {}
+    ordered = sorted(records, key=lambda r: r["origin"])
+    return {"assertions": assertions_table([AssertionOutcome.from_json(o) for r in ordered
+                                            for o in r["checks"]["assertions"]])}
+
+
 def fold_check_tables(records: Sequence[dict[str, Any]], checks: FoldChecks | None) -> dict[str, pd.DataFrame]:
     """``checks`` (the folds' rows, in origin order) and ``assertions`` (the failing rows) from
     the folds' records."""
     if checks is None:
         return {}
-    ordered = sorted(records, key=lambda r: r["origin"])
-    rows = [row for r in ordered for row in r["checks"]["rows"]]
-    tables = {"checks": checks_table(rows)}
-    if checks.assertion_set is not None:
-        outcomes = [AssertionOutcome.from_json(o) for r in ordered for o in r["checks"]["assertions"]]
-        tables["assertions"] = assertions_table(outcomes)
-    return tables
+    return {"checks": checks_table(fold_check_rows(records, checks)), **fold_assertions(records, checks)}
 
 
 def _months_label(months: Sequence[str]) -> str:
