@@ -92,9 +92,14 @@ _UNLISTED_OWN = ("report.html",)
 # ---------------------------------------------------------------------------------------
 # names and paths
 # ---------------------------------------------------------------------------------------
+def _is_plain_name(name: str) -> bool:
+    """Whether ``name`` is a plain file name: letters, digits, '.', '_', '-'; no '/' and no '..'."""
+    return bool(_SAFE_NAME.fullmatch(name)) and ".." not in name
+
+
 def safe_file_name(name: str, what: str = "table name") -> str:
     """``name`` if it is a plain file name (no separators, no ``..``), else SpecError."""
-    if not _SAFE_NAME.fullmatch(name) or ".." in name:
+    if not _is_plain_name(name):
         raise SpecError(f"{what} {name!r} is not a plain file name (letters, digits, '.', '_', '-'; no '..' or '/')")
     return name
 
@@ -102,7 +107,15 @@ def safe_file_name(name: str, what: str = "table name") -> str:
 def _plain_path(name: str) -> bool:
     """Whether a name the marker lists is a file inside the run directory: plain file names
     joined by '/' (``manifest.json``, ``models/primary.pkl``), no ``..``."""
-    return all(_SAFE_NAME.fullmatch(part) and ".." not in part for part in name.split("/"))
+    return all(_is_plain_name(part) for part in name.split("/"))
+
+
+def safe_file_path(path: str) -> str:
+    """``path`` if it is a relative path of plain file names (``models/primary.pkl``), else SpecError."""
+    parts = path.split("/")
+    for part in parts:
+        safe_file_name(part, "file name")
+    return path
 
 
 def check_dir_template(template: str) -> None:
@@ -165,14 +178,6 @@ def resolve_run_dir(template: str, name: str) -> str:
 #: what a caller adds to a run directory after its tables and manifest, before the marker
 #: (the jobs layer passes the report writer: ``finish(directory)`` writes ``report.html``)
 Finish = Callable[[Path], Any]
-
-
-def safe_file_path(path: str) -> str:
-    """``path`` if it is a relative path of plain file names (``models/primary.pkl``), else SpecError."""
-    parts = path.split("/")
-    for part in parts:
-        safe_file_name(part, "file name")
-    return path
 
 
 def _write_local(tmp: Path, manifest: Mapping[str, Any], tables: Mapping[str, pd.DataFrame],
