@@ -39,7 +39,7 @@ _CLICK_EXITS: tuple[type[BaseException], ...] = (
 
 
 #: ``rapidseval run``'s exit code when a check of severity ``fail`` did not hold (the run
-#: directory is complete); 1 is an error, 2 a usage error
+#: directory is complete); an error or a usage error exits with EXIT_ERROR (2)
 EXIT_CHECKS_FAILED = 3
 
 
@@ -306,7 +306,7 @@ def validate(
     model_check = model_checks(spec, feature_spec(spec))  # checks.assertions: read and checked, as a run does
     if model_check is not None and model_check.assertion_set is not None:
         aset = model_check.assertion_set
-        typer.echo(f"ok checks.assertions: {aset.source} ({len(aset.expected)} rows)")
+        typer.echo(f"ok checks.assertions: {aset.source} ({len(aset)} rows)")
     inputs = resolve_inputs(spec, input_months(spec), warnings=warnings, notes=notes)  # the run's up-front checks
     for month, month_input in inputs.items():
         info = month_input.info

@@ -100,10 +100,11 @@ def read_prepared(part, fspec: FeatureSpec, backend, extra_columns: Sequence[str
 
 
 def _month_data_counts(month: str, parts, fspec: FeatureSpec, backend_name: str, data: DataReduce) -> DataCounts:
+    """The data-check counts of a month whose features are already cached (its parts read again)."""
     backend = get_backend(backend_name)
     counts = DataCounts()
     for part in sorted(parts, key=lambda p: p.index):
-        raw, frame, _ = read_prepared(part, fspec, backend, data.read_columns() if data is not None else ())
+        raw, frame, _ = read_prepared(part, fspec, backend, data.read_columns())
         counts = counts.merge(data.reduce(raw, frame, month=month, backend=backend))
     return counts
 
