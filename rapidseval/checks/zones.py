@@ -32,16 +32,19 @@ def taxi_zone_lookup() -> pd.DataFrame:
     return table
 
 
+def _by_location(column: str) -> dict[int, str]:
+    table = taxi_zone_lookup()
+    return dict(zip(table["LocationID"].tolist(), table[column].tolist()))
+
+
 def taxi_zone_borough() -> dict[int, str]:
     """LocationID -> Borough (``EWR``, ``Queens``, ..., ``Unknown`` for 264, ``N/A`` for 265)."""
-    table = taxi_zone_lookup()
-    return dict(zip(table["LocationID"].tolist(), table["Borough"].tolist()))
+    return _by_location("Borough")
 
 
 def taxi_zone_service_zone() -> dict[int, str]:
     """LocationID -> service_zone (``EWR``, ``Boro Zone``, ``Yellow Zone``, ``Airports``, ``N/A``)."""
-    table = taxi_zone_lookup()
-    return dict(zip(table["LocationID"].tolist(), table["service_zone"].tolist()))
+    return _by_location("service_zone")
 
 
 #: the shipped mappings by the name ``evaluation.slices[].mapping`` gives them
