@@ -85,7 +85,7 @@ class _PartChecks:
     data: DataReduce | None = None
     slices: SliceReduce | None = None
     slice_months: frozenset[str] = frozenset()  # slices judge held-out months only (never a training month)
-    slice_models: int = 0  # the first models are sliced: the job's own (a baseline, scored last, is not)
+    slice_models: tuple[int, ...] = ()  # the models sliced: the job's own (not the baseline)
 
     def read_columns(self) -> tuple[str, ...]:
         return self.data.read_columns() if self.data is not None else ()
@@ -139,9 +139,9 @@ def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, models, threshol
     if checks is not None and checks.data is not None:
         result.data = checks.data.reduce(scored.raw, frame, month=part.month, backend=backend)
     if checks is not None and checks.slices is not None and part.month in checks.slice_months:
-        k = checks.slice_models
-        result.slices = checks.slices.reduce(frame, scored.probas[:k], thresholds[:k], backend=backend,
-                                             month=part.month)
+        sliced = checks.slice_models
+        result.slices = checks.slices.reduce(frame, [scored.probas[i] for i in sliced], [thresholds[i] for i in sliced],
+                                             backend=backend, month=part.month)
     return result
 
 
@@ -318,7 +318,7 @@ def _score_months(ctx: JobContext, executor, fspec: FeatureSpec, shared_models, 
         data_reduce, data_acc = data_plan(spec, fspec)
         judged = _judged(spec, model_specs)
         slice_reduce, slice_acc = slice_plan(spec, fspec, [model_specs[i].name for i in judged])
-        checks = (_PartChecks(data_reduce, slice_reduce, frozenset(_held_out_months(spec, model_specs)), len(judged))
+        checks = (_PartChecks(data_reduce, slice_reduce, frozenset(_held_out_months(spec, model_specs)), tuple(judged))
                   if data_reduce is not None or slice_reduce is not None else None)
         results: dict[str, list[tuple[int, _PartResult]]] = {m: [] for m in months}
         with ctx.reporter.stage("score + reduce", total=len(parts), unit="part",
