@@ -63,8 +63,8 @@ from ..core.arrays import to_host
 from ..core.time import parse_window
 from . import check_row
 
-__all__ = ["DataRule", "DataReduce", "DataCounts", "GroupCounts", "DataAccumulator", "judge_group", "tolerance_allows", "ROW_RULES",
-           "AGGREGATE_RULES"]
+__all__ = ["DataRule", "DataReduce", "DataCounts", "GroupCounts", "DataAccumulator", "judge_group", "tolerance_allows",
+           "ROW_RULES", "AGGREGATE_RULES"]
 
 #: rules that count the rows breaking them (a tolerance is the share allowed)
 ROW_RULES = ("not_null", "min", "max", "between", "in_set")

@@ -140,8 +140,8 @@ def _evaluate_part(part, fspec: FeatureSpec, backend_name: str, models, threshol
         result.data = checks.data.reduce(scored.raw, frame, month=part.month, backend=backend)
     if checks is not None and checks.slices is not None and part.month in checks.slice_months:
         sliced = checks.slice_models
-        result.slices = checks.slices.reduce(frame, [scored.probas[i] for i in sliced], [thresholds[i] for i in sliced],
-                                             backend=backend, month=part.month)
+        result.slices = checks.slices.reduce(frame, [scored.probas[i] for i in sliced],
+                                             [thresholds[i] for i in sliced], backend=backend, month=part.month)
     return result
 
 
